@@ -1,0 +1,107 @@
+"""The ``respkv`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from respkv import logs
+from respkv.config import Config, ConfigError
+
+log = logging.getLogger("respkv")
+
+
+def run_async(main) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+@click.group()
+@click.version_option(package_name="respkv")
+def main() -> None:
+    """respkv: a Redis-protocol key-value server replicated with Raft."""
+
+
+@main.command()
+@click.argument("config_file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--node-id", help="This node's id (default: n<port>).")
+@click.option("--bind", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Client (RESP) port (default 6379).")
+@click.option("--raft-port", type=int, help="Raft port (default: port + 10000).")
+@click.option("--dir", "dir_", help="Data directory (default: current directory).")
+@click.option("--join", help="host:port of a member of the cluster to join.")
+@click.option("--advertise", help="host:port told to clients (MOVED, CLUSTER SLOTS).")
+@click.option("--raft-advertise", help="host:port told to peers.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option("--maxclients", type=int)
+@click.option("--timeout", type=int, help="Close clients idle this many seconds (0: never).")
+@click.option("--read-consistency", type=click.Choice(["linearizable", "lease", "stale"]))
+@click.option("--set", "extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other directive, as in the config file.")
+def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **flags) -> None:
+    """Run a node, like redis-server: CONFIG_FILE, then flags, win in that order."""
+    flags["dir"] = dir_
+    try:
+        config = Config.load(config_file, flags)
+        for item in extra:
+            name, _, value = item.partition("=")
+            config.set(name, value)
+        config.validate()
+    except (ConfigError, OSError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    logs.setup(config.node_id, config.log_level, config.log_format)
+    from respkv.server.server import DirectoryLocked, Server
+
+    try:
+        run_async(Server(config).serve())
+    except DirectoryLocked as error:
+        log.error("%s", error)
+        sys.exit(1)
+    except OSError as error:
+        log.error("cannot start: %s", error)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--nodes", type=int, default=3, show_default=True, help="How many nodes.")
+@click.option("--base-port", type=int, default=7001, show_default=True,
+              help="Client port of the first node; the others follow it.")
+@click.option("--dir", "dir_", default="data", show_default=True,
+              help="Parent of the nodes' data directories.")
+@click.option("--log-level", default="info", show_default=True)
+def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
+    """Start a local cluster on 127.0.0.1; Ctrl-C stops every node cleanly."""
+    import signal
+    import subprocess
+    import time
+
+    procs: list[subprocess.Popen] = []
+    seed = f"127.0.0.1:{base_port}"
+    for i in range(nodes):
+        port = base_port + i
+        command = [sys.executable, "-m", "respkv.cli", "server", "--node-id", f"n{i + 1}",
+                   "--port", str(port), "--dir", f"{dir_}/n{i + 1}", "--log-level", log_level]
+        if i > 0:
+            command += ["--join", seed]
+        procs.append(subprocess.Popen(command))
+        click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000})")
+        if i == 0:
+            time.sleep(0.5)  # let the first node bootstrap before the others ask to join
+    click.echo(f"cluster of {nodes} on 127.0.0.1:{base_port}..{base_port + nodes - 1}; "
+               f"try: redis-cli -c -p {base_port} set hello world; Ctrl-C stops it")
+    signal.signal(signal.SIGINT, lambda *_: None)  # the children get Ctrl-C themselves
+    signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
+    codes = [p.wait() for p in procs]
+    sys.exit(max(codes) if any(codes) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Connection commands: PING, ECHO, HELLO, SELECT, QUIT, RESET, AUTH, CLIENT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from respkv.commands import errors
+from respkv.commands.args import parse_int
+from respkv.commands.table import COMMANDS, Kind, command
+from respkv.protocol.reply import OK, PONG, Reply, RespError, Simple, Verbatim
+
+if TYPE_CHECKING:
+    from respkv.server.client import Client
+
+VERSION = "7.0.15"  # the Redis version whose behaviour we follow; clients look at it
+
+
+@command("ping", -1, Kind.SERVER, flags=("fast", "stale"), group="connection")
+def ping(client: Client, args: list[bytes]) -> Reply:
+    if len(args) > 2:
+        raise errors.wrong_arity("ping")
+    return args[1] if len(args) == 2 else PONG
+
+
+@command("echo", 2, Kind.SERVER, flags=("fast",), group="connection")
+def echo(client: Client, args: list[bytes]) -> Reply:
+    return args[1]
+
+
+@command("hello", -1, Kind.SERVER, flags=("fast", "noauth"), group="connection", since="6.0.0")
+def hello(client: Client, args: list[bytes]) -> Reply:
+    resp3 = client.resp3
+    if len(args) >= 2:
+        try:
+            version = parse_int(args[1])
+        except RespError:
+            raise RespError("ERR Protocol version is not an integer or out of range") from None
+        if version not in (2, 3):
+            raise RespError("NOPROTO unsupported protocol version")
+        resp3 = version == 3
+    name = None
+    i = 2
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"AUTH" and i + 2 < len(args):
+            i += 3
+        elif option == b"SETNAME" and i + 1 < len(args):
+            name = _valid_name(args[i + 1])
+            i += 2
+        else:
+            option_text = args[i].decode("utf-8", "replace")
+            raise RespError(f"ERR Syntax error in HELLO option '{option_text}'")
+    client.resp3 = resp3
+    if name is not None:
+        client.name = name
+    server = client.server
+    return {
+        "server": "redis",
+        "version": VERSION,
+        "proto": 3 if resp3 else 2,
+        "id": client.id,
+        "mode": "cluster",
+        "role": "master" if server.is_leader() else "replica",
+        "modules": [],
+    }
+
+
+@command("select", 2, Kind.SERVER, flags=("fast",), group="connection")
+def select(client: Client, args: list[bytes]) -> Reply:
+    index = parse_int(args[1], RespError("ERR value is not an integer or out of range"))
+    if index != 0:
+        raise RespError("ERR SELECT is not allowed in cluster mode")
+    return OK
+
+
+@command("quit", -1, Kind.SERVER, flags=("fast", "noauth"), group="connection")
+def quit_(client: Client, args: list[bytes]) -> Reply:
+    client.close_after_replies()
+    return OK
+
+
+@command("reset", 1, Kind.SERVER, flags=("fast", "noauth"), group="connection", since="6.2.0")
+def reset(client: Client, args: list[bytes]) -> Reply:
+    client.resp3 = False
+    client.name = b""
+    client.readonly = False
+    client.read_consistency = None
+    return Simple("RESET")
+
+
+@command("auth", -2, Kind.SERVER, flags=("fast", "noauth"), group="connection")
+def auth(client: Client, args: list[bytes]) -> Reply:
+    if len(args) > 3:
+        raise errors.SYNTAX
+    if len(args) == 2:
+        raise RespError(
+            "ERR AUTH <password> called without any password configured for the default "
+            "user. Are you sure your configuration is correct?"
+        )
+    return OK
+
+
+@command("client", -2, Kind.SERVER, group="connection")
+def client_(client: Client, args: list[bytes]) -> Reply:
+    return subcommand(client, args)
+
+
+def subcommand(client: Client, args: list[bytes]) -> Reply:
+    """Run ``PARENT SUB ...`` through the parent's subcommand table."""
+    parent = COMMANDS[args[0].decode("latin-1").lower()]
+    sub = parent.subcommands.get(args[1].decode("latin-1").lower())
+    if sub is None:
+        raise errors.unknown_subcommand(parent.name, args[1])
+    if not sub.arity_ok(len(args)):
+        raise RespError(
+            f"ERR unknown subcommand or wrong number of arguments for "
+            f"'{args[1].decode('utf-8', 'replace')}'. Try {parent.name.upper()} HELP."
+        )
+    return sub.handler(client, args)
+
+
+def _valid_name(name: bytes) -> bytes:
+    if any(c < 0x21 or c > 0x7E for c in name):
+        raise RespError("ERR Client names cannot contain spaces, newlines or special characters.")
+    return name
+
+
+def _client_sub(name: str, arity: int):
+    return command(name, arity, Kind.SERVER, group="connection", parent="client")
+
+
+@_client_sub("id", 2)
+def client_id(client: Client, args: list[bytes]) -> Reply:
+    return client.id
+
+
+@_client_sub("setname", 3)
+def client_setname(client: Client, args: list[bytes]) -> Reply:
+    client.name = _valid_name(args[2])
+    return OK
+
+
+@_client_sub("getname", 2)
+def client_getname(client: Client, args: list[bytes]) -> Reply:
+    return client.name or None
+
+
+@_client_sub("setinfo", 4)
+def client_setinfo(client: Client, args: list[bytes]) -> Reply:
+    attr = args[2].upper()
+    if attr == b"LIB-NAME":
+        client.lib_name = _valid_name(args[3])
+    elif attr == b"LIB-VER":
+        client.lib_ver = _valid_name(args[3])
+    else:
+        raise RespError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
+    return OK
+
+
+@_client_sub("info", 2)
+def client_info(client: Client, args: list[bytes]) -> Reply:
+    return Verbatim(client.info_line() + "\n")
+
+
+@_client_sub("list", -2)
+def client_list(client: Client, args: list[bytes]) -> Reply:
+    clients = list(client.server.clients.values())
+    i = 2
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"TYPE" and i + 1 < len(args):
+            kind = args[i + 1].lower()
+            if kind not in (b"normal", b"master", b"replica", b"pubsub"):
+                shown = args[i + 1].decode("utf-8", "replace")
+                raise RespError(f"ERR Unknown client type '{shown}'")
+            if kind != b"normal":
+                clients = []
+            i += 2
+        elif option == b"ID" and i + 1 < len(args):
+            ids = {parse_int(a, RespError("ERR Invalid client ID")) for a in args[i + 1 :]}
+            clients = [c for c in clients if c.id in ids]
+            break
+        else:
+            raise errors.SYNTAX
+    return Verbatim("".join(c.info_line() + "\n" for c in clients))
+
+
+@_client_sub("kill", -3)
+def client_kill(client: Client, args: list[bytes]) -> Reply:
+    clients = client.server.clients.values()
+    if len(args) == 3:  # old form: CLIENT KILL ip:port
+        victims = [c for c in clients if c.addr.encode() == args[2]]
+        if not victims:
+            raise RespError("ERR No such client")
+        for victim in victims:
+            victim.close_after_replies() if victim is client else victim.close()
+        return OK
+    if len(args) % 2:
+        raise errors.SYNTAX
+    skipme = True
+    filters = []
+    for i in range(2, len(args), 2):
+        option, value = args[i].upper(), args[i + 1]
+        if option == b"ID":
+            wanted = parse_int(value, RespError("ERR client-id should be greater than 0"))
+            filters.append(lambda c, w=wanted: c.id == w)
+        elif option == b"ADDR":
+            filters.append(lambda c, v=value: c.addr.encode() == v)
+        elif option == b"LADDR":
+            filters.append(lambda c, v=value: c.laddr.encode() == v)
+        elif option == b"SKIPME":
+            if value.lower() not in (b"yes", b"no"):
+                raise errors.SYNTAX
+            skipme = value.lower() == b"yes"
+        elif option in (b"USER", b"TYPE", b"MAXAGE"):
+            filters.append(lambda c, o=option, v=value: o != b"USER" or v == b"default")
+        else:
+            raise errors.SYNTAX
+    victims = [c for c in list(clients) if all(f(c) for f in filters)]
+    killed = 0
+    for victim in victims:
+        if victim is client and skipme:
+            continue
+        victim.close_after_replies() if victim is client else victim.close()
+        killed += 1
+    return killed
+
+
+@_client_sub("no-evict", 3)
+def client_no_evict(client: Client, args: list[bytes]) -> Reply:
+    return _on_off(args[2])
+
+
+@_client_sub("no-touch", 3)
+def client_no_touch(client: Client, args: list[bytes]) -> Reply:
+    return _on_off(args[2])
+
+
+def _on_off(value: bytes) -> Reply:
+    if value.lower() not in (b"on", b"off"):
+        raise errors.SYNTAX
+    return OK
+
+
+@_client_sub("help", 2)
+def client_help(client: Client, args: list[bytes]) -> Reply:
+    return [
+        Simple(line)
+        for line in (
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>",
+            "INFO", "LIST [TYPE <type>] [ID <id> ...]", "KILL <ip:port> | <filter> <value> ...",
+            "NO-EVICT (ON|OFF)", "NO-TOUCH (ON|OFF)", "HELP",
+        )
+    ]

@@ -1,0 +1,307 @@
+"""Keyspace commands: DEL, EXISTS, TYPE, RENAME, COPY, KEYS, SCAN, FLUSHDB...
+
+Redis 7.0's semantics and error texts; this server has one database (0), so
+COPY ... DB n answers as Redis Cluster does.
+"""
+
+from __future__ import annotations
+
+import copy as copying
+import heapq
+import random
+import re
+from functools import lru_cache
+from hashlib import blake2b
+
+from respkv.commands import errors
+from respkv.commands.args import parse_int
+from respkv.commands.glob import stringmatch
+from respkv.commands.table import Kind, command
+from respkv.keyspace import Keyspace, type_name
+from respkv.protocol.reply import OK, Reply, Simple
+
+_DB_COUNT = 16  # what Redis' range check on a DB index uses ("databases")
+
+
+# -- existence and deletion ------------------------------------------------
+
+
+def _delete(db: Keyspace, args: list[bytes], now: int) -> int:
+    deleted = 0
+    for key in args[1:]:
+        if db.get_for_write(key, now) is not None:  # an expired key is not counted
+            db.delete(key)
+            deleted += 1
+    return deleted
+
+
+@command(
+    "del", -2, Kind.WRITE, keys=(1, -1, 1),
+    summary="Delete a key",
+)
+def del_(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _delete(db, args, now)
+
+
+@command(
+    "unlink", -2, Kind.WRITE, flags=("fast",), keys=(1, -1, 1), since="4.0.0",
+    summary="Delete a key asynchronously in another thread. "
+    "Otherwise it is just as DEL, but non blocking.",
+)
+def unlink(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _delete(db, args, now)
+
+
+def _count_existing(db: Keyspace, args: list[bytes], now: int) -> int:
+    return sum(1 for key in args[1:] if db.exists_for_read(key, now))  # repeats count
+
+
+@command(
+    "exists", -2, Kind.READ, flags=("fast",), keys=(1, -1, 1),
+    summary="Determine if a key exists",
+)
+def exists(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _count_existing(db, args, now)
+
+
+@command(
+    "touch", -2, Kind.READ, flags=("fast",), keys=(1, -1, 1), since="3.2.1",
+    summary="Alters the last access time of a key(s). "
+    "Returns the number of existing keys specified.",
+)
+def touch(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _count_existing(db, args, now)  # no LRU clock to update here
+
+
+@command(
+    "type", 2, Kind.READ, flags=("fast",), keys=(1, 1, 1),
+    summary="Determine the type stored at key",
+)
+def type_(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    value = db.get_for_read(args[1], now)
+    return Simple("none" if value is None else type_name(value))
+
+
+# -- rename and copy -------------------------------------------------------
+
+
+def _rename(db: Keyspace, args: list[bytes], now: int, nx: bool) -> Reply:
+    src, dst = args[1], args[2]
+    value = db.get_for_write(src, now)
+    if value is None:
+        raise errors.NO_SUCH_KEY
+    if src == dst:
+        return 0 if nx else OK
+    if nx and db.get_for_write(dst, now) is not None:
+        return 0
+    expire_at = db.ttl_ms(src)
+    db.delete(src)
+    db.set(dst, value, expire_at)  # the TTL moves with the value
+    return 1 if nx else OK
+
+
+@command(
+    "rename", 3, Kind.WRITE, keys=(1, 2, 1),
+    summary="Rename a key",
+)
+def rename(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _rename(db, args, now, nx=False)
+
+
+@command(
+    "renamenx", 3, Kind.WRITE, flags=("fast",), keys=(1, 2, 1),
+    summary="Rename a key, only if the new key does not exist",
+)
+def renamenx(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _rename(db, args, now, nx=True)
+
+
+def _copy_options(args: list[bytes]) -> bool:
+    """COPY's options; returns REPLACE. Any DB but 0 is refused, as in Redis Cluster."""
+    replace = False
+    other_db = False
+    i = 3
+    while i < len(args):
+        opt = args[i].lower()
+        if opt == b"replace":
+            replace = True
+        elif opt == b"db" and i + 1 < len(args):
+            index = parse_int(args[i + 1])
+            if not -(1 << 31) <= index < 1 << 31:  # Redis reads an int
+                raise errors.NOT_INTEGER
+            if not 0 <= index < _DB_COUNT:
+                raise errors.DB_OUT_OF_RANGE
+            other_db = index != 0
+            i += 1
+        else:
+            raise errors.SYNTAX
+        i += 1
+    if other_db:
+        raise errors.COPY_OTHER_DB
+    return replace
+
+
+@command(
+    "copy", -3, Kind.WRITE, flags=("denyoom",), keys=(1, 2, 1), since="6.2.0",
+    summary="Copy a key",
+)
+def copy(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    src, dst = args[1], args[2]
+    replace = _copy_options(args)
+    if src == dst:
+        raise errors.SAME_OBJECT
+    value = db.get_for_write(src, now)
+    if value is None:
+        return 0
+    if db.get_for_write(dst, now) is not None and not replace:
+        return 0
+    if type(value) is not bytes:  # bytes are immutable; other types must not be shared
+        value = copying.deepcopy(value)
+    db.set(dst, value, db.ttl_ms(src))
+    return 1
+
+
+# -- iteration -------------------------------------------------------------
+
+
+@command(
+    "keys", 2, Kind.READ,
+    summary="Find all keys matching the given pattern",
+)
+def keys(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    pattern = args[1]
+    live = db.live_keys(now)
+    if pattern == b"*":  # Redis' shortcut: it also lists the empty key
+        return list(live)
+    return [key for key in live if stringmatch(pattern, key)]
+
+
+@lru_cache(maxsize=1 << 18)
+def scan_hash(key: bytes) -> int:
+    """A key's place in SCAN order: a stable 63-bit hash, never 0 (0 ends a scan)."""
+    return (int.from_bytes(blake2b(key, digest_size=8).digest()) >> 1) or 1
+
+
+_CURSOR = re.compile(rb"([+-]?)(\d*)")
+_U64 = 1 << 64
+
+
+def parse_cursor(raw: bytes) -> int:
+    """A cursor as Redis' strtoul reads it: sign allowed, "-1" wraps, b"" is 0."""
+    found = _CURSOR.fullmatch(raw)
+    if found is None or (found[1] and not found[2]):
+        raise errors.INVALID_CURSOR
+    digits = found[2].lstrip(b"0") or b"0"
+    value = int(digits) if len(digits) <= 20 else _U64
+    if value >= _U64:  # strtoul's ERANGE
+        raise errors.INVALID_CURSOR
+    return (-value) % _U64 if found[1] == b"-" else value
+
+
+def _scan_options(args: list[bytes]) -> tuple[int, bytes | None, bytes | None]:
+    """SCAN's (COUNT, MATCH pattern or None, TYPE name or None)."""
+    count, pattern, kind = 10, None, None
+    i = 2
+    while i < len(args):
+        opt = args[i].lower()
+        if i + 1 >= len(args) or opt not in (b"count", b"match", b"type"):
+            raise errors.SYNTAX
+        value = args[i + 1]
+        if opt == b"count":
+            count = parse_int(value)
+            if count < 1:
+                raise errors.SYNTAX
+        elif opt == b"match":
+            pattern = None if value == b"*" else value
+        else:
+            kind = value.lower()
+        i += 2
+    return count, pattern, kind
+
+
+def scan_page(db: Keyspace, cursor: int, count: int, now: int) -> tuple[list[bytes], int]:
+    """Up to ``count`` live keys from ``cursor`` on in hash order, and the next cursor.
+
+    The order depends on nothing but the keys, so a key present for a whole
+    iteration is returned at least once, whatever is added or removed meanwhile.
+    """
+    found = [(h, key) for key in db.live_keys(now) if (h := scan_hash(key)) >= cursor]
+    if len(found) <= count:
+        return [key for _, key in sorted(found)], 0
+    first = heapq.nsmallest(count + 1, found)
+    next_cursor = first[count][0]
+    page = [key for h, key in first if h < next_cursor]
+    if not page:  # count + 1 keys share one hash (all but impossible): take them all
+        page = [key for h, key in found if h == next_cursor]
+        next_cursor += 1
+    return page, next_cursor
+
+
+@command(
+    "scan", -2, Kind.READ, since="2.8.0",
+    summary="Incrementally iterate the keys space",
+)
+def scan(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    cursor = parse_cursor(args[1])
+    count, pattern, kind = _scan_options(args)
+    if cursor >= 1 << 63:  # past every hash
+        return [b"0", []]
+    page, next_cursor = scan_page(db, cursor, count, now)
+    if pattern is not None:
+        page = [key for key in page if stringmatch(pattern, key)]
+    if kind is not None:
+        page = [key for key in page if type_name(db.data[key]).encode() == kind]
+    return [b"%d" % next_cursor, page]
+
+
+@command(
+    "randomkey", 1, Kind.READ,
+    summary="Return a random key from the keyspace",
+)
+def randomkey(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    live = list(db.live_keys(now))
+    return random.choice(live) if live else None
+
+
+@command(
+    "dbsize", 1, Kind.READ, flags=("fast",), group="server",
+    summary="Return the number of keys in the selected database",
+)
+def dbsize(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return db.live_count(now)
+
+
+def _flush(db: Keyspace, args: list[bytes]) -> Reply:
+    if len(args) > 2 or (len(args) == 2 and args[1].lower() not in (b"sync", b"async")):
+        raise errors.SYNTAX
+    db.clear()
+    return OK
+
+
+@command(
+    "flushdb", -1, Kind.WRITE, group="server",
+    summary="Remove all keys from the current database",
+)
+def flushdb(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _flush(db, args)
+
+
+@command(
+    "flushall", -1, Kind.WRITE, group="server",
+    summary="Remove all keys from all databases",
+)
+def flushall(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _flush(db, args)
+
+
+@command(
+    "respkv.reap", -2, Kind.WRITE, flags=("internal", "fast"), keys=(1, -1, 1),
+    since="0.1.0", summary="Delete the given keys that have expired (proposed by the leader)",
+)
+def reap(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    """Only keys expired at the entry's time go: a key re-set since the proposal stays."""
+    reaped = 0
+    for key in args[1:]:
+        if db.is_expired(key, now) and db.delete(key):
+            reaped += 1
+    return reaped

@@ -1,0 +1,144 @@
+"""One config object for a node: defaults < redis.conf-style file < command-line flags.
+
+The file format is redis.conf's: one ``directive value`` a line, ``#``
+comments, names with dashes (``raft-port 17001``). Every field below is a
+directive; CONFIG GET/SET read and write the same object.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _size(text: str) -> int:
+    """Redis memory units: 1k=1000, 1kb=1024, 1m, 1mb, 1g, 1gb."""
+    units = {"k": 1000, "kb": 1024, "m": 10**6, "mb": 1 << 20, "g": 10**9, "gb": 1 << 30}
+    lower = text.strip().lower()
+    for suffix in ("kb", "mb", "gb", "k", "m", "g"):
+        if lower.endswith(suffix):
+            return int(lower[: -len(suffix)]) * units[suffix]
+    return int(lower)
+
+
+@dataclass
+class Config:
+    node_id: str = ""  # default: n<port>
+    bind: str = "127.0.0.1"
+    port: int = 6379
+    raft_port: int = 0  # default: port + 10000
+    dir: str = "."
+    join: str = ""  # host:port of any member, to join its cluster
+    advertise: str = ""  # host:port clients are told (MOVED, CLUSTER SLOTS)
+    raft_advertise: str = ""  # host:port peers are told
+    log_level: str = "info"
+    log_format: str = "text"  # text | json
+    maxclients: int = 10000
+    timeout: int = 0  # close idle clients after N seconds; 0 = never
+    proto_max_bulk_len: int = 512 * 1024 * 1024
+    client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
+    read_consistency: str = "linearizable"  # linearizable | lease | stale
+    tick_ms: int = 100
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_entries: int = 100_000  # take a snapshot after this many applied entries
+    snapshot_chunk_bytes: int = 1 << 20
+    databases: int = 1
+    # Reported for clients that ask (redis-benchmark reads these); the WAL
+    # fsyncs every acknowledged write whatever they say.
+    save: str = ""
+    appendonly: str = "no"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Fill the derived defaults (raft port, node id) and check the values."""
+        if not self.raft_port:
+            self.raft_port = self.port + 10000
+        if not self.node_id:
+            self.node_id = f"n{self.port}"
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
+        if self.read_consistency not in ("linearizable", "lease", "stale"):
+            raise ConfigError("read-consistency must be linearizable, lease or stale")
+        if not 0 < self.port < 65536 or not 0 < self.raft_port < 65536:
+            raise ConfigError("port out of range")
+
+    @property
+    def client_address(self) -> str:
+        return self.advertise or f"{self.bind}:{self.port}"
+
+    @property
+    def raft_address(self) -> str:
+        return self.raft_advertise or f"{self.bind}:{self.raft_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.dir)
+
+    # -- directives ------------------------------------------------------
+
+    def set(self, name: str, value: str) -> None:
+        """Set one directive from its text form (file, flag or CONFIG SET)."""
+        attr = name.strip().lower().replace("-", "_")
+        spec = _FIELDS.get(attr)
+        if spec is None or attr == "extra":
+            raise ConfigError(f"Unknown option or number of arguments for CONFIG SET - '{name}'")
+        current = getattr(self, attr)
+        try:
+            if isinstance(current, bool):
+                converted: Any = value.lower() in ("yes", "true", "1")
+            elif isinstance(current, int):
+                converted = _size(value)
+            else:
+                converted = value
+        except ValueError:
+            raise ConfigError(f"Invalid argument '{value}' for CONFIG SET '{name}'") from None
+        setattr(self, attr, converted)
+
+    def get(self, name: str) -> str:
+        value = getattr(self, name.lower().replace("-", "_"))
+        return str(value)
+
+    @staticmethod
+    def names() -> list[str]:
+        return [f.replace("_", "-") for f in _FIELDS if f != "extra"]
+
+    @classmethod
+    def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
+        values: dict[str, Any] = {}
+        if path:
+            scratch = cls()
+            for name, value in read_conf_file(Path(path)):
+                scratch.set(name, value)
+                attr = name.lower().replace("-", "_")
+                values[attr] = getattr(scratch, attr)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+
+
+def read_conf_file(path: Path) -> list[tuple[str, str]]:
+    directives = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise ConfigError(f"{path}:{number}: {error}") from None
+        if len(words) == 1:
+            words.append("")
+        directives.append((words[0], " ".join(words[1:])))
+    return directives

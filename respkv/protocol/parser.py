@@ -1,0 +1,250 @@
+"""Request parsing: RESP arrays via hiredis, inline commands by hand, Redis' limits.
+
+hiredis parses complete frames in C. It does not know Redis' request limits,
+so an incomplete frame at the end of a read (the only place a bogus
+``*3000000000`` or ``$2000000000`` header can hide) is checked by
+``FrameGuard``, which walks only the headers of that frame. The cost is paid
+once per read that ends mid-frame, not once per command.
+
+A frame whose first byte is not ``*`` is an inline command (``PING\\r\\n``), as
+Redis treats it; hiredis rejects those, and this module takes over from the
+byte where hiredis stopped.
+"""
+
+from __future__ import annotations
+
+import hiredis
+
+MAX_MULTIBULK = 1024 * 1024  # Redis' limit on arguments per request
+MAX_INLINE = 64 * 1024  # PROTO_INLINE_MAX_SIZE
+MAX_HEADER = 64 * 1024  # a "*N" or "$N" line longer than this is garbage
+
+
+class ProtocolError(Exception):
+    """A request Redis would answer with '-ERR Protocol error: ...' and close."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reply_text = f"ERR Protocol error: {reason}"
+
+
+def frame_size(frame: list) -> int:
+    """Bytes a request array took on the wire; rejects elements that are not bulks."""
+    count = len(frame)
+    size = 4 if count < 10 else 3 + len(str(count))
+    for arg in frame:
+        if type(arg) is not bytes:
+            raise ProtocolError("expected '$'")
+        n = len(arg)
+        size += n + (6 if n < 10 else 7 if n < 100 else 5 + len(str(n)))
+    return size
+
+
+class FrameGuard:
+    """Walks the headers of one incomplete request frame, checking Redis' limits."""
+
+    __slots__ = ("consumed", "elements", "line", "max_bulk", "skip", "started")
+
+    def __init__(self, max_bulk: int) -> None:
+        self.max_bulk = max_bulk
+        self.consumed = 0  # bytes of this frame seen so far
+        self.line = b""  # a header line not yet ended by \r\n
+        self.elements = -1  # bulks still expected; -1 before the array header
+        self.skip = 0  # payload bytes (plus CRLF) still to pass over
+
+    def scan(self, data: bytes | memoryview) -> None:
+        self.consumed += len(data)
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.skip:
+                step = min(self.skip, end - pos)
+                self.skip -= step
+                pos += step
+                continue
+            if self.elements == 0:
+                return  # complete: hiredis has it
+            newline = bytes(data[pos : pos + MAX_HEADER]).find(b"\n")
+            if newline < 0:
+                self.line += bytes(data[pos:])
+                if len(self.line) > MAX_HEADER:
+                    raise ProtocolError(
+                        "too big mbulk count string" if self.elements < 0
+                        else "too big bulk count string"
+                    )
+                return
+            self.header(self.line + bytes(data[pos : pos + newline]))
+            self.line = b""
+            pos += newline + 1
+
+    def header(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if self.elements < 0:
+            count = _parse_len(line[1:])
+            if count is None or count > MAX_MULTIBULK:
+                raise ProtocolError("invalid multibulk length")
+            self.elements = count
+            return
+        if line[:1] != b"$":
+            raise ProtocolError(f"expected '$', got '{line[:1].decode('latin-1')}'")
+        size = _parse_len(line[1:])
+        if size is None or size > self.max_bulk:
+            raise ProtocolError("invalid bulk length")
+        self.elements -= 1
+        self.skip = size + 2
+
+
+def _parse_len(raw: bytes) -> int | None:
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= -1 else None
+
+
+class RequestParser:
+    """Turns bytes from one client into argument lists."""
+
+    def __init__(self, max_bulk: int = 512 * 1024 * 1024) -> None:
+        self.max_bulk = max_bulk
+        self.reader = hiredis.Reader()
+        self.guard: FrameGuard | None = None  # set while a RESP frame is incomplete
+        self.inline: bytes | None = None  # set while an inline line is incomplete
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        """Complete requests in ``data`` (plus earlier leftovers).
+
+        Raises ProtocolError; requests parsed before the bad bytes are in its
+        ``frames`` attribute so they run before the error is sent.
+        """
+        frames: list[list[bytes]] = []
+        try:
+            self._feed(data, frames)
+        except ProtocolError as error:
+            error.frames = frames  # type: ignore[attr-defined]
+            raise
+        return frames
+
+    def _feed(self, data: bytes, frames: list[list[bytes]]) -> None:
+        if self.inline is not None:
+            self._feed_inline(data, frames)
+            return
+        reader = self.reader
+        reader.feed(data)
+        # offset: where in ``data`` the next frame starts (negative while the
+        # frame that began in earlier data is still being completed)
+        offset = -self.guard.consumed if self.guard is not None else 0
+        try:
+            while (frame := reader.gets()) is not False:
+                if frame is None and data[offset : offset + 2] == b"*-":
+                    offset += 5  # "*-1\r\n": Redis ignores a null request
+                    continue
+                if type(frame) is not list:
+                    break  # a top-level non-array: Redis reads that as inline
+                offset += frame_size(frame)
+                self.guard = None
+                if frame:
+                    frames.append(frame)
+            else:
+                frame = False
+        except hiredis.ProtocolError:
+            frame = None
+        if frame is not False or (offset >= 0 and data[offset : offset + 1] not in (b"*", b"")):
+            self._restart_inline(data, max(offset, 0), frames)
+            return
+        if offset < len(data):
+            if self.guard is None:
+                self.guard = FrameGuard(self.max_bulk)
+            self.guard.scan(memoryview(data)[max(offset, 0) :])
+
+    def _restart_inline(self, data: bytes, offset: int, frames: list[list[bytes]]) -> None:
+        """hiredis stopped at ``offset``: what follows is inline or garbage."""
+        self.reader = hiredis.Reader()
+        if self.guard is not None or data[offset : offset + 1] == b"*":
+            FrameGuard(self.max_bulk).scan(data[offset:])
+            raise ProtocolError("invalid multibulk length")
+        self.inline = b""
+        self._feed_inline(data[offset:], frames)
+
+    def _feed_inline(self, data: bytes, frames: list[list[bytes]]) -> None:
+        buffer = (self.inline or b"") + data
+        pos = 0
+        while True:
+            if buffer[pos : pos + 1] == b"*":
+                self.inline = None
+                self._feed(buffer[pos:], frames)
+                return
+            newline = buffer.find(b"\n", pos)
+            if newline < 0:
+                self.inline = buffer[pos:]
+                if len(self.inline) > MAX_INLINE:
+                    raise ProtocolError("too big inline request")
+                return
+            if newline - pos > MAX_INLINE:
+                raise ProtocolError("too big inline request")
+            args = split_args(buffer[pos:newline].rstrip(b"\r"))
+            if args:
+                frames.append(args)
+            pos = newline + 1
+            if pos == len(buffer):
+                self.inline = None
+                return
+
+
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+
+
+def split_args(line: bytes) -> list[bytes]:
+    """Redis' sdssplitargs: words, "double quoted" with escapes, 'single quoted'."""
+    args: list[bytes] = []
+    i, end = 0, len(line)
+    while True:
+        while i < end and line[i] in b" \t\n\r\v\f":
+            i += 1
+        if i >= end:
+            return args
+        word = bytearray()
+        quote = 0
+        while True:
+            if i >= end:
+                if quote:
+                    raise ProtocolError("unbalanced quotes in request")
+                break
+            c = line[i]
+            if quote == 0x22:  # inside "..."
+                hex_escape = c == 0x5C and i + 3 < end and line[i + 1] == 0x78
+                if hex_escape and _is_hex(line[i + 2 : i + 4]):
+                    word.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 0x5C and i + 1 < end:
+                    i += 1
+                    word += _ESCAPES.get(line[i], bytes([line[i]]))
+                elif c == 0x22:
+                    if i + 1 < end and line[i + 1] not in b" \t\n\r\v\f":
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    word.append(c)
+            elif quote == 0x27:  # inside '...'
+                if c == 0x5C and i + 1 < end and line[i + 1] == 0x27:
+                    i += 1
+                    word.append(0x27)
+                elif c == 0x27:
+                    if i + 1 < end and line[i + 1] not in b" \t\n\r\v\f":
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    word.append(c)
+            elif c in b" \t\n\r\v\f":
+                break
+            elif c == 0x22 or c == 0x27:
+                quote = c
+            else:
+                word.append(c)
+            i += 1
+        args.append(bytes(word))
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(ch in b"0123456789abcdefABCDEF" for ch in pair)

@@ -1,0 +1,1024 @@
+"""The Raft core: a pure, deterministic state machine in the style of etcd's raft.
+
+No I/O, no clock, no global randomness: the driver calls ``tick()``, ``step()``,
+``propose()``... and carries out each :class:`Ready` before calling ``advance()``.
+
+Ready/advance contract (see also :class:`Ready`):
+
+1. ``if core.has_ready(): rd = core.ready()`` — at most one Ready outstanding;
+   ``step``/``tick``/``propose``/``read_index`` may be called before ``advance``.
+2. ``rd.eager_messages`` may be sent at once, before or while persisting
+   (the leader's appends and heartbeats: the leader counts itself only once
+   durable, i.e. at ``advance``).
+3. If ``rd.snapshot``: install it (state machine replaced by the snapshot's
+   bytes, which came with the MsgSnap), drop all log entries.
+   If ``rd.entries``: drop every stored entry with index >= ``rd.entries[0].index``,
+   then append ``rd.entries``. If ``rd.hard_state``: store it.
+   fsync if ``rd.must_sync``.
+4. Then send ``rd.messages`` (they promise what step 3 made durable).
+5. Apply ``rd.committed_entries`` in order (after step 3); serve ``rd.read_states``
+   once applied >= their index; fail ``rd.dropped_reads``.
+6. ``core.advance(rd)``.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from respkv.raft.confchange import (
+    ConfChange,
+    ConfChangeType,
+    apply_conf_change,
+    check_conf_change,
+    decode_conf_change,
+    encode_conf_change,
+)
+from respkv.raft.log import ENTRY_OVERHEAD, RaftLog
+from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
+from respkv.raft.progress import Progress, ProgressState
+from respkv.raft.types import Entry, EntryKind, HardState
+
+MT = MessageType
+_APP = MT.APP
+_NORMAL = EntryKind.NORMAL
+_CONF = EntryKind.CONF_CHANGE
+CAMPAIGN_TRANSFER = b"transfer"
+_HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
+
+# Test-only hooks: deliberately broken rules, switched on by the teeth tests only.
+#   "commit_old_term"  commit entries of earlier terms by counting replicas
+#   "vote_no_uptodate" grant votes without the log up-to-date check
+#   "forget_vote"      do not persist the vote in the HardState
+_BUGS: set[str] = set()
+
+
+class Role(IntEnum):
+    FOLLOWER = 0
+    PRE_CANDIDATE = 1
+    CANDIDATE = 2
+    LEADER = 3
+
+
+class RaftError(Exception):
+    pass
+
+
+class NotLeader(RaftError):
+    """This node cannot take the request; ``leader_id`` is the leader it knows, or None."""
+
+    def __init__(self, leader_id: str | None) -> None:
+        super().__init__(f"not leader (leader: {leader_id})")
+        self.leader_id = leader_id
+
+
+class ProposalDropped(RaftError):
+    """The leader refuses proposals for now (a leadership transfer is in progress)."""
+
+
+class ConfChangePending(RaftError):
+    """A membership change is still uncommitted, or this leader has not committed yet."""
+
+
+@dataclass(slots=True)
+class Config:
+    node_id: str
+    group: str = "g0"
+    voters: tuple[str, ...] = ()  # initial membership, used when no snapshot/conf entry says
+    learners: tuple[str, ...] = ()
+    election_tick: int = 10
+    heartbeat_tick: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_inflight_msgs: int = 256
+    max_inflight_bytes: int = 0  # 0: no byte bound
+    max_size_per_msg: int = 1 << 20
+    lease_read: bool = False  # needs check_quorum
+    applied: int = 0  # the state machine's last applied index at start-up
+    compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lease_read and not self.check_quorum:
+            raise ValueError("lease_read needs check_quorum")
+        if self.heartbeat_tick <= 0 or self.election_tick <= self.heartbeat_tick:
+            raise ValueError("need 0 < heartbeat_tick < election_tick")
+
+
+@dataclass(slots=True)
+class ReadState:
+    ctx: bytes
+    index: int  # serve the read once applied >= index
+
+
+@dataclass(slots=True)
+class Ready:
+    hard_state: HardState | None = None  # None: unchanged
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: SnapshotMeta | None = None
+    committed_entries: list[Entry] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # after persisting
+    eager_messages: list[Message] = field(default_factory=list)  # any time
+    read_states: list[ReadState] = field(default_factory=list)
+    dropped_reads: list[bytes] = field(default_factory=list)  # fail these at once
+    must_sync: bool = False
+    lead: str | None = None  # soft state at ready() time
+    role: Role = Role.FOLLOWER
+
+
+class RaftCore:
+    def __init__(
+        self,
+        config: Config,
+        hard_state: HardState | None = None,
+        snapshot: SnapshotMeta | None = None,
+        entries: list[Entry] | None = None,
+    ) -> None:
+        self.cfg = config
+        self.role = Role.FOLLOWER
+        self.id = config.node_id
+        self.group = config.group
+        self._rand = random.Random(config.seed)
+        hs = hard_state or HardState()
+        boot = False
+        if snapshot is None and not entries and hs.term == 0 and config.voters:
+            # Bootstrap a new cluster: the initial membership becomes conf entries
+            # 1..k of term 1, committed, identical on every founding member, so a
+            # node that joins later learns it from the log like any other change.
+            entries = self.bootstrap_entries(config.voters, config.learners)
+            hs = HardState(1, None, len(entries))
+            boot = True
+        self.term = hs.term
+        self.vote = hs.vote
+        if snapshot is not None:
+            self.log = RaftLog(snapshot.index, snapshot.term)
+            self._base_conf = snapshot.conf_state
+        else:
+            self.log = RaftLog()
+            self._base_conf = ConfState()
+        self._snapshot = snapshot  # latest durable snapshot meta (sent to slow followers)
+        log = self.log
+        if entries:
+            ents = [e for e in entries if e.index > log.offset]
+            if ents and ents[0].index != log.offset + 1:
+                raise ValueError(f"entries start at {ents[0].index}, snapshot at {log.offset}")
+            log.entries = ents
+        log.stable = log.last_index()
+        if boot:
+            log.stable = 0  # the bootstrap entries go to disk in the first Ready
+        commit = max(hs.commit, config.applied, log.offset)
+        log.committed = min(commit, log.last_index())
+        log.applied = max(min(config.applied, log.committed), log.offset)
+        self.conf = self._base_conf
+        self._last_conf_index = 0
+        self._recompute_conf()
+
+        self.role = Role.FOLLOWER
+        self.lead: str | None = None
+        self.prs: dict[str, Progress] = {}
+        self._votes: dict[str, bool] = {}
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._randomized_timeout = config.election_tick
+        self._lease_guard = True  # refuse votes for one election timeout after start
+        self._now = 0
+        self.lead_transferee: str | None = None
+        self._transfer_sent = False  # a TimeoutNow went out this term: no more lease reads
+        # ReadIndex state (leader)
+        self._ro_wait_commit: list[tuple[bytes, str]] = []  # until first commit in term
+        self._ro_queue: list[tuple[bytes, str, int, int]] = []  # (ctx, from, index, round)
+        self._ro_round = 0
+        self._ro_inflight = False
+        self._ro_acks: set[str] = set()
+        # outputs
+        self._msgs: list[Message] = []
+        self._eager: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._dropped_reads: list[bytes] = []
+        self._pending_snapshot: SnapshotMeta | None = None
+        self._prev_hs = HardState(hs.term, hs.vote, hs.commit)
+        self._durable_term = hs.term
+        if log.stable < log.last_index():
+            self._prev_hs = HardState()
+            self._durable_term = 0
+        self._outstanding = False
+        self._reset_timeout()
+
+    @staticmethod
+    def bootstrap_entries(voters, learners=()) -> list[Entry]:
+        """The log every founding member starts with: one conf entry per member."""
+        ccs = [ConfChange(ConfChangeType.ADD_VOTER, v) for v in sorted(voters)]
+        ccs += [ConfChange(ConfChangeType.ADD_LEARNER, v) for v in sorted(learners)]
+        return [Entry(1, i + 1, _CONF, encode_conf_change(cc)) for i, cc in enumerate(ccs)]
+
+    # ================================================================ API
+    def tick(self) -> None:
+        self._now += 1
+        if self.role == Role.LEADER:
+            self._tick_heartbeat()
+        else:
+            self._tick_election()
+
+    def propose(self, data: bytes) -> int:
+        """Append a client command; returns its log index. Leader only."""
+        if self.role != Role.LEADER:
+            raise NotLeader(self.lead)
+        if self.lead_transferee is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        return self._append_new(_NORMAL, data)
+
+    def propose_batch(self, datas: list[bytes]) -> int:
+        """Append many client commands at once; returns the index of the last."""
+        if self.role != Role.LEADER:
+            raise NotLeader(self.lead)
+        if self.lead_transferee is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        log = self.log
+        i = log.last_index()
+        t = self.term
+        ents = []
+        for d in datas:
+            i += 1
+            ents.append(Entry(t, i, _NORMAL, d))
+        log.entries.extend(ents)
+        self._bcast_append(False)
+        return i
+
+    def propose_conf_change(
+        self, op: ConfChangeType | ConfChange, node_id: str = "", context: bytes = b""
+    ) -> int:
+        """Propose one membership change; returns its log index.
+
+        Raises NotLeader, ConfChangePending (a change is uncommitted, or this
+        leader has no committed entry of its term yet) or ConfChangeError."""
+        cc = op if isinstance(op, ConfChange) else ConfChange(ConfChangeType(op), node_id, context)
+        if self.role != Role.LEADER:
+            raise NotLeader(self.lead)
+        if self.lead_transferee is not None:
+            raise ProposalDropped("leadership transfer in progress")
+        if self._last_conf_index > self.log.committed:
+            raise ConfChangePending(f"conf change at {self._last_conf_index} not committed")
+        if self.log.term(self.log.committed) != self.term:
+            raise ConfChangePending("leader has not committed an entry of its term yet")
+        check_conf_change(self.conf, cc)
+        return self._append_new(_CONF, encode_conf_change(cc))
+
+    def read_index(self, ctx: bytes) -> None:
+        """Ask for a linearizable read. A ReadState(ctx, index) comes in a later
+        Ready; raises NotLeader(None) at once when no leader is known. A read
+        that a leader drops (it stepped down) comes back in Ready.dropped_reads;
+        one lost on the network never comes back: the driver needs a timeout."""
+        if self.role == Role.LEADER:
+            self._leader_read(ctx, self.id)
+        elif self.lead is None:
+            raise NotLeader(None)
+        else:
+            self._send(Message(MT.READ_INDEX, to=self.lead, context=ctx))
+
+    def transfer_leadership(self, target: str) -> None:
+        if self.role != Role.LEADER:
+            raise NotLeader(self.lead)
+        if target not in self.conf.voters:
+            raise ValueError(f"{target} is not a voter")
+        if target == self.id or self.lead_transferee == target:
+            return
+        self.lead_transferee = target
+        self.election_elapsed = 0  # transfer must finish within one election timeout
+        pr = self.prs[target]
+        if pr.match == self.log.last_index():
+            self._send_timeout_now(target)
+        else:
+            self._maybe_send_append(target, True)
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """The meta of a snapshot of the state machine at ``index`` (<= applied)."""
+        t = self.log.term(index)
+        if t is None:
+            raise ValueError(f"no term for index {index}")
+        return SnapshotMeta(index, t, self._conf_at(index))
+
+    def snapshot_taken(self, meta: SnapshotMeta) -> None:
+        """The driver has a durable snapshot up to meta.index: compact the log."""
+        if self._snapshot is not None and meta.index <= self._snapshot.index:
+            return
+        if meta.index > self.log.applied:
+            raise ValueError(f"snapshot at {meta.index} beyond applied {self.log.applied}")
+        self._snapshot = meta
+        c = min(meta.index - self.cfg.compaction_tail, self.log.stable, self.log.applied)
+        if c > self.log.offset:
+            self._base_conf = self._conf_at(c)
+            self.log.compact(c)
+
+    def report_snapshot(self, peer: str, ok: bool) -> None:
+        pr = self.prs.get(peer)
+        if self.role != Role.LEADER or pr is None or pr.state != ProgressState.SNAPSHOT:
+            return
+        if not ok:
+            pr.pending_snapshot = 0
+        pr.become_probe()
+        pr.probe_sent = True  # wait for the append response / next heartbeat
+
+    def report_unreachable(self, peer: str) -> None:
+        pr = self.prs.get(peer)
+        if self.role == Role.LEADER and pr is not None and pr.state == ProgressState.REPLICATE:
+            pr.become_probe()
+
+    # ---------------------------------------------------------------- Ready
+    def has_ready(self) -> bool:
+        if self._outstanding:
+            return False
+        log = self.log
+        return bool(
+            self._msgs
+            or self._eager
+            or log.stable < log.last_index()
+            or self._pending_snapshot is not None
+            or log.applied < log.committed
+            or self._read_states
+            or self._dropped_reads
+            or self._hs_changed()
+        )
+
+    def _hs_changed(self) -> bool:
+        p = self._prev_hs
+        return p.term != self.term or p.commit != self.log.committed or p.vote != self._hs_vote()
+
+    def _hs_vote(self) -> str | None:
+        return None if "forget_vote" in _BUGS else self.vote
+
+    def ready(self) -> Ready:
+        if self._outstanding:
+            raise RuntimeError("ready() called twice without advance()")
+        log = self.log
+        rd = Ready(lead=self.lead, role=self.role)
+        if self._hs_changed():
+            rd.hard_state = HardState(self.term, self._hs_vote(), log.committed)
+            p = self._prev_hs
+            if p.term != self.term or p.vote != rd.hard_state.vote:
+                rd.must_sync = True
+        if log.stable < log.last_index():
+            rd.entries = log.entries[log.stable - log.offset :]
+            rd.must_sync = True
+        snap = self._pending_snapshot
+        if snap is not None:
+            rd.snapshot = snap
+            rd.must_sync = True
+        lo = log.applied if snap is None else max(log.applied, snap.index)
+        if lo < log.committed:
+            rd.committed_entries = log.entries[lo - log.offset : log.committed - log.offset]
+        if self._msgs:
+            rd.messages = self._msgs
+            self._msgs = []
+        if self._eager:
+            rd.eager_messages = self._eager
+            self._eager = []
+        if self._read_states:
+            rd.read_states = self._read_states
+            self._read_states = []
+        if self._dropped_reads:
+            rd.dropped_reads = self._dropped_reads
+            self._dropped_reads = []
+        self._outstanding = True
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        self._outstanding = False
+        log = self.log
+        if rd.hard_state is not None:
+            self._prev_hs = rd.hard_state
+            self._durable_term = rd.hard_state.term
+        if rd.snapshot is not None:
+            log.applied = max(log.applied, rd.snapshot.index)
+            if self._pending_snapshot is rd.snapshot:
+                self._pending_snapshot = None
+            if self._snapshot is None or self._snapshot.index < rd.snapshot.index:
+                self._snapshot = rd.snapshot
+        if rd.entries:
+            last = rd.entries[-1]
+            if last.index > log.stable and log.match_term(last.index, last.term):
+                log.stable = last.index
+        if rd.committed_entries:
+            a = rd.committed_entries[-1].index
+            log.applied = max(log.applied, a)
+        if self.role == Role.LEADER:
+            me = self.prs.get(self.id)
+            if me is not None and log.stable > me.match:
+                me.match = log.stable
+                me.next = max(me.next, log.stable + 1)
+                if self._maybe_commit():
+                    self._bcast_append(True)
+
+    def status(self) -> dict:
+        log = self.log
+        return {
+            "id": self.id,
+            "group": self.group,
+            "leader": self.lead,
+            "role": self.role.name,
+            "term": self.term,
+            "vote": self.vote,
+            "commit": log.committed,
+            "applied": log.applied,
+            "first_index": log.first_index(),
+            "last_index": log.last_index(),
+            "snapshot_index": self._snapshot.index if self._snapshot else 0,
+            "lead_transferee": self.lead_transferee,
+            "conf": {"voters": list(self.conf.voters), "learners": list(self.conf.learners)},
+            "progress": {
+                p: {
+                    "match": pr.match,
+                    "next": pr.next,
+                    "state": pr.state.name,
+                    "inflight": len(pr.inflights),
+                    "recent_active": pr.recent_active,
+                }
+                for p, pr in self.prs.items()
+            }
+            if self.role == Role.LEADER
+            else {},
+        }
+
+    # ============================================================ internals
+    def _reset_timeout(self) -> None:
+        e = self.cfg.election_tick
+        self._randomized_timeout = e + self._rand.randrange(e)
+
+    def _send(self, m: Message) -> None:
+        m.group = self.group
+        m.from_ = self.id
+        if m.term == 0:
+            m.term = self.term
+        if (
+            self.role == Role.LEADER
+            and m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP)
+            and self._durable_term == self.term
+        ):
+            self._eager.append(m)
+        else:
+            self._msgs.append(m)
+
+    def _quorum(self) -> int:
+        return len(self.conf.voters) // 2 + 1
+
+    def _promotable(self) -> bool:
+        return self.id in self.conf.voters and self._pending_snapshot is None
+
+    # -- configuration -----------------------------------------------------
+    def _conf_at(self, index: int) -> ConfState:
+        cs = self._base_conf
+        log = self.log
+        for e in log.entries[: max(0, index - log.offset)]:
+            if e.kind == _CONF:
+                cs = apply_conf_change(cs, decode_conf_change(e.data))
+        return cs
+
+    def _recompute_conf(self) -> None:
+        cs = self._base_conf
+        last = 0
+        for e in self.log.entries:
+            if e.kind == _CONF:
+                cs = apply_conf_change(cs, decode_conf_change(e.data))
+                last = e.index
+        self._set_conf(cs)
+        self._last_conf_index = last
+
+    def _note_appended(self, ents, truncated: int) -> None:
+        """Keep the conf in force in step with the log after an append."""
+        if truncated and truncated <= self._last_conf_index:
+            self._recompute_conf()
+            return
+        for e in ents:
+            if e.kind == _CONF:
+                self._set_conf(apply_conf_change(self.conf, decode_conf_change(e.data)))
+                self._last_conf_index = e.index
+
+    def _set_conf(self, cs: ConfState) -> None:
+        old = self.conf
+        self.conf = cs
+        if self.role != Role.LEADER or cs == old:
+            return
+        nxt = self.log.last_index() + 1
+        members = cs.voters + cs.learners
+        for p in list(self.prs):
+            if p not in members:
+                del self.prs[p]
+        for p in members:
+            if p not in self.prs:
+                pr = Progress(nxt)
+                if p == self.id:
+                    pr.match = self.log.stable
+                pr.recent_active = True
+                self.prs[p] = pr
+        if self.lead_transferee is not None and self.lead_transferee not in cs.voters:
+            self.lead_transferee = None
+        if self._ro_inflight:
+            self._ro_acks &= set(cs.voters)
+
+    # -- role changes ------------------------------------------------------
+    def _reset(self, term: int) -> None:
+        if self.term != term:
+            self.term = term
+            self.vote = None
+            self._transfer_sent = False
+        if self.role == Role.LEADER:
+            self._drop_reads()
+        self.lead = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_timeout()
+        self.lead_transferee = None
+        self._votes = {}
+        self.prs = {}
+
+    def _drop_reads(self) -> None:
+        pend = [(c, f) for c, f in self._ro_wait_commit] + [(c, f) for c, f, _, _ in self._ro_queue]
+        for ctx, frm in pend:
+            if frm == self.id:
+                self._dropped_reads.append(ctx)
+            else:
+                self._msgs.append(
+                    Message(
+                        MT.READ_INDEX_RESP,
+                        group=self.group,
+                        to=frm,
+                        from_=self.id,
+                        term=self.term,
+                        reject=True,
+                        context=ctx,
+                    )
+                )
+        self._ro_wait_commit = []
+        self._ro_queue = []
+        self._ro_inflight = False
+        self._ro_acks = set()
+
+    def _become_follower(self, term: int, lead: str | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.lead = lead
+
+    def _become_pre_candidate(self) -> None:
+        if self.role == Role.LEADER:
+            self._drop_reads()
+        self._votes = {}
+        self.prs = {}
+        self.lead_transferee = None
+        self.role = Role.PRE_CANDIDATE
+        self.lead = None
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.lead = self.id
+        log = self.log
+        nxt = log.last_index() + 1
+        for p in self.conf.voters + self.conf.learners:
+            pr = Progress(nxt)
+            pr.recent_active = True
+            if p == self.id:
+                pr.match = log.stable
+            self.prs[p] = pr
+        self._ro_round = 0
+        self._append_new(EntryKind.NOOP, b"")
+
+    def _campaign(self, transfer: bool = False, pre: bool = False) -> None:
+        if not self._promotable():
+            return
+        if pre:
+            self._become_pre_candidate()
+            vtype = MT.PRE_VOTE
+            term = self.term + 1
+        else:
+            self._become_candidate()
+            vtype = MT.VOTE
+            term = self.term
+        if self._poll(self.id, True):
+            if pre:
+                self._campaign(transfer=transfer)
+            else:
+                self._become_leader()
+            return
+        li, lt = self.log.last_index(), self.log.last_term()
+        ctx = CAMPAIGN_TRANSFER if transfer else b""
+        for v in self.conf.voters:
+            if v != self.id:
+                self._send(Message(vtype, to=v, term=term, index=li, log_term=lt, context=ctx))
+
+    def _poll(self, frm: str, granted: bool) -> bool | None:
+        """Record a vote; True if won, False if lost, None if undecided."""
+        self._votes.setdefault(frm, granted)
+        voters = self.conf.voters
+        yes = sum(1 for v in voters if self._votes.get(v) is True)
+        no = sum(1 for v in voters if self._votes.get(v) is False)
+        q = self._quorum()
+        if yes >= q:
+            return True
+        if no > len(voters) - q:
+            return False
+        return None
+
+    # -- ticks -------------------------------------------------------------
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.cfg.election_tick:
+            self._lease_guard = False
+        if self.election_elapsed >= self._randomized_timeout and self._promotable():
+            self.election_elapsed = 0
+            self._campaign(pre=self.cfg.pre_vote)
+
+    def _tick_heartbeat(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        cfg = self.cfg
+        if self.election_elapsed >= cfg.election_tick:
+            self.election_elapsed = 0
+            if cfg.check_quorum:
+                active = sum(
+                    1
+                    for v in self.conf.voters
+                    if v == self.id or (v in self.prs and self.prs[v].recent_active)
+                )
+                if active < self._quorum():
+                    self._become_follower(self.term, None)
+                    return
+                for p, pr in self.prs.items():
+                    pr.recent_active = p == self.id
+            if self.lead_transferee is not None:
+                self.lead_transferee = None  # transfer timed out
+        if self.heartbeat_elapsed >= cfg.heartbeat_tick:
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat()
+
+    # -- replication (leader) ----------------------------------------------
+    def _append_new(self, kind: EntryKind, data: bytes) -> int:
+        log = self.log
+        i = log.last_index() + 1
+        e = Entry(self.term, i, kind, data)
+        log.entries.append(e)
+        if kind == _CONF:
+            self._note_appended((e,), 0)
+        self._bcast_append(False)
+        return i
+
+    def _bcast_append(self, send_if_empty: bool) -> None:
+        me = self.id
+        for p in self.prs:
+            if p != me:
+                while self._maybe_send_append(p, send_if_empty):
+                    if send_if_empty:
+                        break
+
+    def _maybe_send_append(self, to: str, send_if_empty: bool) -> bool:
+        pr = self.prs[to]
+        cfg = self.cfg
+        if pr.is_paused(cfg.max_inflight_msgs, cfg.max_inflight_bytes):
+            return False
+        log = self.log
+        last = log.last_index()
+        pr.next = min(pr.next, last + 1)
+        prev = pr.next - 1
+        prev_term = log.term(prev)
+        if prev_term is None:
+            return self._send_snapshot(to, pr)
+        if pr.next <= last:
+            ents = log.slice(pr.next, last + 1, cfg.max_size_per_msg)
+        else:
+            ents = []
+            if not send_if_empty:
+                return False
+        self._send(
+            Message(_APP, to=to, index=prev, log_term=prev_term, entries=ents, commit=log.committed)
+        )
+        if ents and pr.state == ProgressState.REPLICATE:
+            li = ents[-1].index
+            pr.next = li + 1
+            size = 0
+            if cfg.max_inflight_bytes:
+                size = sum(len(e.data) for e in ents) + ENTRY_OVERHEAD * len(ents)
+            pr.inflights.append((li, size))
+            pr.inflight_bytes += size
+            return True
+        if pr.state == ProgressState.PROBE:
+            pr.probe_sent = True
+        return bool(ents)
+
+    def _send_snapshot(self, to: str, pr: Progress) -> bool:
+        snap = self._snapshot
+        if snap is None:
+            return False
+        pr.become_snapshot(snap.index)
+        self._send(Message(MT.SNAP, to=to, snapshot=snap))
+        return False
+
+    def _bcast_heartbeat(self) -> None:
+        rnd = self._ro_round if self._ro_inflight else 0
+        ctx = _HB_CTX.pack(rnd, self._now)
+        commit = self.log.committed
+        for p, pr in self.prs.items():
+            if p != self.id:
+                self._send(Message(MT.HEARTBEAT, to=p, commit=min(pr.match, commit), context=ctx))
+
+    def _maybe_commit(self) -> bool:
+        log = self.log
+        ms = sorted((self.prs[v].match for v in self.conf.voters if v in self.prs), reverse=True)
+        q = self._quorum()
+        if len(ms) < q:
+            return False
+        mci = ms[q - 1]
+        if mci <= log.committed:
+            return False
+        if log.term(mci) != self.term and "commit_old_term" not in _BUGS:
+            return False
+        log.commit_to(mci)
+        self._after_commit()
+        return True
+
+    def _after_commit(self) -> None:
+        """Leader: the commit index moved."""
+        log = self.log
+        if self._ro_wait_commit and log.term(log.committed) == self.term:
+            waiting = self._ro_wait_commit
+            self._ro_wait_commit = []
+            for ctx, frm in waiting:
+                self._leader_read(ctx, frm)
+        if self._last_conf_index <= log.committed and self.id not in self.conf.voters:
+            # removed (or demoted) leader steps down once its removal is committed
+            self._become_follower(self.term, None)
+
+    def _send_timeout_now(self, to: str) -> None:
+        self._transfer_sent = True
+        self._send(Message(MT.TIMEOUT_NOW, to=to))
+
+    # -- reads (leader) ----------------------------------------------------
+    def _leader_read(self, ctx: bytes, frm: str) -> None:
+        log = self.log
+        if log.term(log.committed) != self.term:
+            self._ro_wait_commit.append((ctx, frm))
+            return
+        if len(self.conf.voters) == 1 and self.id in self.conf.voters:
+            self._read_done(ctx, frm, log.committed)
+            return
+        if self._lease_valid():
+            self._read_done(ctx, frm, log.committed)
+            return
+        self._ro_queue.append((ctx, frm, log.committed, self._ro_round + 1))
+        if not self._ro_inflight:
+            self._start_read_round()
+
+    def _lease_valid(self) -> bool:
+        cfg = self.cfg
+        if not cfg.lease_read or self._transfer_sent or self.lead_transferee is not None:
+            return False
+        if self.id not in self.conf.voters:
+            return False
+        ticks = sorted(
+            (
+                self._now if v == self.id else (self.prs[v].lease_tick if v in self.prs else -1)
+                for v in self.conf.voters
+            ),
+            reverse=True,
+        )
+        start = ticks[self._quorum() - 1]
+        return start >= 0 and self._now < start + cfg.election_tick - 1
+
+    def _start_read_round(self) -> None:
+        self._ro_round += 1
+        self._ro_inflight = True
+        self._ro_acks = {self.id}
+        self._bcast_heartbeat()
+
+    def _read_ack(self, frm: str, rnd: int) -> None:
+        if not self._ro_inflight or rnd != self._ro_round or frm not in self.conf.voters:
+            return
+        self._ro_acks.add(frm)
+        if len(self._ro_acks & set(self.conf.voters)) < self._quorum():
+            return
+        self._ro_inflight = False
+        done = [r for r in self._ro_queue if r[3] <= rnd]
+        self._ro_queue = [r for r in self._ro_queue if r[3] > rnd]
+        for ctx, f, index, _ in done:
+            self._read_done(ctx, f, index)
+        if self._ro_queue:
+            self._start_read_round()
+
+    def _read_done(self, ctx: bytes, frm: str, index: int) -> None:
+        if frm == self.id:
+            self._read_states.append(ReadState(ctx, index))
+        else:
+            self._send(Message(MT.READ_INDEX_RESP, to=frm, index=index, context=ctx))
+
+    # ================================================================ step
+    def step(self, m: Message) -> None:
+        if m.group != self.group:
+            raise ValueError(f"message for group {m.group!r} stepped into {self.group!r}")
+        t = m.type
+        if m.term > self.term:
+            if t == MT.VOTE or t == MT.PRE_VOTE:
+                force = m.context == CAMPAIGN_TRANSFER
+                in_lease = (
+                    self.cfg.check_quorum
+                    and (self.lead is not None or self._lease_guard)
+                    and self.election_elapsed < self.cfg.election_tick
+                )
+                if in_lease and not force:
+                    return
+            if t == MT.PRE_VOTE or (t == MT.PRE_VOTE_RESP and not m.reject):
+                pass
+            elif t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+                self._become_follower(m.term, m.from_)
+            else:
+                self._become_follower(m.term, None)
+        elif m.term < self.term:
+            if (self.cfg.check_quorum or self.cfg.pre_vote) and t in (MT.HEARTBEAT, MT.APP):
+                self._send(Message(MT.APP_RESP, to=m.from_))
+            elif t == MT.PRE_VOTE:
+                self._send(Message(MT.PRE_VOTE_RESP, to=m.from_, reject=True))
+            return
+
+        if t == MT.VOTE or t == MT.PRE_VOTE:
+            can_vote = (
+                self.vote == m.from_
+                or (self.vote is None and self.lead is None)
+                or (t == MT.PRE_VOTE and m.term > self.term)
+            )
+            ok = "vote_no_uptodate" in _BUGS or self.log.is_up_to_date(m.index, m.log_term)
+            rtype = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
+            if can_vote and ok:
+                self._send(Message(rtype, to=m.from_, term=m.term))
+                if t == MT.VOTE:
+                    self.election_elapsed = 0
+                    self.vote = m.from_
+            else:
+                self._send(Message(rtype, to=m.from_, reject=True))
+            return
+
+        role = self.role
+        if role == Role.LEADER:
+            self._step_leader(m)
+        elif role == Role.FOLLOWER:
+            self._step_follower(m)
+        else:
+            self._step_candidate(m)
+
+    def _step_leader(self, m: Message) -> None:
+        t = m.type
+        if t == MT.READ_INDEX:
+            self._leader_read(m.context, m.from_)
+            return
+        pr = self.prs.get(m.from_)
+        if pr is None:
+            return
+        if t == MT.APP_RESP:
+            pr.recent_active = True
+            if m.reject:
+                hint = m.reject_hint
+                if m.log_term > 0:
+                    hint, _ = self.log.find_conflict_by_term(hint, m.log_term)
+                if pr.maybe_decr_to(m.index, hint):
+                    if pr.state == ProgressState.REPLICATE:
+                        pr.become_probe()
+                    self._maybe_send_append(m.from_, True)
+                return
+            was_paused = pr.is_paused(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes)
+            if pr.maybe_update(m.index):
+                if pr.state == ProgressState.PROBE:
+                    pr.become_replicate()
+                elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+                    pr.become_probe()
+                    pr.become_replicate()
+                elif pr.state == ProgressState.REPLICATE:
+                    pr.free_le(m.index)
+                if self._maybe_commit():
+                    if self.role != Role.LEADER:
+                        return
+                    self._bcast_append(True)
+                elif was_paused:
+                    self._maybe_send_append(m.from_, True)
+                while self._maybe_send_append(m.from_, False):
+                    pass
+                if m.from_ == self.lead_transferee and pr.match == self.log.last_index():
+                    self._send_timeout_now(m.from_)
+        elif t == MT.HEARTBEAT_RESP:
+            pr.recent_active = True
+            pr.probe_sent = False
+            if len(m.context) == _HB_CTX.size:
+                rnd, sent = _HB_CTX.unpack(m.context)
+                pr.lease_tick = max(pr.lease_tick, sent)
+                if rnd:
+                    self._read_ack(m.from_, rnd)
+            if pr.match < self.log.last_index():
+                if pr.state == ProgressState.REPLICATE and pr.inflights and pr.is_paused(
+                    self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes
+                ):
+                    # the window may be full of lost messages: let one more through
+                    pr.inflight_bytes -= pr.inflights.popleft()[1]
+                self._maybe_send_append(m.from_, True)
+
+    def _step_candidate(self, m: Message) -> None:
+        t = m.type
+        if t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+            self._become_follower(m.term, m.from_)
+            self._step_follower(m)
+        elif (t == MT.VOTE_RESP and self.role == Role.CANDIDATE) or (
+            t == MT.PRE_VOTE_RESP and self.role == Role.PRE_CANDIDATE
+        ):
+            r = self._poll(m.from_, not m.reject)
+            if r is True:
+                if self.role == Role.PRE_CANDIDATE:
+                    self._campaign(transfer=False)
+                else:
+                    self._become_leader()
+            elif r is False:
+                self._become_follower(self.term, None)
+        elif t == MT.READ_INDEX:
+            self._send(Message(MT.READ_INDEX_RESP, to=m.from_, reject=True, context=m.context))
+        elif t == MT.READ_INDEX_RESP:
+            self._read_resp(m)
+
+    def _step_follower(self, m: Message) -> None:
+        t = m.type
+        if t == _APP:
+            self.election_elapsed = 0
+            self.lead = m.from_
+            self._lease_guard = False
+            self._handle_append(m)
+        elif t == MT.HEARTBEAT:
+            self.election_elapsed = 0
+            self.lead = m.from_
+            self._lease_guard = False
+            log = self.log
+            if m.commit > log.committed:
+                log.commit_to(min(m.commit, log.last_index()))
+            self._send(Message(MT.HEARTBEAT_RESP, to=m.from_, context=m.context))
+        elif t == MT.SNAP:
+            self.election_elapsed = 0
+            self.lead = m.from_
+            self._handle_snapshot(m)
+        elif t == MT.TIMEOUT_NOW:
+            self._campaign(transfer=True)
+        elif t == MT.READ_INDEX:
+            self._send(Message(MT.READ_INDEX_RESP, to=m.from_, reject=True, context=m.context))
+        elif t == MT.READ_INDEX_RESP:
+            self._read_resp(m)
+
+    def _read_resp(self, m: Message) -> None:
+        if m.reject:
+            self._dropped_reads.append(m.context)
+        else:
+            self._read_states.append(ReadState(m.context, m.index))
+
+    def _handle_append(self, m: Message) -> None:
+        log = self.log
+        if m.index < log.committed:
+            self._send(Message(MT.APP_RESP, to=m.from_, index=log.committed))
+            return
+        r = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        if r is not None:
+            last_new, truncated = r
+            if m.entries and (truncated or self._has_conf(m.entries)):
+                self._note_appended(m.entries, truncated)
+            self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
+        else:
+            hint, hterm = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
+            self._send(
+                Message(
+                    MT.APP_RESP,
+                    to=m.from_,
+                    index=m.index,
+                    reject=True,
+                    reject_hint=hint,
+                    log_term=hterm,
+                )
+            )
+
+    @staticmethod
+    def _has_conf(ents) -> bool:
+        for e in ents:
+            if e.kind == _CONF:
+                return True
+        return False
+
+    def _handle_snapshot(self, m: Message) -> None:
+        meta = m.snapshot
+        log = self.log
+        if meta is None:
+            return
+        if meta.index <= log.committed:
+            self._send(Message(MT.APP_RESP, to=m.from_, index=log.committed))
+            return
+        if log.match_term(meta.index, meta.term):
+            log.commit_to(meta.index)
+            self._send(Message(MT.APP_RESP, to=m.from_, index=log.committed))
+            return
+        log.restore(meta.index, meta.term)
+        self._base_conf = meta.conf_state
+        self._recompute_conf()
+        self._pending_snapshot = meta
+        self._send(Message(MT.APP_RESP, to=m.from_, index=log.last_index()))

@@ -1,0 +1,628 @@
+"""Deterministic cluster simulator: many seeded Raft clusters, safety checked every step.
+
+    python -m respkv.raft.simulate --seeds 1000 --nodes 5 --faults all
+    python -m respkv.raft.simulate --seed 1234 --nodes 5      # replay one seed, with a trace
+
+Each seed builds a cluster of RaftCores joined by a simulated network (drops,
+delays, reordering, duplicates, partitions) and simulated storage (a crash loses
+whatever Ready was not yet persisted), drives it with a seeded random schedule
+(proposals, ReadIndex reads, membership changes, leadership transfers,
+snapshots, crashes and restarts) and checks after every step:
+
+* at most one leader per term;
+* log matching: an (index, term) pair names one entry, with one predecessor term;
+* leader completeness: a new leader holds every entry committed so far;
+* every applied sequence is a prefix of one committed history;
+* commit (per incarnation) and applied (across restarts) never go back;
+* an acknowledged proposal stays at its index for good;
+* a ReadIndex (or lease) read's index covers every entry committed before the read began.
+
+After the faults heal, a leader must emerge and a new proposal must commit within a
+bound (liveness). The last line printed is ``N seeds, V violations``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from respkv.raft.confchange import ConfChange, ConfChangeError, ConfChangeType
+from respkv.raft.core import (
+    Config,
+    NotLeader,
+    ProposalDropped,
+    RaftCore,
+    RaftError,
+    Ready,
+    Role,
+)
+from respkv.raft.messages import Message, MessageType, SnapshotMeta
+from respkv.raft.types import Entry, EntryKind, HardState
+
+ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash")
+GROUP = "g0"
+
+
+class Violation(Exception):
+    pass
+
+
+@dataclass
+class Storage:
+    hs: HardState = field(default_factory=HardState)
+    snap: SnapshotMeta | None = None
+    snap_data: list = field(default_factory=list)  # the state machine at snap.index
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class SimNode:
+    id: str
+    cfg_voters: tuple[str, ...]
+    storage: Storage = field(default_factory=Storage)
+    core: RaftCore | None = None
+    alive: bool = True
+    incarnation: int = 0
+    restart_at: int = -1
+    sm: list = field(default_factory=list)  # applied (term, data), index k+1 at sm[k]
+    pending: Ready | None = None
+    pending_prev_term: int = 0
+    incoming_snaps: dict = field(default_factory=dict)
+    seen_commit: int = 0
+    proposed: dict = field(default_factory=dict)  # index -> data
+    leader_terms: set = field(default_factory=set)
+
+
+class Sim:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int = 5,
+        steps: int = 200,
+        faults: tuple[str, ...] = ALL_FAULTS,
+        trace: bool = False,
+        membership: bool = True,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        r = self.rng
+        self.steps = steps
+        self.faults = set(faults)
+        self.tracing = trace
+        self.trace: deque = deque(maxlen=400)
+        self.membership = membership
+        self.check_quorum = r.random() < 0.85
+        self.pre_vote = r.random() < 0.85
+        self.lease_read = self.check_quorum and r.random() < 0.5
+        self.max_inflight = r.choice((1, 2, 4, 64))
+        self.max_size = r.choice((64, 256, 1 << 20))
+        self.tail = r.choice((0, 2, 10))
+        self.election_tick = 10
+        self.heartbeat_tick = r.choice((1, 2, 3))
+        self.ids = [f"n{i + 1}" for i in range(nodes)]
+        self.next_id = nodes + 1
+        self.max_nodes = nodes + 3
+        self.nodes: dict[str, SimNode] = {}
+        self.net: list = []  # (deliver_at_round, seq, msg, payload, src_incarnation)
+        self.seq = 0
+        self.round = 0
+        self.step_no = 0
+        self.partition: dict[str, int] | None = None
+        self.heal_at = -1
+        self.history: list[tuple[int, int, bytes]] = []  # (term, kind, data), index k+1
+        self.leaders: dict[int, str] = {}
+        self.seen: dict[tuple[int, int], tuple] = {}
+        self.acked: dict[int, bytes] = {}
+        self.reads: dict[bytes, tuple[str, int]] = {}
+        self.prop_no = 0
+        self.read_no = 0
+        self.stats = {"acked": 0, "reads": 0, "crashes": 0, "snaps_sent": 0, "conf": 0,
+                      "transfers": 0, "leaders": 0}
+        for nid in self.ids:
+            self.nodes[nid] = SimNode(nid, tuple(self.ids))
+            self._start(self.nodes[nid])
+
+    # ------------------------------------------------------------ plumbing
+    def log(self, *what) -> None:
+        if self.tracing:
+            self.trace.append((self.step_no, self.round, what))
+
+    def fail(self, text: str) -> None:
+        raise Violation(f"seed {self.seed} step {self.step_no}: {text}")
+
+    def _start(self, n: SimNode) -> None:
+        st = n.storage
+        cfg = Config(
+            node_id=n.id,
+            group=GROUP,
+            voters=n.cfg_voters,
+            election_tick=self.election_tick,
+            heartbeat_tick=self.heartbeat_tick,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            lease_read=self.lease_read,
+            max_inflight_msgs=self.max_inflight,
+            max_size_per_msg=self.max_size,
+            compaction_tail=self.tail,
+            applied=len(n.sm),
+            seed=self.rng.randrange(1 << 30),
+        )
+        n.core = RaftCore(cfg, st.hs, st.snap, list(st.entries))
+        n.alive = True
+        n.incarnation += 1
+        n.pending = None
+        n.incoming_snaps = {}
+        n.seen_commit = n.core.log.committed
+        n.proposed = {}
+        self.log("start", n.id, f"hs={st.hs} snap={st.snap and st.snap.index}",
+                 f"entries={len(st.entries)} applied={len(n.sm)}")
+
+    def _crash(self, n: SimNode, down_for: int) -> None:
+        self.log("crash", n.id, "pending" if n.pending else "")
+        n.alive = False
+        n.core = None
+        n.pending = None
+        n.restart_at = self.step_no + down_for
+        self.stats["crashes"] += 1
+
+    def _connected(self, a: str, b: str) -> bool:
+        p = self.partition
+        return p is None or p.get(a, 0) == p.get(b, 0)
+
+    def _send(self, src: SimNode, msgs: list[Message]) -> None:
+        r = self.rng
+        f = self.faults
+        for m in msgs:
+            payload = None
+            if m.type == MessageType.SNAP:
+                st = src.storage
+                if st.snap != m.snapshot:
+                    self.fail(f"{src.id} sends snapshot {m.snapshot} but has {st.snap}")
+                payload = (st.snap, list(st.snap_data))
+                self.stats["snaps_sent"] += 1
+            copies = 1
+            if "dup" in f and r.random() < 0.03:
+                copies = 2
+            for _ in range(copies):
+                delay = 1
+                if "delay" in f and r.random() < 0.2:
+                    delay += r.randrange(1, 12)
+                self.seq += 1
+                self.net.append((self.round + delay, self.seq, m, payload, src.incarnation))
+
+    def _deliver(self) -> None:
+        due = [x for x in self.net if x[0] <= self.round]
+        if not due:
+            return
+        self.net = [x for x in self.net if x[0] > self.round]
+        if "reorder" in self.faults:
+            self.rng.shuffle(due)
+        else:
+            due.sort(key=lambda x: (x[0], x[1]))
+        r = self.rng
+        for _, _, m, payload, _inc in due:
+            dst = self.nodes.get(m.to)
+            src = self.nodes.get(m.from_)
+            dropped = (
+                dst is None
+                or not dst.alive
+                or not self._connected(m.from_, m.to)
+                or ("drop" in self.faults and r.random() < 0.05)
+            )
+            if dropped:
+                self.log("drop", m)
+                if m.type == MessageType.SNAP and src is not None and src.alive:
+                    src.core.report_snapshot(m.to, False)
+                elif src is not None and src.alive and not self._connected(m.from_, m.to):
+                    if r.random() < 0.3:
+                        src.core.report_unreachable(m.to)
+                continue
+            self.log("recv", m)
+            if payload is not None:
+                dst.incoming_snaps[payload[0].index] = payload
+            dst.core.step(m)
+            if m.type == MessageType.SNAP and src is not None and src.alive:
+                src.core.report_snapshot(m.to, True)
+
+    # -------------------------------------------------------------- driver
+    def _ready_round(self) -> None:
+        for nid in list(self.nodes):
+            n = self.nodes[nid]
+            if not n.alive:
+                continue
+            if n.pending is not None:
+                self._finish(n)
+                continue
+            core = n.core
+            if not core.has_ready():
+                continue
+            rd = core.ready()
+            if rd.entries:
+                n.pending_prev_term = core.log.term(rd.entries[0].index - 1)
+            self._send(n, rd.eager_messages)
+            if "crash" in self.faults and self.rng.random() < 0.002:
+                self._crash(n, self.rng.randrange(3, 30))
+                continue
+            n.pending = rd
+            if self.rng.random() < 0.7:
+                self._finish(n)
+
+    def _finish(self, n: SimNode) -> None:
+        rd = n.pending
+        n.pending = None
+        st = n.storage
+        core = n.core
+        if rd.snapshot is not None:
+            payload = n.incoming_snaps.pop(rd.snapshot.index, None)
+            if payload is None or payload[0] != rd.snapshot:
+                self.fail(f"{n.id}: no bytes for snapshot {rd.snapshot}")
+            meta, data = payload
+            if len(data) != meta.index:
+                self.fail(f"snapshot data {len(data)} != index {meta.index}")
+            for k in range(min(len(data), len(self.history))):
+                if data[k] != self.history[k]:
+                    self.fail(f"snapshot at {meta.index} differs from history at {k + 1}")
+            if meta.index < len(n.sm):
+                self.fail(f"{n.id}: snapshot {meta.index} behind applied {len(n.sm)}")
+            st.snap = meta
+            st.snap_data = list(data)
+            st.entries = []
+            n.sm = list(data)
+            self.log("install", n.id, meta)
+        if rd.entries:
+            first = rd.entries[0].index
+            self._check_matching(n, rd.entries, n.pending_prev_term)
+            base = st.snap.index if st.snap else 0
+            if st.entries:
+                base = st.entries[0].index - 1
+            k = first - base - 1
+            if k < 0 or k > len(st.entries):
+                self.fail(f"{n.id}: ready entries from {first}, storage [{base + 1}, "
+                          f"{base + len(st.entries)}]")
+            del st.entries[k:]
+            st.entries.extend(rd.entries)
+        if rd.hard_state is not None:
+            st.hs = rd.hard_state
+        self._send(n, rd.messages)
+        for e in rd.committed_entries:
+            self._apply(n, e)
+        for rs in rd.read_states:
+            start = self.reads.pop(rs.ctx, None)
+            if start is None:
+                continue
+            if start[0] != n.id:
+                self.fail(f"read {rs.ctx!r} of {start[0]} came back on {n.id}")
+            if rs.index < start[1]:
+                self.fail(f"stale read {rs.ctx!r} on {n.id}: index {rs.index} but "
+                          f"{start[1]} was committed when it began")
+            self.stats["reads"] += 1
+        for ctx in rd.dropped_reads:
+            self.reads.pop(ctx, None)
+        core.advance(rd)
+
+    def _check_matching(self, n: SimNode, ents: list[Entry], prev_term: int) -> None:
+        seen = self.seen
+        for e in ents:
+            key = (e.index, e.term)
+            val = (e.kind, e.data, prev_term)
+            old = seen.get(key)
+            if old is None:
+                seen[key] = val
+            elif old != val:
+                self.fail(f"log matching: {n.id} has ({e.index},{e.term}) = {val}, seen {old}")
+            prev_term = e.term
+
+    def _apply(self, n: SimNode, e: Entry) -> None:
+        if e.index != len(n.sm) + 1:
+            self.fail(f"{n.id} applies {e.index} after {len(n.sm)}")
+        rec = (e.term, int(e.kind), e.data)
+        self._record(e.index, rec, n.id)
+        n.sm.append(rec)
+        want = n.proposed.pop(e.index, None)
+        if want is not None and want == e.data and e.kind == EntryKind.NORMAL:
+            self.acked[e.index] = e.data
+            self.stats["acked"] += 1
+
+    def _record(self, index: int, rec: tuple, who: str) -> None:
+        h = self.history
+        if index <= len(h):
+            if h[index - 1] != rec:
+                self.fail(f"{who}: committed entry {index} is {rec}, history has {h[index - 1]}")
+        elif index == len(h) + 1:
+            h.append(rec)
+        else:
+            self.fail(f"{who}: committed {index} with history only up to {len(h)}")
+
+    # -------------------------------------------------------------- checks
+    def _check(self) -> None:
+        for n in self.nodes.values():
+            if not n.alive:
+                continue
+            core = n.core
+            log = core.log
+            if log.committed < n.seen_commit:
+                self.fail(f"{n.id} commit went back {n.seen_commit} -> {log.committed}")
+            for i in range(max(n.seen_commit + 1, log.offset + 1), log.committed + 1):
+                e = log.entry(i)
+                self._record(i, (e.term, int(e.kind), e.data), n.id)
+            n.seen_commit = log.committed
+            if log.applied < len(n.sm) and n.pending is None:
+                pass
+            if core.role == Role.LEADER:
+                t = core.term
+                other = self.leaders.setdefault(t, n.id)
+                if other != n.id:
+                    self.fail(f"two leaders in term {t}: {other} and {n.id}")
+                if t not in n.leader_terms:
+                    n.leader_terms.add(t)
+                    self.stats["leaders"] += 1
+                    self.log("leader", n.id, t)
+                    h = self.history
+                    if log.last_index() < len(h):
+                        self.fail(f"leader {n.id} t{t} last {log.last_index()} < commit {len(h)}")
+                    for i in range(log.offset + 1, len(h) + 1):
+                        if log.term(i) != h[i - 1][0]:
+                            self.fail(f"leader completeness: {n.id} t{t} entry {i}")
+        for i, d in self.acked.items():
+            if i > len(self.history) or self.history[i - 1][2] != d:
+                self.fail(f"acknowledged proposal {i} lost")
+
+    # ----------------------------------------------------------- schedule
+    def _leader(self) -> SimNode | None:
+        best = None
+        for n in self.nodes.values():
+            if n.alive and n.core.role == Role.LEADER and (
+                best is None or n.core.term > best.core.term
+            ):
+                best = n
+        return best
+
+    def _alive(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    def _propose(self, n: SimNode, k: int) -> bool:
+        datas = []
+        for _ in range(k):
+            self.prop_no += 1
+            datas.append(b"p%d" % self.prop_no)
+        try:
+            last = n.core.propose_batch(datas) if k > 1 else n.core.propose(datas[0])
+        except (NotLeader, ProposalDropped):
+            return False
+        for j, d in enumerate(datas):
+            n.proposed[last - k + 1 + j] = d
+        self.log("propose", n.id, last, k)
+        return True
+
+    def _ops(self) -> None:
+        r = self.rng
+        f = self.faults
+        alive = self._alive()
+        if alive and r.random() < 0.5:
+            n = r.choice(alive)
+            if n.core.role != Role.LEADER and r.random() < 0.7:
+                n = self._leader() or n
+            self._propose(n, r.choice((1, 1, 2, 5)))
+        if alive and r.random() < 0.3:
+            n = r.choice(alive)
+            self.read_no += 1
+            ctx = b"r%d" % self.read_no
+            try:
+                n.core.read_index(ctx)
+                self.reads[ctx] = (n.id, len(self.history))
+                self.log("read", n.id, ctx, len(self.history))
+            except NotLeader:
+                pass
+        if alive and r.random() < 0.03:
+            n = r.choice(alive)
+            a = n.core.log.applied
+            snap = n.storage.snap
+            if a > (snap.index if snap else 0) and len(n.sm) == a:
+                meta = n.core.snapshot_meta(a)
+                n.storage.snap = meta
+                n.storage.snap_data = list(n.sm[:a])
+                keep = a - self.tail
+                n.storage.entries = [e for e in n.storage.entries if e.index > keep]
+                n.core.snapshot_taken(meta)
+                self.log("snapshot", n.id, meta)
+        if self.membership and r.random() < 0.03:
+            self._conf_change()
+        if r.random() < 0.02:
+            ld = self._leader()
+            if ld is not None:
+                voters = [v for v in ld.core.conf.voters if v != ld.id]
+                if voters:
+                    t = r.choice(voters)
+                    try:
+                        ld.core.transfer_leadership(t)
+                        self.stats["transfers"] += 1
+                        self.log("transfer", ld.id, t)
+                    except (RaftError, ValueError):
+                        pass
+        if "crash" in f and r.random() < 0.02:
+            up = self._alive()
+            if len(up) > 1:
+                self._crash(r.choice(up), r.randrange(3, 40))
+        if "partition" in f and self.partition is None and r.random() < 0.02:
+            ids = list(self.nodes)
+            r.shuffle(ids)
+            cut = r.randrange(1, len(ids))
+            self.partition = {x: (0 if k < cut else 1) for k, x in enumerate(ids)}
+            self.heal_at = self.step_no + r.randrange(5, 60)
+            self.log("partition", sorted(ids[:cut]), sorted(ids[cut:]))
+        if self.partition is not None and self.step_no >= self.heal_at:
+            self.partition = None
+            self.log("heal")
+        for n in self.nodes.values():
+            if not n.alive and n.restart_at <= self.step_no:
+                self._start(n)
+
+    def _conf_change(self) -> None:
+        ld = self._leader()
+        if ld is None:
+            return
+        r = self.rng
+        cs = ld.core.conf
+        cc = None
+        if cs.learners and r.random() < 0.7:
+            cc = ConfChange(ConfChangeType.ADD_VOTER, r.choice(cs.learners))
+        elif len(cs.voters) > 3 and r.random() < 0.5:
+            cc = ConfChange(ConfChangeType.REMOVE, r.choice(cs.voters))
+        elif len(self.nodes) < self.max_nodes:
+            nid = f"n{self.next_id}"
+            cc = ConfChange(ConfChangeType.ADD_LEARNER, nid)
+        if cc is None:
+            return
+        try:
+            idx = ld.core.propose_conf_change(cc)
+        except (RaftError, ConfChangeError):
+            return
+        self.stats["conf"] += 1
+        self.log("conf", ld.id, idx, cc)
+        if cc.op == ConfChangeType.ADD_LEARNER:
+            self.next_id += 1
+            n = SimNode(cc.node_id, ())
+            self.nodes[n.id] = n
+            self._start(n)
+
+    def _tick(self) -> None:
+        for n in self.nodes.values():
+            if n.alive:
+                n.core.tick()
+
+    def _step(self, ops: bool = True) -> None:
+        self.step_no += 1
+        if ops:
+            self._ops()
+        for _ in range(3):
+            self.round += 1
+            self._deliver()
+            self._ready_round()
+        self._tick()
+        self._check()
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> None:
+        for _ in range(self.steps):
+            self._step()
+        self._heal_and_check_liveness()
+
+    def _heal_and_check_liveness(self) -> None:
+        self.log("heal all")
+        self.faults = set()
+        self.partition = None
+        for n in self.nodes.values():
+            if not n.alive:
+                self._start(n)
+        self.net = [x for x in self.net if x[3] is None or True]
+        bound = 40 * self.election_tick
+        want: tuple[str, int] | None = None
+        for _ in range(bound):
+            self._step(ops=False)
+            ld = self._leader()
+            if ld is None:
+                continue
+            if want is not None and want[0] == ld.id:
+                i = want[1]
+                if len(ld.sm) >= i:
+                    if self.acked.get(i) is None:
+                        want = None  # overwritten: propose again
+                    else:
+                        return
+            if want is None or want[0] != ld.id:
+                if ld.core.lead_transferee is None and self._propose(ld, 1):
+                    want = (ld.id, ld.core.log.last_index())
+        desc = "; ".join(
+            f"{n.id}:{n.core.role.name[:4]} t{n.core.term} c{n.core.log.committed}"
+            f" a{n.core.log.applied} last{n.core.log.last_index()} lead={n.core.lead}"
+            f" voters={','.join(n.core.conf.voters)}"
+            for n in self.nodes.values()
+        )
+        self.fail(f"liveness: no commit within {bound} steps after healing: {desc}")
+
+    def format_trace(self) -> str:
+        lines = []
+        for step, rnd, what in self.trace:
+            lines.append(f"  [{step}.{rnd}] " + " ".join(str(w) for w in what))
+        return "\n".join(lines)
+
+
+def run_seed(seed: int, nodes: int, steps: int, faults, trace: bool = False) -> str | None:
+    sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace)
+    try:
+        sim.run()
+    except Violation as v:
+        if trace:
+            return f"{v}\ntrace (last {len(sim.trace)} events):\n{sim.format_trace()}"
+        return str(v)
+    return None
+
+
+def _worker(args) -> tuple[int, str | None]:
+    seed, nodes, steps, faults = args
+    return seed, run_seed(seed, nodes, steps, faults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m respkv.raft.simulate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=100, help="number of seeds to run")
+    ap.add_argument("--start", type=int, default=0, help="first seed")
+    ap.add_argument("--seed", type=int, default=None, help="replay this one seed, with a trace")
+    ap.add_argument("--nodes", type=int, default=5, choices=(3, 5))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--faults", default="all", help="comma list of " + ",".join(ALL_FAULTS)
+                    + ", or all, or none")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ap.add_argument("--bug", action="append", default=[],
+                    help="switch on a deliberately broken rule (test hook)")
+    a = ap.parse_args(argv)
+    if a.faults == "all":
+        faults = ALL_FAULTS
+    elif a.faults in ("", "none"):
+        faults = ()
+    else:
+        faults = tuple(x.strip() for x in a.faults.split(",") if x.strip())
+        bad = [x for x in faults if x not in ALL_FAULTS]
+        if bad:
+            ap.error(f"unknown faults {bad}")
+    if a.bug:
+        from respkv.raft import core
+
+        core._BUGS.update(a.bug)
+    t0 = time.perf_counter()
+    if a.seed is not None:
+        seeds = [a.seed]
+    else:
+        seeds = list(range(a.start, a.start + a.seeds))
+    violations = 0
+    if a.jobs > 1 and a.seed is None and not a.bug:
+        import multiprocessing as mp
+
+        with mp.Pool(a.jobs) as pool:
+            work = [(s, a.nodes, a.steps, faults) for s in seeds]
+            for seed, err in pool.imap_unordered(_worker, work, chunksize=16):
+                if err:
+                    violations += 1
+                    print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate "
+                          f"--seed {seed} --nodes {a.nodes} --steps {a.steps} "
+                          f"--faults {a.faults}", flush=True)
+    else:
+        for s in seeds:
+            err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None)
+            if err:
+                violations += 1
+                print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {s} "
+                      f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}", flush=True)
+    dt = time.perf_counter() - t0
+    print(f"({dt:.1f}s)", file=sys.stderr)
+    print(f"{len(seeds)} seeds, {violations} violations")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

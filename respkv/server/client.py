@@ -1,0 +1,275 @@
+"""One client connection: parse, run in order, reply in order, with back-pressure.
+
+Commands of one connection run strictly in order, as Redis runs them, while
+writes are pipelined into the log: consecutive writes are all proposed at
+once (their replies come back in log order), and any other command waits
+until the writes before it are applied, so a pipelined ``SET k v; GET k``
+reads its own write. Linearizable reads share one read barrier per batch.
+
+Replies are queued in order as encoded bytes or as futures still waiting for
+their log entry; the ready prefix of the queue is written in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from respkv.protocol.parser import ProtocolError, RequestParser
+from respkv.protocol.reply import Reply, RespError, encode
+
+if TYPE_CHECKING:
+    from respkv.server.server import Server
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()  # queued after the last reply of a connection that must close
+_MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.id = server.next_client_id()
+        self.parser = RequestParser(server.config.proto_max_bulk_len)
+        self.transport: asyncio.Transport | None = None
+        self.resp3 = False
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.readonly = False  # READONLY: accepted; followers serve reads anyway
+        self.read_consistency: str | None = None  # per-connection override
+        self.addr = ""
+        self.laddr = ""
+        self.created = time.time()
+        self.last_active = time.monotonic()
+        self.last_command = "NULL"
+        self.commands: deque[list[bytes]] = deque()  # parsed, not yet run
+        self.replies: deque[Any] = deque()  # bytes | (future, resp3) | _CLOSE
+        self.inflight = 0  # writes proposed and not yet applied
+        self.waiting: asyncio.Future[Any] | None = None  # what the queue is blocked on
+        self.barrier_covers = 0  # commands received before the last read barrier passed
+        self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
+        self.received = 0
+        self.executed = 0
+        self.reading_paused = False
+        self.writing_paused = False
+        self.closing = False
+        self.close_pending = False  # QUIT, CLIENT KILL of itself: close after this reply
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("sockname") or ("?", 0)
+        self.addr = f"{peer[0]}:{peer[1]}"
+        self.laddr = f"{sock[0]}:{sock[1]}"
+        if not self.server.register(self):
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
+        limit = self.server.config.client_output_buffer_limit
+        self.transport.set_write_buffer_limits(high=min(limit, 1 << 20))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.commands.clear()
+        self.server.unregister(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last_active = time.monotonic()
+        try:
+            frames = self.parser.feed(data)
+        except ProtocolError as error:
+            frames = error.frames  # type: ignore[attr-defined]
+            self.commands.extend(frames)
+            self.commands.append([_CLOSE, error.reply_text])  # type: ignore[list-item]
+            self.received += len(frames) + 1
+            self.server.stats.protocol_errors += 1
+            self.transport.pause_reading()
+            self.reading_paused = True
+            self.run()
+            return
+        self.received += len(frames)
+        self.commands.extend(frames)
+        self.run()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+
+    # -- running commands ----------------------------------------------------
+
+    def run(self) -> None:
+        """Run queued commands in order until one has to wait."""
+        commands = self.commands
+        dispatch = self.server.dispatcher.dispatch
+        while commands and self.waiting is None and not self.closing:
+            args = commands[0]
+            if args[0] is _CLOSE:
+                commands.popleft()
+                self.replies.append(encode(RespError(args[1]), self.resp3))
+                self.replies.append(_CLOSE)
+                break
+            outcome = dispatch(self, args)
+            if outcome.__class__ is bytes:
+                commands.popleft()
+                self.executed += 1
+                self.replies.append(outcome)
+                if self.close_pending:
+                    self.replies.append(_CLOSE)
+                    break
+                continue
+            kind, value = outcome
+            if kind == "blocked":  # _write_done runs the queue again
+                break
+            if kind == "write":  # a future for the applied reply
+                commands.popleft()
+                self.executed += 1
+                self._add_write(value)
+            elif kind == "wait":  # wait for writes before it, or a barrier, then retry
+                self._wait_for(value)
+            else:  # "async": a server command that awaits something
+                commands.popleft()
+                self.executed += 1
+                future = asyncio.ensure_future(value)
+                self.replies.append((future, self.resp3))
+                self._wait_for(future)
+        self.flush()
+        self._update_reading()
+
+    def needs_barrier(self) -> bool:
+        """True when the next read is not covered by a barrier already passed."""
+        return self.executed >= self.barrier_covers
+
+    def _add_write(self, future: asyncio.Future[Reply]) -> None:
+        self.inflight += 1
+        self.replies.append((future, self.resp3))
+        future.add_done_callback(self._write_done)
+
+    def _write_done(self, _: asyncio.Future[Reply]) -> None:
+        self.inflight -= 1
+        self.flush()
+        if self.inflight == 0 and self.waiting is None and self.commands:
+            self.run()
+
+    def _wait_for(self, awaitable: Awaitable[Any]) -> None:
+        future = asyncio.ensure_future(awaitable)
+        self.waiting = future
+        future.add_done_callback(self._resume)
+
+    def _resume(self, _: asyncio.Future[Any]) -> None:
+        self.waiting = None
+        if not self.closing:
+            self.run()
+
+    def flush(self) -> None:
+        """Write every reply that is ready, in order, in one call."""
+        replies = self.replies
+        if not replies or self.transport is None:
+            return
+        out: list[bytes] = []
+        while replies:
+            item = replies[0]
+            if item.__class__ is bytes:
+                out.append(item)
+            elif item is _CLOSE:
+                replies.clear()
+                self._write(out)
+                self.close()
+                return
+            else:
+                future, resp3 = item
+                if not future.done():
+                    break
+                out.append(self._encode_result(future, resp3))
+            replies.popleft()
+        self._write(out)
+
+    def _encode_result(self, future: asyncio.Future[Any], resp3: bool) -> bytes:
+        if future.cancelled():
+            return encode(RespError("ERR command cancelled"), resp3)
+        error = future.exception()
+        if error is not None:
+            if isinstance(error, RespError):
+                return encode(error, resp3)
+            log.error("command failed", exc_info=error)
+            return encode(RespError(f"ERR {error.__class__.__name__}: {error}"), resp3)
+        return encode(future.result(), resp3)
+
+    def _write(self, out: list[bytes]) -> None:
+        if out and not self.closing:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _update_reading(self) -> None:
+        """Stop reading while replies back up or too many commands wait."""
+        if self.closing or self.transport is None:
+            return
+        backlog = self.writing_paused or len(self.commands) > _MAX_QUEUED
+        if backlog and not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        elif not backlog and self.reading_paused:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    def close_after_replies(self) -> None:
+        self.close_pending = True
+
+    def close(self) -> None:
+        """Close after what is already written (transport.close flushes)."""
+        if not self.closing:
+            self.closing = True
+            self.commands.clear()
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- for CLIENT LIST / INFO ----------------------------------------------
+
+    def info_line(self) -> str:
+        now = time.time()
+        fields = {
+            "id": self.id,
+            "addr": self.addr,
+            "laddr": self.laddr,
+            "fd": -1,
+            "name": self.name.decode("utf-8", "replace"),
+            "age": int(now - self.created),
+            "idle": int(time.monotonic() - self.last_active),
+            "flags": "r" if self.readonly else "N",
+            "db": 0,
+            "sub": 0,
+            "psub": 0,
+            "ssub": 0,
+            "multi": -1,
+            "qbuf": 0,
+            "qbuf-free": 0,
+            "argv-mem": 0,
+            "multi-mem": 0,
+            "rbs": 0,
+            "rbp": 0,
+            "obl": 0,
+            "oll": len(self.replies),
+            "omem": 0,
+            "tot-mem": 0,
+            "events": "r",
+            "cmd": self.last_command,
+            "user": "default",
+            "redir": -1,
+            "resp": 3 if self.resp3 else 2,
+            "lib-name": self.lib_name.decode("utf-8", "replace"),
+            "lib-ver": self.lib_ver.decode("utf-8", "replace"),
+        }
+        return " ".join(f"{k}={v}" for k, v in fields.items())

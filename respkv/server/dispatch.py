@@ -1,0 +1,105 @@
+"""From an argument list to a reply: lookup, arity, routing, consistency.
+
+``dispatch`` answers at once with encoded bytes when it can, or says what
+the connection must wait for:
+
+- ``("write", future)``: proposed to the log; the future holds the reply.
+- ``("blocked", None)``: writes of this connection are still in flight and
+  this command must see them: run it again once they are applied.
+- ``("wait", future)``: a read barrier; run the command again when it resolves.
+- ``("async", awaitable)``: a server command that awaits something.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from respkv.commands import errors
+from respkv.commands.table import COMMANDS, Kind
+from respkv.protocol.reply import RespError, encode
+
+if TYPE_CHECKING:
+    from respkv.server.client import Client
+    from respkv.server.server import Server
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stats = server.stats
+
+    def dispatch(self, client: Client, args: list[bytes]) -> bytes | tuple[str, Any]:
+        if client.barrier_error is not None:
+            error, client.barrier_error = client.barrier_error, None
+            return encode(error, client.resp3)
+        try:
+            command = COMMANDS[args[0].decode("latin-1").lower()]
+        except KeyError:
+            command = None
+        if command is None or "internal" in command.flags:
+            return encode(errors.unknown_command(args[0], args[1:]), client.resp3)
+        if not command.arity_ok(len(args)):
+            return encode(errors.wrong_arity(command.name), client.resp3)
+        kind = command.kind
+        if kind is Kind.WRITE:
+            routed = self.server.route(client, command, args)
+            if routed.__class__ is RespError:
+                return encode(routed, client.resp3)
+            self._count(client, command.name)
+            return ("write", routed.propose(args))
+        if client.inflight:
+            return ("blocked", None)
+        routed = None
+        if kind is Kind.READ:
+            routed = self.server.route(client, command, args)
+            if routed.__class__ is RespError:
+                return encode(routed, client.resp3)
+            if client.needs_barrier():
+                barrier = self._barrier(client, routed)
+                if barrier is not None:
+                    return ("wait", barrier)
+        self._count(client, command.name)
+        try:
+            if routed is not None:
+                reply = command.handler(routed.keyspace, args, int(time.time() * 1000))
+            else:
+                reply = command.handler(client, args)
+                if inspect.isawaitable(reply):
+                    return ("async", reply)
+        except RespError as error:
+            reply = error
+        except Exception as error:  # a bug: answer, log, keep serving
+            log.exception("command %s failed", command.name)
+            reply = RespError(f"ERR internal error: {error.__class__.__name__}")
+        return encode(reply, client.resp3)
+
+    def _count(self, client: Client, name: str) -> None:
+        client.last_command = name
+        self.stats.count(name)
+
+    def _barrier(self, client: Client, group: Any) -> Any:
+        """A read barrier covering every command this client has sent so far."""
+        mode = client.read_consistency or self.server.config.read_consistency
+        barrier = group.read_barrier(mode)
+        if barrier is None:
+            return None
+        covers = client.received
+
+        def passed(future: Any) -> None:
+            if future.cancelled():
+                client.barrier_error = RespError("ERR read cancelled")
+            elif future.exception() is not None:
+                error = future.exception()
+                client.barrier_error = (
+                    error if isinstance(error, RespError) else RespError(f"ERR {error}")
+                )
+            else:
+                client.barrier_covers = covers
+
+        barrier.add_done_callback(passed)
+        return barrier

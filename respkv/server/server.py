@@ -1,0 +1,295 @@
+"""The node's lifecycle: start, serve clients, shut down in a fixed order.
+
+Start: lock the data dir, open the group(s) (log replay), listen.
+Shutdown (SIGINT/SIGTERM, SHUTDOWN): stop accepting, let in-flight writes
+finish, stop the groups (flush and close log and store), close the clients,
+release the lock. A second signal exits at once; the WAL's checksums make a
+cut-off tail safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import platform
+import resource
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from respkv import commands  # noqa: F401  (registers every command in the table)
+from respkv.commands.connection import VERSION
+from respkv.commands.table import Command
+from respkv.config import Config
+from respkv.group import SoloGroup, now_ms
+from respkv.server.client import Client
+from respkv.server.dispatch import Dispatcher
+from respkv.server.stats import Stats
+
+log = logging.getLogger(__name__)
+
+REAP_INTERVAL = 0.1  # seconds between sweeps for expired keys
+REAP_BATCH = 200  # keys deleted per sweep entry
+
+
+class DirectoryLocked(RuntimeError):
+    pass
+
+
+def lock_directory(directory: Path) -> int:
+    """Hold an exclusive lock on ``directory`` for the life of the process."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DirectoryLocked(
+            f"{directory} is in use by another respkv process; refusing to start"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.clients: dict[int, Client] = {}
+        self._client_ids = 0
+        self.dispatcher = Dispatcher(self)
+        self.group: SoloGroup | None = None
+        self.listener: asyncio.AbstractServer | None = None
+        self.stopped = asyncio.Event()
+        self.shutdown_requested = asyncio.Event()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.lock_fd: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self.lock_fd = lock_directory(config.data_dir)
+        self.group = SoloGroup("g0", config.data_dir)
+        await self.group.start()
+        loop = asyncio.get_running_loop()
+        self.listener = await loop.create_server(
+            lambda: Client(self), config.bind, config.port, reuse_address=True, backlog=1024
+        )
+        self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
+        if config.timeout > 0:
+            self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
+        log.info("ready to accept connections", extra={"port": config.port, "dir": config.dir})
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM or SHUTDOWN, then shut down in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        await self.start()
+        await self.shutdown_requested.wait()
+        await self.shutdown()
+
+    def _on_signal(self) -> None:
+        if self.shutdown_requested.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        log.info("signal received: shutting down")
+        self.shutdown_requested.set()
+
+    def request_shutdown(self) -> None:
+        self.shutdown_requested.set()
+
+    async def shutdown(self) -> None:
+        if self.listener is not None:
+            self.listener.close()  # 1. stop accepting
+        for task in self.tasks:
+            task.cancel()
+        await self._drain_clients(deadline=5.0)  # 2. finish in-flight writes
+        if self.group is not None:
+            await self.group.stop()  # 3. flush and close log and store
+        for client in list(self.clients.values()):  # 4. close the clients
+            client.close()
+        if self.lock_fd is not None:  # 5. release the directory
+            os.close(self.lock_fd)
+            self.lock_fd = None
+        log.info("shutdown complete")
+        self.stopped.set()
+
+    async def _drain_clients(self, deadline: float) -> None:
+        end = time.monotonic() + deadline
+        while any(c.inflight for c in self.clients.values()) and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+
+    # -- clients ---------------------------------------------------------------
+
+    def next_client_id(self) -> int:
+        self._client_ids += 1
+        return self._client_ids
+
+    def register(self, client: Client) -> bool:
+        self.stats.connections_received += 1
+        if len(self.clients) >= self.config.maxclients:
+            self.stats.rejected_connections += 1
+            return False
+        self.clients[client.id] = client
+        return True
+
+    def unregister(self, client: Client) -> None:
+        self.clients.pop(client.id, None)
+
+    # -- routing ---------------------------------------------------------------
+
+    def route(self, client: Client, command: Command, args: list[bytes]) -> Any:
+        """The group that serves this command here, or the error to reply."""
+        return self.group
+
+    def is_leader(self) -> bool:
+        return self.group is not None and self.group.is_leader()
+
+    def replicas_in_sync(self) -> int:
+        return 0
+
+    # -- background work --------------------------------------------------------
+
+    async def _reap_expired(self) -> None:
+        """The leader proposes deletions of expired keys, a batch at a time."""
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            group = self.group
+            if group is None or not group.is_leader():
+                continue
+            keys = group.keyspace.expired_keys(now_ms(), REAP_BATCH)
+            if keys:
+                await group.propose([b"respkv.reap", *keys])
+
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            limit = self.config.timeout
+            if limit <= 0:
+                continue
+            cutoff = time.monotonic() - limit
+            for client in list(self.clients.values()):
+                if client.last_active < cutoff and not client.inflight:
+                    client.close()
+
+    # -- INFO ------------------------------------------------------------------
+
+    def info_text(self, wanted: list[str]) -> str:
+        sections = self.info_sections()
+        default = ["server", "clients", "memory", "persistence", "stats", "replication",
+                   "cpu", "cluster", "keyspace", "raft"]
+        if not wanted or wanted == ["default"]:
+            names = default
+        elif any(w in ("all", "everything") for w in wanted):
+            names = list(sections)
+        else:
+            names = [w for w in wanted if w in sections]
+        parts = []
+        for name in names:
+            fields = sections[name]()
+            body = "".join(f"{k}:{v}\r\n" for k, v in fields.items())
+            parts.append(f"# {name.capitalize()}\r\n{body}")
+        return "\r\n".join(parts)
+
+    def info_sections(self) -> dict[str, Any]:
+        return {
+            "server": self._info_server,
+            "clients": self._info_clients,
+            "memory": self._info_memory,
+            "persistence": self._info_persistence,
+            "stats": self._info_stats,
+            "replication": self._info_replication,
+            "cpu": self._info_cpu,
+            "cluster": lambda: {"cluster_enabled": 1},
+            "keyspace": self._info_keyspace,
+            "raft": self._info_raft,
+            "commandstats": self._info_commandstats,
+        }
+
+    def _info_server(self) -> dict[str, Any]:
+        uptime = int(time.time() - self.stats.started)
+        return {
+            "redis_version": VERSION,
+            "respkv_version": _version(),
+            "redis_mode": "cluster",
+            "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "arch_bits": 64,
+            "process_id": os.getpid(),
+            "run_id": self.config.node_id,
+            "tcp_port": self.config.port,
+            "uptime_in_seconds": uptime,
+            "uptime_in_days": uptime // 86400,
+            "executable": "respkv",
+        }
+
+    def _info_clients(self) -> dict[str, Any]:
+        return {"connected_clients": len(self.clients), "maxclients": self.config.maxclients,
+                "blocked_clients": 0}
+
+    def _info_memory(self) -> dict[str, Any]:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {"used_memory": rss, "used_memory_human": f"{rss / (1 << 20):.2f}M",
+                "used_memory_rss": rss, "maxmemory": 0, "maxmemory_policy": "noeviction"}
+
+    def _info_persistence(self) -> dict[str, Any]:
+        return {"loading": 0, "rdb_changes_since_last_save": 0, "aof_enabled": 1,
+                "wal_fsync": "always"}
+
+    def _info_stats(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "total_connections_received": stats.connections_received,
+            "total_commands_processed": stats.total_commands,
+            "rejected_connections": stats.rejected_connections,
+            "total_protocol_errors": stats.protocol_errors,
+            "expired_keys": 0,
+            "keyspace_hits": 0,
+            "keyspace_misses": 0,
+        }
+
+    def _info_replication(self) -> dict[str, Any]:
+        return {"role": "master", "connected_slaves": 0}
+
+    def _info_cpu(self) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"}
+
+    def _info_keyspace(self) -> dict[str, Any]:
+        group = self.group
+        if group is None or not len(group.keyspace):
+            return {}
+        ks = group.keyspace
+        return {"db0": f"keys={len(ks)},expires={len(ks.expires)},avg_ttl=0"}
+
+    def _info_raft(self) -> dict[str, Any]:
+        group = self.group
+        if group is None:
+            return {}
+        return {
+            "raft_node_id": self.config.node_id,
+            "raft_group": group.name,
+            "raft_role": "leader" if group.is_leader() else "follower",
+            "raft_term": group.term,
+            "raft_commit_index": group.commit_index,
+            "raft_applied_index": group.applied_index,
+            "raft_last_log_index": group.last_index,
+        }
+
+    def _info_commandstats(self) -> dict[str, Any]:
+        return {f"cmdstat_{name}": f"calls={calls},usec=0,usec_per_call=0.00,"
+                "rejected_calls=0,failed_calls=0"
+                for name, calls in sorted(self.stats.calls.items())}
+
+
+def _version() -> str:
+    from respkv import __version__
+
+    return __version__
+
+

@@ -1,0 +1,28 @@
+"""Counters for INFO and the metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.calls: Counter[str] = Counter()
+        self.connections_received = 0
+        self.rejected_connections = 0
+        self.protocol_errors = 0
+
+    def count(self, name: str) -> None:
+        self.calls[name] += 1
+
+    @property
+    def total_commands(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.connections_received = 0
+        self.rejected_connections = 0
+        self.protocol_errors = 0

@@ -1,0 +1,82 @@
+"""The replicated state machine: log entries in, keyspace changes and replies out.
+
+A log entry's data is one client command, RESP-encoded with the leader's clock
+in front: ``[now_ms, name, arg...]``. Apply is a pure function of (keyspace,
+entry): the time every node uses for expiry is the one in the entry, so every
+node ends in the same state (see respkv/commands/table.py for the contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import hiredis
+
+from respkv.commands.table import COMMANDS
+from respkv.keyspace import Keyspace
+from respkv.protocol.reply import Reply, RespError
+from respkv.raft.types import Entry, EntryKind
+
+log = logging.getLogger(__name__)
+
+
+def encode_command(now_ms: int, args: Sequence[bytes]) -> bytes:
+    return hiredis.pack_command((now_ms, *args))
+
+
+def decode_command(data: bytes) -> tuple[int, list[bytes]]:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    frame = reader.gets()
+    return int(frame[0]), frame[1:]
+
+
+def apply_command(db: Keyspace, args: list[bytes], now_ms: int) -> Reply:
+    """Run one write command; errors are replies, never exceptions."""
+    command = COMMANDS.get(args[0].decode("latin-1").lower())
+    if command is None or not command.is_write:
+        return RespError(f"ERR cannot apply {args[0][:64]!r}")
+    try:
+        return command.handler(db, args, now_ms)
+    except RespError as error:
+        return error
+    except Exception:  # a bug in a handler: same on every node, so log and go on
+        log.exception("apply failed", extra={"command": args[0][:64]})
+        return RespError("ERR internal error while applying the command")
+
+
+class StateMachine:
+    """The keyspace plus the durable store it is written through, per group."""
+
+    def __init__(self, keyspace: Keyspace, store) -> None:  # store: respkv.storage.store.StateStore
+        self.keyspace = keyspace
+        self.store = store
+        applied_index, applied_term, records = store.load()
+        keyspace.load(records)
+        self.applied_index = applied_index
+        self.applied_term = applied_term
+
+    def apply(self, entries: Sequence[Entry]) -> list[Reply]:
+        """Apply committed entries in order; one durable write for the batch."""
+        replies: list[Reply] = []
+        db = self.keyspace
+        for entry in entries:
+            if entry.index <= self.applied_index:
+                replies.append(None)  # already in the store: replay after a restart
+                continue
+            if entry.kind is EntryKind.NORMAL and entry.data:
+                now_ms, args = decode_command(entry.data)
+                replies.append(apply_command(db, args, now_ms))
+            else:
+                replies.append(None)
+            self.applied_index, self.applied_term = entry.index, entry.term
+        if entries:
+            upserts, deletes = db.take_dirty()
+            self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+        return replies
+
+    def reload(self) -> None:
+        """Re-read everything from the store (after a snapshot was installed)."""
+        self.applied_index, self.applied_term, records = self.store.load()
+        self.keyspace.load(records)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from procs import Node, free_port
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One respkv server for the whole module."""
+    started = Node(free_port(), tmp_path_factory.mktemp("node") / "n1").start()
+    yield started
+    code = started.stop()
+    assert code == 0, started.log()
+
+
+@pytest.fixture
+def r(node: Node) -> Iterator[redis.Redis]:
+    """A redis-py client on an empty keyspace."""
+    client = node.client()
+    client.flushall()
+    yield client
+    client.close()

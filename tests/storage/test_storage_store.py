@@ -1,0 +1,230 @@
+"""Tests of the state machine's durable store and the snapshot file streaming helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlitedict import SqliteDict
+
+from respkv.storage.store import (
+    APPLIED_KEY,
+    TABLE,
+    ChunkWriter,
+    StateStore,
+    StoreError,
+    decode_key,
+    encode_key,
+    iter_chunks,
+)
+
+NASTY_KEYS = [b"", b"\x00", b"a\x00b", b"\r\n", b"\n", b"\xff\xfe", b"k", b"@applied", b"\x00" * 5]
+
+
+def reopened(path: Path) -> tuple[int, int, dict[bytes, object]]:
+    with StateStore(path) as store:
+        return store.load()
+
+
+def test_new_store_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "g1.sqlite"  # the parent directory is created
+    with StateStore(path) as store:
+        assert store.load() == (0, 0, {})
+    assert reopened(path) == (0, 0, {})
+
+
+def test_round_trip_with_binary_keys(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    values: dict[bytes, object] = {k: (b"v" + k, 1.5, None, [k]) for k in NASTY_KEYS}
+    values[bytes(range(256))] = {"nested": b"\x00"}
+    with StateStore(path) as store:
+        store.write_batch(values, [], 10, 2)
+        store.write_batch({b"later": b"x"}, [b"\r\n", b"absent"], 11, 3)
+        index, term, data = store.load()
+    expected = dict(values, later=b"x") if False else {**values, b"later": b"x"}
+    del expected[b"\r\n"]
+    assert (index, term, data) == (11, 3, expected)
+    assert reopened(path) == (11, 3, expected)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=20))
+@settings(max_examples=50, deadline=None)
+def test_key_encoding_is_lossless_and_never_reserved(keys: list[bytes]) -> None:
+    for key in keys:
+        assert decode_key(encode_key(key)) == key
+        assert encode_key(key) != APPLIED_KEY
+
+
+def test_a_key_in_both_upserts_and_deletes_ends_up_deleted(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "s.sqlite") as store:
+        store.write_batch({b"a": 1, b"b": 2}, [b"a"], 1, 1)
+        assert store.load() == (1, 1, {b"b": 2})
+
+
+def test_batches_of_every_chunk_shape(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    expected: dict[bytes, object] = {}
+    with StateStore(path) as store:
+        for n, size in enumerate([1, 2, 3, 1023, 1024, 1025, 3000]):
+            batch = {b"%d:%d" % (n, i): i for i in range(size)}
+            gone = [k for k in expected if k.endswith(b"7")]
+            for k in gone:
+                del expected[k]
+            expected.update(batch)
+            store.write_batch(batch, gone, n + 1, 1)
+        assert store.load() == (7, 1, expected)
+    assert reopened(path) == (7, 1, expected)
+
+
+def test_applied_index_is_atomic_with_data(tmp_path: Path) -> None:
+    """After write_batch + flush, a reload sees each batch's data with exactly its index."""
+    path = tmp_path / "s.sqlite"
+    with StateStore(path) as store:
+        for i in range(1, 51):
+            store.write_batch({b"n": i, b"k%d" % i: i}, [b"k%d" % (i - 1)], i, 1)
+            if i % 10 == 0:
+                store.flush()
+                index, _, data = reopened_concurrently(path)
+                assert data[b"n"] == index and set(data) == {b"n", b"k%d" % index}
+
+
+def reopened_concurrently(path: Path) -> tuple[int, int, dict[bytes, object]]:
+    # A second reader of the same file (as a restarted process would see it).
+    import sqlite3
+
+    from respkv.storage.store import _read_all
+
+    conn = sqlite3.connect(path)
+    try:
+        return _read_all(conn)
+    finally:
+        conn.close()
+
+
+def test_failed_statement_applies_nothing_and_poisons_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = StateStore(path)
+    store.write_batch({b"a": 1}, [], 1, 1)
+    store.flush()
+    # Sabotage one staging statement, as a disk-full error would: the guarded apply must
+    # then change nothing, and the applied index must not move.
+    store._db.conn.execute("DROP TABLE stage")
+    store._db.conn.execute(
+        "CREATE TEMP TABLE stage (op INTEGER NOT NULL, key TEXT NOT NULL, value BLOB,"
+        " CHECK (key != 'k62'))"
+    )
+    store.write_batch({b"a": 2, b"b": 2}, [b"a"], 2, 1)
+    with pytest.raises(StoreError):
+        store.flush()
+    with pytest.raises(StoreError):
+        store.write_batch({b"c": 3}, [], 3, 1)
+    store.close()
+    assert reopened(path) == (1, 1, {b"a": 1})
+
+
+def test_values_are_readable_as_a_plain_sqlitedict(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with StateStore(path) as store:
+        store.write_batch({b"\x00key": [1, 2]}, [], 5, 1)
+    with SqliteDict(str(path), tablename=TABLE, flag="r") as db:
+        assert db[encode_key(b"\x00key")] == [1, 2]
+        assert db[APPLIED_KEY] == (5, 1)
+
+
+def test_clear(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with StateStore(path) as store:
+        store.write_batch({b"a": 1}, [], 3, 1)
+        store.clear()
+        assert store.load() == (0, 0, {})
+        store.write_batch({b"b": 1}, [], 4, 1)
+    assert reopened(path) == (4, 1, {b"b": 1})
+
+
+def test_snapshot_to_and_restore_from_round_trip(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    snap = tmp_path / "snap" / "s1.sqlite"
+    snap.parent.mkdir()
+    data = {b"k%d\x00" % i: b"v%d" % i for i in range(2000)}
+    with StateStore(a) as source:
+        source.write_batch(data, [], 100, 7)
+        assert source.snapshot_to(snap) == (100, 7)
+        source.write_batch({b"after": 1}, [], 101, 7)  # not in the snapshot
+    assert not snap.with_name(snap.name + ".tmp").exists()
+    # stream it, as the transport would, into the follower's directory
+    with ChunkWriter(tmp_path / "incoming.sqlite.part") as writer:
+        for chunk in iter_chunks(snap, chunk_size=4096):
+            writer.write(chunk)
+    received = tmp_path / "incoming.sqlite"
+    assert received.read_bytes() == snap.read_bytes()
+    with StateStore(b) as follower:
+        follower.write_batch({b"old": 1}, [], 50, 3)
+        follower.restore_from(received)
+        assert follower.load() == (100, 7, data)
+        follower.write_batch({b"new": 1}, [], 101, 7)
+    assert not received.exists()
+    assert reopened(b) == (101, 7, {**data, b"new": 1})
+
+
+def test_snapshot_in_a_worker_thread_beside_writes(tmp_path: Path) -> None:
+    path, snap = tmp_path / "s.sqlite", tmp_path / "snap.sqlite"
+
+    async def main() -> tuple[int, int]:
+        with StateStore(path) as store:
+            store.write_batch({b"x%d" % i: i for i in range(5000)}, [], 1, 1)
+            task = asyncio.create_task(asyncio.to_thread(store.snapshot_to, snap))
+            for i in range(2, 50):
+                store.write_batch({b"n": i}, [], i, 1)
+                await asyncio.sleep(0)
+            return await task
+
+    index, term = asyncio.run(main())
+    with StateStore(tmp_path / "r.sqlite") as restored:
+        restored.restore_from(snap)
+        got_index, got_term, data = restored.load()
+    # whatever the snapshot caught, its index and data agree
+    assert (got_index, got_term) == (index, term)
+    assert data.get(b"n", 1) == index and len([k for k in data if k != b"n"]) == 5000
+
+
+def test_closed_store_refuses_use(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError):
+        store.write_batch({}, [], 1, 1)
+
+
+def test_iter_chunks_and_chunk_writer(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    payload = os.urandom(10_000)
+    src.write_bytes(payload)
+    chunks = list(iter_chunks(src, chunk_size=3000))
+    assert [len(c) for c in chunks] == [3000, 3000, 3000, 1000]
+    assert list(iter_chunks(tmp_path / "src.bin", chunk_size=20_000)) == [payload]
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert list(iter_chunks(empty)) == []
+
+    writer = ChunkWriter(tmp_path / "out.part", tmp_path / "final.bin")
+    for chunk in chunks:
+        writer.write(chunk)
+    assert writer.finish() == tmp_path / "final.bin"
+    assert (tmp_path / "final.bin").read_bytes() == payload
+    assert not (tmp_path / "out.part").exists()
+    with pytest.raises(ValueError):
+        writer.write(b"x")
+
+    aborted = ChunkWriter(tmp_path / "other.bin.part")
+    aborted.write(b"partial")
+    aborted.abort()
+    assert not (tmp_path / "other.bin.part").exists() and not (tmp_path / "other.bin").exists()
+
+    with pytest.raises(RuntimeError), ChunkWriter(tmp_path / "third.bin.part") as w:
+        w.write(b"x")
+        raise RuntimeError("transfer broke")
+    assert not (tmp_path / "third.bin.part").exists()

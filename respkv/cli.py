@@ -58,11 +58,12 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
     except (ConfigError, OSError, ValueError) as error:
         raise click.UsageError(str(error)) from None
     logs.setup(config.node_id, config.log_level, config.log_format)
+    from respkv.cluster.membership import NodeRefused
     from respkv.server.server import DirectoryLocked, Server
 
     try:
         run_async(Server(config).serve())
-    except DirectoryLocked as error:
+    except (DirectoryLocked, NodeRefused) as error:
         log.error("%s", error)
         sys.exit(1)
     except OSError as error:

@@ -119,6 +119,9 @@ def _flag_allowed(opt: bytes, flags: set[bytes], unit: bytes | None, is_set: boo
 )
 def set_(db: Keyspace, args: list[bytes], now: int) -> Reply:
     key, value = args[1], args[2]
+    if len(args) == 3:  # the hot path: no options, no old value needed
+        db.set(key, value)
+        return OK
     flags, unit, raw = parse_set_options(args, 3, is_set=True)
     expire_at = expire_time(unit, raw, now, "set") if unit and raw else None
     want_old = b"GET" in flags
@@ -314,8 +317,9 @@ def incrbyfloat(db: Keyspace, args: list[bytes], now: int) -> Reply:
     # Both parsed before adding, the key's value first (Redis' error order).
     value = Fraction(0) if old is None else parse_long_double(old)
     delta = parse_long_double(args[2])
-    total = value + delta  # a float only when an operand is +-inf
-    rounded = round_long_double(total) if isinstance(total, Fraction) else total
+    if not (isinstance(value, Fraction) and isinstance(delta, Fraction)):
+        raise errors.NAN_OR_INFINITY  # an operand is +-inf: so is the sum, or nan
+    rounded = round_long_double(value + delta)
     if not isinstance(rounded, Fraction):
         raise errors.NAN_OR_INFINITY
     text = format_long_double(rounded)

@@ -87,10 +87,22 @@ class FrameGuard:
         if line[:1] != b"$":
             raise ProtocolError(f"expected '$', got '{line[:1].decode('latin-1')}'")
         size = _parse_len(line[1:])
-        if size is None or size > self.max_bulk:
+        if size is None or size < 0 or size > self.max_bulk:
             raise ProtocolError("invalid bulk length")
         self.elements -= 1
         self.skip = size + 2
+
+
+def check_array_header(data: bytes, offset: int) -> None:
+    """Refuse a request array header ``*N`` beyond Redis' limit before hiredis sees it."""
+    if data[offset : offset + 1] != b"*":
+        return
+    newline = data.find(b"\n", offset, offset + MAX_HEADER)
+    if newline < 0:
+        return  # incomplete: the FrameGuard checks it once the line is complete
+    count = _parse_len(data[offset + 1 : newline].rstrip(b"\r"))
+    if count is None or count > MAX_MULTIBULK:
+        raise ProtocolError("invalid multibulk length")
 
 
 def _parse_len(raw: bytes) -> int | None:
@@ -129,23 +141,40 @@ class RequestParser:
             self._feed_inline(data, frames)
             return
         reader = self.reader
-        reader.feed(data)
         # offset: where in ``data`` the next frame starts (negative while the
         # frame that began in earlier data is still being completed)
         offset = -self.guard.consumed if self.guard is not None else 0
+        scanned = False
+        if self.guard is not None and self.guard.elements < 0:
+            # hiredis allocates the whole array when it parses "*N": check the
+            # header line that the previous read left incomplete first
+            self.guard.scan(data)
+            scanned = True
+        reader.feed(data)
+        end = len(data)
         try:
-            while (frame := reader.gets()) is not False:
+            while True:
+                if 0 <= offset < end and data[offset + 2 : offset + 4] != b"\r\n":
+                    check_array_header(data, offset)  # a count of 10 or more: check it
+                frame = reader.gets()
+                if frame is False:
+                    break
                 if frame is None and data[offset : offset + 2] == b"*-":
                     offset += 5  # "*-1\r\n": Redis ignores a null request
                     continue
                 if type(frame) is not list:
                     break  # a top-level non-array: Redis reads that as inline
-                offset += frame_size(frame)
+                start = offset
+                try:
+                    offset += frame_size(frame)
+                except ProtocolError:
+                    self._explain(data, start)
+                    raise
+                if offset > end or data[offset - 2 : offset] != b"\r\n":
+                    self._explain(data, start)  # an element was not a bulk string
                 self.guard = None
                 if frame:
                     frames.append(frame)
-            else:
-                frame = False
         except hiredis.ProtocolError:
             frame = None
         if frame is not False or (offset >= 0 and data[offset : offset + 1] not in (b"*", b"")):
@@ -154,7 +183,15 @@ class RequestParser:
         if offset < len(data):
             if self.guard is None:
                 self.guard = FrameGuard(self.max_bulk)
+            elif scanned:
+                return
             self.guard.scan(memoryview(data)[max(offset, 0) :])
+
+    def _explain(self, data: bytes, start: int) -> None:
+        """A frame hiredis accepted but Redis would not: raise Redis' error for it."""
+        if start >= 0:
+            FrameGuard(self.max_bulk).scan(data[start:])
+        raise ProtocolError("expected '$'")
 
     def _restart_inline(self, data: bytes, offset: int, frames: list[list[bytes]]) -> None:
         """hiredis stopped at ``offset``: what follows is inline or garbage."""

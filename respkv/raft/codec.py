@@ -126,7 +126,7 @@ def _decode(mv: memoryview) -> Message:
             groups.append(tuple(g))
         snap = SnapshotMeta(si, st, ConfState(groups[0], groups[1]))
     ents: list[Entry] = []
-    if flags & F_ENTS:
+    if flags & F_ENTS:  # always at least one entry when set
         count, i = _ENTS.unpack_from(mv, pos)
         pos += _ENTS.size
         unpack = _ENT.unpack_from
@@ -151,7 +151,7 @@ def _decode(mv: memoryview) -> Message:
         term=term,
         log_term=log_term,
         index=index,
-        entries=ents,
+        entries=ents if ents else (),
         commit=commit,
         reject=bool(flags & F_REJECT),
         reject_hint=hint,

@@ -182,7 +182,9 @@ class RaftCore:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self._randomized_timeout = config.election_tick
-        self._lease_guard = True  # refuse votes for one election timeout after start
+        # with lease reads, refuse votes for one election timeout after a (re)start:
+        # this node may have promised a lease to a leader before it went down
+        self._lease_guard = config.lease_read
         self._now = 0
         self.lead_transferee: str | None = None
         self._transfer_sent = False  # a TimeoutNow went out this term: no more lease reads
@@ -220,6 +222,12 @@ class RaftCore:
             self._tick_heartbeat()
         else:
             self._tick_election()
+
+    def campaign(self) -> None:
+        """Start an election now (PreVote first if configured); a no-op on a leader
+        or a node that may not campaign (learner, removed, snapshot pending)."""
+        if self.role != Role.LEADER:
+            self._campaign(pre=self.cfg.pre_vote)
 
     def propose(self, data: bytes) -> int:
         """Append a client command; returns its log index. Leader only."""

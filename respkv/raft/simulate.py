@@ -24,6 +24,7 @@ bound (liveness). The last line printed is ``N seeds, V violations``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import time
@@ -42,6 +43,25 @@ from respkv.raft.core import (
 )
 from respkv.raft.messages import Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry, EntryKind, HardState
+
+DEFAULT_KNOBS = {
+    "check_quorum": 0.85,  # probability that a seed runs with CheckQuorum (and leases)
+    "pre_vote": 0.85,
+    "drop": 0.05,  # per message
+    "dup": 0.03,
+    "delay": 0.2,  # probability of 1..11 extra rounds (3 rounds per step)
+    "long_delay": 0.02,  # probability of 12..59 extra rounds
+    "crash": 0.02,  # per step: a random node
+    "leader_crash": 0.01,  # per step: the leader
+    "crash_in_ready": 0.003,  # per Ready: after the eager sends, before persisting
+    "crash_after_vote": 0.02,  # a node that just granted a vote (downtime 1..3 steps)
+    "crash_new_leader": 0.05,  # a new leader, 0..3 steps into its term
+    "partition": 0.02,  # per step, when healed: a random split (healed 5..59 steps later)
+    "max_size": 0,  # max_size_per_msg; 0: chosen per seed among 64, 256, 1 MiB
+    "max_inflight": 0,  # max_inflight_msgs; 0: chosen per seed among 1, 2, 4, 64
+    "down_min": 1,  # steps a crashed node stays down
+    "down_max": 40,
+}
 
 ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash")
 GROUP = "g0"
@@ -75,6 +95,7 @@ class SimNode:
     seen_commit: int = 0
     proposed: dict = field(default_factory=dict)  # index -> data
     leader_terms: set = field(default_factory=set)
+    crash_at: tuple | None = None
 
 
 class Sim:
@@ -86,7 +107,14 @@ class Sim:
         faults: tuple[str, ...] = ALL_FAULTS,
         trace: bool = False,
         membership: bool = True,
+        knobs: dict | None = None,
     ) -> None:
+        self.k = k = dict(DEFAULT_KNOBS)
+        if knobs:
+            unknown = set(knobs) - set(k)
+            if unknown:
+                raise ValueError(f"unknown knobs {unknown}")
+            k.update(knobs)
         self.seed = seed
         self.rng = random.Random(seed)
         r = self.rng
@@ -95,11 +123,15 @@ class Sim:
         self.tracing = trace
         self.trace: deque = deque(maxlen=400)
         self.membership = membership
-        self.check_quorum = r.random() < 0.85
-        self.pre_vote = r.random() < 0.85
+        self.check_quorum = r.random() < k["check_quorum"]
+        self.pre_vote = r.random() < k["pre_vote"]
         self.lease_read = self.check_quorum and r.random() < 0.5
         self.max_inflight = r.choice((1, 2, 4, 64))
         self.max_size = r.choice((64, 256, 1 << 20))
+        if k["max_inflight"]:
+            self.max_inflight = k["max_inflight"]
+        if k["max_size"]:
+            self.max_size = k["max_size"]
         self.tail = r.choice((0, 2, 10))
         self.election_tick = 10
         self.heartbeat_tick = r.choice((1, 2, 3))
@@ -161,6 +193,9 @@ class Sim:
         self.log("start", n.id, f"hs={st.hs} snap={st.snap and st.snap.index}",
                  f"entries={len(st.entries)} applied={len(n.sm)}")
 
+    def _downtime(self) -> int:
+        return self.rng.randrange(self.k["down_min"], self.k["down_max"])
+
     def _crash(self, n: SimNode, down_for: int) -> None:
         self.log("crash", n.id, "pending" if n.pending else "")
         n.alive = False
@@ -180,17 +215,24 @@ class Sim:
             payload = None
             if m.type == MessageType.SNAP:
                 st = src.storage
-                if st.snap != m.snapshot:
+                if st.snap is None or st.snap.index < m.snapshot.index:
                     self.fail(f"{src.id} sends snapshot {m.snapshot} but has {st.snap}")
+                if st.snap != m.snapshot:
+                    # a newer snapshot was taken since: the driver sends that one
+                    m = dataclasses.replace(m, snapshot=st.snap)
                 payload = (st.snap, list(st.snap_data))
                 self.stats["snaps_sent"] += 1
             copies = 1
-            if "dup" in f and r.random() < 0.03:
+            if "dup" in f and r.random() < self.k["dup"]:
                 copies = 2
             for _ in range(copies):
                 delay = 1
-                if "delay" in f and r.random() < 0.2:
-                    delay += r.randrange(1, 12)
+                if "delay" in f:
+                    x = r.random()
+                    if x < self.k["delay"]:
+                        delay += r.randrange(1, 12)
+                    elif x < self.k["delay"] + self.k["long_delay"]:
+                        delay += r.randrange(12, 60)
                 self.seq += 1
                 self.net.append((self.round + delay, self.seq, m, payload, src.incarnation))
 
@@ -211,7 +253,7 @@ class Sim:
                 dst is None
                 or not dst.alive
                 or not self._connected(m.from_, m.to)
-                or ("drop" in self.faults and r.random() < 0.05)
+                or ("drop" in self.faults and r.random() < self.k["drop"])
             )
             if dropped:
                 self.log("drop", m)
@@ -244,8 +286,8 @@ class Sim:
             if rd.entries:
                 n.pending_prev_term = core.log.term(rd.entries[0].index - 1)
             self._send(n, rd.eager_messages)
-            if "crash" in self.faults and self.rng.random() < 0.002:
-                self._crash(n, self.rng.randrange(3, 30))
+            if "crash" in self.faults and self.rng.random() < self.k["crash_in_ready"]:
+                self._crash(n, self._downtime())
                 continue
             n.pending = rd
             if self.rng.random() < 0.7:
@@ -288,6 +330,11 @@ class Sim:
         if rd.hard_state is not None:
             st.hs = rd.hard_state
         self._send(n, rd.messages)
+        if "crash" in self.faults and self.k["crash_after_vote"] and any(
+            m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages
+        ) and self.rng.random() < self.k["crash_after_vote"]:
+            self._crash(n, self.rng.randrange(1, 4))
+            return
         for e in rd.committed_entries:
             self._apply(n, e)
         for rs in rd.read_states:
@@ -361,6 +408,8 @@ class Sim:
                     n.leader_terms.add(t)
                     self.stats["leaders"] += 1
                     self.log("leader", n.id, t)
+                    if "crash" in self.faults and self.rng.random() < self.k["crash_new_leader"]:
+                        n.crash_at = (n.incarnation, self.step_no + self.rng.randrange(0, 4))
                     h = self.history
                     if log.last_index() < len(h):
                         self.fail(f"leader {n.id} t{t} last {log.last_index()} < commit {len(h)}")
@@ -443,11 +492,15 @@ class Sim:
                         self.log("transfer", ld.id, t)
                     except (RaftError, ValueError):
                         pass
-        if "crash" in f and r.random() < 0.02:
+        if "crash" in f and r.random() < self.k["crash"]:
             up = self._alive()
             if len(up) > 1:
-                self._crash(r.choice(up), r.randrange(3, 40))
-        if "partition" in f and self.partition is None and r.random() < 0.02:
+                self._crash(r.choice(up), self._downtime())
+        if "crash" in f and r.random() < self.k["leader_crash"]:
+            ld = self._leader()
+            if ld is not None:
+                self._crash(ld, self._downtime())
+        if "partition" in f and self.partition is None and r.random() < self.k["partition"]:
             ids = list(self.nodes)
             r.shuffle(ids)
             cut = r.randrange(1, len(ids))
@@ -460,6 +513,10 @@ class Sim:
         for n in self.nodes.values():
             if not n.alive and n.restart_at <= self.step_no:
                 self._start(n)
+            elif n.alive and n.crash_at and n.crash_at[0] == n.incarnation and \
+                    n.crash_at[1] <= self.step_no:
+                n.crash_at = None
+                self._crash(n, self._downtime())
 
     def _conf_change(self) -> None:
         ld = self._leader()
@@ -551,7 +608,9 @@ class Sim:
         return "\n".join(lines)
 
 
-def run_seed(seed: int, nodes: int, steps: int, faults, trace: bool = False) -> str | None:
+def run_seed(seed: int, nodes: int, steps: int, faults, trace: bool = False,
+             stats: dict | None = None) -> str | None:
+    """Run one seed; the violation text (with a trace if asked), or None."""
     sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace)
     try:
         sim.run()
@@ -559,12 +618,25 @@ def run_seed(seed: int, nodes: int, steps: int, faults, trace: bool = False) -> 
         if trace:
             return f"{v}\ntrace (last {len(sim.trace)} events):\n{sim.format_trace()}"
         return str(v)
+    except Exception as exc:  # the core raised: as bad as a broken property
+        import traceback
+
+        text = f"seed {seed} step {sim.step_no}: exception {exc!r}"
+        if trace:
+            text += "\n" + traceback.format_exc()
+            text += f"trace (last {len(sim.trace)} events):\n{sim.format_trace()}"
+        return text
+    finally:
+        if stats is not None:
+            for k, x in sim.stats.items():
+                stats[k] = stats.get(k, 0) + x
     return None
 
 
-def _worker(args) -> tuple[int, str | None]:
+def _worker(args) -> tuple[int, str | None, dict]:
     seed, nodes, steps, faults = args
-    return seed, run_seed(seed, nodes, steps, faults)
+    st: dict = {}
+    return seed, run_seed(seed, nodes, steps, faults, stats=st), st
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -600,12 +672,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         seeds = list(range(a.start, a.start + a.seeds))
     violations = 0
+    stats: dict = {}
     if a.jobs > 1 and a.seed is None and not a.bug:
         import multiprocessing as mp
 
         with mp.Pool(a.jobs) as pool:
             work = [(s, a.nodes, a.steps, faults) for s in seeds]
-            for seed, err in pool.imap_unordered(_worker, work, chunksize=16):
+            for seed, err, st in pool.imap_unordered(_worker, work, chunksize=16):
+                for k, x in st.items():
+                    stats[k] = stats.get(k, 0) + x
                 if err:
                     violations += 1
                     print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate "
@@ -613,13 +688,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"--faults {a.faults}", flush=True)
     else:
         for s in seeds:
-            err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None)
+            err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None, stats=stats)
             if err:
                 violations += 1
                 print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {s} "
                       f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}", flush=True)
     dt = time.perf_counter() - t0
-    print(f"({dt:.1f}s)", file=sys.stderr)
+    print(f"({dt:.1f}s; totals: {stats})", file=sys.stderr)
     print(f"{len(seeds)} seeds, {violations} violations")
     return 1 if violations else 0
 

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from respkv import commands  # noqa: F401  (registers every command in the table)
+from respkv.cluster.group import CLUSTERDOWN, RaftGroup, now_ms
+from respkv.cluster.node import ClusterNode
+from respkv.cluster.slots import key_slot
 from respkv.commands.connection import VERSION
 from respkv.commands.table import Command
 from respkv.config import Config
-from respkv.group import SoloGroup, now_ms
+from respkv.protocol.reply import RespError
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.stats import Stats
@@ -62,7 +65,8 @@ class Server:
         self.clients: dict[int, Client] = {}
         self._client_ids = 0
         self.dispatcher = Dispatcher(self)
-        self.group: SoloGroup | None = None
+        self.node = ClusterNode(config)
+        self.group: RaftGroup | None = None
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
@@ -74,8 +78,9 @@ class Server:
     async def start(self) -> None:
         config = self.config
         self.lock_fd = lock_directory(config.data_dir)
-        self.group = SoloGroup("g0", config.data_dir)
-        await self.group.start()
+        self.node.on_removed = self.request_shutdown
+        await self.node.start()
+        self.group = self.node.group
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_server(
             lambda: Client(self), config.bind, config.port, reuse_address=True, backlog=1024
@@ -110,8 +115,8 @@ class Server:
         for task in self.tasks:
             task.cancel()
         await self._drain_clients(deadline=5.0)  # 2. finish in-flight writes
-        if self.group is not None:
-            await self.group.stop()  # 3. flush and close log and store
+        # 3. hand over leadership, stop Raft, flush and close log and store, transport
+        await self.node.stop()
         for client in list(self.clients.values()):  # 4. close the clients
             client.close()
         if self.lock_fd is not None:  # 5. release the directory
@@ -145,14 +150,32 @@ class Server:
     # -- routing ---------------------------------------------------------------
 
     def route(self, client: Client, command: Command, args: list[bytes]) -> Any:
-        """The group that serves this command here, or the error to reply."""
-        return self.group
+        """The group that serves this command here, or the error to reply.
+
+        Writes go to the leader: a follower answers -MOVED with the slot of the
+        first key, as a Redis Cluster replica does. Reads are served here.
+        """
+        group = self.group
+        if not command.is_write or group.is_leader():
+            return group
+        address = group.leader_client_address()
+        if address is None:
+            return CLUSTERDOWN
+        keys = command.key_indexes(len(args))
+        slot = key_slot(args[keys[0]]) if keys else 0
+        return RespError(f"MOVED {slot} {address}")
 
     def is_leader(self) -> bool:
         return self.group is not None and self.group.is_leader()
 
     def replicas_in_sync(self) -> int:
-        return 0
+        group = self.group
+        if group is None or not group.is_leader():
+            return 0
+        progress = group.core.status()["progress"]
+        last = group.last_index
+        return sum(1 for node, p in progress.items()
+                   if node != self.config.node_id and p["match"] >= last)
 
     # -- background work --------------------------------------------------------
 
@@ -254,7 +277,21 @@ class Server:
         }
 
     def _info_replication(self) -> dict[str, Any]:
-        return {"role": "master", "connected_slaves": 0}
+        group = self.group
+        if group is None:
+            return {"role": "master"}
+        fields: dict[str, Any] = {"role": "master" if group.is_leader() else "slave"}
+        if group.is_leader():
+            members = group.members()
+            others = [n for n in (*members.voters, *members.learners) if n != group.node_id]
+            fields["connected_slaves"] = len(others)
+        else:
+            address = group.leader_client_address() or "?:0"
+            host, _, port = address.rpartition(":")
+            fields.update({"master_host": host, "master_port": port,
+                           "master_link_status": "up" if group.leader_id() else "down"})
+        fields.update(self._info_raft())
+        return fields
 
     def _info_cpu(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -271,14 +308,21 @@ class Server:
         group = self.group
         if group is None:
             return {}
+        members = group.members()
         return {
             "raft_node_id": self.config.node_id,
+            "raft_cluster_id": self.node.info.cluster_id if self.node.info else "",
             "raft_group": group.name,
-            "raft_role": "leader" if group.is_leader() else "follower",
+            "raft_role": group.role,
             "raft_term": group.term,
+            "raft_leader": group.leader_id() or "",
             "raft_commit_index": group.commit_index,
             "raft_applied_index": group.applied_index,
             "raft_last_log_index": group.last_index,
+            "raft_snapshot_index": group.snapshot_index,
+            "raft_voters": ",".join(members.voters),
+            "raft_learners": ",".join(members.learners),
+            "raft_leader_changes": group.leader_changes,
         }
 
     def _info_commandstats(self) -> dict[str, Any]:

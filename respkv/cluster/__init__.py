@@ -1,0 +1,1 @@
+"""The replicated cluster: Raft groups driven over TCP under the RESP server."""

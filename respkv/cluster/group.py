@@ -1,0 +1,620 @@
+"""The Raft driver of one group: the only place the pure core meets the world.
+
+One task runs the loop: take a Ready from the core, send what may go at once,
+append to the WAL and fsync (one fsync for everything gathered while the
+previous one ran: group commit), install a snapshot if one came, send the
+messages that needed the fsync, apply committed entries in one state-machine
+batch, complete the clients waiting on those log indexes and the reads waiting
+on a read index, then advance. Proposals and read requests that arrive during
+an fsync are handed to the core in one batch at the top of the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from respkv.background import spawn
+from respkv.cluster.membership import AddressBook, Addresses
+from respkv.keyspace import Keyspace
+from respkv.protocol.reply import Reply, RespError
+from respkv.raft.confchange import (
+    ConfChange,
+    ConfChangeError,
+    ConfChangeType,
+    decode_conf_change,
+)
+from respkv.raft.core import (
+    ConfChangePending,
+    NotLeader,
+    RaftCore,
+    RaftError,
+    Ready,
+    Role,
+)
+from respkv.raft.core import (
+    Config as CoreConfig,
+)
+from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
+from respkv.raft.types import Entry, EntryKind
+from respkv.statemachine import StateMachine, encode_command
+from respkv.storage.store import StateStore
+from respkv.storage.wal import WAL
+
+if TYPE_CHECKING:
+    from respkv.cluster.transport import Transport
+    from respkv.config import Config
+
+log = logging.getLogger(__name__)
+
+CLUSTERDOWN = RespError("CLUSTERDOWN The cluster is down: no leader elected")
+SHUTTING_DOWN = RespError("ERR server is shutting down")
+LOST = RespError("ERR write lost: leadership changed before it was committed, retry")
+TIMED_OUT = RespError("TRYAGAIN write not committed in time; it may or may not have been applied")
+READ_TIMED_OUT = RespError("TRYAGAIN read not confirmed by a quorum in time")
+PROPOSAL_TIMEOUT = 10.0  # seconds a client waits for its write to commit
+READ_TIMEOUT = 3.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Waiter:
+    term: int
+    future: asyncio.Future[Reply]
+    deadline: float
+
+
+class RaftGroup:
+    def __init__(self, name: str, node_id: str, config: Config, directory: Path,
+                 transport: Transport, book: AddressBook, bootstrap: Addresses | None) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.config = config
+        self.transport = transport
+        self.book = book
+        self.dir = directory / "raft" / name
+        self.snap_dir = self.dir / "snap"
+        self.snap_dir.mkdir(parents=True, exist_ok=True)
+        self.wal = WAL.open(self.dir / "wal")
+        store_path = directory / "data" / f"{name}.sqlite"
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        self.keyspace = Keyspace()
+        self.state_machine = StateMachine(self.keyspace, StateStore(store_path))
+        if bootstrap is not None:
+            self._bootstrap(bootstrap)
+        self.core = self._make_core()
+        self.waiters: dict[int, Waiter] = {}
+        self.proposals: list[tuple[list[bytes], asyncio.Future[Reply]]] = []
+        self.read_requests: dict[str, list[asyncio.Future[None]]] = {}
+        self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
+        self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
+        self.read_seq = 0
+        self.conf_waiters: dict[int, asyncio.Future[Reply]] = {}
+        self.wakeup = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
+        self.snapshotting = False
+        self.snapshot_index = self._latest_snapshot_meta().index if self._latest_snapshot_meta() \
+            else 0
+        self.incoming_snapshots: dict[int, Path] = {}
+        self.pending_compaction: tuple[int, int] | None = None
+        self.on_removed = None  # set by the server: called when this node is removed
+        self.leader_changes = 0
+        self._last_leader: str | None = None
+        transport.handlers[name] = self
+        self._connect_peers()
+
+    # -- start-up ------------------------------------------------------------
+
+    def _bootstrap(self, me: Addresses) -> None:
+        """A brand-new one-node cluster: the log starts with 'add me as voter'."""
+        if self.wal.last_index() or self.wal.snapshot_point()[0]:
+            return
+        change = ConfChange(ConfChangeType.ADD_VOTER, self.node_id, me.to_bytes())
+        from respkv.raft.confchange import encode_conf_change
+        from respkv.raft.types import HardState
+
+        self.wal.append([Entry(1, 1, EntryKind.CONF_CHANGE, encode_conf_change(change))])
+        self.wal.set_hard_state(HardState(term=1, vote=None, commit=1))
+        self.wal.sync()
+        self.book.learn(self.node_id, me)
+
+    def _latest_snapshot_meta(self) -> SnapshotMeta | None:
+        path = self.snap_dir / "meta.json"
+        if not path.exists():
+            return None
+        fields = json.loads(path.read_text())
+        conf = ConfState(tuple(fields["voters"]), tuple(fields["learners"]))
+        return SnapshotMeta(fields["index"], fields["term"], conf)
+
+    def _make_core(self) -> RaftCore:
+        state = self.wal.load()
+        snapshot = self._latest_snapshot_meta()
+        snap_index, snap_term = self.wal.snapshot_point()
+        if snap_index and (snapshot is None or snapshot.index != snap_index):
+            # The WAL was compacted by an installed snapshot whose meta we keep
+            # beside it; fall back on what the WAL says if the file is older.
+            snapshot = SnapshotMeta(snap_index, snap_term,
+                                    snapshot.conf_state if snapshot else ConfState())
+        cfg = self.config
+        core_config = CoreConfig(
+            node_id=self.node_id,
+            group=self.name,
+            election_tick=cfg.election_ticks,
+            heartbeat_tick=cfg.heartbeat_ticks,
+            pre_vote=True,
+            check_quorum=True,
+            lease_read=False,
+            applied=max(self.state_machine.applied_index, snapshot.index if snapshot else 0),
+            seed=random.SystemRandom().randrange(1 << 62),
+        )
+        entries = [e for e in state.entries if snapshot is None or e.index > snapshot.index]
+        return RaftCore(core_config, state.hard_state, snapshot, entries)
+
+    def _connect_peers(self) -> None:
+        conf = self.core.conf
+        for node in (*conf.voters, *conf.learners):
+            addresses = self.book.get(node)
+            if addresses is not None:
+                self.transport.set_peer(node, addresses.raft)
+
+    async def start(self) -> None:
+        if self.core.conf.voters == (self.node_id,):
+            self.core.campaign()  # alone: no one to wait for, lead at once
+        loop_task = asyncio.create_task(self._run(), name=f"raft-{self.name}")
+        tick_task = asyncio.create_task(self._ticker(), name=f"tick-{self.name}")
+        self.tasks += [loop_task, tick_task]
+
+    # -- what the server calls -------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.log.committed
+
+    @property
+    def applied_index(self) -> int:
+        return self.state_machine.applied_index
+
+    @property
+    def last_index(self) -> int:
+        return self.core.log.last_index()
+
+    @property
+    def role(self) -> str:
+        return self.core.role.name.lower()
+
+    def is_leader(self) -> bool:
+        return self.core.role is Role.LEADER
+
+    def leader_id(self) -> str | None:
+        return self.core.lead
+
+    def leader_client_address(self) -> str | None:
+        lead = self.core.lead
+        if lead is None:
+            return None
+        if lead == self.node_id:
+            return self.config.client_address
+        addresses = self.book.get(lead)
+        return addresses.client if addresses else None
+
+    def members(self) -> ConfState:
+        return self.core.conf
+
+    def propose(self, args: list[bytes]) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        if self.stopping:
+            future.set_result(SHUTTING_DOWN)
+        else:
+            self.proposals.append((args, future))
+            self.wakeup.set()
+        return future
+
+    def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
+        """A future that resolves once this node's state reflects every write
+        acknowledged before the call; None when the read may run now."""
+        if mode == "stale":
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.read_requests.setdefault(mode, []).append(future)
+        self.wakeup.set()
+        return future
+
+    async def change_membership(self, op: ConfChangeType, node_id: str,
+                                addresses: Addresses | None) -> Reply:
+        """Propose one membership change and wait until it is applied."""
+        context = addresses.to_bytes() if addresses else b""
+        try:
+            index = self.core.propose_conf_change(ConfChange(op, node_id, context))
+        except NotLeader:
+            return CLUSTERDOWN
+        except ConfChangePending as error:
+            return RespError(f"TRYAGAIN membership change in progress: {error}")
+        except ConfChangeError as error:
+            return RespError(f"ERR {error}")
+        except RaftError as error:
+            return RespError(f"TRYAGAIN {error}")
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self.conf_waiters[index] = future
+        self.waiters[index] = Waiter(self.core.term, future, time.monotonic() + PROPOSAL_TIMEOUT)
+        self.wakeup.set()
+        return await future
+
+    def transfer_leadership(self, target: str) -> None:
+        self.core.transfer_leadership(target)
+        self.wakeup.set()
+
+    def best_transfer_target(self) -> str | None:
+        status = self.core.status()
+        progress = status["progress"]
+        voters = [v for v in self.core.conf.voters if v != self.node_id and v in progress]
+        if not voters:
+            return None
+        return max(voters, key=lambda v: progress[v]["match"])
+
+    # -- transport callbacks -----------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        if self.stopping:
+            return
+        self.core.step(message)
+        self.wakeup.set()
+
+    def on_snapshot(self, message: Message, path: Path) -> None:
+        if message.context:
+            self.book.merge(AddressBook.parse(message.context))
+            self._connect_peers()
+        self.incoming_snapshots[message.snapshot.index] = path
+        self.on_message(message)
+
+    def on_unreachable(self, node_id: str) -> None:
+        self.core.report_unreachable(node_id)
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_ms / 1000
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            self.core.tick()
+            self._expire_waiters()
+            self._maybe_promote_learners()
+            self._maybe_snapshot()
+            self.wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            if self.stopping and not self.core.has_ready():
+                return
+            if self.pending_compaction is not None:
+                # The WAL is not thread-safe: compact here, between two Readies.
+                index, term = self.pending_compaction
+                self.pending_compaction = None
+                await asyncio.to_thread(self.wal.compact, index, term)
+            self._hand_over_proposals()
+            self._hand_over_reads()
+            while self.core.has_ready():
+                await self._handle_ready(self.core.ready())
+                self._hand_over_proposals()
+                self._hand_over_reads()
+            self._serve_ready_reads()
+            self._note_leader()
+
+    def _hand_over_proposals(self) -> None:
+        if not self.proposals:
+            return
+        batch, self.proposals = self.proposals, []
+        now = now_ms()
+        try:
+            last = self.core.propose_batch([encode_command(now, args) for args, _ in batch])
+        except NotLeader:
+            for args, future in batch:
+                future.set_result(self._redirect_error(args))
+            return
+        except RaftError as error:
+            for _, future in batch:
+                future.set_result(RespError(f"TRYAGAIN {error}"))
+            return
+        term = self.core.term
+        deadline = time.monotonic() + PROPOSAL_TIMEOUT
+        first = last - len(batch) + 1
+        for offset, (_, future) in enumerate(batch):
+            self.waiters[first + offset] = Waiter(term, future, deadline)
+
+    def _redirect_error(self, args: list[bytes]) -> RespError:
+        from respkv.cluster.slots import key_slot
+
+        address = self.leader_client_address()
+        if address is None:
+            return CLUSTERDOWN
+        slot = key_slot(args[1]) if len(args) > 1 else 0
+        return RespError(f"MOVED {slot} {address}")
+
+    def _hand_over_reads(self) -> None:
+        if not self.read_requests:
+            return
+        requests, self.read_requests = self.read_requests, {}
+        for mode, futures in requests.items():
+            self.read_seq += 1
+            ctx = f"{self.node_id}:{self.read_seq}".encode()
+            self.core.cfg.lease_read = mode == "lease"
+            try:
+                self.core.read_index(ctx)
+            except NotLeader:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(CLUSTERDOWN)
+                continue
+            finally:
+                self.core.cfg.lease_read = False
+            self.read_waiting[ctx] = (futures, time.monotonic() + READ_TIMEOUT)
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        send = self._send
+        for message in rd.eager_messages:
+            send(message)
+        if rd.snapshot is not None:
+            await self._install_snapshot(rd.snapshot)
+        if rd.entries:
+            self.wal.append(rd.entries)
+        if rd.hard_state is not None:
+            self.wal.set_hard_state(rd.hard_state)
+        if rd.must_sync or rd.entries or rd.hard_state is not None:
+            await asyncio.to_thread(self.wal.sync)
+        for message in rd.messages:
+            send(message)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for state in rd.read_states:
+            pending = self.read_waiting.pop(state.ctx, None)
+            if pending is not None:
+                self.read_ready.append((state.index, pending[0]))
+        for ctx in rd.dropped_reads:
+            pending = self.read_waiting.pop(ctx, None)
+            if pending is not None:
+                _fail_all(pending[0], CLUSTERDOWN)
+        self.core.advance(rd)
+        self._serve_ready_reads()
+
+    def _send(self, message: Message) -> None:
+        if message.type is MessageType.SNAP:
+            spawn(self._send_snapshot(message))
+        else:
+            self.transport.send(message)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.kind is EntryKind.CONF_CHANGE and entry.index > self.applied_index:
+                self._on_conf_change(entry)
+        replies = self.state_machine.apply(entries)
+        waiters = self.waiters
+        for entry, reply in zip(entries, replies, strict=True):
+            waiter = waiters.pop(entry.index, None)
+            if waiter is None or waiter.future.done():
+                continue
+            if entry.term != waiter.term:
+                waiter.future.set_result(LOST)
+            elif entry.kind is EntryKind.CONF_CHANGE:
+                waiter.future.set_result(b"OK")
+            else:
+                waiter.future.set_result(reply)
+
+    def _on_conf_change(self, entry: Entry) -> None:
+        change = decode_conf_change(entry.data)
+        addresses = Addresses.from_bytes(change.context) if change.context else None
+        if addresses is not None:
+            self.book.learn(change.node_id, addresses)
+        if change.op is ConfChangeType.REMOVE:
+            log.info("member removed", extra={"member": change.node_id, "index": entry.index})
+            if change.node_id == self.node_id:
+                if self.on_removed is not None:
+                    asyncio.get_running_loop().call_soon(self.on_removed)
+            else:
+                self.transport.drop_peer(change.node_id)
+        else:
+            log.info("member added", extra={"member": change.node_id, "op": change.op.name,
+                                            "index": entry.index})
+            if addresses is not None:
+                self.transport.set_peer(change.node_id, addresses.raft)
+
+    def _serve_ready_reads(self) -> None:
+        if not self.read_ready:
+            return
+        applied = self.state_machine.applied_index
+        waiting: list[tuple[int, list[asyncio.Future[None]]]] = []
+        for index, futures in self.read_ready:
+            if index > applied:
+                waiting.append((index, futures))
+                continue
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+        self.read_ready = waiting
+
+    def _note_leader(self) -> None:
+        lead = self.core.lead
+        if lead != self._last_leader:
+            self._last_leader = lead
+            self.leader_changes += 1
+            log.info("leader changed", extra={"leader": lead, "term": self.core.term,
+                                              "group": self.name})
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        if self.waiters:
+            expired = [i for i, w in self.waiters.items() if w.deadline < now]
+            for index in expired:
+                waiter = self.waiters.pop(index)
+                if not waiter.future.done():
+                    waiter.future.set_result(TIMED_OUT)
+        if self.read_waiting:
+            for ctx in [c for c, (_, d) in self.read_waiting.items() if d < now]:
+                futures, _ = self.read_waiting.pop(ctx)
+                _fail_all(futures, READ_TIMED_OUT)
+
+    # -- membership: learners become voters once caught up --------------------
+
+    def _maybe_promote_learners(self) -> None:
+        core = self.core
+        if core.role is not Role.LEADER or not core.conf.learners:
+            return
+        committed = core.log.committed
+        for learner in core.conf.learners:
+            progress = core.prs.get(learner)
+            if progress is None or progress.match == 0 or committed - progress.match > 64:
+                continue  # not caught up yet: a voter that lags would hurt the quorum
+            addresses = self.book.get(learner)
+            try:
+                core.propose_conf_change(ConfChange(
+                    ConfChangeType.ADD_VOTER, learner,
+                    addresses.to_bytes() if addresses else b""))
+            except (RaftError, ConfChangeError):
+                return
+            log.info("promoting learner", extra={"member": learner})
+            return
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def _snapshot_path(self, index: int) -> Path:
+        return self.snap_dir / f"snap-{index:020d}.sqlite"
+
+    def _maybe_snapshot(self) -> None:
+        if self.snapshotting or self.stopping:
+            return
+        if self.applied_index - self.snapshot_index < self.config.snapshot_entries:
+            return
+        self.snapshotting = True
+        spawn(self.take_snapshot())
+
+    async def take_snapshot(self) -> SnapshotMeta | None:
+        """Copy the state machine to a snapshot file and compact the log behind it."""
+        try:
+            tmp = self.snap_dir / "taking.sqlite.tmp"
+            tmp.unlink(missing_ok=True)
+            index, _term = await asyncio.to_thread(self.state_machine.store.snapshot_to, tmp)
+            if index <= self.snapshot_index:
+                tmp.unlink(missing_ok=True)
+                return None
+            meta = self.core.snapshot_meta(index)
+            tmp.replace(self._snapshot_path(index))
+            self._write_snapshot_meta(meta)
+            self.core.snapshot_taken(meta)
+            self._delete_old_snapshots(index)
+            self.snapshot_index = index
+            self.pending_compaction = (meta.index, meta.term)
+            self.wakeup.set()
+            log.info("snapshot taken", extra={"index": index, "group": self.name})
+            return meta
+        except Exception:
+            log.exception("snapshot failed")
+            return None
+        finally:
+            self.snapshotting = False
+
+    def _write_snapshot_meta(self, meta: SnapshotMeta) -> None:
+        from respkv.cluster.membership import write_json_atomically
+
+        write_json_atomically(self.snap_dir / "meta.json", {
+            "index": meta.index, "term": meta.term,
+            "voters": list(meta.conf_state.voters), "learners": list(meta.conf_state.learners),
+        })
+
+    def _delete_old_snapshots(self, keep: int) -> None:
+        for path in self.snap_dir.glob("snap-*.sqlite"):
+            if path != self._snapshot_path(keep):
+                path.unlink(missing_ok=True)
+
+    async def _send_snapshot(self, message: Message) -> None:
+        meta = message.snapshot
+        path = self._snapshot_path(meta.index)
+        ok = False
+        try:
+            if not path.exists():
+                log.info("no snapshot file at %d; taking a new one", meta.index)
+                if not self.snapshotting:
+                    self.snapshotting = True
+                    await self.take_snapshot()
+                return
+            message.context = self.book.to_bytes()
+            log.info("sending snapshot", extra={"peer": message.to, "index": meta.index})
+            await self.transport.send_snapshot(message, path, self.config.snapshot_chunk_bytes)
+            ok = True
+        except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, KeyError) as e:
+            log.warning("snapshot to %s failed: %s", message.to, e)
+        finally:
+            self.core.report_snapshot(message.to, ok)
+            self.wakeup.set()
+
+    async def _install_snapshot(self, meta: SnapshotMeta) -> None:
+        path = self.incoming_snapshots.pop(meta.index, None)
+        if path is None:
+            raise RuntimeError(f"snapshot {meta.index} to install was not received")
+        log.info("installing snapshot", extra={"index": meta.index, "group": self.name})
+        store = self.state_machine.store
+        await asyncio.to_thread(store.flush)
+        # keep a copy to serve to others if we lead one day
+        await asyncio.to_thread(_copy, path, self._snapshot_path(meta.index))
+        await asyncio.to_thread(store.restore_from, path)
+        self.state_machine.reload()
+        self._write_snapshot_meta(meta)
+        self._delete_old_snapshots(meta.index)
+        self.snapshot_index = meta.index
+        await asyncio.to_thread(self.wal.compact, meta.index, meta.term)
+        for old in self.incoming_snapshots.values():
+            old.unlink(missing_ok=True)
+        self.incoming_snapshots.clear()
+
+    # -- shutdown ------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Let the loop finish its Ready (an fsync may be running), then close."""
+        self.stopping = True
+        for _, future in self.proposals:
+            if not future.done():
+                future.set_result(SHUTTING_DOWN)
+        self.proposals.clear()
+        loop_task, tick_task = self.tasks
+        tick_task.cancel()
+        self.wakeup.set()
+        try:
+            await asyncio.wait_for(loop_task, 10)
+        except (asyncio.CancelledError, TimeoutError):
+            log.warning("raft loop did not stop in time")
+        for waiter in self.waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_result(SHUTTING_DOWN)
+        for futures, _ in self.read_waiting.values():
+            _fail_all(futures, SHUTTING_DOWN)
+        store = self.state_machine.store
+        await asyncio.to_thread(store.flush)
+        store.close()
+        self.wal.close()
+
+
+def _fail_all(futures: list[asyncio.Future[None]], error: RespError) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    import shutil
+
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)

@@ -43,6 +43,7 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.option("--maxclients", type=int)
 @click.option("--timeout", type=int, help="Close clients idle this many seconds (0: never).")
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics here (0: off).")
 @click.option("--read-consistency", type=click.Choice(["linearizable", "lease", "stale"]))
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other directive, as in the config file.")
@@ -82,7 +83,6 @@ def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
     """Start a local cluster on 127.0.0.1; Ctrl-C stops every node cleanly."""
     import signal
     import subprocess
-    import time
 
     procs: list[subprocess.Popen] = []
     seed = f"127.0.0.1:{base_port}"
@@ -94,8 +94,6 @@ def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
             command += ["--join", seed]
         procs.append(subprocess.Popen(command))
         click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000})")
-        if i == 0:
-            time.sleep(0.5)  # let the first node bootstrap before the others ask to join
     click.echo(f"cluster of {nodes} on 127.0.0.1:{base_port}..{base_port + nodes - 1}; "
                f"try: redis-cli -c -p {base_port} set hello world; Ctrl-C stops it")
     signal.signal(signal.SIGINT, lambda *_: None)  # the children get Ctrl-C themselves

@@ -44,6 +44,7 @@ class Config:
     proto_max_bulk_len: int = 512 * 1024 * 1024
     client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
     read_consistency: str = "linearizable"  # linearizable | lease | stale
+    metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
     tick_ms: int = 50
     election_ticks: int = 10
     heartbeat_ticks: int = 1

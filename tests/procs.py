@@ -6,6 +6,7 @@ conditions with deadlines, never with bare sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -95,7 +96,11 @@ class Node:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
-            return self.client(socket_timeout=1).ping()
+            client = self.client(socket_timeout=1)
+            try:
+                return client.ping()
+            finally:
+                client.close()
 
         try:
             wait_for(ready, timeout, f"node on port {self.port}")
@@ -125,3 +130,195 @@ class Node:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+# -- clusters -------------------------------------------------------------------
+
+
+def parse_info(text: str | bytes) -> dict[str, str]:
+    """INFO's ``name:value`` lines as a dict of strings."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    fields = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return fields
+
+
+def raft_info(node: Node, timeout: float = 1.0) -> dict[str, str]:
+    """A node's ``INFO raft`` as strings (raises if it does not answer in time)."""
+    return parse_info(raw_command(node, "INFO", "raft", timeout=timeout))
+
+
+def raw_command(node: Node, *args: object, timeout: float = 5.0, protocol: int = 2) -> object:
+    """One command on a fresh connection, the reply as the server sent it (no
+    redis-py reply callbacks); error replies are raised as redis errors."""
+    conn = redis.Connection(host="127.0.0.1", port=node.port, socket_timeout=timeout,
+                            socket_connect_timeout=timeout, protocol=protocol)
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    finally:
+        conn.disconnect()
+
+
+def members(text: str) -> set[str]:
+    return {n for n in text.split(",") if n}
+
+
+def _node_alive(node: Node) -> bool:
+    return node.proc is not None and node.proc.poll() is None
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak resident set size of a live process, from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmHWM for {pid}")
+
+
+class Cluster:
+    """n respkv nodes on 127.0.0.1: n1 bootstraps, the others join through it.
+
+    Nodes are ``Node``s with ``--node-id nI``; ``node_ids[i]`` names ``nodes[i]``.
+    Every process is stopped by its own PID in ``stop()`` (call it from a finalizer).
+    """
+
+    def __init__(self, base: Path, size: int = 3, args: list[str] | tuple[str, ...] = ()) -> None:
+        self.base = Path(base)
+        self.size = size
+        self.args = list(args)
+        self.nodes: list[Node] = []
+        self.node_ids: list[str] = []
+
+    # -- building -------------------------------------------------------------
+
+    def new_node(self, node_id: str, join: Node | None = None, dir_name: str | None = None,
+                 args: list[str] | tuple[str, ...] = ()) -> Node:
+        """A node (not started) with its own ports and dir, joining through ``join``."""
+        command = ["--node-id", node_id, *self.args, *args]
+        if join is not None:
+            command += ["--join", join.address]
+        node = Node(free_port(), self.base / (dir_name or node_id), command)
+        self.nodes.append(node)
+        self.node_ids.append(node_id)
+        return node
+
+    def start(self, timeout: float = 30.0) -> Cluster:
+        first = self.new_node("n1").start()
+        self.wait_leader(timeout)
+        others = [self.new_node(f"n{i}", join=first) for i in range(2, self.size + 1)]
+        for node in others:
+            node.start(wait=False)
+        for node in others:
+            node.wait_ready(timeout)
+        self.wait_voters(set(self.node_ids), timeout=timeout)
+        return self
+
+    def add(self, node_id: str, dir_name: str | None = None, timeout: float = 30.0,
+            wait: bool = True) -> Node:
+        """Start a new node joining through the current leader."""
+        node = self.new_node(node_id, join=self.leader(), dir_name=dir_name)
+        node.start(wait=False)
+        if wait:
+            node.wait_ready(timeout)
+        return node
+
+    def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
+        """SIGTERM every process still running (SIGCONT first: it may be stopped), all
+        at once, each by its PID; SIGKILL what has not exited after ``timeout``.
+        Returns the exit codes by node id."""
+        live = self.alive()
+        for node in live:
+            with contextlib.suppress(OSError):
+                os.kill(node.proc.pid, signal.SIGCONT)
+                node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in live:
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.kill()
+        return {i: n.proc.returncode if n.proc else None
+                for i, n in zip(self.node_ids, self.nodes, strict=True)}
+
+    # -- looking at it --------------------------------------------------------------
+
+    def node(self, node_id: str) -> Node:
+        return self.nodes[self.node_ids.index(node_id)]
+
+    def id_of(self, node: Node) -> str:
+        return self.node_ids[self.nodes.index(node)]
+
+    def alive(self) -> list[Node]:
+        return [n for n in self.nodes if _node_alive(n)]
+
+    def infos(self, nodes: list[Node] | None = None) -> dict[str, dict[str, str]]:
+        """INFO raft of every given (default: live) node that answers, by node id."""
+        found = {}
+        for node in self.alive() if nodes is None else nodes:
+            try:
+                found[self.id_of(node)] = raft_info(node)
+            except (redis.RedisError, OSError):
+                continue
+        return found
+
+    def wait_leader(self, timeout: float = 15.0, among: list[Node] | None = None,
+                    exclude: Node | None = None) -> Node:
+        """The node that says it leads, once every other live node agrees."""
+
+        def agreed() -> Node | None:
+            nodes = [n for n in (among or self.alive()) if n is not exclude]
+            infos = self.infos(nodes)
+            if len(infos) < len(nodes):
+                return None
+            leaders = [i for i, f in infos.items() if f["raft_role"] == "leader"]
+            if len(leaders) != 1:
+                return None
+            if any(f["raft_leader"] != leaders[0] for f in infos.values()):
+                return None
+            return self.node(leaders[0])
+
+        return wait_for(agreed, timeout, "one leader all live nodes agree on")
+
+    def leader(self, timeout: float = 15.0) -> Node:
+        return self.wait_leader(timeout)
+
+    def followers(self) -> list[Node]:
+        lead = self.leader()
+        return [n for n in self.alive() if n is not lead]
+
+    def wait_voters(self, voters: set[str], learners: set[str] = frozenset(),
+                    timeout: float = 30.0, nodes: list[Node] | None = None) -> None:
+        """Every given (default: live) node reports exactly these voters and learners."""
+
+        def same() -> bool:
+            wanted = nodes if nodes is not None else self.alive()
+            infos = self.infos(wanted)
+            return len(infos) == len(wanted) and all(
+                members(f["raft_voters"]) == voters and members(f["raft_learners"]) == learners
+                for f in infos.values())
+
+        wait_for(same, timeout, f"voters {sorted(voters)} learners {sorted(learners)}")
+
+    def wait_applied(self, index: int, nodes: list[Node] | None = None,
+                     timeout: float = 30.0) -> None:
+        """Every given (default: live) node has applied at least ``index``."""
+
+        def applied() -> bool:
+            wanted = nodes if nodes is not None else self.alive()
+            infos = self.infos(wanted)
+            return len(infos) == len(wanted) and all(
+                int(f["raft_applied_index"]) >= index for f in infos.values())
+
+        wait_for(applied, timeout, f"applied index >= {index}")
+
+    def wait_caught_up(self, timeout: float = 30.0) -> int:
+        """Every live node has applied the leader's commit index; returns that index."""
+        commit = int(raft_info(self.leader())["raft_commit_index"])
+        self.wait_applied(commit, timeout=timeout)
+        return commit
+

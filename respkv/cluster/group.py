@@ -110,6 +110,9 @@ class RaftGroup:
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
         self._last_leader: str | None = None
+        # members whose removal this node applied (since it started), and when
+        # each was last told so: see _notify_removed
+        self.removed_members: dict[str, float] = {}
         transport.handlers[name] = self
         self._connect_peers()
 
@@ -270,8 +273,33 @@ class RaftGroup:
     def on_message(self, message: Message) -> None:
         if self.stopping:
             return
+        if message.from_ in self.removed_members:
+            conf = self.core.conf
+            if message.from_ not in conf.voters and message.from_ not in conf.learners:
+                # a removed node that missed the news (it was down, say) still
+                # talks to us: tell it again, at most once a second
+                self._notify_removed(message.from_, 0)
+                return
         self.core.step(message)
         self.wakeup.set()
+
+    def on_removed_notice(self, sender: str, index: int) -> None:
+        """A member applied our removal (committed at ``index``): stop serving."""
+        if self.stopping:
+            return
+        log.warning("removed from the cluster", extra={"told_by": sender, "index": index,
+                                                       "group": self.name})
+        if self.on_removed is not None:
+            asyncio.get_running_loop().call_soon(self.on_removed)
+
+    def _notify_removed(self, node_id: str, index: int) -> None:
+        now = time.monotonic()
+        if now - self.removed_members.get(node_id, 0.0) < 1.0:
+            return
+        self.removed_members[node_id] = now
+        addresses = self.book.get(node_id)
+        if addresses is not None:
+            self.transport.notify_removed(node_id, addresses.raft, self.name, index)
 
     def on_snapshot(self, message: Message, path: Path) -> None:
         if message.context:
@@ -314,6 +342,11 @@ class RaftGroup:
                 self._hand_over_reads()
             self._serve_ready_reads()
             self._note_leader()
+            if self.stopping and not self.core.has_ready():
+                # stop() set the wakeup once and nothing will set it again (the
+                # ticker is cancelled, messages are ignored): if this turn used
+                # it up, waiting for another one would hang the shutdown.
+                return
 
     def _hand_over_proposals(self) -> None:
         if not self.proposals:
@@ -426,9 +459,17 @@ class RaftGroup:
                     asyncio.get_running_loop().call_soon(self.on_removed)
             else:
                 self.transport.drop_peer(change.node_id)
+                # The removed node cannot learn this from the log (the leader
+                # stopped replicating to it when the change was appended):
+                # every member that applies the removal tells it directly.
+                self.removed_members.setdefault(change.node_id, 0.0)
+                conf = self.core.conf  # the latest known: not re-added since?
+                if change.node_id not in conf.voters and change.node_id not in conf.learners:
+                    self._notify_removed(change.node_id, entry.index)
         else:
             log.info("member added", extra={"member": change.node_id, "op": change.op.name,
                                             "index": entry.index})
+            self.removed_members.pop(change.node_id, None)
             if addresses is not None:
                 self.transport.set_peer(change.node_id, addresses.raft)
 

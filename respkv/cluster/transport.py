@@ -29,7 +29,7 @@ from respkv.storage.store import ChunkWriter, iter_chunks
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">IB")
-HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END = 1, 2, 3, 4, 5, 6
+HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED = 1, 2, 3, 4, 5, 6, 7
 MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
@@ -183,6 +183,32 @@ class Transport:
             raise
         return reader, writer
 
+    def notify_removed(self, node_id: str, address: str, group: str, index: int) -> None:
+        """Tell ``node_id`` that its removal from ``group`` is committed (at ``index``).
+
+        Raft cannot tell it: the conf change takes effect when appended, so the
+        leader stops replicating to the removed node before that node ever sees
+        the entry. Sent on a connection of its own, so it does not depend on the
+        peer connection, which the removal closes.
+        """
+        payload = json.dumps({"group": group, "node": node_id, "index": index}).encode()
+        spawn(self._send_once(address, node_id, frame(REMOVED, payload)))
+
+    async def _send_once(self, address: str, node_id: str, data: bytes) -> None:
+        try:
+            reader, writer = await self.dial(address, node_id)
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as error:
+            log.info("cannot tell %s it was removed: %s", node_id, error)
+            return
+        try:
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), 5)
+            await asyncio.wait_for(reader.read(), 5)  # the receiver closes when done
+        except (OSError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
     async def send_snapshot(self, message: Message, path: Path, chunk_size: int) -> None:
         """Stream a snapshot file to ``message.to`` on its own connection, then the MsgSnap."""
         address = self.peers[message.to].address
@@ -237,6 +263,12 @@ class Transport:
                         snapshot = ChunkWriter(directory / f"incoming-{peer}.tmp",
                                                directory / f"incoming-{peer}.sqlite")
                     snapshot.write(payload[2 + size :])
+                elif kind == REMOVED:
+                    fields = json.loads(payload)
+                    group = self.handlers.get(fields.get("group"))
+                    if group is not None and fields.get("node") == self.node_id:
+                        group.on_removed_notice(peer, int(fields.get("index", 0)))
+                    return
                 elif kind == SNAP_END:
                     message = decode_message(payload)
                     group = self.handlers.get(message.group)

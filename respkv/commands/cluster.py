@@ -307,3 +307,17 @@ def transfer(client: Client, args: list[bytes]) -> Reply:
     except ValueError as error:
         raise RespError(f"ERR {error}") from None
     return OK
+
+
+@command("respkv.consistency", -1, Kind.SERVER, flags=("fast",), group="connection")
+def consistency(client: Client, args: list[bytes]) -> Reply:
+    """RESPKV.CONSISTENCY [linearizable|lease|stale|default]: this connection's reads."""
+    if len(args) == 1:
+        return (client.read_consistency or client.server.config.read_consistency).encode()
+    if len(args) > 2:
+        raise RespError("ERR wrong number of arguments for 'respkv.consistency' command")
+    mode = args[1].decode("utf-8", "replace").lower()
+    if mode not in ("linearizable", "lease", "stale", "default"):
+        raise RespError("ERR read consistency must be linearizable, lease, stale or default")
+    client.read_consistency = None if mode == "default" else mode
+    return OK

@@ -295,7 +295,7 @@ def flushall(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "respkv.reap", -2, Kind.WRITE, flags=("internal", "fast"), keys=(1, -1, 1),
+    "respkv.reap", -2, Kind.WRITE, flags=("internal",), keys=(1, -1, 1),
     since="0.1.0", summary="Delete the given keys that have expired (proposed by the leader)",
 )
 def reap(db: Keyspace, args: list[bytes], now: int) -> Reply:

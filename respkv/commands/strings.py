@@ -123,7 +123,7 @@ def set_(db: Keyspace, args: list[bytes], now: int) -> Reply:
         db.set(key, value)
         return OK
     flags, unit, raw = parse_set_options(args, 3, is_set=True)
-    expire_at = expire_time(unit, raw, now, "set") if unit and raw else None
+    expire_at = expire_time(unit, raw, now, "set") if unit and raw is not None else None
     want_old = b"GET" in flags
     old = db.get_for_write(key, now)
     if want_old and old is not None and type(old) is not bytes:
@@ -202,7 +202,7 @@ def getex(db: Keyspace, args: list[bytes], now: int) -> Reply:
     value = write_string(db, key, now)
     if value is None:
         return None  # Redis answers before looking at the expiry's value
-    if unit and raw:
+    if unit and raw is not None:
         expire_at = expire_time(unit, raw, now, "getex")
         if expire_at <= now:
             db.delete(key)

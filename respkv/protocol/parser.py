@@ -168,10 +168,12 @@ class RequestParser:
                 try:
                     offset += frame_size(frame)
                 except ProtocolError:
-                    self._explain(data, start)
+                    self._explain(data, start)  # Redis' text for it, when we can tell
                     raise
-                if offset > end or data[offset - 2 : offset] != b"\r\n":
+                if offset > end or (offset >= 2 and data[offset - 2 : offset] != b"\r\n"):
                     self._explain(data, start)  # an element was not a bulk string
+                    if offset > end:
+                        raise ProtocolError("expected '$'")
                 self.guard = None
                 if frame:
                     frames.append(frame)
@@ -191,7 +193,6 @@ class RequestParser:
         """A frame hiredis accepted but Redis would not: raise Redis' error for it."""
         if start >= 0:
             FrameGuard(self.max_bulk).scan(data[start:])
-        raise ProtocolError("expected '$'")
 
     def _restart_inline(self, data: bytes, offset: int, frames: list[list[bytes]]) -> None:
         """hiredis stopped at ``offset``: what follows is inline or garbage."""

@@ -1,12 +1,12 @@
 """Compact binary form of a Message (little-endian).
 
-    header  <BBBQQQQQ  version, type, flags, term, log_term, index, commit, reject_hint
-    str8    group, from, to        (u16 length + UTF-8)
-    bytes32 context                (u32 length + bytes)
-    if flags & HAS_SNAP:  <QQ index, term; u16 n voters, str16 each; u16 n learners, str16 each
-    if flags & HAS_ENTS:  <I count; then per entry <QBI term, kind, data length + data;
-                          entry indexes are consecutive from Message.index + 1 ... carried
-                          as one <Q first index before the entries
+header  <BBBQQQQQ  version, type, flags, term, log_term, index, commit, reject_hint
+str8    group, from, to        (u16 length + UTF-8)
+bytes32 context                (u32 length + bytes)
+if flags & HAS_SNAP:  <QQ index, term; u16 n voters, str16 each; u16 n learners, str16 each
+if flags & HAS_ENTS:  <I count; then per entry <QBI term, kind, data length + data;
+                      entry indexes are consecutive from Message.index + 1 ... carried
+                      as one <Q first index before the entries
 """
 
 from __future__ import annotations
@@ -52,9 +52,7 @@ def encode_message(m: Message) -> bytes:
     if ents:
         flags |= F_ENTS
     parts = [
-        _HDR.pack(
-            VERSION, int(m.type), flags, m.term, m.log_term, m.index, m.commit, m.reject_hint
-        )
+        _HDR.pack(VERSION, int(m.type), flags, m.term, m.log_term, m.index, m.commit, m.reject_hint)
     ]
     _s(parts, m.group)
     _s(parts, m.from_)

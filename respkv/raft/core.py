@@ -14,11 +14,28 @@ Ready/advance contract (see also :class:`Ready`):
    bytes, which came with the MsgSnap), drop all log entries.
    If ``rd.entries``: drop every stored entry with index >= ``rd.entries[0].index``,
    then append ``rd.entries``. If ``rd.hard_state``: store it.
-   fsync if ``rd.must_sync``.
+   fsync if ``rd.must_sync`` (a commit-only HardState change needs no fsync).
 4. Then send ``rd.messages`` (they promise what step 3 made durable).
-5. Apply ``rd.committed_entries`` in order (after step 3); serve ``rd.read_states``
-   once applied >= their index; fail ``rd.dropped_reads``.
+5. Apply ``rd.committed_entries`` in order (after step 3: a follower may be handed
+   entries in the same Ready that makes them durable); serve ``rd.read_states``
+   once applied >= their index; fail ``rd.dropped_reads`` at once.
 6. ``core.advance(rd)``.
+
+Snapshots: the core holds metadata only. A MsgSnap to send (in either message
+list) means: stream the latest durable snapshot to ``msg.to`` — if it is newer
+than ``msg.snapshot``, put its meta in the message instead — then hand the
+message to the peer, whose driver keeps the bytes and steps the message into its
+core; its ``Ready.snapshot`` then says to install them. Report the outcome on
+the sender with ``report_snapshot(peer, ok)``. ``snapshot_meta(i)`` gives the
+meta (term and membership at i) for a snapshot the driver takes at applied index
+i; ``snapshot_taken(meta)`` lets the core compact its log.
+
+Restart: ``RaftCore(config, hard_state, snapshot, entries)`` with what is on disk
+and ``config.applied`` = the state machine's applied index. A brand-new founding
+member (no state at all, ``config.voters`` set) bootstraps: its first Ready
+carries conf entries 1..k (term 1) naming the initial members; every founding
+member writes the same ones. A node joining later starts with no voters and
+learns the membership from the log (or a snapshot).
 """
 
 from __future__ import annotations
@@ -52,6 +69,7 @@ _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeat
 #   "commit_old_term"  commit entries of earlier terms by counting replicas
 #   "vote_no_uptodate" grant votes without the log up-to-date check
 #   "forget_vote"      do not persist the vote in the HardState
+#   "lease_forever"    a leader's lease never runs out (lease reads only)
 _BUGS: set[str] = set()
 
 
@@ -492,13 +510,16 @@ class RaftCore:
         self._set_conf(cs)
         self._last_conf_index = last
 
-    def _note_appended(self, ents, truncated: int) -> None:
-        """Keep the conf in force in step with the log after an append."""
+    def _note_appended(self, ents, truncated: int, old_last: int) -> None:
+        """Keep the conf in force in step with the log after an append of ents
+        (which may repeat entries we had: only those past old_last or past the
+        truncation point are new)."""
         if truncated and truncated <= self._last_conf_index:
             self._recompute_conf()
             return
+        start = truncated or old_last + 1
         for e in ents:
-            if e.kind == _CONF:
+            if e.kind == _CONF and e.index >= start:
                 self._set_conf(apply_conf_change(self.conf, decode_conf_change(e.data)))
                 self._last_conf_index = e.index
 
@@ -671,7 +692,7 @@ class RaftCore:
         e = Entry(self.term, i, kind, data)
         log.entries.append(e)
         if kind == _CONF:
-            self._note_appended((e,), 0)
+            self._note_appended((e,), 0, i - 1)
         self._bcast_append(False)
         return i
 
@@ -786,6 +807,8 @@ class RaftCore:
             return False
         if self.id not in self.conf.voters:
             return False
+        if "lease_forever" in _BUGS:
+            return True
         ticks = sorted(
             (
                 self._now if v == self.id else (self.prs[v].lease_tick if v in self.prs else -1)
@@ -922,8 +945,10 @@ class RaftCore:
                 if rnd:
                     self._read_ack(m.from_, rnd)
             if pr.match < self.log.last_index():
-                if pr.state == ProgressState.REPLICATE and pr.inflights and pr.is_paused(
-                    self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes
+                if (
+                    pr.state == ProgressState.REPLICATE
+                    and pr.inflights
+                    and pr.is_paused(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes)
                 ):
                     # the window may be full of lost messages: let one more through
                     pr.inflight_bytes -= pr.inflights.popleft()[1]
@@ -987,11 +1012,12 @@ class RaftCore:
         if m.index < log.committed:
             self._send(Message(MT.APP_RESP, to=m.from_, index=log.committed))
             return
+        old_last = log.last_index()
         r = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if r is not None:
             last_new, truncated = r
             if m.entries and (truncated or self._has_conf(m.entries)):
-                self._note_appended(m.entries, truncated)
+                self._note_appended(m.entries, truncated, old_last)
             self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
         else:
             hint, hterm = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
@@ -1008,10 +1034,7 @@ class RaftCore:
 
     @staticmethod
     def _has_conf(ents) -> bool:
-        for e in ents:
-            if e.kind == _CONF:
-                return True
-        return False
+        return any(e.kind == _CONF for e in ents)
 
     def _handle_snapshot(self, m: Message) -> None:
         meta = m.snapshot

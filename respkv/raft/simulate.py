@@ -47,16 +47,19 @@ from respkv.raft.types import Entry, EntryKind, HardState
 DEFAULT_KNOBS = {
     "check_quorum": 0.85,  # probability that a seed runs with CheckQuorum (and leases)
     "pre_vote": 0.85,
+    "lease_read": 0.5,  # probability, among the CheckQuorum seeds, of lease reads
     "drop": 0.05,  # per message
     "dup": 0.03,
     "delay": 0.2,  # probability of 1..11 extra rounds (3 rounds per step)
     "long_delay": 0.02,  # probability of 12..59 extra rounds
     "crash": 0.02,  # per step: a random node
     "leader_crash": 0.01,  # per step: the leader
-    "crash_in_ready": 0.003,  # per Ready: after the eager sends, before persisting
+    "crash_in_ready": 0.003,  # per Ready: before or after the eager sends, before persisting
+    "leader_crash_in_ready": 0.0,  # added for leaders
     "crash_after_vote": 0.02,  # a node that just granted a vote (downtime 1..3 steps)
     "crash_new_leader": 0.05,  # a new leader, 0..3 steps into its term
     "partition": 0.02,  # per step, when healed: a random split (healed 5..59 steps later)
+    "isolate_leader": 0.01,  # per step, when healed: the leader alone on one side
     "max_size": 0,  # max_size_per_msg; 0: chosen per seed among 64, 256, 1 MiB
     "max_inflight": 0,  # max_inflight_msgs; 0: chosen per seed among 1, 2, 4, 64
     "down_min": 1,  # steps a crashed node stays down
@@ -125,7 +128,7 @@ class Sim:
         self.membership = membership
         self.check_quorum = r.random() < k["check_quorum"]
         self.pre_vote = r.random() < k["pre_vote"]
-        self.lease_read = self.check_quorum and r.random() < 0.5
+        self.lease_read = self.check_quorum and r.random() < k["lease_read"]
         self.max_inflight = r.choice((1, 2, 4, 64))
         self.max_size = r.choice((64, 256, 1 << 20))
         if k["max_inflight"]:
@@ -152,8 +155,15 @@ class Sim:
         self.reads: dict[bytes, tuple[str, int]] = {}
         self.prop_no = 0
         self.read_no = 0
-        self.stats = {"acked": 0, "reads": 0, "crashes": 0, "snaps_sent": 0, "conf": 0,
-                      "transfers": 0, "leaders": 0}
+        self.stats = {
+            "acked": 0,
+            "reads": 0,
+            "crashes": 0,
+            "snaps_sent": 0,
+            "conf": 0,
+            "transfers": 0,
+            "leaders": 0,
+        }
         for nid in self.ids:
             self.nodes[nid] = SimNode(nid, tuple(self.ids))
             self._start(self.nodes[nid])
@@ -190,8 +200,12 @@ class Sim:
         n.incoming_snaps = {}
         n.seen_commit = n.core.log.committed
         n.proposed = {}
-        self.log("start", n.id, f"hs={st.hs} snap={st.snap and st.snap.index}",
-                 f"entries={len(st.entries)} applied={len(n.sm)}")
+        self.log(
+            "start",
+            n.id,
+            f"hs={st.hs} snap={st.snap and st.snap.index}",
+            f"entries={len(st.entries)} applied={len(n.sm)}",
+        )
 
     def _downtime(self) -> int:
         return self.rng.randrange(self.k["down_min"], self.k["down_max"])
@@ -259,9 +273,13 @@ class Sim:
                 self.log("drop", m)
                 if m.type == MessageType.SNAP and src is not None and src.alive:
                     src.core.report_snapshot(m.to, False)
-                elif src is not None and src.alive and not self._connected(m.from_, m.to):
-                    if r.random() < 0.3:
-                        src.core.report_unreachable(m.to)
+                elif (
+                    src is not None
+                    and src.alive
+                    and not self._connected(m.from_, m.to)
+                    and r.random() < 0.3
+                ):
+                    src.core.report_unreachable(m.to)
                 continue
             self.log("recv", m)
             if payload is not None:
@@ -285,10 +303,20 @@ class Sim:
             rd = core.ready()
             if rd.entries:
                 n.pending_prev_term = core.log.term(rd.entries[0].index - 1)
-            self._send(n, rd.eager_messages)
-            if "crash" in self.faults and self.rng.random() < self.k["crash_in_ready"]:
-                self._crash(n, self._downtime())
-                continue
+            if "crash" in self.faults:
+                p = self.k["crash_in_ready"]
+                if core.role == Role.LEADER:
+                    p += self.k["leader_crash_in_ready"]
+                x = self.rng.random()
+                if x < p / 2:  # before anything is sent
+                    self._crash(n, self._downtime())
+                    continue
+                self._send(n, rd.eager_messages)
+                if x < p:  # after the eager sends, before persisting
+                    self._crash(n, self._downtime())
+                    continue
+            else:
+                self._send(n, rd.eager_messages)
             n.pending = rd
             if self.rng.random() < 0.7:
                 self._finish(n)
@@ -323,16 +351,21 @@ class Sim:
                 base = st.entries[0].index - 1
             k = first - base - 1
             if k < 0 or k > len(st.entries):
-                self.fail(f"{n.id}: ready entries from {first}, storage [{base + 1}, "
-                          f"{base + len(st.entries)}]")
+                self.fail(
+                    f"{n.id}: ready entries from {first}, storage [{base + 1}, "
+                    f"{base + len(st.entries)}]"
+                )
             del st.entries[k:]
             st.entries.extend(rd.entries)
         if rd.hard_state is not None:
             st.hs = rd.hard_state
         self._send(n, rd.messages)
-        if "crash" in self.faults and self.k["crash_after_vote"] and any(
-            m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages
-        ) and self.rng.random() < self.k["crash_after_vote"]:
+        if (
+            "crash" in self.faults
+            and self.k["crash_after_vote"]
+            and any(m.type == MessageType.VOTE_RESP and not m.reject for m in rd.messages)
+            and self.rng.random() < self.k["crash_after_vote"]
+        ):
             self._crash(n, self.rng.randrange(1, 4))
             return
         for e in rd.committed_entries:
@@ -344,8 +377,10 @@ class Sim:
             if start[0] != n.id:
                 self.fail(f"read {rs.ctx!r} of {start[0]} came back on {n.id}")
             if rs.index < start[1]:
-                self.fail(f"stale read {rs.ctx!r} on {n.id}: index {rs.index} but "
-                          f"{start[1]} was committed when it began")
+                self.fail(
+                    f"stale read {rs.ctx!r} on {n.id}: index {rs.index} but "
+                    f"{start[1]} was committed when it began"
+                )
             self.stats["reads"] += 1
         for ctx in rd.dropped_reads:
             self.reads.pop(ctx, None)
@@ -397,8 +432,8 @@ class Sim:
                 e = log.entry(i)
                 self._record(i, (e.term, int(e.kind), e.data), n.id)
             n.seen_commit = log.committed
-            if log.applied < len(n.sm) and n.pending is None:
-                pass
+            if log.applied != len(n.sm) and n.pending is None:
+                self.fail(f"{n.id}: core applied {log.applied}, state machine {len(n.sm)}")
             if core.role == Role.LEADER:
                 t = core.term
                 other = self.leaders.setdefault(t, n.id)
@@ -424,8 +459,10 @@ class Sim:
     def _leader(self) -> SimNode | None:
         best = None
         for n in self.nodes.values():
-            if n.alive and n.core.role == Role.LEADER and (
-                best is None or n.core.term > best.core.term
+            if (
+                n.alive
+                and n.core.role == Role.LEADER
+                and (best is None or n.core.term > best.core.term)
             ):
                 best = n
         return best
@@ -456,8 +493,12 @@ class Sim:
             if n.core.role != Role.LEADER and r.random() < 0.7:
                 n = self._leader() or n
             self._propose(n, r.choice((1, 1, 2, 5)))
+        readers = []
         if alive and r.random() < 0.3:
-            n = r.choice(alive)
+            readers.append(r.choice(alive))
+        if r.random() < 0.3:  # every node that thinks it leads, stale ones included
+            readers.extend(n for n in alive if n.core.role == Role.LEADER)
+        for n in readers:
             self.read_no += 1
             ctx = b"r%d" % self.read_no
             try:
@@ -470,7 +511,12 @@ class Sim:
             n = r.choice(alive)
             a = n.core.log.applied
             snap = n.storage.snap
-            if a > (snap.index if snap else 0) and len(n.sm) == a:
+            if (
+                a > (snap.index if snap else 0)
+                and len(n.sm) == a
+                and n.pending is None
+                and a >= n.core.log.offset  # not while a received snapshot is installing
+            ):
                 meta = n.core.snapshot_meta(a)
                 n.storage.snap = meta
                 n.storage.snap_data = list(n.sm[:a])
@@ -500,10 +546,18 @@ class Sim:
             ld = self._leader()
             if ld is not None:
                 self._crash(ld, self._downtime())
-        if "partition" in f and self.partition is None and r.random() < self.k["partition"]:
+        x = r.random()
+        if "partition" in f and self.partition is None and (
+            x < self.k["partition"] + self.k["isolate_leader"]
+        ):
             ids = list(self.nodes)
             r.shuffle(ids)
             cut = r.randrange(1, len(ids))
+            ld = self._leader()
+            if x >= self.k["partition"] and ld is not None:  # the leader alone
+                ids.remove(ld.id)
+                ids.insert(0, ld.id)
+                cut = 1
             self.partition = {x: (0 if k < cut else 1) for k, x in enumerate(ids)}
             self.heal_at = self.step_no + r.randrange(5, 60)
             self.log("partition", sorted(ids[:cut]), sorted(ids[cut:]))
@@ -513,8 +567,12 @@ class Sim:
         for n in self.nodes.values():
             if not n.alive and n.restart_at <= self.step_no:
                 self._start(n)
-            elif n.alive and n.crash_at and n.crash_at[0] == n.incarnation and \
-                    n.crash_at[1] <= self.step_no:
+            elif (
+                n.alive
+                and n.crash_at
+                and n.crash_at[0] == n.incarnation
+                and n.crash_at[1] <= self.step_no
+            ):
                 n.crash_at = None
                 self._crash(n, self._downtime())
 
@@ -525,10 +583,16 @@ class Sim:
         r = self.rng
         cs = ld.core.conf
         cc = None
-        if cs.learners and r.random() < 0.7:
-            cc = ConfChange(ConfChangeType.ADD_VOTER, r.choice(cs.learners))
-        elif len(cs.voters) > 3 and r.random() < 0.5:
+        outside = [x for x in self.nodes if x not in cs.voters and x not in cs.learners]
+        x = r.random()
+        if cs.learners and x < 0.6:
+            op = ConfChangeType.ADD_VOTER if x < 0.5 else ConfChangeType.REMOVE
+            cc = ConfChange(op, r.choice(cs.learners))
+        elif len(cs.voters) > 3 and x < 0.8:
             cc = ConfChange(ConfChangeType.REMOVE, r.choice(cs.voters))
+        elif outside and r.random() < 0.5:  # a removed node comes back, log and all
+            op = ConfChangeType.ADD_LEARNER if r.random() < 0.8 else ConfChangeType.ADD_VOTER
+            cc = ConfChange(op, r.choice(outside))
         elif len(self.nodes) < self.max_nodes:
             nid = f"n{self.next_id}"
             cc = ConfChange(ConfChangeType.ADD_LEARNER, nid)
@@ -540,7 +604,7 @@ class Sim:
             return
         self.stats["conf"] += 1
         self.log("conf", ld.id, idx, cc)
-        if cc.op == ConfChangeType.ADD_LEARNER:
+        if cc.node_id not in self.nodes:
             self.next_id += 1
             n = SimNode(cc.node_id, ())
             self.nodes[n.id] = n
@@ -586,13 +650,15 @@ class Sim:
             if want is not None and want[0] == ld.id:
                 i = want[1]
                 if len(ld.sm) >= i:
-                    if self.acked.get(i) is None:
-                        want = None  # overwritten: propose again
-                    else:
+                    if self.acked.get(i) is not None:
                         return
-            if want is None or want[0] != ld.id:
-                if ld.core.lead_transferee is None and self._propose(ld, 1):
-                    want = (ld.id, ld.core.log.last_index())
+                    want = None  # overwritten: propose again
+            if (
+                (want is None or want[0] != ld.id)
+                and ld.core.lead_transferee is None
+                and self._propose(ld, 1)
+            ):
+                want = (ld.id, ld.core.log.last_index())
         desc = "; ".join(
             f"{n.id}:{n.core.role.name[:4]} t{n.core.term} c{n.core.log.committed}"
             f" a{n.core.log.applied} last{n.core.log.last_index()} lead={n.core.lead}"
@@ -608,8 +674,9 @@ class Sim:
         return "\n".join(lines)
 
 
-def run_seed(seed: int, nodes: int, steps: int, faults, trace: bool = False,
-             stats: dict | None = None) -> str | None:
+def run_seed(
+    seed: int, nodes: int, steps: int, faults, trace: bool = False, stats: dict | None = None
+) -> str | None:
     """Run one seed; the violation text (with a trace if asked), or None."""
     sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace)
     try:
@@ -640,18 +707,28 @@ def _worker(args) -> tuple[int, str | None, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m respkv.raft.simulate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m respkv.raft.simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--seeds", type=int, default=100, help="number of seeds to run")
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--seed", type=int, default=None, help="replay this one seed, with a trace")
     ap.add_argument("--nodes", type=int, default=5, choices=(3, 5))
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--faults", default="all", help="comma list of " + ",".join(ALL_FAULTS)
-                    + ", or all, or none")
+    ap.add_argument(
+        "--faults",
+        default="all",
+        help="comma list of " + ",".join(ALL_FAULTS) + ", or all, or none",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
-    ap.add_argument("--bug", action="append", default=[],
-                    help="switch on a deliberately broken rule (test hook)")
+    ap.add_argument(
+        "--bug",
+        action="append",
+        default=[],
+        help="switch on a deliberately broken rule (test hook)",
+    )
     a = ap.parse_args(argv)
     if a.faults == "all":
         faults = ALL_FAULTS
@@ -683,16 +760,22 @@ def main(argv: list[str] | None = None) -> int:
                     stats[k] = stats.get(k, 0) + x
                 if err:
                     violations += 1
-                    print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate "
-                          f"--seed {seed} --nodes {a.nodes} --steps {a.steps} "
-                          f"--faults {a.faults}", flush=True)
+                    print(
+                        f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate "
+                        f"--seed {seed} --nodes {a.nodes} --steps {a.steps} "
+                        f"--faults {a.faults}",
+                        flush=True,
+                    )
     else:
         for s in seeds:
             err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None, stats=stats)
             if err:
                 violations += 1
-                print(f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {s} "
-                      f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}", flush=True)
+                print(
+                    f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {s} "
+                    f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}",
+                    flush=True,
+                )
     dt = time.perf_counter() - t0
     print(f"({dt:.1f}s; totals: {stats})", file=sys.stderr)
     print(f"{len(seeds)} seeds, {violations} violations")

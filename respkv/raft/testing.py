@@ -44,6 +44,7 @@ class Cluster:
         self.cores: dict[str, RaftCore] = {}
         self.applied: dict[str, list[Entry]] = {}
         self.reads: dict[str, list] = {}
+        self.dropped_reads: dict[str, list] = {}
         self.queue: list[Message] = []
         self.cut: set[tuple[str, str]] = set()
         self.down: set[str] = set()
@@ -52,11 +53,13 @@ class Cluster:
             self.storage[nid] = MemStorage()
             self.applied[nid] = []
             self.reads[nid] = []
+            self.dropped_reads[nid] = []
             self._start(nid, seed=i)
 
     @classmethod
-    def from_logs(cls, logs: dict[str, list[int]], terms: dict[str, int] | None = None,
-                  **cfg) -> Cluster:
+    def from_logs(
+        cls, logs: dict[str, list[int]], terms: dict[str, int] | None = None, **cfg
+    ) -> Cluster:
         """A cluster restarted from given logs: ``{"n1": [1, 1, 4]}`` gives n1 the
         entries 1/1 2/1 3/4 (NORMAL entries, data b"i/t"). The membership (all of
         the ids, as voters) comes from a snapshot meta at index 0. ``terms`` sets
@@ -65,16 +68,18 @@ class Cluster:
         c.ids = list(logs)
         c.voters = tuple(logs)
         c.cfg = cfg
-        c.storage, c.cores, c.applied, c.reads = {}, {}, {}, {}
+        c.storage, c.cores, c.applied, c.reads, c.dropped_reads = {}, {}, {}, {}, {}
         c.queue, c.cut, c.down, c.dropped = [], set(), set(), []
         base = SnapshotMeta(0, 0, ConfState(tuple(sorted(logs)), ()))
         for i, (nid, ts) in enumerate(logs.items()):
-            ents = [Entry(t, k + 1, EntryKind.NORMAL, b"%d/%d" % (k + 1, t))
-                    for k, t in enumerate(ts)]
+            ents = [
+                Entry(t, k + 1, EntryKind.NORMAL, b"%d/%d" % (k + 1, t)) for k, t in enumerate(ts)
+            ]
             term = (terms or {}).get(nid, ts[-1] if ts else 0)
             c.storage[nid] = MemStorage(HardState(term, None, 0), base, [], ents)
             c.applied[nid] = []
             c.reads[nid] = []
+            c.dropped_reads[nid] = []
             c._start(nid, seed=i)
         return c
 
@@ -84,6 +89,7 @@ class Cluster:
         self.storage[nid] = MemStorage()
         self.applied[nid] = []
         self.reads[nid] = []
+        self.dropped_reads[nid] = []
         self._start(nid, seed=len(self.ids), voters=())
 
     def _start(self, nid: str, seed: int = 0, voters=None) -> None:
@@ -134,6 +140,12 @@ class Cluster:
                 if x not in self.down:
                     self.cores[x].tick()
 
+    def run(self, ticks: int) -> None:
+        """Tick every live node, then stabilize; ``ticks`` times."""
+        for _ in range(ticks):
+            self.tick()
+            self.stabilize()
+
     def campaign(self, nid: str) -> None:
         self.cores[nid].campaign()
 
@@ -150,6 +162,7 @@ class Cluster:
         self.queue.extend(rd.messages)
         self.applied[nid].extend(rd.committed_entries)
         self.reads[nid].extend(rd.read_states)
+        self.dropped_reads[nid].extend(rd.dropped_reads)
         core.advance(rd)
         return True
 
@@ -186,9 +199,12 @@ class Cluster:
         best = None
         for nid in self.ids:
             c = self.cores[nid]
-            if nid not in self.down and c.role == Role.LEADER:
-                if best is None or c.term > self.cores[best].term:
-                    best = nid
+            if (
+                nid not in self.down
+                and c.role == Role.LEADER
+                and (best is None or c.term > self.cores[best].term)
+            ):
+                best = nid
         return best
 
     def log_text(self, nid: str) -> str:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _CLOSE = object()  # queued after the last reply of a connection that must close
 _MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
+_FLUSH_AT = 256 * 1024  # reply bytes run() may hold before it writes them out
 
 
 class Client(asyncio.Protocol):
@@ -108,7 +109,10 @@ class Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        self._update_reading()
+        if self.commands and self.waiting is None:
+            self.run()  # the commands left queued when the client stopped reading
+        else:
+            self._update_reading()
 
     # -- running commands ----------------------------------------------------
 
@@ -116,7 +120,15 @@ class Client(asyncio.Protocol):
         """Run queued commands in order until one has to wait."""
         commands = self.commands
         dispatch = self.server.dispatcher.dispatch
+        held = 0  # bytes of replies produced and not yet written
         while commands and self.waiting is None and not self.closing:
+            if held > _FLUSH_AT:
+                # write what we have: if the client is not reading, the transport
+                # pauses us, and we stop producing replies until it drains
+                self.flush()
+                held = 0
+                if self.writing_paused:
+                    break
             args = commands[0]
             if args[0] is _CLOSE:
                 commands.popleft()
@@ -128,6 +140,7 @@ class Client(asyncio.Protocol):
                 commands.popleft()
                 self.executed += 1
                 self.replies.append(outcome)
+                held += len(outcome)
                 if self.close_pending:
                     self.replies.append(_CLOSE)
                     break

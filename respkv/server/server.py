@@ -86,8 +86,11 @@ class Server:
             lambda: Client(self), config.bind, config.port, reuse_address=True, backlog=1024
         )
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
-        if config.timeout > 0:
-            self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
+        if config.metrics_port:
+            from respkv.server.metrics import serve_metrics
+
+            serve_metrics(self)
+        self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
         log.info("ready to accept connections", extra={"port": config.port, "dir": config.dir})
 
     async def serve(self) -> None:

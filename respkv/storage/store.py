@@ -17,8 +17,8 @@ never part ways. The error surfaces at the next call and the store refuses furth
 Durability: sqlitedict runs ``synchronous=OFF``; we set ``NORMAL``, which in WAL mode keeps
 the file consistent across a power cut but may lose the last commits. That is fine: the
 Raft WAL has the entries, and the applied index says where to resume. Compact the Raft WAL
-only up to the index of a snapshot file made by ``snapshot_to`` (which is fsynced), never
-up to an applied index that only this store holds.
+only up to an index returned by ``snapshot_to`` (which checkpoints the store and fsyncs the
+copy) or installed by ``restore_from``, never up to an applied index merely written here.
 """
 
 from __future__ import annotations
@@ -195,6 +195,11 @@ class StateStore:
             self._failed = err
             raise StoreError(f"state store {self.path} failed: {err!r}") from err
 
+    def backlog(self) -> int:
+        """Statements queued in sqlitedict's thread: for the caller to apply backpressure
+        (e.g. await asyncio.to_thread(store.flush) when it grows past a bound)."""
+        return self._db.conn.reqs.qsize()
+
     def clear(self) -> None:
         """Delete all data and reset the applied index to (0, 0)."""
         with self._lock:
@@ -205,7 +210,13 @@ class StateStore:
 
     def snapshot_to(self, dest: Path) -> tuple[int, int]:
         """Write a consistent, fsynced copy of the committed DB to dest; return the
-        (index, term) it covers. Runs beside writers (own connection): for a worker thread."""
+        (index, term) it covers. Runs beside writers (own connection): for a worker thread.
+
+        It also checkpoints the store (fsyncing its WAL file), so the store itself is durable
+        up to at least the returned index: compacting the Raft log to it can never leave the
+        store behind a log that no longer holds the entries in between."""
+        with self._lock:  # between two batches, never inside one
+            self._execute_all([("PRAGMA wal_checkpoint(FULL)", ())])
         self.flush()
         dest = Path(dest)
         tmp = dest.with_name(dest.name + ".tmp")
@@ -236,13 +247,16 @@ class StateStore:
         _fsync_path(src)
         with self._lock:
             self._db.close()
-            # A leftover -wal of the old DB would be replayed onto the new file.
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            os.replace(src, self.path)
-            _fsync_path(self.path.parent)
-            self._failed = None
-            self._db = self._open()
+            try:
+                # A clean close checkpoints and removes the -wal; if one were left, SQLite
+                # would replay the OLD database's pages onto the new file.
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                os.replace(src, self.path)
+                _fsync_path(self.path.parent)
+                self._failed = None
+            finally:
+                self._db = self._open()  # the new file, or the old one if the rename failed
 
     # ---- lifecycle -----------------------------------------------------------------
 

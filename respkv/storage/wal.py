@@ -64,6 +64,7 @@ _ENTRY_OVERHEAD = _ENTRY_META.size  # payload bytes before the data
 # Refuse absurd lengths early, so a damaged length field cannot make us read gigabytes.
 _MAX_PAYLOAD = 1 << 30
 _KINDS: tuple[EntryKind, ...] = tuple(EntryKind(k) for k in range(max(EntryKind) + 1))
+_N_KINDS = len(_KINDS)
 _SUFFIX = ".wal"
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{16}\.wal")
 
@@ -179,6 +180,7 @@ class _Replay:
         self.snap_term = 0
         self.entries: list[Entry] = []
         self.entry_index = 0  # index of the last ENTRY record seen
+        self._next = -1  # index that simply extends `entries` (-1: none, take the slow path)
 
     @property
     def last_index(self) -> int:
@@ -186,7 +188,7 @@ class _Replay:
 
     def apply(self, rtype: int, buf: bytes, start: int, end: int) -> None:
         if rtype == T_ENTRY:
-            self._entry(buf, start, end)
+            self.entry(buf, start, end)
         elif rtype == T_HARD_STATE:
             term, commit, has_vote = _HS.unpack_from(buf, start)
             vote = buf[start + _HS.size : end].decode() if has_vote else None
@@ -194,21 +196,26 @@ class _Replay:
         else:
             self._snapshot(*_SNAP.unpack_from(buf, start))
 
-    def _entry(self, buf: bytes, start: int, end: int) -> None:
+    def entry(self, buf: bytes, start: int, end: int) -> None:
         term, index, kind = _ENTRY_META.unpack_from(buf, start)
-        if kind >= len(_KINDS):
+        if kind >= _N_KINDS:
             raise ValueError(f"unknown entry kind {kind}")
         self.entry_index = index
-        if index <= self.snap_index:
-            return  # covered by the snapshot; append() never writes these
+        if index != self._next:  # start-up cost matters: the common case first
+            if index <= self.snap_index:
+                return  # covered by the snapshot; append() never writes these
+            self._make_room(index)
+        self.entries.append(Entry(term, index, _KINDS[kind], buf[start + _ENTRY_OVERHEAD : end]))
+        self._next = index + 1
+
+    def _make_room(self, index: int) -> None:
         entries = self.entries
         if entries and index <= entries[-1].index:
             # Conflict truncation; an index before our first entry restarts the list (the
             # segments that held the older entries were compacted away).
             del entries[max(0, index - entries[0].index) :]
-        elif entries and index != entries[-1].index + 1:
+        elif entries:
             raise ValueError(f"entry {index} leaves a gap after {entries[-1].index}")
-        entries.append(Entry(term, index, _KINDS[kind], buf[start + _ENTRY_OVERHEAD : end]))
 
     def _snapshot(self, index: int, term: int, keep_suffix: int) -> None:
         # No contiguity check here: an old marker may precede entries whose predecessors
@@ -218,6 +225,7 @@ class _Replay:
         else:
             self.entries.clear()
         self.snap_index, self.snap_term = index, term
+        self._next = self.entries[-1].index + 1 if self.entries else -1
 
     def state(self) -> WalState:
         return WalState(self.hard_state, self.snap_index, self.snap_term, self.entries)
@@ -292,11 +300,14 @@ class WAL:
         try:
             for offset, rtype, start, end in _iter_records(buf):
                 try:
-                    replay.apply(rtype, buf, start, end)
+                    if rtype == T_ENTRY:
+                        replay.entry(buf, start, end)
+                        if replay.entry_index > seg.max_index:
+                            seg.max_index = replay.entry_index
+                    else:
+                        replay.apply(rtype, buf, start, end)
                 except ValueError as err:  # well-formed record whose content makes no sense
                     raise CorruptLogError(seg.path, offset, str(err)) from None
-                if rtype == T_ENTRY:
-                    seg.max_index = max(seg.max_index, replay.entry_index)
             seg.size = len(buf)
         except _BadRecord as bad:
             if not is_last or _valid_record_after(buf, bad.offset + 1):
@@ -390,7 +401,11 @@ class WAL:
     # ---- I/O (may run in a worker thread) ---------------------------------------------
 
     def sync(self) -> None:
-        """Write and fsync everything appended since the last sync (group commit)."""
+        """Write and fsync everything appended since the last sync (group commit): one
+        write and one fsync per segment touched, plus a directory fsync per segment created.
+
+        May run in a worker thread (``await asyncio.to_thread(wal.sync)``) as long as no
+        other thread calls into the WAL until it returns; appends made meanwhile raise."""
         self._check_usable()
         if self._pending or self._sealed:
             with self._io():

@@ -108,6 +108,7 @@ def test_set_invalid_expire(run, err, unit, amount):
 def test_set_expire_checked_before_wrongtype(run, err, with_list):
     assert err(run("SET", "l", "v", "GET", "EX", "0")) == "ERR invalid expire time in 'set' command"
     assert err(run("SET", "k", "v", "EX", "x")) == NOT_INT
+    assert err(run("SET", "k", "v", "EX", "")) == NOT_INT
 
 
 def test_set_past_time_leaves_key_absent(run, db):
@@ -210,6 +211,7 @@ def test_getex_error_order(run, err, with_list):
     run("SET", "k", "v")
     assert err(run("GETEX", "k", "EX", "-5")) == "ERR invalid expire time in 'getex' command"
     assert err(run("GETEX", "k", "EX", "x")) == NOT_INT
+    assert err(run("GETEX", "k", "PX", "")) == NOT_INT
 
 
 # -- MGET / MSET -------------------------------------------------------------

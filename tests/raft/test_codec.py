@@ -28,7 +28,9 @@ def messages(draw):
         snap = SnapshotMeta(
             draw(u64),
             draw(u64),
-            ConfState(tuple(draw(st.lists(ids, max_size=4))), tuple(draw(st.lists(ids, max_size=3)))),
+            ConfState(
+                tuple(draw(st.lists(ids, max_size=4))), tuple(draw(st.lists(ids, max_size=3)))
+            ),
         )
     return Message(
         draw(st.sampled_from(list(MessageType))),

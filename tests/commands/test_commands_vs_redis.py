@@ -90,7 +90,7 @@ VALUES = [b"v", b"", b"12", b"3.5", b"\x00\r\n", b"-7", b"99999999999999999999",
 def _expiry(rng: random.Random, now_s: int) -> list[bytes]:
     unit = rng.choice([b"EX", b"PX", b"EXAT", b"PXAT"])
     if rng.random() < 0.15:
-        return [unit, rng.choice([b"0", b"-1", b"x", b"9223372036854775807"])]
+        return [unit, rng.choice([b"0", b"-1", b"x", b"", b"9223372036854775807"])]
     if unit == b"EX":
         return [unit, b"%d" % rng.randint(100, 1000)]
     if unit == b"PX":

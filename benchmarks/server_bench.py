@@ -1,0 +1,767 @@
+#!/usr/bin/env python3
+"""respkv against a real redis-server, side by side, in one run.
+
+Starts, on free loopback ports and in a temporary directory:
+
+- ``redis-aof``: redis-server with ``appendonly yes``, ``appendfsync always``, no RDB;
+- ``redis``: redis-server with its default persistence (``appendonly no``);
+- ``respkv``: a respkv single node (``--mode single``);
+- ``respkv-3``: a respkv 3-node cluster, n1 bootstraps, n2 and n3 ``--join`` it
+  (``--mode cluster``);
+
+then runs redis-benchmark against each (SET and GET, 50 clients, without and with
+``-P 16``; on the cluster SET on the leader, GET on the leader and on a follower),
+``--repeat`` times, interleaving the servers inside each round so that the noise of
+a shared machine falls on all of them alike. It reports medians of ops/s, p50,
+p99 and the server CPU per request (utime+stime from /proc/PID/stat, summed over
+the three nodes of the cluster), and the ratios respkv / redis-server: SET against
+redis-aof (every write on disk before the reply, as respkv), GET against redis.
+
+``--mode cluster`` (and ``both``) also measures failover: with a writer running,
+kill -9 the leader, time to the next write acknowledged by another node
+(following MOVED), restart the killed node on its dir, wait until it is a caught-up
+voter again, ``--failovers`` times.
+
+Every process started here is stopped by its PID at the end, also on Ctrl-C.
+
+    python benchmarks/server_bench.py --mode both
+    python benchmarks/server_bench.py --quick --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hiredis
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+
+# Targets from issues 2 and 4: (respkv target, test, baseline target, minimum ratio).
+TARGETS = [
+    ("respkv", "SET", "redis-aof", 0.5, "issue 2: SET, 50 clients, vs appendfsync always"),
+    ("respkv", "GET", "redis", 0.7, "issue 2: GET, 50 clients, vs in-memory redis"),
+    ("respkv", "GET -P16", "redis", 0.3, "issue 2: GET -P 16 vs in-memory redis"),
+    ("respkv-3", "SET", "redis-aof", 0.3, "issue 4: cluster SET vs appendfsync always"),
+    ("respkv-3", "GET", "redis", 0.6, "issue 4: linearizable GET (leader) vs redis"),
+    ("respkv-3", "GET follower", "redis", 0.6, "issue 4: linearizable GET (follower) vs redis"),
+]
+FAILOVER_TARGET_S = 1.5
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class Procs:
+    """Every process this script starts, so that all of them are stopped by PID."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], log_path: Path) -> subprocess.Popen:
+        log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
+        try:
+            # A session of its own: a Ctrl-C in the terminal reaches this script only,
+            # which then stops the servers in order.
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def kill9(self, proc: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in list(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+        self.procs.clear()
+
+
+class Ports:
+    """Free loopback ports above the ephemeral range (32768-60999 here), so that a port
+    freed by a killed node cannot be taken meanwhile by an outgoing connection, and
+    away from the 20000-39990 the test suite uses."""
+
+    def __init__(self) -> None:
+        self.next = 61000 + (os.getpid() * 53) % 4000
+        self.taken: set[int] = set()
+
+    @staticmethod
+    def _free(port: int) -> bool:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                return False
+        return True
+
+    def get(self) -> int:
+        for _ in range(4500):
+            self.next += 1
+            if self.next > 65500:
+                self.next = 61000
+            if self.next not in self.taken and self._free(self.next):
+                self.taken.add(self.next)
+                return self.next
+        raise RuntimeError("no free port")
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def wait_for(what: str, condition, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as error:  # the condition fails until it holds
+            last = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+# ---------------------------------------------------------------------------- tiny RESP client
+
+
+class RespError(Exception):
+    pass
+
+
+class Conn:
+    """A minimal blocking RESP client: no retries, no hidden reconnects (redis-py retries
+    by default, which would blur failover timing)."""
+
+    def __init__(self, port: int, timeout: float = 2.0) -> None:
+        self.port = port
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = hiredis.Reader()
+
+    def call(self, *args: str | bytes):
+        self.sock.sendall(hiredis.pack_command(args))
+        while True:
+            reply = self.reader.gets()
+            if reply is not False:
+                break
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed")
+            self.reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RespError(str(reply))
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def command(port: int, *args: str, timeout: float = 2.0):
+    conn = Conn(port, timeout)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+def info(port: int, section: str) -> dict[str, str]:
+    text = command(port, "INFO", section).decode()
+    out = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            out[key] = value.strip()
+    return out
+
+
+def split_list(value: str) -> list[str]:
+    return [v for v in value.replace(" ", ",").split(",") if v]
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def respkv_command() -> list[str]:
+    exe = shutil.which("respkv")
+    if exe:
+        return [exe]
+    return [sys.executable, "-c", "import sys; from respkv.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+
+
+@dataclass
+class Target:
+    """One thing redis-benchmark runs against: a redis-server, a node, or a cluster."""
+
+    name: str
+    kind: str  # redis | respkv | cluster
+    nodes: list[Node] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return [n.proc.pid for n in self.nodes if n.proc and n.proc.poll() is None]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.procs = Procs()
+        self.ports = Ports()
+        self.dir = Path(tempfile.mkdtemp(prefix="respkv-bench-"))
+        self.bench_proc: subprocess.Popen | None = None
+
+    # -- starting
+
+    def start_redis(self, name: str, persistence: list[str]) -> Target:
+        port = self.ports.get()
+        d = self.dir / name
+        d.mkdir()
+        argv = ["redis-server", "--port", str(port), "--bind", HOST, "--dir", str(d),
+                "--daemonize", "no", "--logfile", "", *persistence]
+        node = Node(name, port, argv, self.dir / f"{name}.log")
+        node.proc = self.procs.start(argv, node.log)
+        wait_for(f"{name} to answer PING", lambda: command(port, "PING") == b"PONG", 15)
+        return Target(name, "redis", [node])
+
+    def respkv_node(self, node_id: str, join: int | None = None) -> Node:
+        port = self.ports.get()
+        raft_port = self.ports.get()
+        argv = [*respkv_command(), "server", "--node-id", node_id,
+                "--port", str(port), "--raft-port", str(raft_port),
+                "--dir", str(self.dir / node_id), "--log-level", "warning"]
+        if join is not None:
+            argv += ["--join", f"{HOST}:{join}"]
+        return Node(node_id, port, argv, self.dir / f"{node_id}.log")
+
+    def launch(self, node: Node) -> None:
+        node.proc = self.procs.start(node.argv, node.log)
+
+    def start_respkv_single(self) -> Target:
+        node = self.respkv_node("s1")
+        self.launch(node)
+        wait_for("respkv single node to lead",
+                 lambda: info(node.port, "raft").get("raft_role") == "leader", 30)
+        return Target("respkv", "respkv", [node])
+
+    def start_cluster(self) -> Target:
+        n1 = self.respkv_node("n1")
+        self.launch(n1)
+        wait_for("n1 to lead", lambda: info(n1.port, "raft").get("raft_role") == "leader", 30)
+        nodes = [n1]
+        for node_id in ("n2", "n3"):
+            node = self.respkv_node(node_id, join=n1.port)
+            self.launch(node)
+            nodes.append(node)
+            wait_for(f"{node_id} to be a voter", lambda nid=node_id: nid in split_list(
+                info(n1.port, "raft").get("raft_voters", "")), 60, 0.1)
+        target = Target("respkv-3", "cluster", nodes)
+        self.wait_cluster_healthy(target)
+        return target
+
+    def wait_cluster_healthy(self, target: Target, timeout: float = 60.0,
+                             slack: int = 0) -> Node:
+        """All nodes up, all three voters, one leader everyone agrees on, and every node
+        applied up to the leader's commit index (less ``slack`` entries, for when a writer
+        keeps the commit index moving). Returns the leader."""
+        ids = {n.name for n in target.nodes}
+
+        def healthy():
+            infos = {n.name: info(n.port, "raft") for n in target.nodes}
+            leaders = [n for n in target.nodes if infos[n.name].get("raft_role") == "leader"]
+            if len(leaders) != 1:
+                return None
+            leader = leaders[0]
+            commit = int(infos[leader.name]["raft_commit_index"])
+            for n in target.nodes:
+                i = infos[n.name]
+                if set(split_list(i.get("raft_voters", ""))) != ids:
+                    return None
+                if i.get("raft_leader") != leader.name:
+                    return None
+                if int(i.get("raft_applied_index", 0)) < commit - slack:
+                    return None
+            return leader
+
+        return wait_for("the cluster to be healthy", healthy, timeout, 0.1)
+
+    def leader(self, target: Target) -> Node:
+        for n in target.nodes:
+            with contextlib.suppress(OSError, RespError):
+                if info(n.port, "raft").get("raft_role") == "leader":
+                    return n
+        raise RuntimeError("no leader")
+
+    # -- benchmarking
+
+    def redis_benchmark(self, port: int, test: str, requests: int, pipeline: int,
+                        pids: list[int]) -> dict:
+        argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test.lower(),
+                "-n", str(requests), "-c", str(self.args.clients), "-P", str(pipeline),
+                "-r", str(self.args.keyspace), "-d", str(self.args.data_size), "--csv"]
+        before = [cpu_ticks(p) for p in pids]
+        self.bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = self.bench_proc.communicate(timeout=self.args.bench_timeout)
+        except BaseException:
+            self.bench_proc.kill()
+            self.bench_proc.wait()
+            raise
+        finally:
+            rc = self.bench_proc.returncode
+            self.bench_proc = None
+        after = [cpu_ticks(p) for p in pids]
+        rows = list(csv.DictReader(io.StringIO(out.decode())))
+        if rc != 0 or not rows:
+            raise RuntimeError(f"redis-benchmark failed ({rc}): {err.decode()[-500:]}")
+        row = rows[-1]
+        ticks = sum(a - b for a, b in zip(after, before, strict=True))
+        return {
+            "rps": float(row["rps"]),
+            "p50_ms": float(row["p50_latency_ms"]),
+            "p99_ms": float(row["p99_latency_ms"]),
+            "cpu_us_per_req": ticks / CLK_TCK * 1e6 / requests,
+        }
+
+    def tests_for(self, target: Target) -> list[tuple[str, str, int, int]]:
+        """(label, redis-benchmark test, port, pipeline) for a target."""
+        if target.kind != "cluster":
+            port = target.nodes[0].port
+            base = [("SET", "set", port, 1), ("GET", "get", port, 1)]
+            return [*base, ("SET -P16", "set", port, 16), ("GET -P16", "get", port, 16)]
+        leader = self.leader(target)
+        follower = next(n for n in target.nodes if n is not leader)
+        return [("SET", "set", leader.port, 1), ("GET", "get", leader.port, 1),
+                ("GET follower", "get", follower.port, 1),
+                ("SET -P16", "set", leader.port, 16), ("GET -P16", "get", leader.port, 16),
+                ("GET follower -P16", "get", follower.port, 16)]
+
+    def run_benchmarks(self, targets: list[Target]) -> list[dict]:
+        samples: dict[tuple[str, str], list[dict]] = {}
+        order: list[tuple[str, str]] = []
+        for rnd in range(self.args.repeat):
+            for target in targets:
+                for label, test, port, pipeline in self.tests_for(target):
+                    requests = self.args.requests * (self.args.pipeline_factor if pipeline > 1
+                                                     else 1)
+                    result = self.redis_benchmark(port, test, requests, pipeline, target.pids())
+                    key = (target.name, label)
+                    if key not in samples:
+                        order.append(key)
+                    samples.setdefault(key, []).append(result)
+                    print(f"  round {rnd + 1}/{self.args.repeat} {target.name:9} {label:18} "
+                          f"{result['rps']:>10.0f} ops/s  p50 {result['p50_ms']:6.3f} ms  "
+                          f"p99 {result['p99_ms']:7.3f} ms  cpu {result['cpu_us_per_req']:6.1f} "
+                          f"us/req", flush=True)
+        rows = []
+        for name, label in order:
+            runs = samples[(name, label)]
+            row = {"target": name, "test": label, "runs": len(runs)}
+            for metric in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req"):
+                row[metric] = statistics.median(r[metric] for r in runs)
+            row["rps_all"] = [r["rps"] for r in runs]
+            rows.append(row)
+        return rows
+
+    def idle_cpu(self, targets: list[Target], seconds: float = 2.0) -> dict[str, float]:
+        """CPU share of one core each target burns while idle (heartbeats, timers)."""
+        before = {t.name: sum(cpu_ticks(p) for p in t.pids()) for t in targets}
+        time.sleep(seconds)
+        return {t.name: (sum(cpu_ticks(p) for p in t.pids()) - before[t.name])
+                / CLK_TCK / seconds * 100 for t in targets}
+
+    # -- failover
+
+    def failover(self, cluster: Target) -> dict:
+        self.wait_cluster_healthy(cluster)
+        writer = Writer([n.port for n in cluster.nodes])
+        writer.start()
+        rounds = []
+        try:
+            wait_for("the writer's first acknowledged write", lambda: writer.acks > 20, 15)
+            for i in range(self.args.failovers):
+                leader = self.wait_cluster_healthy(cluster, slack=500)
+                term_before = int(info(leader.port, "raft")["raft_term"])
+                acks_before = writer.acks
+                time.sleep(self.args.failover_settle)
+                if writer.acks <= acks_before:
+                    raise RuntimeError("the writer is not making progress before the kill")
+                t_kill = time.monotonic()
+                writer.mark(t_kill, leader.port)
+                self.procs.kill9(leader.proc)
+                first = writer.wait_first_ack_after(timeout=30)
+                if first is None:
+                    raise RuntimeError("no write acknowledged within 30 s of killing the leader")
+                ack_time, ack_port = first
+                new_leader = next(n for n in cluster.nodes if n.port == ack_port)
+                seconds = ack_time - t_kill
+                t_restart = time.monotonic()
+                self.launch(leader)
+                self.wait_cluster_healthy(cluster, 90, slack=500)
+                rejoin = time.monotonic() - t_restart
+                term_after = int(info(new_leader.port, "raft")["raft_term"])
+                rounds.append({"killed": leader.name, "new_leader": new_leader.name,
+                               "seconds_to_next_ack": seconds,
+                               "terms": term_after - term_before,
+                               "restart_to_voter_caught_up_s": rejoin})
+                print(f"  failover {i + 1}/{self.args.failovers}: killed {leader.name}, "
+                      f"next write acknowledged by {new_leader.name} after {seconds:.3f} s "
+                      f"(term +{term_after - term_before}); restarted node back as a "
+                      f"caught-up voter after {rejoin:.2f} s", flush=True)
+        finally:
+            writer.stop()
+        times = [r["seconds_to_next_ack"] for r in rounds]
+        return {"rounds": rounds, "median_s": statistics.median(times), "max_s": max(times),
+                "min_s": min(times), "writer_acks": writer.acks,
+                "writer_errors": dict(writer.errors)}
+
+    # -- clean-up
+
+    def close(self) -> None:
+        if self.bench_proc is not None and self.bench_proc.poll() is None:
+            self.bench_proc.kill()
+            self.bench_proc.wait()
+        self.procs.stop_all()
+        if self.args.keep:
+            print(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Writer(threading.Thread):
+    """SET in a loop through whichever node accepts it: follows MOVED, moves on to the
+    next node on a refused/closed connection, CLUSTERDOWN or TRYAGAIN. Records when and
+    through which port each write was acknowledged."""
+
+    def __init__(self, ports: list[int]) -> None:
+        super().__init__(daemon=True, name="writer")
+        self.ports = ports
+        self.current = ports[0]
+        self.conns: dict[int, Conn] = {}
+        self.acks = 0
+        self.errors: dict[str, int] = {}
+        self.stopping = threading.Event()
+        self.cond = threading.Condition()
+        self.t_mark: float | None = None
+        self.mark_port: int | None = None
+        self.first_after: tuple[float, int] | None = None
+
+    def mark(self, t: float, killed_port: int) -> None:
+        with self.cond:
+            self.t_mark, self.mark_port, self.first_after = t, killed_port, None
+
+    def wait_first_ack_after(self, timeout: float) -> tuple[float, int] | None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.first_after is not None, timeout)
+            return self.first_after
+
+    def _error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def _next_port(self) -> None:
+        i = self.ports.index(self.current) if self.current in self.ports else -1
+        self.current = self.ports[(i + 1) % len(self.ports)]
+
+    def _drop(self, port: int) -> None:
+        conn = self.conns.pop(port, None)
+        if conn:
+            conn.close()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stopping.is_set():
+            port = self.current
+            try:
+                conn = self.conns.get(port)
+                if conn is None:
+                    conn = self.conns[port] = Conn(port, timeout=1.0)
+                conn.call("SET", f"failover:{i % 1000}", str(i))
+            except RespError as error:
+                text = str(error)
+                if text.startswith("MOVED"):
+                    self._error("MOVED")
+                    self.current = int(text.split()[2].rsplit(":", 1)[1])
+                    continue
+                self._error(text.split()[0] if text else "ERR")
+                self._next_port()
+                time.sleep(0.005)
+                continue
+            except OSError as error:  # refused, reset, closed, timed out
+                self._error(type(error).__name__)
+                self._drop(port)
+                self._next_port()
+                time.sleep(0.005)
+                continue
+            now = time.monotonic()
+            i += 1
+            with self.cond:
+                self.acks += 1
+                if (self.t_mark is not None and self.first_after is None
+                        and port != self.mark_port):
+                    self.first_after = (now, port)
+                    self.cond.notify_all()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+        for port in list(self.conns):
+            self._drop(port)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def ratio_rows(rows: list[dict]) -> list[dict]:
+    by = {(r["target"], r["test"]): r for r in rows}
+    out = []
+    for r in rows:
+        if r["target"].startswith("redis"):
+            continue
+        base_name = "redis-aof" if r["test"].startswith("SET") else "redis"
+        base_test = r["test"].replace(" follower", "")
+        base = by.get((base_name, base_test))
+        if base is None:
+            continue
+        out.append({
+            "target": r["target"], "test": r["test"], "baseline": f"{base_name} {base_test}",
+            "rps_ratio": r["rps"] / base["rps"],
+            "p50_ratio": r["p50_ms"] / base["p50_ms"] if base["p50_ms"] else None,
+            "p99_ratio": r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None,
+            "cpu_ratio": (r["cpu_us_per_req"] / base["cpu_us_per_req"]
+                          if base["cpu_us_per_req"] else None),
+        })
+    return out
+
+
+def target_rows(ratios: list[dict]) -> list[dict]:
+    by = {(r["target"], r["test"]): r for r in ratios}
+    out = []
+    for name, test, base, minimum, what in TARGETS:
+        r = by.get((name, test))
+        if r is None:
+            continue
+        out.append({"what": what, "target": name, "test": test, "baseline": base,
+                    "ratio": r["rps_ratio"], "minimum": minimum,
+                    "met": r["rps_ratio"] >= minimum})
+    return out
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
+                 failover: dict | None, meta: dict) -> None:
+    rat = {(r["target"], r["test"]): r for r in ratios}
+    print()
+    print(f"redis-benchmark -c {meta['clients']} -r {meta['keyspace']} -d {meta['data_size']}, "
+          f"-n {meta['requests']} (x{meta['pipeline_factor']} with -P 16), "
+          f"median of {meta['repeat']}; CPU = server utime+stime per request "
+          f"(cluster: 3 nodes summed)")
+    head = (f"{'server':10} {'test':18} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'cpu us/req':>10} | {'vs':20} {'x ops':>6} {'x p50':>6} {'x p99':>6} "
+            f"{'x cpu':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        q = rat.get((r["target"], r["test"]))
+        line = (f"{r['target']:10} {r['test']:18} {r['rps']:>9.0f} {r['p50_ms']:>7.3f} "
+                f"{r['p99_ms']:>7.3f} {r['cpu_us_per_req']:>10.1f} |")
+        if q:
+            line += (f" {q['baseline']:20} {q['rps_ratio']:>6.2f} {fmt(q['p50_ratio'], '6.2f')} "
+                     f"{fmt(q['p99_ratio'], '6.2f')} {fmt(q['cpu_ratio'], '6.2f')}")
+        print(line)
+    if targets:
+        print()
+        print("targets (ops/s ratio):")
+        for t in targets:
+            print(f"  {'MET ' if t['met'] else 'MISS'} {t['ratio']:.2f}x (>= {t['minimum']}x)  "
+                  f"{t['what']}")
+    if failover:
+        print()
+        times = ", ".join(f"{r['seconds_to_next_ack']:.3f}" for r in failover["rounds"])
+        met = "MET" if failover["median_s"] < FAILOVER_TARGET_S else "MISS"
+        print(f"failover (kill -9 leader -> next acknowledged write), "
+              f"{len(failover['rounds'])} rounds: median {failover['median_s']:.3f} s, "
+              f"max {failover['max_s']:.3f} s, min {failover['min_s']:.3f} s  "
+              f"[{met} < {FAILOVER_TARGET_S} s]  ({times})")
+        rejoin = [r["restart_to_voter_caught_up_s"] for r in failover["rounds"]]
+        print(f"  restart -> caught-up voter: median {statistics.median(rejoin):.2f} s, "
+              f"max {max(rejoin):.2f} s; writer errors seen: {failover['writer_errors']}")
+    if meta.get("idle_cpu_pct"):
+        idle = ", ".join(f"{k} {v:.1f}%" for k, v in meta["idle_cpu_pct"].items())
+        print(f"\nidle server CPU (one core = 100%): {idle}")
+    if meta.get("cluster_terms"):
+        ct = meta["cluster_terms"]
+        print(f"cluster raft term during the benchmarks: {ct['before']} -> {ct['after']} "
+              f"(leader changes under load: {ct['after'] - ct['before']})")
+    print(f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}")
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["single", "cluster", "both"], default="both")
+    p.add_argument("--requests", type=int, default=None,
+                   help="requests per redis-benchmark run without pipelining (default 50000, "
+                        "--quick 10000)")
+    p.add_argument("--pipeline-factor", type=int, default=4,
+                   help="runs with -P 16 send this many times --requests (default 4)")
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--repeat", type=int, default=None, help="rounds (default 3, --quick 1)")
+    p.add_argument("--keyspace", type=int, default=10000, help="redis-benchmark -r")
+    p.add_argument("--data-size", type=int, default=3, help="redis-benchmark -d")
+    p.add_argument("--failovers", type=int, default=None, help="default 5, --quick 2")
+    p.add_argument("--failover-settle", type=float, default=1.0,
+                   help="seconds of steady writing before each kill")
+    p.add_argument("--no-failover", action="store_true")
+    p.add_argument("--bench-timeout", type=float, default=600.0)
+    p.add_argument("--quick", action="store_true", help="fewer requests, one round")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    args = p.parse_args(argv)
+    if args.requests is None:
+        args.requests = 10000 if args.quick else 50000
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.failovers is None:
+        args.failovers = 2 if args.quick else 5
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            p.error(f"{tool} not found on PATH")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args)
+    meta = {"mode": args.mode, "clients": args.clients, "requests": args.requests,
+            "pipeline_factor": args.pipeline_factor, "repeat": args.repeat,
+            "keyspace": args.keyspace, "data_size": args.data_size,
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    failover = None
+    try:
+        print(f"starting servers in {bench.dir} ...", flush=True)
+        targets = [bench.start_redis("redis-aof", ["--appendonly", "yes", "--appendfsync",
+                                                   "always", "--save", ""]),
+                   bench.start_redis("redis", ["--appendonly", "no"])]
+        if args.mode in ("single", "both"):
+            targets.append(bench.start_respkv_single())
+        cluster = None
+        if args.mode in ("cluster", "both"):
+            cluster = bench.start_cluster()
+            targets.append(cluster)
+            meta["cluster_leader"] = bench.leader(cluster).name
+        for t in targets:
+            print(f"  {t.name:9} ports {[n.port for n in t.nodes]} pids {t.pids()}")
+        meta["idle_cpu_pct"] = {k: round(v, 2) for k, v in bench.idle_cpu(targets).items()}
+        if cluster:
+            term_before = int(info(bench.leader(cluster).port, "raft")["raft_term"])
+        print("benchmarking ...", flush=True)
+        rows = bench.run_benchmarks(targets)
+        if cluster:
+            meta["cluster_terms"] = {
+                "before": term_before,
+                "after": int(info(bench.leader(cluster).port, "raft")["raft_term"])}
+        if cluster and not args.no_failover:
+            print("failover ...", flush=True)
+            failover = bench.failover(cluster)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every server", file=sys.stderr)
+        bench.close()
+        return 130
+    except Exception:
+        for log in sorted(bench.dir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            if tail:
+                print(f"--- {log.name} (tail)", file=sys.stderr)
+                print("\n".join(tail), file=sys.stderr)
+        bench.close()
+        raise
+    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    bench.close()
+    ratios = ratio_rows(rows)
+    targets_met = target_rows(ratios)
+    print_report(rows, ratios, targets_met, failover, meta)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"meta": meta, "results": rows, "ratios": ratios, "targets": targets_met,
+             "failover": failover}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Prometheus metrics, served on --metrics-port (off when 0).
+
+Values are read from the server when scraped, so the hot path pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import start_http_server
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from respkv.server.server import Server
+
+
+class ServerCollector(Collector):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        server = self.server
+        node = server.config.node_id
+        commands = CounterMetricFamily("respkv_commands", "Commands run, by name",
+                                       labels=["node", "command"])
+        for name, calls in server.stats.calls.items():
+            commands.add_metric([node, name], calls)
+        yield commands
+        clients = GaugeMetricFamily("respkv_connected_clients", "Open client connections",
+                                    labels=["node"])
+        clients.add_metric([node], len(server.clients))
+        yield clients
+        group = server.group
+        if group is None:
+            return
+        labels = ["node", "group"]
+        values = [node, group.name]
+        for name, help_text, value in (
+            ("respkv_raft_term", "Current Raft term", group.term),
+            ("respkv_raft_commit_index", "Highest committed log index", group.commit_index),
+            ("respkv_raft_applied_index", "Highest applied log index", group.applied_index),
+            ("respkv_raft_last_log_index", "Last log index", group.last_index),
+            ("respkv_raft_snapshot_index", "Index of the latest snapshot", group.snapshot_index),
+            ("respkv_raft_is_leader", "1 on the group's leader", int(group.is_leader())),
+            ("respkv_keys", "Keys in the keyspace", len(group.keyspace)),
+        ):
+            gauge = GaugeMetricFamily(name, help_text, labels=labels)
+            gauge.add_metric(values, value)
+            yield gauge
+        changes = CounterMetricFamily("respkv_raft_leader_changes", "Leader changes seen",
+                                      labels=labels)
+        changes.add_metric(values, group.leader_changes)
+        yield changes
+
+
+def serve_metrics(server: Server) -> None:
+    REGISTRY.register(ServerCollector(server))
+    start_http_server(server.config.metrics_port, addr=server.config.bind)

@@ -1,0 +1,150 @@
+"""Members coming and going: a join by snapshot, leave and rejoin, a rolling restart."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+
+import redis
+from cluster_support import Writers, assert_all_present, max_gap
+from conftest import SNAPSHOT_ARGS
+from procs import Cluster, raft_info, raw_command, vm_hwm_kib, wait_for
+
+VALUE_SIZE = 1024
+KEYS = 2048  # 2 MiB of values: about 32 snapshot chunks of 64 KiB
+
+
+def test_new_node_joins_by_snapshot_with_flat_memory(
+        make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(args=SNAPSHOT_ARGS)
+    leader = cluster.leader()
+    client = leader.client()
+    expected = {f"big:{i}": f"{i}:" + "x" * VALUE_SIZE for i in range(KEYS)}
+    items = list(expected.items())
+    for start in range(0, KEYS, 64):
+        pipe = client.pipeline(transaction=False)
+        for key, value in items[start : start + 64]:
+            pipe.set(key, value)
+        assert all(pipe.execute())
+    client.close()
+    # the log behind the data is compacted: a newcomer can only get it by snapshot
+    wait_for(lambda: int(raft_info(leader)["raft_snapshot_index"]) > KEYS // 2, 15,
+             "a snapshot covering most of the data")
+    cluster.wait_caught_up()
+
+    newcomer = cluster.add("n4")
+    # joins as a learner, then is promoted once caught up
+    cluster.wait_voters({"n1", "n2", "n3", "n4"}, timeout=60)
+    cluster.wait_caught_up(timeout=60)
+    assert_all_present([newcomer], expected)
+
+    sent = [int(m) for m in re.findall(r"snapshot sent peer=n4 bytes=(\d+)", leader.log())]
+    assert sent and max(sent) > 8 * 65536, f"snapshot bytes sent: {sent}"
+    assert "installing snapshot" in newcomer.log()
+
+    # Memory: the snapshot is streamed to disk chunk by chunk, never held whole.
+    # The newcomer holds the same data as the others, so its peak RSS must stay
+    # in line with theirs, far from "the data plus copies of the snapshot".
+    data_kib = KEYS * VALUE_SIZE // 1024
+    newcomer_hwm = vm_hwm_kib(newcomer.proc.pid)
+    peers_hwm = max(vm_hwm_kib(n.proc.pid) for n in cluster.nodes if n is not newcomer)
+    print(f"VmHWM newcomer {newcomer_hwm} KiB, others max {peers_hwm} KiB, data {data_kib} KiB")
+    assert newcomer_hwm < peers_hwm + 2 * data_kib, (newcomer_hwm, peers_hwm, data_kib)
+    assert newcomer_hwm < 40 * data_kib, (newcomer_hwm, data_kib)  # about 80 MiB
+
+
+def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    assert leader.client().set("before", "leave") is True
+    leaving = cluster.followers()[0]
+    leaving_id = cluster.id_of(leaving)
+    remaining = {i for i in cluster.node_ids if i != leaving_id}
+
+    assert raw_command(leader, "CLUSTER", "LEAVE", leaving_id) == b"OK"
+    assert leaving.proc.wait(15) == 0, leaving.log()  # a removed node shuts itself down
+    assert "this node was removed from the cluster" in leaving.log()
+    cluster.wait_voters(remaining)
+    assert leader.client().set("after", "leave") is True  # 2 of 2 voters commit
+
+    # its dir is marked removed: starting it again is refused, clearly
+    leaving.start(wait=False)
+    assert leaving.proc.wait(30) != 0
+    log = leaving.log()
+    assert f"node {leaving_id} was removed from cluster" in log, log
+    assert "clear" in log.splitlines()[-1]
+
+    # a fresh dir with a new node id joins and gets everything
+    newcomer = cluster.add("n4")
+    voters = remaining | {"n4"}
+    cluster.wait_voters(voters, timeout=30)
+    cluster.wait_caught_up()
+    assert newcomer.client().get("before") == b"leave"
+    assert newcomer.client().get("after") == b"leave"
+
+    # a member removed while it is down learns it when it comes back
+    down = cluster.followers()[0]
+    down_id = cluster.id_of(down)
+    down.kill()
+    assert raw_command(cluster.leader(), "CLUSTER", "LEAVE", down_id) == b"OK"
+    voters -= {down_id}
+    cluster.wait_voters(voters)
+    down.start(wait=False)
+    assert down.proc.wait(30) == 0, down.log()
+    assert "this node was removed from the cluster" in down.log()
+    cluster.wait_voters(voters)
+
+    # the leader itself leaves: it hands over first and sends the client on
+    old_leader = cluster.leader()
+    old_id = cluster.id_of(old_leader)
+    client = old_leader.client()
+    try:
+        client.execute_command("CLUSTER", "LEAVE", old_id)
+        raise AssertionError("the leader removed itself without handing over")
+    except redis.exceptions.MovedError as moved:
+        new_leader = next(n for n in cluster.nodes if n.port == moved.port)
+    finally:
+        client.close()
+    assert new_leader is not old_leader
+    assert raw_command(new_leader, "CLUSTER", "LEAVE", old_id) == b"OK"
+    assert old_leader.proc.wait(15) == 0, old_leader.log()
+    cluster.wait_voters(voters - {old_id})
+    assert cluster.leader() is new_leader
+    assert new_leader.client().set("after", "leader left") is True
+    cluster.wait_caught_up()
+    assert newcomer.client().get("after") == b"leader left"
+
+
+def test_rolling_restart_loses_nothing(make_cluster: Callable[..., Cluster]) -> None:
+    """SIGTERM each node in turn while writers run: nothing acknowledged is
+    lost, and each restart costs at most about one election."""
+    cluster = make_cluster()
+    started = time.monotonic()
+    gaps = []
+    with Writers(cluster, count=3) as writers:
+        writers.wait_more(100)
+        for node in list(cluster.nodes):
+            term = int(raft_info(cluster.leader())["raft_term"])
+            was_leader = node is cluster.leader()
+            before = time.monotonic()
+            assert node.stop(signal.SIGTERM) == 0, node.log()
+            node.start()
+            cluster.wait_caught_up()
+            # the cluster takes writes again, with the restarted node a member
+            count = writers.count()
+            writers.wait_more(count + 50, what=f"writes after restarting {cluster.id_of(node)}")
+            after = time.monotonic()
+            new_term = int(raft_info(cluster.leader())["raft_term"])
+            gap = max_gap(writers.ack_times(), before, after)
+            gaps.append(gap)
+            print(f"restart of {cluster.id_of(node)} (leader: {was_leader}): "
+                  f"term {term} -> {new_term}, longest gap in writes {gap:.2f}s")
+            # a leader hands over (one election); a follower causes none
+            assert new_term - term <= (1 if was_leader else 0) + 1, (term, new_term)
+    acked = writers.acked()
+    cluster.wait_caught_up()
+    assert_all_present(cluster.nodes, acked)
+    assert max(gaps) < 3.0, f"writes stalled for {max(gaps):.2f}s during a restart"
+    print(f"{len(acked)} writes acknowledged in {time.monotonic() - started:.1f}s")

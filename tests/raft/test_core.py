@@ -1,0 +1,221 @@
+"""Unit tests of the core's API and its Ready/advance contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from respkv.raft.confchange import (
+    ConfChange,
+    ConfChangeError,
+    ConfChangeType,
+    encode_conf_change,
+)
+from respkv.raft.core import ConfChangePending, Config, NotLeader, RaftCore, Role
+from respkv.raft.messages import Message, MessageType
+from respkv.raft.testing import Cluster
+from respkv.raft.types import Entry, EntryKind, HardState
+
+
+def drain(core: RaftCore):
+    rds = []
+    while core.has_ready():
+        rd = core.ready()
+        rds.append(rd)
+        core.advance(rd)
+    return rds
+
+
+def test_single_node_commits_at_advance():
+    c = RaftCore(Config(node_id="n1", voters=("n1",)))
+    c.campaign()
+    assert c.role == Role.LEADER
+    i = c.propose(b"x")
+    rd = c.ready()
+    assert rd.must_sync and rd.entries[-1].index == i
+    assert all(e.index < i for e in rd.committed_entries)  # not durable yet: not committed
+    c.advance(rd)
+    rd = c.ready()
+    assert rd.committed_entries[-1].index == i and rd.committed_entries[-1].data == b"x"
+    c.advance(rd)
+    st = c.status()
+    assert st["commit"] == st["applied"] == i and st["role"] == "LEADER"
+
+
+def test_bootstrap_log_holds_the_membership():
+    c = RaftCore(Config(node_id="n2", voters=("n3", "n1", "n2")))
+    rd = c.ready()
+    assert [e.kind for e in rd.entries] == [EntryKind.CONF_CHANGE] * 3
+    assert rd.hard_state == HardState(1, None, 3)
+    assert rd.entries == RaftCore.bootstrap_entries(("n1", "n2", "n3"))
+    assert c.conf.voters == ("n1", "n2", "n3")
+
+
+def test_follower_rejects_proposals_naming_the_leader():
+    cl = Cluster(["n1", "n2", "n3"])
+    with pytest.raises(NotLeader) as e:
+        cl["n2"].propose(b"x")
+    assert e.value.leader_id is None
+    cl.campaign("n1")
+    cl.stabilize()
+    with pytest.raises(NotLeader) as e:
+        cl["n2"].propose(b"x")
+    assert e.value.leader_id == "n1"
+
+
+def test_only_a_leaders_appends_and_heartbeats_are_eager():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    rd = cl["n1"].ready()  # pre-vote requests: after persisting (they promise nothing, but
+    assert rd.eager_messages == []  # only a leader with a durable term sends early)
+    cl.queue.extend(rd.messages)
+    cl["n1"].advance(rd)
+    cl.stabilize()
+    cl["n1"].propose(b"x")
+    rd = cl["n1"].ready()
+    assert {m.type for m in rd.eager_messages} == {MessageType.APP} and not rd.messages
+    cl.queue.extend(rd.eager_messages)
+    cl["n1"].advance(rd)
+    cl.deliver()
+    rd = cl["n2"].ready()  # the follower's ack must wait for its fsync
+    assert [m.type for m in rd.messages] == [MessageType.APP_RESP] and not rd.eager_messages
+    assert rd.must_sync
+
+
+def test_conflicting_entries_are_handed_over_for_truncation():
+    c = RaftCore(
+        Config(node_id="n2", voters=("n1", "n2")),
+        HardState(2, None, 0),
+        entries=[Entry(1, 1), Entry(1, 2), Entry(2, 3), Entry(2, 4)],
+    )
+    c.step(
+        Message(
+            MessageType.APP,
+            group="g0",
+            to="n2",
+            from_="n1",
+            term=3,
+            index=2,
+            log_term=1,
+            entries=[Entry(3, 3, EntryKind.NOOP)],
+            commit=2,
+        )
+    )
+    rd = c.ready()
+    assert [(e.index, e.term) for e in rd.entries] == [(3, 3)]  # drop 3.. then append
+    assert rd.hard_state.term == 3 and rd.must_sync
+
+
+def test_restart_from_storage():
+    cl = Cluster(["n1", "n2", "n3"], pre_vote=False)
+    cl.campaign("n1")
+    cl.stabilize()
+    for k in range(5):
+        cl["n1"].propose(b"%d" % k)
+    cl.stabilize()
+    before = cl.log_text("n2")
+    cl.crash("n2")
+    cl.restart("n2")
+    assert cl.log_text("n2") == before.replace("follower", "follower")
+    assert cl["n2"].log.applied == len(cl.applied["n2"])
+    assert not any(
+        e.index <= cl["n2"].log.applied for rd in drain(cl["n2"]) for e in rd.committed_entries
+    )
+
+
+def test_conf_change_rules():
+    cl = Cluster(["n1", "n2", "n3"], pre_vote=False)
+    cl.campaign("n1")
+    for n in ("n1", "n2", "n3"):
+        cl.process(n)
+        cl.deliver()
+    ld = cl["n1"]
+    assert ld.role == Role.LEADER
+    with pytest.raises(ConfChangePending):  # no entry of its term committed yet
+        ld.propose_conf_change(ConfChangeType.ADD_LEARNER, "n4")
+    cl.stabilize()
+    with pytest.raises(ConfChangeError):
+        ld.propose_conf_change(ConfChangeType.ADD_VOTER, "n2")
+    with pytest.raises(ConfChangeError):
+        ld.propose_conf_change(ConfChangeType.REMOVE, "n9")
+    ld.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, "n4", b"ctx"))
+    with pytest.raises(ConfChangePending):
+        ld.propose_conf_change(ConfChangeType.ADD_VOTER, "n4")
+    with pytest.raises(NotLeader):
+        cl["n2"].propose_conf_change(ConfChangeType.ADD_VOTER, "n4")
+
+
+def test_repeated_conf_entries_are_not_applied_twice():
+    c = RaftCore(Config(node_id="n2", voters=("n1", "n2")))
+    drain(c)
+    add = Entry(
+        2,
+        3,
+        EntryKind.CONF_CHANGE,
+        encode_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, "n4")),
+    )
+    rem = Entry(
+        2, 4, EntryKind.CONF_CHANGE, encode_conf_change(ConfChange(ConfChangeType.REMOVE, "n4"))
+    )
+
+    def app(prev, ents):
+        c.step(
+            Message(
+                MessageType.APP,
+                group="g0",
+                to="n2",
+                from_="n1",
+                term=2,
+                index=prev,
+                log_term=c.log.term(prev),
+                entries=ents,
+                commit=2,
+            )
+        )
+
+    app(2, [add])
+    assert c.conf.learners == ("n4",)
+    app(3, [rem])
+    assert c.conf.learners == ()
+    app(2, [add])  # a late duplicate
+    assert c.conf.learners == ()
+
+
+def test_pending_reads_are_dropped_when_the_leader_steps_down():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    cl.stabilize()
+    cl.isolate("n1")
+    cl["n1"].read_index(b"r")
+    cl.run(25)  # CheckQuorum: n1 steps down
+    assert cl["n1"].role == Role.FOLLOWER
+    assert cl.reads["n1"] == []
+    assert cl.dropped_reads["n1"] == [b"r"]
+
+
+def test_snapshot_taken_compacts_keeping_a_tail():
+    cl = Cluster(["n1", "n2", "n3"], compaction_tail=5)
+    cl.campaign("n1")
+    cl.stabilize()
+    for k in range(20):
+        cl["n1"].propose(b"%d" % k)
+    cl.stabilize()
+    ld = cl["n1"]
+    meta = ld.snapshot_meta(ld.log.applied)
+    assert meta.conf_state.voters == ("n1", "n2", "n3")
+    ld.snapshot_taken(meta)
+    assert ld.log.offset == meta.index - 5
+    with pytest.raises(ValueError):
+        ld.snapshot_taken(type(meta)(ld.log.applied + 1, 9, meta.conf_state))
+
+
+def test_wrong_group_is_refused():
+    c = RaftCore(Config(node_id="n1", voters=("n1", "n2"), group="g1"))
+    with pytest.raises(ValueError):
+        c.step(Message(MessageType.HEARTBEAT, group="g0", to="n1", from_="n2", term=5))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        Config(node_id="n1", lease_read=True, check_quorum=False)
+    with pytest.raises(ValueError):
+        Config(node_id="n1", election_tick=2, heartbeat_tick=2)

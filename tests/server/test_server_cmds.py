@@ -1,0 +1,248 @@
+"""Server and connection commands through redis-py, in RESP2 and RESP3.
+
+redis-py parses every reply with its own callbacks: each test passing in both
+protocols means the reply has the shape the client library expects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from procs import Node, wait_for
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def c(node: Node, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    client = node.client(protocol=request.param)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def _s(value: object) -> object:
+    """bytes -> str, recursively, so RESP2 and RESP3 replies compare alike."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list | tuple):
+        return [_s(v) for v in value]
+    if isinstance(value, dict):
+        return {_s(k): _s(v) for k, v in value.items()}
+    return value
+
+
+def _pairs(reply: object) -> dict:
+    """A RESP3 map or a RESP2 flat list of pairs, as a dict."""
+    if isinstance(reply, dict):
+        return _s(reply)
+    items = _s(reply)
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+# -- connection ------------------------------------------------------------------
+
+
+def test_ping_echo(c: redis.Redis) -> None:
+    assert c.ping() is True
+    assert c.echo(b"a\x00b") == b"a\x00b"
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'ping'"):
+        c.execute_command("PING", "a", "b")
+
+
+def test_hello(node: Node) -> None:
+    client = node.client()
+    for proto in (2, 3, 2):
+        fields = _pairs(client.execute_command("HELLO", proto))
+        assert fields["server"] == "redis"
+        assert fields["proto"] == proto
+        assert fields["version"].startswith("7.")
+        assert fields["mode"] == "cluster"
+        assert fields["role"] == "master"
+        assert fields["id"] == client.client_id()
+    fields = _pairs(client.execute_command("HELLO", 2, "SETNAME", "via-hello"))
+    assert _s(client.client_getname()) == "via-hello"
+    with pytest.raises(redis.ResponseError, match="NOPROTO"):
+        client.execute_command("HELLO", 4)
+    with pytest.raises(redis.ResponseError, match="Syntax error in HELLO option 'BOGUS'"):
+        client.execute_command("HELLO", 2, "BOGUS")
+    client.close()
+
+
+def test_select(c: redis.Redis) -> None:
+    assert c.select(0) is True
+    with pytest.raises(redis.ResponseError, match=r"^SELECT is not allowed in cluster mode$"):
+        c.select(1)
+    with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
+        c.execute_command("SELECT", "x")
+
+
+def test_reset(node: Node) -> None:
+    client = node.client(protocol=2)
+    client.execute_command("HELLO", 3)
+    client.client_setname("before")
+    assert client.execute_command("RESET") in (b"RESET", "RESET")
+    assert client.client_getname() is None
+    # RESET goes back to RESP2, as Redis does: nulls are $-1 again
+    assert _pairs(client.execute_command("HELLO"))["proto"] == 2
+    client.close()
+
+
+def test_client_id_setname_getname(c: redis.Redis) -> None:
+    first = c.client_id()
+    assert isinstance(first, int) and first > 0
+    assert c.client_getname() is None
+    assert c.client_setname("worker-1") is True
+    assert _s(c.client_getname()) == "worker-1"
+    with pytest.raises(redis.ResponseError, match="Client names cannot contain spaces"):
+        c.client_setname("has space")
+    with pytest.raises(redis.ResponseError, match="unknown subcommand 'NOPE'"):
+        c.execute_command("CLIENT", "NOPE")
+
+
+def test_client_info_and_list(c: redis.Redis, node: Node) -> None:
+    c.client_setname("lister")
+    info = c.client_info()
+    assert info["id"] == c.client_id()
+    assert info["name"] == "lister"
+    assert info["laddr"] == f"127.0.0.1:{node.port}"
+    other = node.client()
+    other.client_setname("other")
+    listed = c.client_list()
+    names = {entry["name"] for entry in listed}
+    assert {"lister", "other"} <= names
+    assert all({"id", "addr", "age", "idle", "cmd"} <= set(e) for e in listed)
+    mine = c.client_list(client_id=[c.client_id()])
+    assert [e["name"] for e in mine] == ["lister"]
+    other.close()
+
+
+def test_client_kill(c: redis.Redis, node: Node) -> None:
+    victim = node.client(socket_timeout=2)
+    victim.client_setname("victim")
+    victim_id = victim.client_id()
+    addr = victim.client_info()["addr"]
+    assert c.client_kill_filter(_id=victim_id) == 1
+    wait_for(lambda: "victim" not in {e["name"] for e in c.client_list()}, 5, "victim gone")
+    victim2 = node.client()
+    victim2.client_setname("victim2")
+    addr = victim2.client_info()["addr"]
+    assert c.client_kill(addr) is True
+    wait_for(lambda: "victim2" not in {e["name"] for e in c.client_list()}, 5, "victim2 gone")
+    with pytest.raises(redis.ResponseError, match="No such client"):
+        c.client_kill(addr)
+    victim.close()
+    victim2.close()
+
+
+# -- COMMAND ------------------------------------------------------------------------
+
+
+def test_command_count_and_list(c: redis.Redis) -> None:
+    count = c.command_count()
+    names = {_s(n) for n in c.command_list()}
+    assert count == len(names) >= 60
+    for name in ("get", "set", "incr", "mset", "del", "expire", "ttl", "scan", "ping", "info",
+                 "client", "command", "config", "hello"):
+        assert name in names
+    assert {_s(n) for n in c.command_list(pattern="*incr*")} == {"incr", "incrby",
+                                                                 "incrbyfloat"}
+    everything = c.command()  # redis-py parses the whole COMMAND reply
+    assert len(everything) == count
+    assert everything["get"]["arity"] == 2
+
+
+def test_command_info_get(c: redis.Redis) -> None:
+    (entry,) = c.execute_command("COMMAND INFO", "get")
+    assert _s(entry[0]) == "get"
+    assert entry[1] == 2  # arity
+    assert "readonly" in _s(entry[2])
+    assert entry[3:6] == [1, 1, 1]  # first key, last key, step
+    (entry,) = c.execute_command("COMMAND INFO", "set")
+    assert entry[1] == -3 and "write" in _s(entry[2]) and entry[3:6] == [1, 1, 1]
+    (entry,) = c.execute_command("COMMAND INFO", "mset")
+    assert entry[1] == -3 and entry[3:6] == [1, -1, 2]
+    assert c.execute_command("COMMAND INFO", "no-such-command") == [None]
+
+
+def test_command_docs(c: redis.Redis) -> None:
+    docs = _pairs(c.execute_command("COMMAND DOCS", "get"))
+    assert set(docs) == {"get"}
+    get_docs = _pairs(docs["get"])
+    assert get_docs["group"] == "string"
+    assert get_docs["since"] == "1.0.0"
+
+
+def test_command_getkeys(c: redis.Redis) -> None:
+    assert _s(c.command_getkeys("MSET", "a", "1", "b", "2")) == ["a", "b"]
+    assert _s(c.command_getkeys("GET", "k")) == ["k"]
+    with pytest.raises(redis.ResponseError, match="Invalid command specified"):
+        c.command_getkeys("NOPE", "k")
+    with pytest.raises(redis.ResponseError, match="Invalid number of arguments"):
+        c.command_getkeys("GET")
+
+
+# -- INFO, CONFIG, TIME, DBSIZE ------------------------------------------------------
+
+
+def test_info_sections(c: redis.Redis) -> None:
+    c.set("k", "v")
+    info = c.info()
+    for field in ("redis_version", "tcp_port", "connected_clients", "used_memory",
+                  "total_commands_processed", "role", "used_cpu_sys", "raft_role"):
+        assert field in info, field
+    assert info["db0"]["keys"] == 1
+    for section, field in [("server", "redis_version"), ("clients", "connected_clients"),
+                           ("memory", "used_memory"), ("persistence", "loading"),
+                           ("stats", "total_connections_received"), ("replication", "role"),
+                           ("cpu", "used_cpu_user"), ("keyspace", "db0"),
+                           ("raft", "raft_commit_index")]:
+        part = c.info(section)
+        assert field in part, (section, field)
+    assert "redis_version" not in c.info("raft")
+    raft = c.info("raft")
+    assert raft["raft_role"] == "leader"
+    assert raft["raft_applied_index"] == raft["raft_commit_index"] >= 1
+    assert "cmdstat_set" in c.info("commandstats")
+    assert "raft_role" in c.info("all")
+
+
+def test_config_get_set(c: redis.Redis) -> None:
+    assert c.config_get("save") == {"save": ""}
+    assert c.config_get("appendonly") == {"appendonly": "no"}
+    assert "maxclients" in c.config_get("max*")
+    assert c.config_set("timeout", 300) is True
+    assert c.config_get("timeout") == {"timeout": "300"}
+    assert c.config_set("timeout", 0) is True
+    assert c.config_get("timeout") == {"timeout": "0"}
+    with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+        c.config_set("port", 1)
+    with pytest.raises(redis.ResponseError, match="Unknown option"):
+        c.config_set("no-such-option", 1)
+    assert c.config_get("no-such-option") == {}
+    assert c.config_resetstat() is True
+
+
+def test_time(c: redis.Redis) -> None:
+    seconds, micros = c.time()
+    assert abs(seconds + micros / 1e6 - time.time()) < 5
+    assert 0 <= micros < 1_000_000
+
+
+def test_dbsize(c: redis.Redis) -> None:
+    assert c.dbsize() == 0
+    c.mset({"a": 1, "b": 2, "c": 3})
+    assert c.dbsize() == 3
+    c.delete("a")
+    assert c.dbsize() == 2
+    c.flushdb()
+    assert c.dbsize() == 0
+
+
+def test_pipeline_of_server_commands(c: redis.Redis) -> None:
+    pipe = c.pipeline(transaction=False)
+    pipe.ping().echo("x").set("k", "v").get("k").dbsize().time().client_id()
+    results = pipe.execute()
+    assert results[:5] == [True, b"x", True, b"v", 1]
+    assert len(results[5]) == 2 and isinstance(results[6], int)

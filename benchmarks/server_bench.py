@@ -617,16 +617,18 @@ def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
     print()
     print(f"redis-benchmark -c {meta['clients']} -r {meta['keyspace']} -d {meta['data_size']}, "
           f"-n {meta['requests']} (x{meta['pipeline_factor']} with -P 16), "
-          f"median of {meta['repeat']}; CPU = server utime+stime per request "
-          f"(cluster: 3 nodes summed)")
-    head = (f"{'server':10} {'test':18} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"median of {meta['repeat']}; spread = (max-min)/median of ops/s over the rounds; "
+          f"CPU = server utime+stime per request (cluster: 3 nodes summed)")
+    head = (f"{'server':10} {'test':18} {'ops/s':>9} {'spread':>6} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'cpu us/req':>10} | {'vs':20} {'x ops':>6} {'x p50':>6} {'x p99':>6} "
             f"{'x cpu':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
         q = rat.get((r["target"], r["test"]))
-        line = (f"{r['target']:10} {r['test']:18} {r['rps']:>9.0f} {r['p50_ms']:>7.3f} "
+        spread = (max(r["rps_all"]) - min(r["rps_all"])) / r["rps"] * 100
+        line = (f"{r['target']:10} {r['test']:18} {r['rps']:>9.0f} {spread:>5.0f}% "
+                f"{r['p50_ms']:>7.3f} "
                 f"{r['p99_ms']:>7.3f} {r['cpu_us_per_req']:>10.1f} |")
         if q:
             line += (f" {q['baseline']:20} {q['rps_ratio']:>6.2f} {fmt(q['p50_ratio'], '6.2f')} "
@@ -649,6 +651,8 @@ def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
         rejoin = [r["restart_to_voter_caught_up_s"] for r in failover["rounds"]]
         print(f"  restart -> caught-up voter: median {statistics.median(rejoin):.2f} s, "
               f"max {max(rejoin):.2f} s; writer errors seen: {failover['writer_errors']}")
+    if meta.get("failover_error"):
+        print(f"\nfailover measurement failed: {meta['failover_error']}")
     if meta.get("idle_cpu_pct"):
         idle = ", ".join(f"{k} {v:.1f}%" for k, v in meta["idle_cpu_pct"].items())
         print(f"\nidle server CPU (one core = 100%): {idle}")
@@ -736,7 +740,12 @@ def main(argv: list[str] | None = None) -> int:
                 "after": int(info(bench.leader(cluster).port, "raft")["raft_term"])}
         if cluster and not args.no_failover:
             print("failover ...", flush=True)
-            failover = bench.failover(cluster)
+            try:
+                failover = bench.failover(cluster)
+            except (RuntimeError, TimeoutError, OSError, RespError) as error:
+                # keep the benchmark table: report the failure instead of losing everything
+                print(f"failover measurement failed: {error!r}", file=sys.stderr, flush=True)
+                meta["failover_error"] = repr(error)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every server", file=sys.stderr)
         bench.close()

@@ -20,6 +20,10 @@ from respkv.raft.types import Entry, EntryKind
 
 log = logging.getLogger(__name__)
 
+# Applied batches are written to the store on a timer (the driver calls
+# ``persist``), or at once when this many keys are waiting.
+PERSIST_DIRTY_KEYS = 50_000
+
 
 def encode_command(now_ms: int, args: Sequence[bytes]) -> bytes:
     return hiredis.pack_command((now_ms, *args))
@@ -56,9 +60,14 @@ class StateMachine:
         keyspace.load(records)
         self.applied_index = applied_index
         self.applied_term = applied_term
+        self.persisted_index = applied_index
 
     def apply(self, entries: Sequence[Entry]) -> list[Reply]:
-        """Apply committed entries in order; one durable write for the batch."""
+        """Apply committed entries in order, in memory; ``persist`` writes them out.
+
+        The store may lag what is applied: the WAL holds every committed entry
+        and a restart replays the ones after the store's applied index.
+        """
         replies: list[Reply] = []
         db = self.keyspace
         for entry in entries:
@@ -71,12 +80,21 @@ class StateMachine:
             else:
                 replies.append(None)
             self.applied_index, self.applied_term = entry.index, entry.term
-        if entries:
-            upserts, deletes = db.take_dirty()
-            self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+        if len(db.dirty) >= PERSIST_DIRTY_KEYS:
+            self.persist()
         return replies
+
+    def persist(self) -> None:
+        """Queue the keys changed since the last call, with the applied index, as
+        one store transaction (the store's own thread commits it)."""
+        if self.persisted_index == self.applied_index and not self.keyspace.dirty:
+            return
+        upserts, deletes = self.keyspace.take_dirty()
+        self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+        self.persisted_index = self.applied_index
 
     def reload(self) -> None:
         """Re-read everything from the store (after a snapshot was installed)."""
         self.applied_index, self.applied_term, records = self.store.load()
+        self.persisted_index = self.applied_index
         self.keyspace.load(records)

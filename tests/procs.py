@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,6 +173,19 @@ def _node_alive(node: Node) -> bool:
     return node.proc is not None and node.proc.poll() is None
 
 
+def dump_stacks(node: Node) -> None:
+    """For a node that hangs: its threads' stacks (py-spy, if installed) at the end
+    of its log, to see where it is stuck."""
+    spy = shutil.which("py-spy")
+    if spy is None or node.proc is None or node.log_path is None:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        dump = subprocess.run([spy, "dump", "--pid", str(node.proc.pid)], capture_output=True,
+                              text=True, timeout=20)
+        with open(node.log_path, "a") as log:
+            log.write(f"\n--- hung; py-spy dump ---\n{dump.stdout}{dump.stderr}\n")
+
+
 def vm_hwm_kib(pid: int) -> int:
     """Peak resident set size of a live process, from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -241,6 +255,7 @@ class Cluster:
             try:
                 node.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                dump_stacks(node)
                 node.kill()
         return {i: n.proc.returncode if n.proc else None
                 for i, n in zip(self.node_ids, self.nodes, strict=True)}

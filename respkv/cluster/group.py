@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -60,6 +61,23 @@ TIMED_OUT = RespError("TRYAGAIN write not committed in time; it may or may not h
 READ_TIMED_OUT = RespError("TRYAGAIN read not confirmed by a quorum in time")
 PROPOSAL_TIMEOUT = 10.0  # seconds a client waits for its write to commit
 READ_TIMEOUT = 3.0
+PERSIST_EVERY_TICKS = 2  # write applied state to the store every 2 ticks (100 ms)
+
+# Test-only: deliberately unsafe behaviour, so the fault suite can prove it
+# catches a broken server. Off unless this exact variable names them.
+UNSAFE_ENV = "RESPKV_UNSAFE_TESTING_ONLY"
+UNSAFE_MAGIC = "i-accept-losing-data:"
+
+
+def unsafe_switches() -> frozenset[str]:
+    """'stale-reads': serve reads from local state with no ReadIndex.
+    'early-ack': do not fsync the log before sending or acknowledging."""
+    value = os.environ.get(UNSAFE_ENV, "")
+    if not value.startswith(UNSAFE_MAGIC):
+        return frozenset()
+    switches = frozenset(value[len(UNSAFE_MAGIC):].split(","))
+    log.warning("UNSAFE TEST SWITCHES ON: %s", ",".join(sorted(switches)))
+    return switches
 
 
 def now_ms() -> int:
@@ -109,6 +127,8 @@ class RaftGroup:
         self.pending_compaction: tuple[int, int] | None = None
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
+        self.unsafe = unsafe_switches()
+        self._unsynced = False
         self._last_leader: str | None = None
         # members whose removal this node applied (since it started), and when
         # each was last told so: see _notify_removed
@@ -171,6 +191,7 @@ class RaftGroup:
                 self.transport.set_peer(node, addresses.raft)
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         if self.core.conf.voters == (self.node_id,):
             self.core.campaign()  # alone: no one to wait for, lead at once
         loop_task = asyncio.create_task(self._run(), name=f"raft-{self.name}")
@@ -218,7 +239,7 @@ class RaftGroup:
         return self.core.conf
 
     def propose(self, args: list[bytes]) -> asyncio.Future[Reply]:
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = self.loop.create_future()
         if self.stopping:
             future.set_result(SHUTTING_DOWN)
         else:
@@ -229,12 +250,24 @@ class RaftGroup:
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         """A future that resolves once this node's state reflects every write
         acknowledged before the call; None when the read may run now."""
-        if mode == "stale":
+        if mode == "stale" or self._reads_are_local() or "stale-reads" in self.unsafe:
             return None
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self.loop.create_future()
         self.read_requests.setdefault(mode, []).append(future)
         self.wakeup.set()
         return future
+
+    def _reads_are_local(self) -> bool:
+        """A lone voter that leads, has committed in its term and applied it all
+        cannot be behind anyone: its state is the linearizable state."""
+        core = self.core
+        log_ = core.log
+        return (
+            core.role is Role.LEADER
+            and core.conf.voters == (self.node_id,)
+            and log_.term(log_.committed) == core.term
+            and self.state_machine.applied_index >= log_.committed
+        )
 
     async def change_membership(self, op: ConfChangeType, node_id: str,
                                 addresses: Addresses | None) -> Reply:
@@ -315,8 +348,15 @@ class RaftGroup:
 
     async def _ticker(self) -> None:
         interval = self.config.tick_ms / 1000
+        ticks = 0
         while not self.stopping:
             await asyncio.sleep(interval)
+            ticks += 1
+            if ticks % PERSIST_EVERY_TICKS == 0:
+                self.state_machine.persist()
+            if self._unsynced and ticks % 40 == 0:
+                self._unsynced = False
+                self.wal.sync()
             self.core.tick()
             self._expire_waiters()
             self._maybe_promote_learners()
@@ -407,7 +447,9 @@ class RaftGroup:
             self.wal.append(rd.entries)
         if rd.hard_state is not None:
             self.wal.set_hard_state(rd.hard_state)
-        if rd.must_sync or rd.entries or rd.hard_state is not None:
+        if "early-ack" in self.unsafe:
+            self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
+        elif rd.must_sync or rd.entries or rd.hard_state is not None:
             await asyncio.to_thread(self.wal.sync)
         for message in rd.messages:
             send(message)
@@ -547,6 +589,7 @@ class RaftGroup:
         try:
             tmp = self.snap_dir / "taking.sqlite.tmp"
             tmp.unlink(missing_ok=True)
+            self.state_machine.persist()
             index, _term = await asyncio.to_thread(self.state_machine.store.snapshot_to, tmp)
             if index <= self.snapshot_index:
                 tmp.unlink(missing_ok=True)
@@ -642,6 +685,7 @@ class RaftGroup:
         for futures, _ in self.read_waiting.values():
             _fail_all(futures, SHUTTING_DOWN)
         store = self.state_machine.store
+        self.state_machine.persist()
         await asyncio.to_thread(store.flush)
         store.close()
         self.wal.close()

@@ -13,6 +13,8 @@ byte where hiredis stopped.
 
 from __future__ import annotations
 
+import re
+
 import hiredis
 
 MAX_MULTIBULK = 1024 * 1024  # Redis' limit on arguments per request
@@ -52,7 +54,8 @@ class FrameGuard:
         self.elements = -1  # bulks still expected; -1 before the array header
         self.skip = 0  # payload bytes (plus CRLF) still to pass over
 
-    def scan(self, data: bytes | memoryview) -> None:
+    def scan(self, data: bytes | memoryview) -> int | None:
+        """Check the headers in ``data``; where the frame ends in it, or None."""
         self.consumed += len(data)
         pos, end = 0, len(data)
         while pos < end:
@@ -62,7 +65,7 @@ class FrameGuard:
                 pos += step
                 continue
             if self.elements == 0:
-                return  # complete: hiredis has it
+                return pos  # complete: hiredis has it
             newline = bytes(data[pos : pos + MAX_HEADER]).find(b"\n")
             if newline < 0:
                 self.line += bytes(data[pos:])
@@ -71,10 +74,11 @@ class FrameGuard:
                         "too big mbulk count string" if self.elements < 0
                         else "too big bulk count string"
                     )
-                return
+                return None
             self.header(self.line + bytes(data[pos : pos + newline]))
             self.line = b""
             pos += newline + 1
+        return pos if self.elements == 0 and not self.skip else None
 
     def header(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
@@ -82,7 +86,7 @@ class FrameGuard:
             count = _parse_len(line[1:])
             if count is None or count > MAX_MULTIBULK:
                 raise ProtocolError("invalid multibulk length")
-            self.elements = count
+            self.elements = max(count, 0)  # "*-1" and "*0": empty requests
             return
         if line[:1] != b"$":
             raise ProtocolError(f"expected '$', got '{line[:1].decode('latin-1')}'")
@@ -91,6 +95,21 @@ class FrameGuard:
             raise ProtocolError("invalid bulk length")
         self.elements -= 1
         self.skip = size + 2
+
+
+# An aggregate header with a count of a million or more at the start of a line:
+# inside a request it is an error anyway, and hiredis would allocate the whole
+# array (8 bytes an element) as soon as it parsed it.
+_BIG_NESTED = re.compile(rb"\n[*%~>|][0-9]{7}")
+
+
+def check_frames(data: bytes, pos: int, max_bulk: int) -> None:
+    """Walk the headers of the frames in ``data`` from ``pos``, raising on a bad one."""
+    while data[pos : pos + 1] == b"*":
+        done = FrameGuard(max_bulk).scan(memoryview(data)[pos:])
+        if done is None:
+            return
+        pos += done
 
 
 def check_array_header(data: bytes, offset: int) -> None:
@@ -144,12 +163,17 @@ class RequestParser:
         # offset: where in ``data`` the next frame starts (negative while the
         # frame that began in earlier data is still being completed)
         offset = -self.guard.consumed if self.guard is not None else 0
-        scanned = False
-        if self.guard is not None and self.guard.elements < 0:
-            # hiredis allocates the whole array when it parses "*N": check the
-            # header line that the previous read left incomplete first
-            self.guard.scan(data)
-            scanned = True
+        # hiredis allocates a whole array when it parses "*N", so headers are
+        # checked before it sees them: the rest of a frame begun in an earlier
+        # read (its headers only), the first header of each new frame (below),
+        # and nested aggregates with a huge count (rare: a regex finds them).
+        scanned = self.guard is not None
+        first = 0
+        if scanned:
+            done = self.guard.scan(data)
+            first = len(data) if done is None else done
+        if _BIG_NESTED.search(data, first):
+            check_frames(data, first, self.max_bulk)
         reader.feed(data)
         end = len(data)
         try:

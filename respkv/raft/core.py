@@ -44,6 +44,7 @@ import random
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from operator import attrgetter
 
 from respkv.raft.confchange import (
     ConfChange,
@@ -62,6 +63,7 @@ MT = MessageType
 _APP = MT.APP
 _NORMAL = EntryKind.NORMAL
 _CONF = EntryKind.CONF_CHANGE
+_kind = attrgetter("kind")
 CAMPAIGN_TRANSFER = b"transfer"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
 
@@ -1034,7 +1036,7 @@ class RaftCore:
 
     @staticmethod
     def _has_conf(ents) -> bool:
-        return any(e.kind == _CONF for e in ents)
+        return _CONF in map(_kind, ents)
 
     def _handle_snapshot(self, m: Message) -> None:
         meta = m.snapshot

@@ -8,9 +8,12 @@ it are handed to the driver in the next Ready.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from respkv.raft.types import Entry
 
 ENTRY_OVERHEAD = 16  # bytes counted per entry besides its data, for size limits
+_data = attrgetter("data")
 
 
 class LogError(RuntimeError):
@@ -67,7 +70,10 @@ class RaftLog:
         if lo <= off:
             raise LogError(f"slice from {lo} but log compacted to {off}")
         ents = self.entries[lo - off - 1 : hi - off - 1]
-        if max_bytes and len(ents) > 1:
+        n = len(ents)
+        if max_bytes and n > 1:
+            if sum(map(len, map(_data, ents))) + ENTRY_OVERHEAD * n <= max_bytes:
+                return ents
             size = 0
             for k, e in enumerate(ents):
                 size += len(e.data) + ENTRY_OVERHEAD

@@ -136,6 +136,7 @@ class Sim:
         if k["max_size"]:
             self.max_size = k["max_size"]
         self.tail = r.choice((0, 2, 10))
+        self.max_inflight_bytes = r.choice((0, 0, 300, 2000))
         self.election_tick = 10
         self.heartbeat_tick = r.choice((1, 2, 3))
         self.ids = [f"n{i + 1}" for i in range(nodes)]
@@ -188,6 +189,7 @@ class Sim:
             check_quorum=self.check_quorum,
             lease_read=self.lease_read,
             max_inflight_msgs=self.max_inflight,
+            max_inflight_bytes=self.max_inflight_bytes,
             max_size_per_msg=self.max_size,
             compaction_tail=self.tail,
             applied=len(n.sm),
@@ -547,8 +549,10 @@ class Sim:
             if ld is not None:
                 self._crash(ld, self._downtime())
         x = r.random()
-        if "partition" in f and self.partition is None and (
-            x < self.k["partition"] + self.k["isolate_leader"]
+        if (
+            "partition" in f
+            and self.partition is None
+            and (x < self.k["partition"] + self.k["isolate_leader"])
         ):
             ids = list(self.nodes)
             r.shuffle(ids)
@@ -750,6 +754,20 @@ def main(argv: list[str] | None = None) -> int:
         seeds = list(range(a.start, a.start + a.seeds))
     violations = 0
     stats: dict = {}
+    bugs = "".join(f" --bug {b}" for b in a.bug)
+
+    def report(seed: int, err: str) -> None:
+        if a.seed is None:  # batch run: replay the seed with tracing for a short trace
+            traced = run_seed(seed, a.nodes, a.steps, faults, trace=True) or err
+            head, _, tr = traced.partition("trace (last")
+            tail = tr.splitlines()[-30:]
+            err = head.rstrip() + ("\n  last events:\n" + "\n".join(tail) if tail else "")
+        print(
+            f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {seed} "
+            f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}{bugs}",
+            flush=True,
+        )
+
     if a.jobs > 1 and a.seed is None and not a.bug:
         import multiprocessing as mp
 
@@ -760,22 +778,13 @@ def main(argv: list[str] | None = None) -> int:
                     stats[k] = stats.get(k, 0) + x
                 if err:
                     violations += 1
-                    print(
-                        f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate "
-                        f"--seed {seed} --nodes {a.nodes} --steps {a.steps} "
-                        f"--faults {a.faults}",
-                        flush=True,
-                    )
+                    report(seed, err)
     else:
         for s in seeds:
             err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None, stats=stats)
             if err:
                 violations += 1
-                print(
-                    f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {s} "
-                    f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}",
-                    flush=True,
-                )
+                report(s, err)
     dt = time.perf_counter() - t0
     print(f"({dt:.1f}s; totals: {stats})", file=sys.stderr)
     print(f"{len(seeds)} seeds, {violations} violations")

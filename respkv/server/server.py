@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import platform
@@ -91,6 +92,7 @@ class Server:
 
             serve_metrics(self)
         self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
+        gc.freeze()  # what start-up made lives for good: keep it out of every collection
         log.info("ready to accept connections", extra={"port": config.port, "dir": config.dir})
 
     async def serve(self) -> None:

@@ -7,6 +7,12 @@ import redis
 from procs import Node, free_port
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: seconds-long tests (benchmarks, crash loops); deselect with -m 'not slow'"
+    )
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """One respkv server for the whole module."""

@@ -49,6 +49,7 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_entries: int = 100_000  # take a snapshot after this many applied entries
+    snapshot_bytes: int = 64 << 20  # ... or after this many bytes of applied log
     snapshot_chunk_bytes: int = 1 << 20
     databases: int = 1
     # Reported for clients that ask (redis-benchmark reads these); the WAL

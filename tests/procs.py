@@ -23,6 +23,10 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class GiveUp(Exception):
+    """Raised by a wait_for condition that can never become true: stop waiting."""
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
              interval: float = 0.02) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
@@ -33,6 +37,8 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
             value = condition()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as error:  # the condition may fail until it holds
             last_error = error
         time.sleep(interval)
@@ -96,7 +102,7 @@ class Node:
     def wait_ready(self, timeout: float = 15.0) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
+                raise GiveUp(f"node exited with {self.proc.returncode}:\n{self.log()}")
             client = self.client(socket_timeout=1)
             try:
                 return client.ping()
@@ -105,7 +111,7 @@ class Node:
 
         try:
             wait_for(ready, timeout, f"node on port {self.port}")
-        except RuntimeError as error:
+        except GiveUp as error:
             raise AssertionError(str(error)) from None
 
     def client(self, **kwargs) -> redis.Redis:
@@ -233,9 +239,9 @@ class Cluster:
         return self
 
     def add(self, node_id: str, dir_name: str | None = None, timeout: float = 30.0,
-            wait: bool = True) -> Node:
-        """Start a new node joining through the current leader."""
-        node = self.new_node(node_id, join=self.leader(), dir_name=dir_name)
+            wait: bool = True, via: Node | None = None) -> Node:
+        """Start a new node joining through ``via`` (default: the current leader)."""
+        node = self.new_node(node_id, join=via or self.leader(), dir_name=dir_name)
         node.start(wait=False)
         if wait:
             node.wait_ready(timeout)

@@ -125,11 +125,13 @@ class RaftGroup:
             else 0
         self.incoming_snapshots: dict[int, Path] = {}
         self.pending_compaction: tuple[int, int] | None = None
+        self.bytes_since_snapshot = 0  # log bytes applied since: snapshots bound memory too
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
         self.unsafe = unsafe_switches()
         self._unsynced = False
         self._last_leader: str | None = None
+        self._last_tick = time.monotonic()  # when the core was last ticked
         # members whose removal this node applied (since it started), and when
         # each was last told so: see _notify_removed
         self.removed_members: dict[str, float] = {}
@@ -346,9 +348,34 @@ class RaftGroup:
 
     # -- the loop ----------------------------------------------------------------
 
+    def _catch_up_ticks(self) -> int:
+        """Tick the core once for every tick interval the monotonic clock says has
+        passed since the last tick; returns how many ticks that was.
+
+        The core measures time in ticks only: a process that was paused
+        (SIGSTOP, swapping, a stalled event loop) must not come back believing
+        no time has passed, or a deposed leader would still trust its lease and
+        serve stale reads. Capped at two election timeouts: enough for every
+        timer (lease, check-quorum, election) to run out.
+        """
+        interval = self.config.tick_ms / 1000
+        now = time.monotonic()
+        due = int((now - self._last_tick) / interval)
+        if due <= 0:
+            return 0
+        limit = 2 * self.config.election_ticks
+        if due > limit:
+            due, self._last_tick = limit, now
+        else:
+            self._last_tick += due * interval
+        for _ in range(due):
+            self.core.tick()
+        return due
+
     async def _ticker(self) -> None:
         interval = self.config.tick_ms / 1000
         ticks = 0
+        self._last_tick = time.monotonic()
         while not self.stopping:
             await asyncio.sleep(interval)
             ticks += 1
@@ -357,7 +384,7 @@ class RaftGroup:
             if self._unsynced and ticks % 40 == 0:
                 self._unsynced = False
                 self.wal.sync()
-            self.core.tick()
+            self._catch_up_ticks()
             self._expire_waiters()
             self._maybe_promote_learners()
             self._maybe_snapshot()
@@ -422,6 +449,8 @@ class RaftGroup:
         if not self.read_requests:
             return
         requests, self.read_requests = self.read_requests, {}
+        if "lease" in requests:
+            self._catch_up_ticks()  # a lease is only as good as the clock it is read on
         for mode, futures in requests.items():
             self.read_seq += 1
             ctx = f"{self.node_id}:{self.read_seq}".encode()
@@ -473,6 +502,7 @@ class RaftGroup:
             self.transport.send(message)
 
     def _apply(self, entries: list[Entry]) -> None:
+        self.bytes_since_snapshot += sum(len(entry.data) for entry in entries)
         for entry in entries:
             if entry.kind is EntryKind.CONF_CHANGE and entry.index > self.applied_index:
                 self._on_conf_change(entry)
@@ -579,7 +609,9 @@ class RaftGroup:
     def _maybe_snapshot(self) -> None:
         if self.snapshotting or self.stopping:
             return
-        if self.applied_index - self.snapshot_index < self.config.snapshot_entries:
+        entries = self.applied_index - self.snapshot_index
+        if (entries < self.config.snapshot_entries
+                and self.bytes_since_snapshot < self.config.snapshot_bytes):
             return
         self.snapshotting = True
         spawn(self.take_snapshot())
@@ -600,6 +632,7 @@ class RaftGroup:
             self.core.snapshot_taken(meta)
             self._delete_old_snapshots(index)
             self.snapshot_index = index
+            self.bytes_since_snapshot = 0
             self.pending_compaction = (meta.index, meta.term)
             self.wakeup.set()
             log.info("snapshot taken", extra={"index": index, "group": self.name})
@@ -658,6 +691,7 @@ class RaftGroup:
         self._write_snapshot_meta(meta)
         self._delete_old_snapshots(meta.index)
         self.snapshot_index = meta.index
+        self.bytes_since_snapshot = 0
         await asyncio.to_thread(self.wal.compact, meta.index, meta.term)
         for old in self.incoming_snapshots.values():
             old.unlink(missing_ok=True)

@@ -49,11 +49,29 @@ def command_info(cmd: Command, parent: str = "") -> list:
         cmd.first_key,
         cmd.last_key,
         cmd.step,
-        [Simple(f"@{cmd.group}")],
+        [Simple(category) for category in acl_categories(cmd)],
         [],
         key_specs,
         [command_info(sub, cmd.name) for sub in _visible(cmd.subcommands)],
     ]
+
+
+_GROUP_CATEGORY = {"generic": "@keyspace", "string": "@string", "connection": "@connection"}
+
+
+def acl_categories(cmd: Command) -> list[str]:
+    """Redis' ACL categories, derived from the flags and the group."""
+    categories = []
+    if "readonly" in cmd.flags:
+        categories.append("@read")
+    if "write" in cmd.flags:
+        categories.append("@write")
+    if cmd.group in _GROUP_CATEGORY:
+        categories.append(_GROUP_CATEGORY[cmd.group])
+    categories.append("@fast" if "fast" in cmd.flags else "@slow")
+    if "admin" in cmd.flags:
+        categories += ["@admin", "@dangerous"]
+    return categories
 
 
 def command_docs(cmd: Command) -> dict:
@@ -116,7 +134,7 @@ def command_list(client: Client, args: list[bytes]) -> Reply:
     return [c.name for c in commands]
 
 
-@_command_sub("getkeys", -3)
+@_command_sub("getkeys", -4)  # COMMAND GETKEYS command arg [arg ...]
 def command_getkeys(client: Client, args: list[bytes]) -> Reply:
     target = _lookup(args[2])
     if target is None:

@@ -30,14 +30,17 @@ class ProtocolError(Exception):
         self.reply_text = f"ERR Protocol error: {reason}"
 
 
-def frame_size(frame: list) -> int:
-    """Bytes a request array took on the wire; rejects elements that are not bulks."""
+def frame_size(frame: list, max_bulk: int) -> int:
+    """Bytes a request array took on the wire; rejects elements that are not bulks
+    and bulks longer than ``max_bulk`` (hiredis parses whole frames unchecked)."""
     count = len(frame)
     size = 4 if count < 10 else 3 + len(str(count))
     for arg in frame:
         if type(arg) is not bytes:
             raise ProtocolError("expected '$'")
         n = len(arg)
+        if n > max_bulk:
+            raise ProtocolError("invalid bulk length")
         size += n + (6 if n < 10 else 7 if n < 100 else 5 + len(str(n)))
     return size
 
@@ -190,7 +193,7 @@ class RequestParser:
                     break  # a top-level non-array: Redis reads that as inline
                 start = offset
                 try:
-                    offset += frame_size(frame)
+                    offset += frame_size(frame, self.max_bulk)
                 except ProtocolError:
                     self._explain(data, start)  # Redis' text for it, when we can tell
                     raise

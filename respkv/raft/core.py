@@ -115,7 +115,7 @@ class Config:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0  # 0: no byte bound
     max_size_per_msg: int = 1 << 20
-    lease_read: bool = False  # needs check_quorum
+    lease_read: bool = False  # needs check_quorum; may be switched per read_index() call
     applied: int = 0  # the state machine's last applied index at start-up
     compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
     seed: int = 0
@@ -202,9 +202,11 @@ class RaftCore:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self._randomized_timeout = config.election_tick
-        # with lease reads, refuse votes for one election timeout after a (re)start:
-        # this node may have promised a lease to a leader before it went down
-        self._lease_guard = config.lease_read
+        # With CheckQuorum, refuse votes for one election timeout after a restart:
+        # this node may have acknowledged a leader's lease before it went down.
+        # (Not tied to cfg.lease_read, which a driver may switch per read.)
+        # A brand-new node (never in any term, or bootstrapping) promised nothing.
+        self._lease_guard = config.check_quorum and hs.term > 0 and not boot
         self._now = 0
         self.lead_transferee: str | None = None
         self._transfer_sent = False  # a TimeoutNow went out this term: no more lease reads
@@ -805,7 +807,12 @@ class RaftCore:
 
     def _lease_valid(self) -> bool:
         cfg = self.cfg
-        if not cfg.lease_read or self._transfer_sent or self.lead_transferee is not None:
+        if (
+            not cfg.lease_read
+            or not cfg.check_quorum
+            or self._transfer_sent
+            or self.lead_transferee is not None
+        ):
             return False
         if self.id not in self.conf.voters:
             return False

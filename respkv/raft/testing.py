@@ -81,6 +81,8 @@ class Cluster:
             c.reads[nid] = []
             c.dropped_reads[nid] = []
             c._start(nid, seed=i)
+        for core in c.cores.values():
+            core._lease_guard = False  # as if down for longer than an election timeout
         return c
 
     def add_node(self, nid: str) -> None:

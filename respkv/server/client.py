@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _CLOSE = object()  # queued after the last reply of a connection that must close
 _MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
 _FLUSH_AT = 256 * 1024  # reply bytes run() may hold before it writes them out
+_MAX_INFLIGHT_BYTES = 16 << 20  # bytes of proposed, unapplied writes before we stop reading
 
 
 class Client(asyncio.Protocol):
@@ -52,6 +53,8 @@ class Client(asyncio.Protocol):
         self.commands: deque[list[bytes]] = deque()  # parsed, not yet run
         self.replies: deque[Any] = deque()  # bytes | (future, resp3) | _CLOSE
         self.inflight = 0  # writes proposed and not yet applied
+        self.inflight_bytes = 0  # their arguments' size: a client that writes faster
+        # than the log commits is stopped reading, as one that does not read replies is
         self.waiting: asyncio.Future[Any] | None = None  # what the queue is blocked on
         self.barrier_covers = 0  # commands received before the last read barrier passed
         self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
@@ -61,6 +64,7 @@ class Client(asyncio.Protocol):
         self.writing_paused = False
         self.closing = False
         self.close_pending = False  # QUIT, CLIENT KILL of itself: close after this reply
+        self.draining = False  # the server shuts down: read no more
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -151,7 +155,7 @@ class Client(asyncio.Protocol):
             if kind == "write":  # a future for the applied reply
                 commands.popleft()
                 self.executed += 1
-                self._add_write(value)
+                self._add_write(value, sum(map(len, args)))
             elif kind == "wait":  # wait for writes before it, or a barrier, then retry
                 self._wait_for(value)
             else:  # "async": a server command that awaits something
@@ -167,16 +171,20 @@ class Client(asyncio.Protocol):
         """True when the next read is not covered by a barrier already passed."""
         return self.executed >= self.barrier_covers
 
-    def _add_write(self, future: asyncio.Future[Reply]) -> None:
+    def _add_write(self, future: asyncio.Future[Reply], size: int) -> None:
         self.inflight += 1
+        self.inflight_bytes += size
         self.replies.append((future, self.resp3))
-        future.add_done_callback(self._write_done)
+        future.add_done_callback(lambda _: self._write_done(size))
 
-    def _write_done(self, _: asyncio.Future[Reply]) -> None:
+    def _write_done(self, size: int) -> None:
         self.inflight -= 1
+        self.inflight_bytes -= size
         self.flush()
         if self.inflight == 0 and self.waiting is None and self.commands:
             self.run()
+        elif self.reading_paused:
+            self._update_reading()
 
     def _wait_for(self, awaitable: Awaitable[Any]) -> None:
         future = asyncio.ensure_future(awaitable)
@@ -228,15 +236,29 @@ class Client(asyncio.Protocol):
 
     def _update_reading(self) -> None:
         """Stop reading while replies back up or too many commands wait."""
-        if self.closing or self.transport is None:
+        if self.closing or self.transport is None or self.draining:
             return
-        backlog = self.writing_paused or len(self.commands) > _MAX_QUEUED
+        backlog = (self.writing_paused or len(self.commands) > _MAX_QUEUED
+                   or self.inflight_bytes > _MAX_INFLIGHT_BYTES)
         if backlog and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
         elif not backlog and self.reading_paused:
             self.transport.resume_reading()
             self.reading_paused = False
+
+    def drain(self) -> None:
+        """Shutdown: stop reading; what was proposed finishes, what was not is failed."""
+        self.draining = True
+        if self.closing or self.transport is None:
+            return
+        if not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        failed = encode(RespError("ERR server is shutting down"), self.resp3)
+        self.replies.extend([failed] * len(self.commands))
+        self.commands.clear()
+        self.flush()
 
     def close_after_replies(self) -> None:
         self.close_pending = True

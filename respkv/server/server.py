@@ -116,7 +116,9 @@ class Server:
 
     async def shutdown(self) -> None:
         if self.listener is not None:
-            self.listener.close()  # 1. stop accepting
+            self.listener.close()  # 1. stop accepting, and reading from the clients
+        for client in list(self.clients.values()):
+            client.drain()
         for task in self.tasks:
             task.cancel()
         await self._drain_clients(deadline=5.0)  # 2. finish in-flight writes

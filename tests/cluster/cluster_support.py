@@ -171,24 +171,29 @@ def max_gap(times: list[float], start: float, end: float) -> float:
     return max(b - a for a, b in itertools.pairwise(points))
 
 
-def raw_socket_command(port: int, *args: str | bytes, timeout: float = 5.0) -> socket.socket:
-    """Open a connection and send one command, without waiting for anything:
-    works on a SIGSTOPped server (the kernel accepts for it). Read the reply
-    with ``read_reply``."""
+def raw_socket_command(port: int, *args: str | bytes, timeout: float = 5.0,
+                       before: tuple[tuple[str, ...], ...] = ()) -> socket.socket:
+    """Open a connection and send one command (after the ``before`` ones, in one
+    write), without waiting for anything: works on a SIGSTOPped server (the
+    kernel accepts for it). Read the reply with ``read_reply``."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.sendall(hiredis.pack_command(tuple(args)))
+    sock.sendall(b"".join(hiredis.pack_command(tuple(c)) for c in (*before, args)))
     return sock
 
 
-def read_reply(sock: socket.socket) -> object:
-    """One reply from ``sock``: the value, a ``hiredis.ReplyError``, or the
-    ``TimeoutError``/``OSError`` met while waiting for it."""
+def read_reply(sock: socket.socket, skip: int = 0) -> object:
+    """The reply to the last command sent on ``sock`` (after ``skip`` others): the
+    value, a ``hiredis.ReplyError``, or the ``TimeoutError``/``OSError`` met while
+    waiting for it. Closes the socket."""
     reader = hiredis.Reader()
     try:
         while True:
             reply = reader.gets()
             if reply is not False:
-                return reply
+                if skip == 0:
+                    return reply
+                skip -= 1
+                continue
             data = sock.recv(65536)
             if not data:
                 return ConnectionError("connection closed without a reply")
@@ -197,3 +202,35 @@ def read_reply(sock: socket.socket) -> object:
         return error
     finally:
         sock.close()
+
+
+class RawConnection:
+    """A plain socket speaking RESP: commands can be sent to a SIGSTOPped server
+    (the kernel buffers them) and are the first thing it reads when it resumes.
+    ``reply()`` returns the value, a ``hiredis.ReplyError``, or the
+    ``OSError``/timeout met while waiting."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = hiredis.Reader()
+
+    def send(self, *args: str | bytes) -> None:
+        self.sock.sendall(hiredis.pack_command(tuple(args)))
+
+    def reply(self) -> object:
+        try:
+            while (reply := self.reader.gets()) is False:
+                data = self.sock.recv(65536)
+                if not data:
+                    return ConnectionError("connection closed without a reply")
+                self.reader.feed(data)
+            return reply
+        except OSError as error:  # socket.timeout is an OSError
+            return error
+
+    def call(self, *args: str | bytes) -> object:
+        self.send(*args)
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import hiredis
+import pytest
 import redis
 from cluster_support import (
+    RawConnection,
     Writers,
     assert_all_present,
     local_values,
@@ -41,6 +43,15 @@ def test_kill_leader_during_writes_loses_nothing_acknowledged(
         print(f"new leader {elected_after:.3f}s after kill -9")
         # the new leader serves writes: well more than were in flight at the kill
         writers.wait_more(at_kill + 200, timeout=20, what="writes through the new leader")
+        # A survivor restarts with its command line, whose --join names n1, the
+        # seed (normally the killed leader): it comes back as itself, without
+        # joining again and without needing the node it names.
+        survivor = next(n for n in cluster.alive() if n is not new_leader)
+        assert survivor.args[-2:] == ["--join", cluster.nodes[0].address]
+        assert survivor.stop() == 0, survivor.log()
+        survivor.start()
+        count = writers.count()
+        writers.wait_more(count + 100, timeout=20, what="writes after a survivor's restart")
     assert int(raft_info(new_leader)["raft_term"]) > old_term
     acked = writers.acked()
     survivors = cluster.alive()
@@ -95,36 +106,48 @@ def _pipelined_sets(node: Node, items: dict[str, str], batch: int = 100) -> None
         client.close()
 
 
+@pytest.mark.parametrize("consistency", ["linearizable", "lease"])
 def test_sigstopped_leader_neither_serves_stale_reads_nor_accepts_writes(
-        make_cluster: Callable[..., Cluster]) -> None:
+        make_cluster: Callable[..., Cluster], consistency: str) -> None:
+    """A paused leader wakes up deposed. Its first commands (sent while it was
+    stopped) must not see its old state as current: with ReadIndex nor with a
+    leader lease, which must count the time it spent stopped."""
     cluster = make_cluster()
     old = cluster.leader()
     others = [n for n in cluster.nodes if n is not old]
     assert old.client().set("fence", "old") is True
     cluster.wait_caught_up()
+    # connections already open and just served: the leader's lease is fresh
+    reader = RawConnection(old.port, timeout=15)
+    writer = RawConnection(old.port, timeout=15)
+    assert reader.call("RESPKV.CONSISTENCY", consistency) == b"OK"
+    assert reader.call("GET", "fence") == b"old"
+    assert writer.call("PING") == b"PONG"
 
     old.proc.send_signal(signal.SIGSTOP)
     try:
         new = cluster.wait_leader(timeout=15, among=others)
         assert new.client().set("fence", "new") is True
-        # Sent while it is still stopped, so these are the first things it does
-        # when it wakes up, before it hears of the new term.
-        read = raw_socket_command(old.port, "GET", "fence", timeout=15)
-        write = raw_socket_command(old.port, "SET", "fence", "stale-leader-write", timeout=15)
+        # Sent while it is still stopped, so these are the first things it
+        # reads when it wakes up, before or beside the news of the new term.
+        reader.send("GET", "fence")
+        writer.send("SET", "fence", "stale-leader-write")
     finally:
         old.proc.send_signal(signal.SIGCONT)
-    reply = read_reply(read)
-    print(f"read on the old leader after SIGCONT: {reply!r}")
+    reply = reader.reply()
+    print(f"{consistency} read on the old leader after SIGCONT: {reply!r}")
     if isinstance(reply, hiredis.ReplyError):
         assert str(reply).startswith(REDIRECTS), reply
     else:
         assert reply == b"new", f"the old leader answered a read with {reply!r}"
-    reply = read_reply(write)
+    reply = writer.reply()
     print(f"write on the old leader after SIGCONT: {reply!r}")
     assert isinstance(reply, (hiredis.ReplyError, OSError)), \
         f"the old leader acknowledged a write: {reply!r}"
     if isinstance(reply, hiredis.ReplyError):
         assert str(reply).startswith((*REDIRECTS, "ERR write lost")), reply
+    reader.close()
+    writer.close()
 
     # it rejoins as a follower, and the write it got never shows up anywhere
     assert cluster.wait_leader(timeout=15) is new

@@ -13,13 +13,14 @@ from conftest import SNAPSHOT_ARGS
 from procs import Cluster, raft_info, raw_command, vm_hwm_kib, wait_for
 
 VALUE_SIZE = 1024
-KEYS = 2048  # 2 MiB of values: about 32 snapshot chunks of 64 KiB
+KEYS = 8192  # 8 MiB of values: over a hundred snapshot chunks of 64 KiB
 
 
 def test_new_node_joins_by_snapshot_with_flat_memory(
         make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(args=SNAPSHOT_ARGS)
     leader = cluster.leader()
+    idle_hwm = max(vm_hwm_kib(n.proc.pid) for n in cluster.followers())  # no data yet
     client = leader.client()
     expected = {f"big:{i}": f"{i}:" + "x" * VALUE_SIZE for i in range(KEYS)}
     items = list(expected.items())
@@ -45,14 +46,18 @@ def test_new_node_joins_by_snapshot_with_flat_memory(
     assert "installing snapshot" in newcomer.log()
 
     # Memory: the snapshot is streamed to disk chunk by chunk, never held whole.
-    # The newcomer holds the same data as the others, so its peak RSS must stay
-    # in line with theirs, far from "the data plus copies of the snapshot".
+    # Measured here with 8 MiB of values: an idle node peaks at ~34 MB, the
+    # newcomer at ~45-48 MB (it holds the data: ~1.5x the data over idle), the
+    # others at ~54 MB (they also carried the write load and the log). With the
+    # snapshot held in memory while it arrives, the newcomer peaks at 55-58 MB:
+    # ~2.6x the data over idle, and above the others.
     data_kib = KEYS * VALUE_SIZE // 1024
     newcomer_hwm = vm_hwm_kib(newcomer.proc.pid)
     peers_hwm = max(vm_hwm_kib(n.proc.pid) for n in cluster.nodes if n is not newcomer)
-    print(f"VmHWM newcomer {newcomer_hwm} KiB, others max {peers_hwm} KiB, data {data_kib} KiB")
-    assert newcomer_hwm < peers_hwm + 2 * data_kib, (newcomer_hwm, peers_hwm, data_kib)
-    assert newcomer_hwm < 40 * data_kib, (newcomer_hwm, data_kib)  # about 80 MiB
+    print(f"VmHWM newcomer {newcomer_hwm} KiB, others max {peers_hwm} KiB, "
+          f"idle {idle_hwm} KiB, data {data_kib} KiB")
+    assert newcomer_hwm - idle_hwm < 2 * data_kib, (newcomer_hwm, idle_hwm, data_kib)
+    assert newcomer_hwm < peers_hwm + data_kib // 8, (newcomer_hwm, peers_hwm, data_kib)
 
 
 def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
@@ -76,8 +81,9 @@ def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
     assert f"node {leaving_id} was removed from cluster" in log, log
     assert "clear" in log.splitlines()[-1]
 
-    # a fresh dir with a new node id joins and gets everything
-    newcomer = cluster.add("n4")
+    # a fresh dir with a new node id joins (through a follower, which sends it
+    # on to the leader) and gets everything
+    newcomer = cluster.add("n4", via=cluster.followers()[0])
     voters = remaining | {"n4"}
     cluster.wait_voters(voters, timeout=30)
     cluster.wait_caught_up()

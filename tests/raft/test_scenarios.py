@@ -275,7 +275,6 @@ def test_follower_read_is_forwarded_and_fails_fast_without_leader():
 
 def test_lease_read_needs_no_round_trip():
     c = Cluster(["n1", "n2", "n3"], lease_read=True)
-    c.tick(n=10)  # the start-up lease guard
     elect(c, "n1")
     c.tick("n1")
     c.stabilize()  # a heartbeat round gives n1 its lease

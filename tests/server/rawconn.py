@@ -37,7 +37,7 @@ class RawConn:
 
     def expect(self, expected: bytes) -> None:
         got = self.read_exact(len(expected))
-        assert got == expected
+        assert got == expected, f"expected {expected[:300]!r}, got {got[:300]!r}"
 
     def read_line(self) -> bytes:
         deadline = time.monotonic() + self.timeout

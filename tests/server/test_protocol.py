@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import hiredis
@@ -245,25 +246,51 @@ def test_quit_replies_ok_then_closes(conn: RawConn) -> None:
 # -- limits: maxclients, idle timeout, back-pressure -----------------------------
 
 
+def _pings(port: int) -> bool:
+    """A new connection that gets served (not refused for maxclients)."""
+    with RawConn(port) as raw:
+        raw.send(b"PING\r\n")
+        return raw.read_line() == b"+PONG\r\n"
+
+
 def test_maxclients(tmp_path) -> None:
     limited = Node(free_port(), tmp_path / "n", ["--maxclients", "3"]).start()
     try:
-        with RawConn(limited.port) as a, RawConn(limited.port) as b, RawConn(limited.port) as c:
-            for raw in (a, b, c):
+        def three_served() -> list[RawConn] | None:
+            conns = [RawConn(limited.port) for _ in range(3)]
+            for raw in conns:
                 raw.send(b"PING\r\n")
-                raw.expect(b"+PONG\r\n")
+            if all(raw.read_line() == b"+PONG\r\n" for raw in conns):
+                return conns
+            for raw in conns:  # an earlier connection's slot is not free yet
+                raw.close()
+            return None
+
+        a, b, c = wait_for(three_served, 5, "three clients served")
+        with a, b, c:
             with RawConn(limited.port) as d:
                 assert d.closed_after() == b"-ERR max number of clients reached\r\n"
+            b.send(b"INFO stats\r\n")
+            assert b"rejected_connections:1\r\n" in b.replies(1)[0]
             a.send(b"QUIT\r\n")
             a.closed_after()
+            wait_for(lambda: _pings(limited.port), 5, "a free slot after QUIT")
+    finally:
+        assert limited.stop() == 0
 
-            def fourth_gets_in() -> bool:
-                with RawConn(limited.port) as e:
-                    e.send(b"PING\r\n")
-                    return e.read_line() == b"+PONG\r\n"
 
-            wait_for(fourth_gets_in, 5, "a free slot after QUIT")
-            assert limited.client().info("stats")["rejected_connections"] >= 1
+@pytest.mark.parametrize("split", [False, True])
+def test_proto_max_bulk_len(tmp_path, split: bool) -> None:
+    limited = Node(free_port(), tmp_path / "n", ["--set", "proto-max-bulk-len=1000"]).start()
+    try:
+        with RawConn(limited.port) as raw:
+            raw.send(resp("SET", "k", b"x" * 1000))
+            raw.expect(b"+OK\r\n")
+            data = resp("SET", "k", b"y" * 1001)
+            # whole, or the header alone: refused before the payload arrives
+            raw.send(data[:27] if split else data)
+            assert raw.closed_after() == b"-ERR Protocol error: invalid bulk length\r\n"
+        assert limited.client().get("k") == b"x" * 1000
     finally:
         assert limited.stop() == 0
 
@@ -320,4 +347,31 @@ def test_back_pressure_bounds_memory(node: Node, r) -> None:
             flood.expect(reply)
         flood.send(b"PING\r\n")
         flood.expect(b"+PONG\r\n")
+        other.close()
+
+
+def test_write_flood_without_reading(node: Node, r) -> None:
+    """A client pipelining writes faster than the log commits and not reading its
+    replies is throttled (reading paused); others are served; no reply is lost."""
+    value = b"v" * 4096
+    count = 5000  # 20 MB of writes
+    with RawConn(node.port) as flood:
+        sender = threading.Thread(
+            target=flood.send,
+            args=(b"".join(resp("SET", f"flood:{i % 100}", value) + resp("INCR", "flood:n")
+                           for i in range(count)),),
+            daemon=True,
+        )
+        sender.start()
+        other = node.client(socket_timeout=2)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            started = time.monotonic()
+            assert other.ping()
+            assert time.monotonic() - started < 1.0
+        replies = flood.replies(2 * count)
+        sender.join(10)
+        assert replies[0::2] == [b"OK"] * count
+        assert replies[1::2] == list(range(1, count + 1))
+        assert other.get("flood:n") == str(count).encode()
         other.close()

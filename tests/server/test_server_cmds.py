@@ -159,6 +159,7 @@ def test_command_info_get(c: redis.Redis) -> None:
     assert entry[1] == 2  # arity
     assert "readonly" in _s(entry[2])
     assert entry[3:6] == [1, 1, 1]  # first key, last key, step
+    assert _s(entry[6]) == ["@read", "@string", "@fast"]  # ACL categories, as Redis 7
     (entry,) = c.execute_command("COMMAND INFO", "set")
     assert entry[1] == -3 and "write" in _s(entry[2]) and entry[3:6] == [1, 1, 1]
     (entry,) = c.execute_command("COMMAND INFO", "mset")
@@ -180,7 +181,24 @@ def test_command_getkeys(c: redis.Redis) -> None:
     with pytest.raises(redis.ResponseError, match="Invalid command specified"):
         c.command_getkeys("NOPE", "k")
     with pytest.raises(redis.ResponseError, match="Invalid number of arguments"):
+        c.command_getkeys("GET", "a", "b")
+    with pytest.raises(redis.ResponseError, match="The command has no key arguments"):
+        c.command_getkeys("ECHO", "a")
+    with pytest.raises(redis.ResponseError,
+                       match=r"^wrong number of arguments for 'command\|getkeys' command$"):
         c.command_getkeys("GET")
+
+
+@pytest.mark.parametrize(("args", "name"), [
+    (("CONFIG", "GET"), "config|get"),
+    (("CONFIG", "SET", "maxclients"), "config|set"),
+    (("CLIENT", "ID", "x"), "client|id"),
+    (("COMMAND", "COUNT", "x"), "command|count"),
+])
+def test_subcommand_arity_text(c: redis.Redis, args: tuple[str, ...], name: str) -> None:
+    with pytest.raises(redis.ResponseError) as error:
+        c.execute_command(*args)
+    assert str(error.value) == f"wrong number of arguments for '{name}' command"
 
 
 # -- INFO, CONFIG, TIME, DBSIZE ------------------------------------------------------

@@ -1,0 +1,222 @@
+"""The nemesis: faults on a seeded schedule, each recorded with its start and end.
+
+Fault kinds (``--faults``, comma separated):
+
+- ``kill``: kill -9 then restart; the target is drawn from one node, the
+  leader, a majority, all at once (``kill-one``, ``kill-leader``,
+  ``kill-majority``, ``kill-all`` pick one of them only);
+- ``pause``: SIGSTOP then SIGCONT, of the leader (mostly) or any node
+  (``pause-leader`` only the leader);
+- ``partition``: through the raft proxies, isolate the leader from the
+  majority (mostly) or a random minority; clients still reach every node
+  (``partition-leader`` only the leader);
+- ``delay``: delay the raft links of a random node by 50-300 ms;
+- ``drop``: drop 20-60% of the raft messages on every link;
+- ``transfer``: ``RESPKV.TRANSFER <follower>`` sent to the leader;
+- ``member``: ``CLUSTER LEAVE`` of a follower, then it is wiped and joins again.
+
+The schedule (which fault, which target, how long) is drawn from a
+``random.Random(seed)``; what the leader is at that moment is not seeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from respkv.jepsen.history import History
+from respkv.jepsen.nodes import JCluster, JNode, command, wait_for
+
+KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
+         "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member")
+
+
+@dataclass
+class FaultEvent:
+    kind: str
+    start: int  # history time (ns)
+    end: int = 0
+    targets: list[str] = field(default_factory=list)
+    detail: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "start_s": round(self.start / 1e9, 3),
+                "end_s": round(self.end / 1e9, 3), "targets": self.targets,
+                "detail": self.detail}
+
+
+class Nemesis(threading.Thread):
+    def __init__(self, cluster: JCluster, history: History, kinds: list[str], seed: int,
+                 stop: threading.Event, quiet: tuple[float, float] = (1.0, 3.0),
+                 length: tuple[float, float] = (1.5, 4.0)) -> None:
+        super().__init__(name="nemesis", daemon=True)
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)} (known: {KINDS})")
+        self.cluster = cluster
+        self.history = history
+        self.kinds = kinds
+        self.random = random.Random(seed)
+        self.stop_event = stop
+        self.quiet = quiet
+        self.length = length
+        self.events: list[FaultEvent] = []
+        self.errors: list[str] = []
+
+    @property
+    def network(self):
+        return self.cluster.network
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            if self.stop_event.wait(self.random.uniform(*self.quiet)):
+                break
+            if not self.kinds:
+                continue
+            kind = self.random.choice(self.kinds)
+            try:
+                self.inject(kind, self.random.uniform(*self.length))
+            except Exception as error:  # a fault that could not be applied is logged
+                self.errors.append(f"{kind}: {error!r}")
+                self.heal_all()
+
+    def sleep(self, seconds: float) -> None:
+        """Faults last their full length even when the run is told to stop."""
+        time.sleep(seconds)
+
+    def leader_or_any(self) -> JNode:
+        leader = self.cluster.leader()
+        if leader is not None:
+            return leader
+        live = [n for n in self.cluster.nodes if n.alive()]
+        return self.random.choice(live or self.cluster.nodes)
+
+    def record(self, kind: str, targets: list[JNode], detail: str = "") -> FaultEvent:
+        event = FaultEvent(kind, self.history.now(), targets=[n.node_id for n in targets],
+                           detail=detail)
+        self.events.append(event)
+        return event
+
+    def inject(self, kind: str, length: float) -> None:
+        nodes = self.cluster.nodes
+        rng = self.random
+        if kind == "kill":
+            kind = rng.choice(["kill-one", "kill-leader", "kill-majority", "kill-all"])
+        if kind == "pause":
+            kind = rng.choice(["pause-leader", "pause-leader", "pause-one"])
+        if kind == "partition":
+            kind = rng.choice(["partition-leader", "partition-leader", "partition-random"])
+        if kind.startswith("kill"):
+            if kind == "kill-one":
+                targets = [rng.choice(nodes)]
+            elif kind == "kill-leader":
+                targets = [self.leader_or_any()]
+            elif kind == "kill-majority":
+                leader = self.leader_or_any()
+                others = [n for n in nodes if n is not leader]
+                targets = [leader, *rng.sample(others, len(nodes) // 2)]
+            else:
+                targets = list(nodes)
+            event = self.record(kind, targets)
+            for node in targets:
+                node.kill()
+            self.sleep(min(length, rng.uniform(0.3, 2.5)))
+            for node in targets:
+                node.start()
+        elif kind.startswith("pause"):
+            target = self.leader_or_any() if kind == "pause-leader" else rng.choice(nodes)
+            event = self.record(kind, [target])
+            target.pause()
+            self.sleep(length)
+            target.resume()
+        elif kind.startswith("partition"):
+            if kind == "partition-leader":
+                alone = [self.leader_or_any()]
+            else:
+                alone = rng.sample(nodes, rng.randrange(1, (len(nodes) + 1) // 2))
+            rest = [n for n in nodes if n not in alone]
+            event = self.record(kind, alone, detail=f"{[n.node_id for n in alone]} | "
+                                                    f"{[n.node_id for n in rest]}")
+            self.network.partition([n.node_id for n in alone], [n.node_id for n in rest])
+            self.sleep(length)
+            self.network.heal()
+        elif kind == "delay":
+            from respkv.jepsen.proxy import Rule
+
+            target = rng.choice(nodes)
+            delay = rng.uniform(0.05, 0.3)
+            event = self.record(kind, [target], detail=f"{delay * 1000:.0f} ms")
+            for other in nodes:
+                if other is not target:
+                    self.network.set_rule(target.node_id, other.node_id, Rule(delay=delay))
+                    self.network.set_rule(other.node_id, target.node_id, Rule(delay=delay))
+            self.sleep(length)
+            self.network.heal()
+        elif kind == "drop":
+            from respkv.jepsen.proxy import Rule
+
+            rate = rng.uniform(0.2, 0.6)
+            event = self.record(kind, list(nodes), detail=f"{rate:.0%} of messages")
+            for a in nodes:
+                for b in nodes:
+                    if a is not b:
+                        self.network.set_rule(a.node_id, b.node_id, Rule(drop=rate))
+            self.sleep(length)
+            self.network.heal()
+        elif kind == "transfer":
+            leader = self.cluster.leader()
+            followers = [n for n in nodes if n is not leader and n.alive()]
+            if leader is None or not followers:
+                return
+            target = rng.choice(followers)
+            event = self.record(kind, [target], detail=f"from {leader.node_id}")
+            try:
+                command(leader.port, "RESPKV.TRANSFER", target.node_id, timeout=2)
+            except (redis.RedisError, OSError) as error:
+                event.detail += f": {error}"
+        elif kind == "member":
+            event = self.membership(length)
+            if event is None:
+                return
+        else:
+            raise ValueError(kind)
+        event.end = self.history.now()
+
+    def membership(self, length: float) -> FaultEvent | None:
+        """Remove a follower, wipe it, let it join again (as a learner, then voter)."""
+        leader = self.cluster.leader()
+        followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
+        if leader is None or not followers:
+            return None
+        target = self.random.choice(followers)
+        event = self.record("member", [target], detail="leave, wipe, join")
+        try:
+            command(leader.port, "CLUSTER", "LEAVE", target.node_id, timeout=5)
+        except (redis.RedisError, OSError) as error:
+            event.detail += f"; leave failed: {error}"
+            return event
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not target.alive(), 10, "the removed node to exit")
+        target.kill()
+        self.sleep(min(length, 1.0))
+        shutil.rmtree(target.dir, ignore_errors=True)
+        joins = [n for n in self.cluster.nodes if n is not target and n.alive()]
+        target.join = (joins[0] if joins else leader).address
+        target.start()
+        event.detail += f"; rejoined through {target.join}"
+        return event
+
+    def heal_all(self) -> None:
+        self.network.heal()
+        for node in self.cluster.nodes:
+            if node.paused:
+                node.resume()
+            if not node.alive():
+                node.start()

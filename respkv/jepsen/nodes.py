@@ -1,0 +1,246 @@
+"""The respkv processes of one run: start, kill -9, pause, restart, look at.
+
+Every process is started here and stopped by its own PID. Each node's raft
+traffic goes through its proxy: the node listens on its raft port and
+advertises the proxy's port, which peers dial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from respkv.jepsen.proxy import Network
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def parse_info(text: str | bytes) -> dict[str, str]:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    fields = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return fields
+
+
+def command(port: int, *args: object, timeout: float = 1.0) -> object:
+    """One command on a fresh connection; error replies raise."""
+    conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=timeout,
+                            socket_connect_timeout=timeout)
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    finally:
+        conn.disconnect()
+
+
+@dataclass
+class JNode:
+    node_id: str
+    port: int
+    raft_port: int
+    proxy_port: int
+    dir: Path
+    join: str = ""
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    paused: bool = False
+    starts: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "respkv.cli", "server", "--node-id", self.node_id,
+                "--port", str(self.port), "--raft-port", str(self.raft_port),
+                "--raft-advertise", f"127.0.0.1:{self.proxy_port}", "--dir", str(self.dir),
+                *self.args]
+        if self.join:
+            argv += ["--join", self.join]
+        return argv
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        with open(self.dir.parent / f"{self.node_id}.log", "ab") as log:
+            log.write(f"--- start {self.starts} at {time.time():.3f}\n".encode())
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=env)
+        self.starts += 1
+        self.paused = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()  # SIGKILL, by PID
+            self.proc.wait()
+        self.paused = False
+
+    def pause(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.alive():
+            with contextlib.suppress(OSError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        with contextlib.suppress(OSError):
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def info(self, timeout: float = 0.5) -> dict[str, str] | None:
+        if not self.alive() or self.paused:
+            return None
+        try:
+            return parse_info(command(self.port, "INFO", "raft", timeout=timeout))
+        except (redis.RedisError, OSError):
+            return None
+
+
+class JCluster:
+    """n nodes, n1 bootstraps and the others join through it, each behind a proxy."""
+
+    def __init__(self, base: Path, size: int, network: Network, args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.base = Path(base)
+        self.size = size
+        self.network = network
+        self.args = args or []
+        self.env = env or {}
+        self.nodes: list[JNode] = []
+
+    def new_node(self, node_id: str, join: str = "") -> JNode:
+        port, raft_port, proxy_port = free_ports(3)
+        node = JNode(node_id, port, raft_port, proxy_port, self.base / node_id, join,
+                     list(self.args), dict(self.env))
+        self.network.add_node(node_id, proxy_port, raft_port)
+        self.nodes.append(node)
+        return node
+
+    def start(self, timeout: float = 60.0) -> None:
+        first = self.new_node("n1")
+        first.start()
+        wait_for(lambda: (first.info() or {}).get("raft_role") == "leader", timeout,
+                 "n1 to lead")
+        others = [self.new_node(f"n{i}", join=first.address) for i in range(2, self.size + 1)]
+        for node in others:
+            node.start()
+        wanted = {n.node_id for n in self.nodes}
+        wait_for(lambda: self.voters_agree(wanted), timeout, f"voters {sorted(wanted)}")
+
+    def node(self, node_id: str) -> JNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def infos(self) -> dict[str, dict[str, str]]:
+        found = {}
+        for node in self.nodes:
+            info = node.info()
+            if info is not None:
+                found[node.node_id] = info
+        return found
+
+    def voters_agree(self, voters: set[str]) -> bool:
+        infos = self.infos()
+        return len(infos) == len(self.nodes) and all(
+            {v for v in f.get("raft_voters", "").split(",") if v} == voters
+            for f in infos.values())
+
+    def leader(self) -> JNode | None:
+        """The node that says it leads, with the highest term (None if none)."""
+        best = None
+        for node_id, info in self.infos().items():
+            if info.get("raft_role") == "leader":
+                term = int(info.get("raft_term", 0))
+                if best is None or term > best[0]:
+                    best = (term, node_id)
+        return self.node(best[1]) if best else None
+
+    def agreed_leader(self) -> JNode | None:
+        infos = self.infos()
+        live = [n for n in self.nodes if n.alive()]
+        if len(infos) < len(live) or not infos:
+            return None
+        leaders = {f.get("raft_leader") for f in infos.values()}
+        roles = [i for i, f in infos.items() if f.get("raft_role") == "leader"]
+        if len(leaders) != 1 or len(roles) != 1 or roles[0] not in leaders:
+            return None
+        return self.node(roles[0])
+
+    def caught_up(self) -> bool:
+        """One agreed leader; every node has applied the leader's commit index."""
+        leader = self.agreed_leader()
+        if leader is None:
+            return False
+        info = leader.info()
+        if info is None:
+            return False
+        commit = int(info["raft_commit_index"])
+        return all(int(f["raft_applied_index"]) >= commit for f in self.infos().values()) \
+            and len(self.infos()) == len([n for n in self.nodes if n.alive()])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""
+        live = [n for n in self.nodes if n.alive()]
+        for node in live:
+            with contextlib.suppress(OSError):
+                os.kill(node.proc.pid, signal.SIGCONT)
+                node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in live:
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.kill()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as error:
+            last = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last!r}")

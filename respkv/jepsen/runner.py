@@ -1,0 +1,244 @@
+"""Run the fault suite once: cluster, clients, faults, recovery, checks, report.
+
+    python -m respkv.jepsen.runner --nodes 3 --duration 20 --seed 1 \\
+        --faults kill,pause,partition --out /tmp/jepsen-1
+
+Exit status: 0 pass, 1 violation, 2 unknown (a search ran out of budget),
+3 the cluster did not recover (or the run broke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from respkv.jepsen import checker, report
+from respkv.jepsen.faults import Nemesis
+from respkv.jepsen.history import FAIL, OK, History
+from respkv.jepsen.nodes import JCluster, JNode, command, wait_for
+from respkv.jepsen.proxy import Network
+from respkv.jepsen.workloads import Client, Mix
+
+UNSAFE_ENV = "RESPKV_UNSAFE_TESTING_ONLY"
+UNSAFE_MAGIC = "i-accept-losing-data:"
+
+
+class Monitor(threading.Thread):
+    """Who leads, in which term, every ``interval`` seconds, for the timeline."""
+
+    def __init__(self, cluster: JCluster, history: History, stop: threading.Event,
+                 interval: float = 0.2) -> None:
+        super().__init__(name="monitor", daemon=True)
+        self.cluster = cluster
+        self.history = history
+        self.stop_event = stop
+        self.interval = interval
+        self.samples: list[dict[str, Any]] = []
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        for node in list(self.cluster.nodes):
+            state = "down" if not node.alive() else "paused" if node.paused else None
+            info = None if state else node.info(timeout=0.3)
+            if info is None and state is None:
+                state = "silent"
+            self.samples.append({
+                "t": self.history.now(), "node": node.node_id,
+                "role": state or info.get("raft_role", "?"),
+                "term": int(info.get("raft_term", 0)) if info else None,
+                "leader": info.get("raft_leader") if info else None})
+
+
+def final_reads(cluster: JCluster, history: History, registers: int,
+                ledger_keys: list[str]) -> tuple[dict[str, list[int]], dict[str, dict]]:
+    """Every node's view after recovery: register/pair reads recorded as ops, the
+    counter values and the ledger keys (node -> key -> value)."""
+    counters: dict[str, list[int]] = {}
+    ledgers: dict[str, dict[str, Any]] = {}
+    for node in cluster.nodes:
+        for k in range(registers):
+            op = history.invoke(-1, "read", f"r{k}", node=node.node_id)
+            _final_op(history, op, node, "GET", f"r{k}")
+            op = history.invoke(-1, "mget", f"m{k}", node=node.node_id)
+            _final_op(history, op, node, "MGET", f"{{m{k}}}a", f"{{m{k}}}b")
+        try:
+            value = command(node.port, "GET", "c0", timeout=5)
+            counters.setdefault("c0", []).append(int(value or 0))
+            values: dict[str, Any] = {}
+            for i in range(0, len(ledger_keys), 500):
+                batch = ledger_keys[i:i + 500]
+                got = command(node.port, "MGET", *batch, timeout=10)
+                values.update({k: v.decode() for k, v in zip(batch, got, strict=True)
+                               if v is not None})
+            ledgers[node.node_id] = values
+        except (redis.RedisError, OSError) as error:
+            print(f"final read on {node.node_id} failed: {error}", file=sys.stderr)
+    return counters, ledgers
+
+
+def _final_op(history: History, op, node: JNode, *args) -> None:
+    try:
+        reply = command(node.port, *args, timeout=5)
+    except (redis.RedisError, OSError) as error:
+        history.complete(op, FAIL, error=str(error))
+        return
+    history.complete(op, OK, Client.decode(op, reply))
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = {}
+    if args.unsafe:
+        env[UNSAFE_ENV] = UNSAFE_MAGIC + args.unsafe
+    server_args = []
+    for item in args.server_set or []:
+        server_args += ["--set", item]
+    faults = [f for f in args.faults.split(",") if f]
+    network = Network(args.seed)
+    cluster = JCluster(out / "cluster", args.nodes, network, server_args, env)
+    history = History()
+    stop_clients, stop_faults, stop_monitor = threading.Event(), threading.Event(), \
+        threading.Event()
+    monitor = Monitor(cluster, history, stop_monitor)
+    started = time.time()
+    result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "duration": args.duration,
+                              "faults_enabled": faults, "unsafe": args.unsafe or None}
+    nemesis = None
+    clients: list[Client] = []
+    try:
+        cluster.start()
+        ports = {n.node_id: n.port for n in cluster.nodes}
+        clients = [Client(i, history, ports, cluster.nodes[i % len(cluster.nodes)].node_id,
+                          args.seed, stop_clients, registers=args.registers,
+                          timeout=args.timeout, think=args.think, mix=Mix())
+                   for i in range(args.clients)]
+        nemesis = Nemesis(cluster, history, faults, args.seed, stop_faults)
+        monitor.start()
+        for client in clients:
+            client.start()
+        nemesis.start()
+        time.sleep(args.duration)
+        stop_faults.set()
+        nemesis.join()
+        # a little quiet load after the last fault, then stop the clients
+        time.sleep(min(2.0, args.duration / 10))
+        stop_clients.set()
+        for client in clients:
+            client.join(args.timeout * 4 + 5)
+        nemesis.heal_all()
+        recovered = True
+        recovery_started = time.monotonic()
+        try:
+            wait_for(cluster.caught_up, args.recovery_timeout, "recovery: a leader, all caught up")
+        except TimeoutError as error:
+            recovered = False
+            result["recovery_error"] = str(error)
+        result["recovery_seconds"] = round(time.monotonic() - recovery_started, 2)
+        ledger_keys = sorted({op.key for op in history.ops if op.kind == "ledger"})
+        counters, ledgers = final_reads(cluster, history, args.registers, ledger_keys)
+        monitor.sample()
+    finally:
+        stop_clients.set()
+        stop_faults.set()
+        stop_monitor.set()
+        cluster.stop()
+        network.stop()
+    elapsed = time.time() - started
+    ops = list(history.ops)
+    history.save(out / "history.jsonl")
+    check_started = time.monotonic()
+    registers = checker.check_registers(ops, budget_seconds=args.check_budget)
+    counter = checker.check_counter("c0", [o for o in ops if o.key == "c0"],
+                                    counters.get("c0", []))
+    ledger = checker.check_ledger(ops, ledgers)
+    missing_nodes = sorted({n.node_id for n in cluster.nodes} - set(ledgers))
+    bad_replies = checker.check_replies(ops)
+    crashes = [c for client in clients for c in client.crashes]
+    verdicts = [r.valid for r in registers.values()] + [counter.valid, ledger.valid,
+                                                          not bad_replies]
+    verdict = checker.combine(verdicts)
+    result.update({
+        "verdict": {True: "pass", False: "FAIL"}.get(verdict, "unknown")
+        if recovered and not missing_nodes else ("FAIL" if verdict is False else "no-recovery"),
+        "recovered": recovered,
+        "nodes_not_read_at_end": missing_nodes,
+        "elapsed_seconds": round(elapsed, 1),
+        "check_seconds": round(time.monotonic() - check_started, 2),
+        "ops": report.op_counts(ops),
+        "faults": [e.summary() for e in nemesis.events] if nemesis else [],
+        "fault_seconds": round(sum(max(0, e.end - e.start) for e in
+                                   (nemesis.events if nemesis else [])) / 1e9, 1),
+        "nemesis_errors": nemesis.errors if nemesis else [],
+        "proxy_frames": dict(network.frames),
+        "registers": {k: r.summary() for k, r in registers.items()},
+        "counter": counter.summary(),
+        "ledger": ledger.summary(),
+        "bad_replies": bad_replies[:50],
+        "client_crashes": crashes[:50],
+        "server_restarts": {n.node_id: n.starts - 1 for n in cluster.nodes},
+    })
+    line = report.verdict_line(result, registers, counter, ledger)
+    if bad_replies:
+        line += f"; {len(bad_replies)} unexpected replies, first: {bad_replies[0]}"
+    result["verdict_line"] = line
+    (out / "summary.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "verdict.txt").write_text(line + "\n")
+    report.timeline(out / "timeline.html", result, ops, monitor.samples,
+                    nemesis.events if nemesis else [])
+    print(line)
+    for r in registers.values():
+        if r.valid is False:
+            print(f"  {r.key}: {r.message}")
+            for op in r.witness[:40]:
+                print(f"    {op.describe()}")
+    for problem in counter.problems[:10] + ledger.problems[:10] + bad_replies[:10]:
+        print(f"  {problem}")
+    status = result["verdict"]
+    return {"pass": 0, "FAIL": 1, "unknown": 2}.get(status, 3)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m respkv.jepsen.runner",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3, choices=(3, 5))
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of faults")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--faults", default="kill,pause,partition",
+                        help="comma separated; see respkv.jepsen.faults")
+    parser.add_argument("--out", default="jepsen-out")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--registers", type=int, default=3, help="register keys (and pairs)")
+    parser.add_argument("--timeout", type=float, default=1.5, help="client socket timeout")
+    parser.add_argument("--think", type=float, default=0.003, help="mean pause between ops")
+    parser.add_argument("--check-budget", type=float, default=60.0,
+                        help="seconds of linearizability search per key before 'unknown'")
+    parser.add_argument("--recovery-timeout", type=float, default=60.0)
+    parser.add_argument("--unsafe", default="",
+                        help="test only: unsafe server switches, e.g. stale-reads,early-ack")
+    parser.add_argument("--server-set", action="append", metavar="NAME=VALUE",
+                        help="passed to every server as --set NAME=VALUE")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.ERROR)  # proxies writing to dead peers
+    return run(parse(argv))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

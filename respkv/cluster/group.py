@@ -478,7 +478,7 @@ class RaftGroup:
             self.wal.set_hard_state(rd.hard_state)
         if "early-ack" in self.unsafe:
             self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
-        elif rd.must_sync or rd.entries or rd.hard_state is not None:
+        elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
             await asyncio.to_thread(self.wal.sync)
         for message in rd.messages:
             send(message)

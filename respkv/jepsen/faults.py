@@ -55,7 +55,8 @@ class FaultEvent:
 class Nemesis(threading.Thread):
     def __init__(self, cluster: JCluster, history: History, kinds: list[str], seed: int,
                  stop: threading.Event, quiet: tuple[float, float] = (1.0, 3.0),
-                 length: tuple[float, float] = (1.5, 4.0)) -> None:
+                 length: tuple[float, float] = (1.5, 4.0), rejoin_same_id: bool = False,
+                 names: dict[int, str] | None = None) -> None:
         super().__init__(name="nemesis", daemon=True)
         unknown = set(kinds) - set(KINDS)
         if unknown:
@@ -69,6 +70,10 @@ class Nemesis(threading.Thread):
         self.length = length
         self.events: list[FaultEvent] = []
         self.errors: list[str] = []
+        # A removed node comes back under a new id (n1 -> n1.2) unless this is set:
+        # see the report on rejoining under the same id.
+        self.rejoin_same_id = rejoin_same_id
+        self.names = names if names is not None else {}  # client port -> current node id
 
     @property
     def network(self):
@@ -209,8 +214,12 @@ class Nemesis(threading.Thread):
         shutil.rmtree(target.dir, ignore_errors=True)
         joins = [n for n in self.cluster.nodes if n is not target and n.alive()]
         target.join = (joins[0] if joins else leader).address
+        if not self.rejoin_same_id:
+            base, _, generation = target.node_id.partition(".")
+            target.node_id = f"{base}.{int(generation or 1) + 1}"
+            self.names[target.port] = target.node_id
         target.start()
-        event.detail += f"; rejoined through {target.join}"
+        event.detail += f"; rejoined as {target.node_id} through {target.join}"
         return event
 
     def heal_all(self) -> None:

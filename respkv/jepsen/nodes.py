@@ -214,8 +214,10 @@ class JCluster:
         if info is None:
             return False
         commit = int(info["raft_commit_index"])
-        return all(int(f["raft_applied_index"]) >= commit for f in self.infos().values()) \
-            and len(self.infos()) == len([n for n in self.nodes if n.alive()])
+        infos = self.infos()
+        voters = {v for v in info.get("raft_voters", "").split(",") if v}
+        return len(infos) == len(self.nodes) and voters == {n.node_id for n in self.nodes} \
+            and all(int(f["raft_applied_index"]) >= commit for f in infos.values())
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""

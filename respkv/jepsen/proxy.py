@@ -81,8 +81,9 @@ class Network:
             if kind != HELLO or not 1 <= length <= 1 << 16:
                 return
             payload = await reader.readexactly(length - 1)
-            source = str(json.loads(payload).get("from"))
-            link = (source, to)
+            hello = json.loads(payload)
+            # the HELLO names both ends (a node may come back under a new id)
+            link = (str(hello.get("from")), str(hello.get("to") or to))
             if self.rule(*link).cut:
                 self.frames["refused"] += 1
                 return

@@ -68,7 +68,11 @@ def timeline(path: Path, result: dict[str, Any], ops: list[Op], samples: list[di
     for i, node in enumerate(nodes):
         y = top + i * row
         parts.append(f'<text x="5" y="{y + 15}" font-size="12">{node}</text>')
-        series = by_node.get(node, [])
+        series = []
+        for sample in by_node.get(node, []):  # one rect per run of equal samples
+            if not series or (sample["role"], sample["term"]) != (series[-1]["role"],
+                                                                   series[-1]["term"]):
+                series.append(sample)
         for a, b in zip(series, [*series[1:], None], strict=True):
             t1 = b["t"] if b else end
             colour = ROLE_COLOURS.get(a["role"], "#fff")
@@ -125,7 +129,7 @@ def timeline(path: Path, result: dict[str, Any], ops: list[Op], samples: list[di
     axis_y = lat_top + lat_h + 15
     seconds = int(end / 1e9) + 1
     tick = max(1, seconds // 20)
-    for s in range(0, seconds + 1, tick):
+    for s in range(0, seconds, tick):
         parts.append(f'<text x="{x(s * 10**9):.1f}" y="{axis_y}" font-size="10">{s}s</text>')
     height = axis_y + 20
     legend = " ".join(f'<span style="background:{c};padding:0 6px">&nbsp;</span> {html.escape(r)}'

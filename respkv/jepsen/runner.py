@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -60,6 +59,18 @@ class Monitor(threading.Thread):
                 "leader": info.get("raft_leader") if info else None})
 
 
+def leader_changes(samples: list[dict[str, Any]]) -> list[list[Any]]:
+    """[time s, node, term] each time a node newly claims leadership."""
+    changes: list[list[Any]] = []
+    current: dict[str, tuple[str, int | None]] = {}
+    for s in samples:
+        before = current.get(s["node"])
+        current[s["node"]] = (s["role"], s["term"])
+        if s["role"] == "leader" and before != ("leader", s["term"]):
+            changes.append([round(s["t"] / 1e9, 2), s["node"], s["term"]])
+    return changes
+
+
 def final_reads(cluster: JCluster, history: History, registers: int,
                 ledger_keys: list[str]) -> tuple[dict[str, list[int]], dict[str, dict]]:
     """Every node's view after recovery: register/pair reads recorded as ops, the
@@ -102,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     env = {}
     if args.unsafe:
         env[UNSAFE_ENV] = UNSAFE_MAGIC + args.unsafe
-    server_args = []
+    server_args = ["--set", f"snapshot_entries={args.snapshot_entries}",
+                   "--set", "snapshot_chunk_bytes=65536"]
     for item in args.server_set or []:
         server_args += ["--set", item]
     faults = [f for f in args.faults.split(",") if f]
@@ -119,12 +131,14 @@ def run(args: argparse.Namespace) -> int:
     clients: list[Client] = []
     try:
         cluster.start()
-        ports = {n.node_id: n.port for n in cluster.nodes}
-        clients = [Client(i, history, ports, cluster.nodes[i % len(cluster.nodes)].node_id,
+        names = {n.port: n.node_id for n in cluster.nodes}
+        clients = [Client(i, history, names, cluster.nodes[i % len(cluster.nodes)].port,
                           args.seed, stop_clients, registers=args.registers,
                           timeout=args.timeout, think=args.think, mix=Mix())
                    for i in range(args.clients)]
-        nemesis = Nemesis(cluster, history, faults, args.seed, stop_faults)
+        nemesis = Nemesis(cluster, history, faults, args.seed, stop_faults,
+                          quiet=tuple(args.quiet), length=tuple(args.fault_length),
+                          rejoin_same_id=args.rejoin_same_id, names=names)
         monitor.start()
         for client in clients:
             client.start()
@@ -188,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "bad_replies": bad_replies[:50],
         "client_crashes": crashes[:50],
         "server_restarts": {n.node_id: n.starts - 1 for n in cluster.nodes},
+        "leaders": leader_changes(monitor.samples),
     })
     line = report.verdict_line(result, registers, counter, ledger)
     if bad_replies:
@@ -227,6 +242,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery-timeout", type=float, default=60.0)
     parser.add_argument("--unsafe", default="",
                         help="test only: unsafe server switches, e.g. stale-reads,early-ack")
+    parser.add_argument("--quiet", type=float, nargs=2, default=(1.0, 3.0),
+                        metavar=("MIN", "MAX"), help="seconds between faults")
+    parser.add_argument("--fault-length", type=float, nargs=2, default=(1.5, 4.0),
+                        metavar=("MIN", "MAX"), help="seconds a fault lasts")
+    parser.add_argument("--rejoin-same-id", action="store_true",
+                        help="the member fault rejoins a removed node under its old id")
+    parser.add_argument("--snapshot-entries", type=int, default=500,
+                        help="servers snapshot (and compact) this often, so snapshots, "
+                             "compaction and snapshot installs happen under faults")
     parser.add_argument("--server-set", action="append", metavar="NAME=VALUE",
                         help="passed to every server as --set NAME=VALUE")
     return parser.parse_args(argv)
@@ -239,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse(argv))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # so the cluster is stopped by PID
+
+
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())

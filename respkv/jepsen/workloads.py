@@ -63,14 +63,14 @@ class Mix:
 
 
 class Client(threading.Thread):
-    def __init__(self, number: int, history: History, addresses: dict[str, int],
-                 home: str, seed: int, stop: threading.Event, registers: int = 3,
+    def __init__(self, number: int, history: History, names: dict[int, str],
+                 home: int, seed: int, stop: threading.Event, registers: int = 3,
                  timeout: float = 1.5, think: float = 0.002, mix: Mix | None = None) -> None:
         super().__init__(name=f"client-{number}", daemon=True)
         self.number = number
         self.history = history
-        self.addresses = addresses  # node id -> client port
-        self.home = home
+        self.names = names  # client port -> node id (a rejoined node may get a new id)
+        self.home = home  # the client port of this client's node
         self.random = random.Random(seed * 1000 + number)
         self.stop_event = stop
         self.registers = registers
@@ -161,16 +161,15 @@ class Client(threading.Thread):
             key, value = f"m{k}", None
             args = ("MGET", f"{{m{k}}}a", f"{{m{k}}}b")
         is_read = kind in ("read", "mget")
-        node = self.home
-        op = self.history.invoke(self.number, kind, key, value, node=node)
+        port = self.home
+        op = self.history.invoke(self.number, kind, key, value, node=self.names.get(port, "?"))
         for _hop in range(3):
-            outcome, reply = self.call(self.addresses[node], *args)
+            outcome, reply = self.call(port, *args)
             if outcome == "error" and str(reply).startswith("MOVED") and not is_read:
                 target = str(reply).split()[-1]
                 port = int(target.rpartition(":")[2])
-                node = next((n for n, p in self.addresses.items() if p == port), None)
-                if node is not None:
-                    op.node = node
+                if port in self.names:
+                    op.node = self.names[port]
                     continue
             break
         return self.finish(op, outcome, reply, is_read)

@@ -17,6 +17,8 @@ import time
 import hiredis
 import redis
 from procs import Cluster, Node, wait_for
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
 
@@ -49,9 +51,12 @@ class Writer(threading.Thread):
         turn = 0
         while not self.stop_event.is_set():
             if client is None:
+                # no retries inside redis-py (its backoff sleeps for seconds):
+                # this loop retries, on the next node
                 client = redis.Redis(host=target[0], port=target[1],
                                      socket_timeout=self.socket_timeout,
-                                     socket_connect_timeout=self.socket_timeout)
+                                     socket_connect_timeout=self.socket_timeout,
+                                     retry=Retry(NoBackoff(), 0))
             key, value = f"{self.key_prefix}:{i}", self.value(i)
             try:
                 ok = client.set(key, value)

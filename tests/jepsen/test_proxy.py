@@ -102,7 +102,7 @@ def setup():
 
 
 def test_relays_and_names_the_link(setup):
-    network, node, port = setup
+    _, node, port = setup
     with dial(port, "a", "b") as sock:
         for i in range(5):
             sock.sendall(frame(MSG, b"m%d" % i))

@@ -16,13 +16,16 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from respkv.background import spawn
-from respkv.cluster.membership import AddressBook, Addresses
+from respkv.cluster.membership import AddressBook, Addresses, write_json_atomically
+from respkv.cluster.slots import key_slot
+from respkv.commands.table import COMMANDS
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.confchange import (
@@ -30,6 +33,7 @@ from respkv.raft.confchange import (
     ConfChangeError,
     ConfChangeType,
     decode_conf_change,
+    encode_conf_change,
 )
 from respkv.raft.core import (
     ConfChangePending,
@@ -43,7 +47,7 @@ from respkv.raft.core import (
     Config as CoreConfig,
 )
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
-from respkv.raft.types import Entry, EntryKind
+from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.statemachine import StateMachine, encode_command
 from respkv.storage.store import StateStore
 from respkv.storage.wal import WAL
@@ -145,9 +149,6 @@ class RaftGroup:
         if self.wal.last_index() or self.wal.snapshot_point()[0]:
             return
         change = ConfChange(ConfChangeType.ADD_VOTER, self.node_id, me.to_bytes())
-        from respkv.raft.confchange import encode_conf_change
-        from respkv.raft.types import HardState
-
         self.wal.append([Entry(1, 1, EntryKind.CONF_CHANGE, encode_conf_change(change))])
         self.wal.set_hard_state(HardState(term=1, vote=None, commit=1))
         self.wal.sync()
@@ -437,12 +438,13 @@ class RaftGroup:
             self.waiters[first + offset] = Waiter(term, future, deadline)
 
     def _redirect_error(self, args: list[bytes]) -> RespError:
-        from respkv.cluster.slots import key_slot
-
+        """Leadership moved between routing and proposing: redirect like route() does."""
         address = self.leader_client_address()
         if address is None:
             return CLUSTERDOWN
-        slot = key_slot(args[1]) if len(args) > 1 else 0
+        command = COMMANDS.get(args[0].decode("latin-1").lower())
+        keys = command.key_indexes(len(args)) if command is not None else range(0)
+        slot = key_slot(args[keys[0]]) if keys else 0
         return RespError(f"MOVED {slot} {address}")
 
     def _hand_over_reads(self) -> None:
@@ -644,8 +646,6 @@ class RaftGroup:
             self.snapshotting = False
 
     def _write_snapshot_meta(self, meta: SnapshotMeta) -> None:
-        from respkv.cluster.membership import write_json_atomically
-
         write_json_atomically(self.snap_dir / "meta.json", {
             "index": meta.index, "term": meta.term,
             "voters": list(meta.conf_state.voters), "learners": list(meta.conf_state.learners),
@@ -732,8 +732,6 @@ def _fail_all(futures: list[asyncio.Future[None]], error: RespError) -> None:
 
 
 def _copy(src: Path, dest: Path) -> None:
-    import shutil
-
     tmp = dest.with_suffix(".tmp")
     shutil.copyfile(src, tmp)
     tmp.replace(dest)

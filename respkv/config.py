@@ -50,6 +50,7 @@ class Config:
     heartbeat_ticks: int = 1
     snapshot_entries: int = 100_000  # take a snapshot after this many applied entries
     snapshot_bytes: int = 64 << 20  # ... or after this many bytes of applied log
+    min_free_disk: int = 1 << 20  # refuse writes while the data dir has less free space
     snapshot_chunk_bytes: int = 1 << 20
     databases: int = 1
     # Reported for clients that ask (redis-benchmark reads these); the WAL

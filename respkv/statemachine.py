@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import hiredis
 
@@ -17,6 +18,7 @@ from respkv.commands.table import COMMANDS
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.types import Entry, EntryKind
+from respkv.storage.store import StateStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def apply_command(db: Keyspace, args: list[bytes], now_ms: int) -> Reply:
 class StateMachine:
     """The keyspace plus the durable store it is written through, per group."""
 
-    def __init__(self, keyspace: Keyspace, store) -> None:  # store: respkv.storage.store.StateStore
+    def __init__(self, keyspace: Keyspace, store: StateStore) -> None:
         self.keyspace = keyspace
         self.store = store
         applied_index, applied_term, records = store.load()
@@ -61,6 +63,7 @@ class StateMachine:
         self.applied_index = applied_index
         self.applied_term = applied_term
         self.persisted_index = applied_index
+        self.store_failed = False
 
     def apply(self, entries: Sequence[Entry]) -> list[Reply]:
         """Apply committed entries in order, in memory; ``persist`` writes them out.
@@ -87,11 +90,41 @@ class StateMachine:
     def persist(self) -> None:
         """Queue the keys changed since the last call, with the applied index, as
         one store transaction (the store's own thread commits it)."""
-        if self.persisted_index == self.applied_index and not self.keyspace.dirty:
+        if self.store_failed or (
+            self.persisted_index == self.applied_index and not self.keyspace.dirty
+        ):
             return
         upserts, deletes = self.keyspace.take_dirty()
-        self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+        try:
+            self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+        except StoreError as error:
+            # This batch, or an earlier one still in flight, did not make it (a full
+            # disk): the store is intact but behind. rebuild_store() catches it up.
+            log.error("state store write failed, will rebuild it: %s", error)
+            self.store_failed = True
+            return
         self.persisted_index = self.applied_index
+
+    def rebuild_store(self) -> None:
+        """Write the whole keyspace to a fresh file and swap it in atomically: after
+        a failed write we no longer know which changed keys reached the store."""
+        path = self.store.path
+        fresh_path = path.with_name(path.name + ".rebuild")
+        for leftover in (fresh_path, Path(f"{fresh_path}-wal"), Path(f"{fresh_path}-shm")):
+            leftover.unlink(missing_ok=True)
+        fresh = StateStore(fresh_path)
+        try:
+            db = self.keyspace
+            records = {key: (value, db.expires.get(key)) for key, value in db.data.items()}
+            fresh.write_batch(records, (), self.applied_index, self.applied_term)
+            fresh.flush()
+        finally:
+            fresh.close()
+        self.store.restore_from(fresh_path)
+        self.keyspace.dirty.clear()
+        self.persisted_index = self.applied_index
+        self.store_failed = False
+        log.info("state store rebuilt", extra={"applied": self.applied_index})
 
     def reload(self) -> None:
         """Re-read everything from the store (after a snapshot was installed)."""

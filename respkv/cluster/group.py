@@ -12,6 +12,7 @@ an fsync are handed to the core in one batch at the top of the next turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,8 +50,8 @@ from respkv.raft.core import (
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.statemachine import StateMachine, encode_command
-from respkv.storage.store import StateStore
-from respkv.storage.wal import WAL
+from respkv.storage.store import StateStore, StoreError
+from respkv.storage.wal import WAL, DiskFull
 
 if TYPE_CHECKING:
     from respkv.cluster.transport import Transport
@@ -65,6 +66,9 @@ TIMED_OUT = RespError("TRYAGAIN write not committed in time; it may or may not h
 READ_TIMED_OUT = RespError("TRYAGAIN read not confirmed by a quorum in time")
 PROPOSAL_TIMEOUT = 10.0  # seconds a client waits for its write to commit
 READ_TIMEOUT = 3.0
+NOT_DURABLE = RespError("TRYAGAIN No space left on device: the write is not on disk yet and "
+                        "may or may not be applied once space is freed")
+DISK_RETRY = 0.2  # seconds between fsync attempts on a full disk
 PERSIST_EVERY_TICKS = 2  # write applied state to the store every 2 ticks (100 ms)
 
 # Test-only: deliberately unsafe behaviour, so the fault suite can prove it
@@ -132,6 +136,7 @@ class RaftGroup:
         self.bytes_since_snapshot = 0  # log bytes applied since: snapshots bound memory too
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
+        self.disk_full = False  # writes are refused while set
         self.unsafe = unsafe_switches()
         self._unsynced = False
         self._last_leader: str | None = None
@@ -386,6 +391,7 @@ class RaftGroup:
                 self._unsynced = False
                 self.wal.sync()
             self._catch_up_ticks()
+            self._check_disk()
             self._expire_waiters()
             self._maybe_promote_learners()
             self._maybe_snapshot()
@@ -401,7 +407,11 @@ class RaftGroup:
                 # The WAL is not thread-safe: compact here, between two Readies.
                 index, term = self.pending_compaction
                 self.pending_compaction = None
-                await asyncio.to_thread(self.wal.compact, index, term)
+                try:
+                    await asyncio.to_thread(self.wal.compact, index, term)
+                except DiskFull as error:
+                    log.error("log compaction postponed: %s", error)
+                    self.pending_compaction = (index, term)
             self._hand_over_proposals()
             self._hand_over_reads()
             while self.core.has_ready():
@@ -481,7 +491,7 @@ class RaftGroup:
         if "early-ack" in self.unsafe:
             self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
         elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
-            await asyncio.to_thread(self.wal.sync)
+            await self._sync_wal(rd.entries)
         for message in rd.messages:
             send(message)
         if rd.committed_entries:
@@ -496,6 +506,47 @@ class RaftGroup:
                 _fail_all(pending[0], CLUSTERDOWN)
         self.core.advance(rd)
         self._serve_ready_reads()
+
+    async def _sync_wal(self, entries: list[Entry]) -> None:
+        """fsync the log; on a full disk, refuse new writes and retry until there is room.
+
+        Nothing that waits on this Ready (acknowledgements, votes) goes out before the
+        fsync succeeds, so a full disk delays but never loses anything. The clients
+        whose writes are stuck here are told at once that the outcome is unknown."""
+        while True:
+            try:
+                await asyncio.to_thread(self.wal.sync)
+                return
+            except DiskFull as error:
+                if not self.disk_full:
+                    log.error("disk full: refusing writes until space is freed: %s", error)
+                self.disk_full = True
+                for entry in entries:
+                    waiter = self.waiters.pop(entry.index, None)
+                    if waiter is not None and not waiter.future.done():
+                        waiter.future.set_result(NOT_DURABLE)
+                if self.stopping:
+                    raise
+                await asyncio.sleep(DISK_RETRY)
+
+    def _check_disk(self) -> None:
+        """Refuse writes while free space is below min-free-disk; resume when it is back."""
+        try:
+            free = shutil.disk_usage(self.dir).free
+        except OSError:
+            return
+        low = free < self.config.min_free_disk
+        if low != self.disk_full:
+            if low:
+                log.error("disk almost full (%d bytes free): refusing writes", free)
+            else:
+                log.info("disk space available again: accepting writes")
+            self.disk_full = low
+        if not low and self.state_machine.store_failed:
+            try:
+                self.state_machine.rebuild_store()
+            except (OSError, StoreError) as error:
+                log.error("state store rebuild failed, will retry: %s", error)
 
     def _send(self, message: Message) -> None:
         if message.type is MessageType.SNAP:
@@ -713,16 +764,29 @@ class RaftGroup:
             await asyncio.wait_for(loop_task, 10)
         except (asyncio.CancelledError, TimeoutError):
             log.warning("raft loop did not stop in time")
+        except DiskFull as error:
+            log.error("stopping with log records not on disk (disk full): %s", error)
         for waiter in self.waiters.values():
             if not waiter.future.done():
                 waiter.future.set_result(SHUTTING_DOWN)
         for futures, _ in self.read_waiting.values():
             _fail_all(futures, SHUTTING_DOWN)
+        # Close both even if one fails: what is not on disk here is in the other
+        # (the store is rebuilt from the log at start-up, the log has every commit).
         store = self.state_machine.store
-        self.state_machine.persist()
-        await asyncio.to_thread(store.flush)
-        store.close()
-        self.wal.close()
+        try:
+            self.state_machine.persist()
+            if not self.state_machine.store_failed:
+                await asyncio.to_thread(store.flush)
+        except (OSError, StoreError) as error:
+            log.error("state store not flushed at shutdown: %s", error)
+        finally:
+            with contextlib.suppress(OSError, StoreError):
+                store.close()
+        try:
+            self.wal.close()
+        except (OSError, RuntimeError) as error:
+            log.error("log not closed cleanly (restart replays what is on disk): %s", error)
 
 
 def _fail_all(futures: list[asyncio.Future[None]], error: RespError) -> None:

@@ -90,8 +90,10 @@ class JNode:
         env = {**os.environ, **self.env}
         with open(self.dir.parent / f"{self.node_id}.log", "ab") as log:
             log.write(f"--- start {self.starts} at {time.time():.3f}\n".encode())
+            # cwd outside the source tree: with PYTHONPATH set (frozen code), nothing
+            # in the working directory shadows it
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                         env=env)
+                                         env=env, cwd=self.dir.parent)
         self.starts += 1
         self.paused = False
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import Any
 
 import redis
 
+import respkv
 from respkv.jepsen import checker, report
 from respkv.jepsen.faults import Nemesis
 from respkv.jepsen.history import FAIL, OK, History
@@ -57,6 +60,19 @@ class Monitor(threading.Thread):
                 "role": state or info.get("raft_role", "?"),
                 "term": int(info.get("raft_term", 0)) if info else None,
                 "leader": info.get("raft_leader") if info else None})
+
+
+def code_version() -> str:
+    """The git commit of the server code, '+dirty' if the tree has changes (read only)."""
+    root = Path(respkv.__file__).parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "respkv"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 def leader_changes(samples: list[dict[str, Any]]) -> list[list[Any]]:
@@ -111,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = {}
+    result_code: dict[str, Any] = {"version": code_version()}
+    if args.freeze_code:
+        # every (re)start runs this copy: the tree may change during a long run
+        frozen = out / "code"
+        shutil.rmtree(frozen, ignore_errors=True)
+        shutil.copytree(Path(respkv.__file__).parent, frozen / "respkv",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        env["PYTHONPATH"] = str(frozen)
+        result_code["frozen_copy"] = str(frozen)
     if args.unsafe:
         env[UNSAFE_ENV] = UNSAFE_MAGIC + args.unsafe
     server_args = ["--set", f"snapshot_entries={args.snapshot_entries}",
@@ -126,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     monitor = Monitor(cluster, history, stop_monitor)
     started = time.time()
     result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "duration": args.duration,
-                              "faults_enabled": faults, "unsafe": args.unsafe or None}
+                              "faults_enabled": faults, "unsafe": args.unsafe or None,
+                              "server_code": result_code}
     nemesis = None
     clients: list[Client] = []
     try:
@@ -251,6 +277,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--snapshot-entries", type=int, default=500,
                         help="servers snapshot (and compact) this often, so snapshots, "
                              "compaction and snapshot installs happen under faults")
+    parser.add_argument("--freeze-code", action="store_true",
+                        help="run the servers from a copy of the respkv package taken at "
+                             "the start (restarts during a long run use the same code)")
     parser.add_argument("--server-set", action="append", metavar="NAME=VALUE",
                         help="passed to every server as --set NAME=VALUE")
     return parser.parse_args(argv)

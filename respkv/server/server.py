@@ -35,6 +35,8 @@ from respkv.server.stats import Stats
 
 log = logging.getLogger(__name__)
 
+DISK_FULL = RespError("MISCONF No space left on device: writes are refused until disk space "
+                      "is freed (reads go on)")
 REAP_INTERVAL = 0.1  # seconds between sweeps for expired keys
 REAP_BATCH = 200  # keys deleted per sweep entry
 
@@ -163,8 +165,10 @@ class Server:
         first key, as a Redis Cluster replica does. Reads are served here.
         """
         group = self.group
-        if not command.is_write or group.is_leader():
+        if not command.is_write:
             return group
+        if group.is_leader():
+            return DISK_FULL if group.disk_full else group
         address = group.leader_client_address()
         if address is None:
             return CLUSTERDOWN

@@ -246,7 +246,7 @@ class StateStore:
         src = Path(src)
         _fsync_path(src)
         with self._lock:
-            self._db.close()
+            self._db.close(force=self._failed is not None)
             try:
                 # A clean close checkpoints and removes the -wal; if one were left, SQLite
                 # would replay the OLD database's pages onto the new file.

@@ -30,6 +30,7 @@ real corruption.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -66,7 +67,13 @@ _MAX_PAYLOAD = 1 << 30
 _KINDS: tuple[EntryKind, ...] = tuple(EntryKind(k) for k in range(max(EntryKind) + 1))
 _N_KINDS = len(_KINDS)
 _SUFFIX = ".wal"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{16}\.wal")
+
+
+class DiskFull(OSError):
+    """The disk has no room for the log's records. Nothing partial was left behind:
+    the records stay pending and a later ``sync`` (once space is freed) writes them."""
 
 
 class CorruptLogError(Exception):
@@ -442,6 +449,8 @@ class WAL:
         self._busy = True
         try:
             yield
+        except DiskFull:
+            raise  # retryable: _write_out cut the partial write off again
         except BaseException as err:
             # After a failed write or fsync the file's state is unknown (and a retried
             # fsync can report success for lost pages): refuse all further use.
@@ -451,22 +460,37 @@ class WAL:
             self._busy = False
 
     def _flush(self) -> None:
-        for seg, chunks in self._sealed:
+        # Each part is dropped from the queue only once durable, so a DiskFull
+        # part-way leaves exactly what still has to be written.
+        while self._sealed:
+            seg, chunks = self._sealed[0]
             fd = self._write_out(seg, chunks)
             os.close(fd)
             seg.fd = None
-        self._sealed = []
+            self._sealed.pop(0)
         self._write_out(self._segments[-1], self._pending)
         self._pending = []
 
     def _write_out(self, seg: _Segment, chunks: list[bytes]) -> int:
         if seg.fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-            seg.fd = os.open(seg.path, flags, 0o644)
+            try:
+                seg.fd = os.open(seg.path, flags, 0o644)
+            except OSError as err:
+                if err.errno in _NO_SPACE:
+                    raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
+                raise
             # Make the name durable before any later segment can exist.
             _fsync_dir(self._dir)
         if chunks:
-            _write_all(seg.fd, b"".join(chunks))
+            start = os.lseek(seg.fd, 0, os.SEEK_END)
+            try:
+                _write_all(seg.fd, b"".join(chunks))
+            except OSError as err:
+                if err.errno not in _NO_SPACE:
+                    raise
+                os.ftruncate(seg.fd, start)  # no torn record left for the retry to follow
+                raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
             os.fsync(seg.fd)
         return seg.fd
 

@@ -174,9 +174,6 @@ def fill(path: Path, leave: int = 0) -> None:
     os.truncate(path, max(0, path.stat().st_size - leave))
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (reported): once SQLite hits the full "
-                   "disk, writes hang with no error, do not resume when space is freed, and "
-                   "SIGTERM does not stop the node")
 def test_full_disk_refuses_writes_clearly_and_recovers(small_disk):
     node = Node(free_port(), small_disk / "n1", ["--node-id", "n1"])
     try:

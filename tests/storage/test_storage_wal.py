@@ -383,3 +383,34 @@ def test_wal_matches_an_in_memory_model(program: list[tuple], segment_bytes: int
         state = WAL.open(d, segment_bytes=segment_bytes).load()
         assert (state.entries, state.hard_state) == (cur.entries, cur.hs)
         assert (state.snapshot_index, state.snapshot_term) == cur.snap
+
+
+def test_disk_full_leaves_no_torn_record_and_sync_resumes(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC part-way through a write: the partial bytes are cut off, the records stay
+    pending, and the next sync (once there is room) writes them exactly once."""
+    import errno
+
+    from respkv.storage import wal as wal_module
+
+    wal = WAL.open(tmp_path / "wal")
+    wal.append([Entry(1, 1, EntryKind.NORMAL, b"before")])
+    wal.sync()
+    real_write_all = wal_module._write_all
+
+    def half_then_enospc(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(wal_module, "_write_all", half_then_enospc)
+    wal.append([Entry(1, 2, EntryKind.NORMAL, b"x" * 1000), Entry(1, 3, EntryKind.NORMAL, b"y")])
+    with pytest.raises(wal_module.DiskFull):
+        wal.sync()
+    with pytest.raises(wal_module.DiskFull):
+        wal.sync()  # still full: still retryable, not a failed WAL
+    monkeypatch.setattr(wal_module, "_write_all", real_write_all)
+    wal.sync()
+    wal.append([Entry(1, 4, EntryKind.NORMAL, b"after")])
+    wal.close()
+    state = WAL.open(tmp_path / "wal").load()
+    assert [(e.index, e.data[:1]) for e in state.entries] == [
+        (1, b"b"), (2, b"x"), (3, b"y"), (4, b"a")]

@@ -44,6 +44,12 @@ class Command:
     summary: str = ""
     since: str = "1.0.0"
     subcommands: dict[str, Command] = field(default_factory=dict)
+    internal: bool = False  # proposed by the server itself; clients never reach it
+    is_write: bool = False  # kind is WRITE (kept as a field: read on every write)
+
+    def __post_init__(self) -> None:
+        self.internal = "internal" in self.flags
+        self.is_write = self.kind is Kind.WRITE
 
     def arity_ok(self, argc: int) -> bool:
         return argc == self.arity if self.arity >= 0 else argc >= -self.arity
@@ -59,9 +65,6 @@ class Command:
         for i in self.key_indexes(len(args)):
             yield args[i]
 
-    @property
-    def is_write(self) -> bool:
-        return self.kind is Kind.WRITE
 
 
 COMMANDS: dict[str, Command] = {}

@@ -66,6 +66,11 @@ def format_double(value: float) -> bytes:
 
 def encode(reply: Reply, resp3: bool) -> bytes:
     """The wire bytes of one reply."""
+    kind = type(reply)
+    if kind is bytes:  # the common cases, without the list
+        return b"$%d\r\n%s\r\n" % (len(reply), reply)
+    if kind is Simple:
+        return b"+%s\r\n" % reply.encode()
     out: list[bytes] = []
     _encode(reply, resp3, out)
     return b"".join(out)

@@ -32,6 +32,7 @@ class Dispatcher:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.stats = server.stats
+        self.calls = server.stats.calls
 
     def dispatch(self, client: Client, args: list[bytes]) -> bytes | tuple[str, Any]:
         if client.barrier_error is not None:
@@ -41,16 +42,18 @@ class Dispatcher:
             command = COMMANDS[args[0].decode("latin-1").lower()]
         except KeyError:
             command = None
-        if command is None or "internal" in command.flags:
+        if command is None or command.internal:
             return encode(errors.unknown_command(args[0], args[1:]), client.resp3)
-        if not command.arity_ok(len(args)):
+        arity, argc = command.arity, len(args)
+        if argc != arity if arity >= 0 else argc < -arity:
             return encode(errors.wrong_arity(command.name), client.resp3)
         kind = command.kind
         if kind is Kind.WRITE:
             routed = self.server.route(client, command, args)
             if routed.__class__ is RespError:
                 return encode(routed, client.resp3)
-            self._count(client, command.name)
+            client.last_command = name = command.name
+            self.calls[name] += 1
             return ("write", routed.propose(args))
         if client.inflight:
             return ("blocked", None)
@@ -63,7 +66,8 @@ class Dispatcher:
                 barrier = self._barrier(client, routed)
                 if barrier is not None:
                     return ("wait", barrier)
-        self._count(client, command.name)
+        client.last_command = name = command.name
+        self.calls[name] += 1
         try:
             if routed is not None:
                 reply = command.handler(routed.keyspace, args, int(time.time() * 1000))
@@ -77,10 +81,6 @@ class Dispatcher:
             log.exception("command %s failed", command.name)
             reply = RespError(f"ERR internal error: {error.__class__.__name__}")
         return encode(reply, client.resp3)
-
-    def _count(self, client: Client, name: str) -> None:
-        client.last_command = name
-        self.stats.count(name)
 
     def _barrier(self, client: Client, group: Any) -> Any:
         """A read barrier covering every command this client has sent so far."""

@@ -282,13 +282,19 @@ def check_register(key: str, ops: list[Op], budget_seconds: float = 30.0,
 
 
 def check_registers(ops: Iterable[Op], budget_seconds: float = 30.0,
-                    max_steps: int = 20_000_000) -> dict[str, KeyResult]:
+                    max_steps: int = 20_000_000,
+                    shrink_seconds: float = 30.0) -> dict[str, KeyResult]:
+    """Every key on its own; ``shrink_seconds`` is shared by all the failing keys."""
     by_key: dict[str, list[Op]] = defaultdict(list)
     for op in ops:
         if op.kind in REGISTER_KINDS:
             by_key[op.key].append(op)
-    return {key: check_register(key, key_ops, budget_seconds, max_steps)
-            for key, key_ops in sorted(by_key.items())}
+    results = {}
+    shrink_deadline = time.monotonic() + shrink_seconds
+    for key, key_ops in sorted(by_key.items()):
+        left = max(0.5, min(10.0, shrink_deadline - time.monotonic()))
+        results[key] = check_register(key, key_ops, budget_seconds, max_steps, left)
+    return results
 
 
 # -- counters ----------------------------------------------------------------------------
@@ -318,6 +324,8 @@ def check_counter(key: str, ops: list[Op], finals: list[int]) -> CounterResult:
     acked = [op for op in incrs if op.status == OK]
     unknown = sum(1 for op in incrs if op.status == UNKNOWN)
     problems = []
+    if len(set(finals)) > 1:
+        problems.append(f"nodes disagree on the final value: {finals}")
     for final in finals:
         if not len(acked) <= final <= len(acked) + unknown:
             problems.append(f"final value {final} outside [{len(acked)}, "

@@ -193,6 +193,7 @@ def test_counter_bounds():
     assert check_counter("c", ops, [3]).valid
     assert not check_counter("c", ops, [1]).valid  # an acknowledged INCR lost
     assert not check_counter("c", ops, [4]).valid  # more than could have happened
+    assert not check_counter("c", ops, [2, 3]).valid  # replicas diverged
 
 
 def test_counter_duplicate_and_impossible_results():

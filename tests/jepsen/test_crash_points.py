@@ -22,7 +22,7 @@ import redis
 from procs import Cluster, Node, wait_for
 
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=150", "--set", "snapshot_chunk_bytes=4096")
-DELAYS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)
+DELAYS = (0.0, 0.003, 0.01, 0.03)
 
 
 @pytest.fixture

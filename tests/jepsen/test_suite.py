@@ -17,6 +17,7 @@ from respkv.jepsen import runner
 
 def run(tmp_path: Path, *args: str) -> tuple[int, dict]:
     code = runner.main(["--nodes", "3", "--out", str(tmp_path), "--check-budget", "30",
+                        "--recovery-timeout", "20",
                         *args])
     summary = json.loads((tmp_path / "summary.json").read_text())
     for name in ("history.jsonl", "timeline.html", "verdict.txt"):
@@ -32,7 +33,7 @@ def explain(summary: dict) -> str:
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_short_run_passes(tmp_path: Path, seed: int):
-    code, summary = run(tmp_path, "--duration", "16", "--seed", str(seed),
+    code, summary = run(tmp_path, "--duration", "15", "--seed", str(seed),
                         "--faults", "kill,pause,partition")
     assert code == 0, explain(summary)
     assert summary["verdict"] == "pass"

@@ -31,10 +31,16 @@ def encode_command(now_ms: int, args: Sequence[bytes]) -> bytes:
     return hiredis.pack_command((now_ms, *args))
 
 
+_decoder = hiredis.Reader()  # one entry is always one whole frame: the reader ends empty
+
+
 def decode_command(data: bytes) -> tuple[int, list[bytes]]:
-    reader = hiredis.Reader()
-    reader.feed(data)
-    frame = reader.gets()
+    global _decoder
+    _decoder.feed(data)
+    frame = _decoder.gets()
+    if frame is False or _decoder.has_data():  # not exactly one frame: start clean
+        _decoder = hiredis.Reader()
+        raise ValueError("log entry is not one RESP frame")
     return int(frame[0]), frame[1:]
 
 
@@ -78,8 +84,13 @@ class StateMachine:
                 replies.append(None)  # already in the store: replay after a restart
                 continue
             if entry.kind is EntryKind.NORMAL and entry.data:
-                now_ms, args = decode_command(entry.data)
-                replies.append(apply_command(db, args, now_ms))
+                try:
+                    now_ms, args = decode_command(entry.data)
+                except (ValueError, TypeError, IndexError):  # same bytes on every node
+                    log.error("undecodable log entry", extra={"index": entry.index})
+                    replies.append(RespError("ERR undecodable log entry"))
+                else:
+                    replies.append(apply_command(db, args, now_ms))
             else:
                 replies.append(None)
             self.applied_index, self.applied_term = entry.index, entry.term

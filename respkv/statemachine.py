@@ -37,7 +37,10 @@ _decoder = hiredis.Reader()  # one entry is always one whole frame: the reader e
 def decode_command(data: bytes) -> tuple[int, list[bytes]]:
     global _decoder
     _decoder.feed(data)
-    frame = _decoder.gets()
+    try:
+        frame = _decoder.gets()
+    except hiredis.ProtocolError:
+        frame = False
     if frame is False or _decoder.has_data():  # not exactly one frame: start clean
         _decoder = hiredis.Reader()
         raise ValueError("log entry is not one RESP frame")

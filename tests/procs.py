@@ -23,6 +23,10 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Small, frequent snapshots in small chunks: tests that need the snapshot path use these.
+SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
+
+
 class GiveUp(Exception):
     """Raised by a wait_for condition that can never become true: stop waiting."""
 

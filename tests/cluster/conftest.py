@@ -14,7 +14,6 @@ import pytest
 from procs import Cluster
 
 # Small, frequent snapshots: several chunks for a few MiB of data.
-SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from cluster_support import (
     raw_socket_command,
     read_reply,
 )
-from conftest import SNAPSHOT_ARGS
-from procs import Cluster, Node, raft_info, wait_for
+from procs import SNAPSHOT_ARGS, Cluster, Node, raft_info, wait_for
 
 REDIRECTS = ("MOVED", "CLUSTERDOWN", "TRYAGAIN")
 BULK_WHILE_DOWN = 1500

@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import redis
 from cluster_support import Writers, assert_all_present, max_gap
-from conftest import SNAPSHOT_ARGS
-from procs import Cluster, raft_info, raw_command, vm_hwm_kib, wait_for
+from procs import SNAPSHOT_ARGS, Cluster, raft_info, raw_command, vm_hwm_kib, wait_for
 
 VALUE_SIZE = 1024
 KEYS = 8192  # 8 MiB of values: over a hundred snapshot chunks of 64 KiB

@@ -94,12 +94,42 @@ def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
             command += ["--join", seed]
         procs.append(subprocess.Popen(command))
         click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000})")
-    click.echo(f"cluster of {nodes} on 127.0.0.1:{base_port}..{base_port + nodes - 1}; "
-               f"try: redis-cli -c -p {base_port} set hello world; Ctrl-C stops it")
     signal.signal(signal.SIGINT, lambda *_: None)  # the children get Ctrl-C themselves
     signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
+    if not _all_ready(procs, [base_port + i for i in range(nodes)]):
+        click.echo("a node failed to start (see its log above); stopping the others", err=True)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            proc.wait()
+        sys.exit(1)
+    click.echo(f"cluster of {nodes} on 127.0.0.1:{base_port}..{base_port + nodes - 1}; "
+               f"try: redis-cli -c -p {base_port} set hello world; Ctrl-C stops it")
     codes = [p.wait() for p in procs]
     sys.exit(max(codes) if any(codes) else 0)
+
+
+def _all_ready(procs: list, ports: list[int], timeout: float = 30.0) -> bool:
+    """Wait until every node answers PING; False as soon as one has exited."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    waiting = set(ports)
+    while waiting and time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs):
+            return False
+        for port in list(waiting):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        waiting.discard(port)
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return not waiting
 
 
 if __name__ == "__main__":

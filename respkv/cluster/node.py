@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class ClusterNode:
         info = load_node_info(self.dir)
         bootstrap = None
         if info is None:
+            _check_port_free(self.config.bind, self.config.raft_port)
             if self.config.join:
                 cluster_id = await self._join(self.config.join)
             else:
@@ -158,6 +160,16 @@ class ClusterNode:
         deadline = time.monotonic() + timeout
         while group.is_leader() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before joining rather than after, when the raft port is taken."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise NodeRefused(f"raft port {host}:{port} is not available: {error}") from None
 
 
 async def _call(address: str, args: list[bytes], timeout: float = 10.0) -> bytes:

@@ -10,6 +10,7 @@ cut-off tail safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gc
 import logging
@@ -82,12 +83,16 @@ class Server:
         config = self.config
         self.lock_fd = lock_directory(config.data_dir)
         self.node.on_removed = self.request_shutdown
+        loop = asyncio.get_running_loop()
+        # Bind before joining: a port in use must fail the start, not leave behind a
+        # member that the cluster added and that never comes up.
+        self.listener = await loop.create_server(
+            lambda: Client(self), config.bind, config.port, reuse_address=True, backlog=1024,
+            start_serving=False,
+        )
         await self.node.start()
         self.group = self.node.group
-        loop = asyncio.get_running_loop()
-        self.listener = await loop.create_server(
-            lambda: Client(self), config.bind, config.port, reuse_address=True, backlog=1024
-        )
+        await self.listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
         if config.metrics_port:
             from respkv.server.metrics import serve_metrics
@@ -102,8 +107,17 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
-        await self.start()
-        await self.shutdown_requested.wait()
+        starting = asyncio.ensure_future(self.start())
+        stop = asyncio.ensure_future(self.shutdown_requested.wait())
+        await asyncio.wait([starting, stop], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # a signal while joining: give up cleanly
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("stopped before start-up finished")
+            return
+        starting.result()  # start-up errors propagate
+        await stop
         await self.shutdown()
 
     def _on_signal(self) -> None:

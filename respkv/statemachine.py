@@ -73,6 +73,7 @@ class StateMachine:
         self.applied_term = applied_term
         self.persisted_index = applied_index
         self.store_failed = False
+        self.paused = False  # set while the store is being replaced by a snapshot
 
     def apply(self, entries: Sequence[Entry]) -> list[Reply]:
         """Apply committed entries in order, in memory; ``persist`` writes them out.
@@ -104,7 +105,7 @@ class StateMachine:
     def persist(self) -> None:
         """Queue the keys changed since the last call, with the applied index, as
         one store transaction (the store's own thread commits it)."""
-        if self.store_failed or (
+        if self.paused or self.store_failed or (
             self.persisted_index == self.applied_index and not self.keyspace.dirty
         ):
             return

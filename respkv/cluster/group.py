@@ -134,6 +134,7 @@ class RaftGroup:
             else 0
         self.incoming_snapshots: dict[int, Path] = {}
         self.pending_compaction: tuple[int, int] | None = None
+        self.store_lock = asyncio.Lock()  # snapshot taking and installing, one at a time
         self.bytes_since_snapshot = 0  # log bytes applied since: snapshots bound memory too
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
@@ -683,8 +684,9 @@ class RaftGroup:
         try:
             tmp = self.snap_dir / "taking.sqlite.tmp"
             tmp.unlink(missing_ok=True)
-            self.state_machine.persist()
-            index, _term = await asyncio.to_thread(self.state_machine.store.snapshot_to, tmp)
+            async with self.store_lock:  # never beside a snapshot install
+                self.state_machine.persist()
+                index, _term = await asyncio.to_thread(self.state_machine.store.snapshot_to, tmp)
             if index <= self.snapshot_index:
                 tmp.unlink(missing_ok=True)
                 return None
@@ -743,11 +745,19 @@ class RaftGroup:
             raise RuntimeError(f"snapshot {meta.index} to install was not received")
         log.info("installing snapshot", extra={"index": meta.index, "group": self.name})
         store = self.state_machine.store
-        await asyncio.to_thread(store.flush)
-        # keep a copy to serve to others if we lead one day
-        await asyncio.to_thread(_copy, path, self._snapshot_path(meta.index))
-        await asyncio.to_thread(store.restore_from, path)
-        self.state_machine.reload()
+        async with self.store_lock:
+            # The ticker's persist() must not write the old keyspace into the new
+            # file: nothing may run between restore_from and reload, and no batch
+            # may be queued while we wait for the copies.
+            self.state_machine.paused = True
+            try:
+                await asyncio.to_thread(store.flush)
+                # keep a copy to serve to others if we lead one day
+                await asyncio.to_thread(_copy, path, self._snapshot_path(meta.index))
+                store.restore_from(path)
+                self.state_machine.reload()
+            finally:
+                self.state_machine.paused = False
         self._write_snapshot_meta(meta)
         self._delete_old_snapshots(meta.index)
         self.snapshot_index = meta.index

@@ -102,8 +102,10 @@ class Waiter:
 
 class RaftGroup:
     def __init__(self, name: str, node_id: str, config: Config, directory: Path,
-                 transport: Transport, book: AddressBook, bootstrap: Addresses | None) -> None:
+                 transport: Transport, book: AddressBook, bootstrap: Addresses | None,
+                 joined_at: int = 0) -> None:
         self.name = name
+        self.joined_at = joined_at  # log index of the change that added this node
         self.node_id = node_id
         self.config = config
         self.transport = transport
@@ -146,6 +148,7 @@ class RaftGroup:
         # members whose removal this node applied (since it started), and when
         # each was last told so: see _notify_removed
         self.removed_members: dict[str, float] = {}
+        self.removed_at: dict[str, int] = {}  # the log index of each of those removals
         transport.handlers[name] = self
         self._connect_peers()
 
@@ -281,7 +284,8 @@ class RaftGroup:
 
     async def change_membership(self, op: ConfChangeType, node_id: str,
                                 addresses: Addresses | None) -> Reply:
-        """Propose one membership change and wait until it is applied."""
+        """Propose one membership change and wait until it is applied: its log index,
+        or the error to reply."""
         context = addresses.to_bytes() if addresses else b""
         try:
             index = self.core.propose_conf_change(ConfChange(op, node_id, context))
@@ -297,7 +301,8 @@ class RaftGroup:
         self.conf_waiters[index] = future
         self.waiters[index] = Waiter(self.core.term, future, time.monotonic() + PROPOSAL_TIMEOUT)
         self.wakeup.set()
-        return await future
+        reply = await future
+        return reply if isinstance(reply, RespError) else index
 
     def transfer_leadership(self, target: str) -> None:
         self.core.transfer_leadership(target)
@@ -321,15 +326,15 @@ class RaftGroup:
             if message.from_ not in conf.voters and message.from_ not in conf.learners:
                 # a removed node that missed the news (it was down, say) still
                 # talks to us: tell it again, at most once a second
-                self._notify_removed(message.from_, 0)
+                self._notify_removed(message.from_, self.removed_at.get(message.from_, 0))
                 return
         self.core.step(message)
         self.wakeup.set()
 
     def on_removed_notice(self, sender: str, index: int) -> None:
         """A member applied our removal (committed at ``index``): stop serving."""
-        if self.stopping:
-            return
+        if self.stopping or index <= self.joined_at:
+            return  # a removal from before this node joined (again)
         log.warning("removed from the cluster", extra={"told_by": sender, "index": index,
                                                        "group": self.name})
         if self.on_removed is not None:
@@ -590,7 +595,12 @@ class RaftGroup:
         if change.op is ConfChangeType.REMOVE:
             log.info("member removed", extra={"member": change.node_id, "index": entry.index})
             if change.node_id == self.node_id:
-                if self.on_removed is not None:
+                if entry.index <= self.joined_at:
+                    # an earlier membership of this node id, before it left and joined
+                    # again: history, not news
+                    log.info("ignoring an earlier removal of this node id",
+                             extra={"index": entry.index, "joined_at": self.joined_at})
+                elif self.on_removed is not None:
                     asyncio.get_running_loop().call_soon(self.on_removed)
             else:
                 self.transport.drop_peer(change.node_id)
@@ -598,6 +608,7 @@ class RaftGroup:
                 # stopped replicating to it when the change was appended):
                 # every member that applies the removal tells it directly.
                 self.removed_members.setdefault(change.node_id, 0.0)
+                self.removed_at[change.node_id] = entry.index
                 conf = self.core.conf  # the latest known: not re-added since?
                 if change.node_id not in conf.voters and change.node_id not in conf.learners:
                     self._notify_removed(change.node_id, entry.index)
@@ -605,6 +616,7 @@ class RaftGroup:
             log.info("member added", extra={"member": change.node_id, "op": change.op.name,
                                             "index": entry.index})
             self.removed_members.pop(change.node_id, None)
+            self.removed_at.pop(change.node_id, None)
             if addresses is not None:
                 self.transport.set_peer(change.node_id, addresses.raft)
 
@@ -652,7 +664,8 @@ class RaftGroup:
         committed = core.log.committed
         for learner in core.conf.learners:
             progress = core.prs.get(learner)
-            if progress is None or progress.match == 0 or committed - progress.match > 64:
+            if (progress is None or progress.match == 0 or not progress.recent_active
+                    or committed - progress.match > 64):
                 continue  # not caught up yet: a voter that lags would hurt the quorum
             addresses = self.book.get(learner)
             try:

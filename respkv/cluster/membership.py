@@ -46,6 +46,7 @@ class NodeInfo:
     node_id: str
     cluster_id: str
     removed: bool = False
+    joined_at: int = 0  # log index of the change that added this node (0: founder)
 
 
 def write_json_atomically(path: Path, value: object) -> None:
@@ -67,7 +68,8 @@ def load_node_info(directory: Path) -> NodeInfo | None:
     if not path.exists():
         return None
     fields = json.loads(path.read_text())
-    return NodeInfo(fields["node_id"], fields["cluster_id"], bool(fields.get("removed")))
+    return NodeInfo(fields["node_id"], fields["cluster_id"], bool(fields.get("removed")),
+                    int(fields.get("joined_at", 0)))
 
 
 def save_node_info(directory: Path, info: NodeInfo) -> None:

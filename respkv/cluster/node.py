@@ -55,15 +55,16 @@ class ClusterNode:
     async def start(self) -> None:
         info = load_node_info(self.dir)
         bootstrap = None
+        joined_at = 0
         if info is None:
             _check_port_free(self.config.bind, self.config.raft_port)
             if self.config.join:
-                cluster_id = await self._join(self.config.join)
+                cluster_id, joined_at = await self._join(self.config.join)
             else:
                 cluster_id = new_cluster_id()
                 bootstrap = self.addresses
                 log.info("bootstrapping a new cluster", extra={"cluster": cluster_id})
-            info = NodeInfo(self.node_id, cluster_id)
+            info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at)
             save_node_info(self.dir, info)
         self._check_identity(info)
         self.info = info
@@ -76,7 +77,7 @@ class ClusterNode:
         )
         await self.transport.start()
         self.group = RaftGroup(GROUP, self.node_id, self.config, self.dir, self.transport,
-                               self.book, bootstrap)
+                               self.book, bootstrap, info.joined_at)
         self.group.on_removed = self._removed
         await self.group.start()
 
@@ -108,8 +109,9 @@ class ClusterNode:
 
     on_removed = None
 
-    async def _join(self, seed: str) -> str:
-        """Ask the cluster (following MOVED) to add us; returns its cluster id."""
+    async def _join(self, seed: str) -> tuple[str, int]:
+        """Ask the cluster (following MOVED) to add us: its cluster id, and the log
+        index of the change that added us."""
         deadline = time.monotonic() + JOIN_TIMEOUT
         target = seed
         me = self.addresses
@@ -121,10 +123,13 @@ class ClusterNode:
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
                 reply = f"-ERR cannot reach {target}: {error}".encode()
             if reply.startswith(b"$") or reply.startswith(b"+"):
-                cluster_id = reply.split(b"\r\n")[1 if reply.startswith(b"$") else 0]
-                cluster_id = cluster_id.lstrip(b"+").decode()
-                log.info("joined cluster", extra={"cluster": cluster_id, "via": target})
-                return cluster_id
+                answer = reply.split(b"\r\n")[1 if reply.startswith(b"$") else 0]
+                words = answer.lstrip(b"+").decode().split()
+                cluster_id = words[0]
+                joined_at = int(words[1]) if len(words) > 1 else 0
+                log.info("joined cluster", extra={"cluster": cluster_id, "via": target,
+                                                  "index": joined_at})
+                return cluster_id, joined_at
             text = reply.decode(errors="replace").strip()
             if text.startswith("-MOVED"):
                 target = text.split()[-1]

@@ -188,7 +188,8 @@ def cluster_slaves(client: Client, args: list[bytes]) -> Reply:
 
 @_sub("join", 5)
 def cluster_join(client: Client, args: list[bytes]) -> Reply:
-    """CLUSTER JOIN node-id raft-host:port client-host:port -> the cluster id."""
+    """CLUSTER JOIN node-id raft-host:port client-host:port -> "<cluster-id> <index>",
+    the index of the change that added the node (0 when it already was a member)."""
     group = _group(client)
     node_id = args[2].decode("utf-8", "replace")
     addresses = Addresses(args[3].decode(), args[4].decode())
@@ -204,14 +205,16 @@ def cluster_join(client: Client, args: list[bytes]) -> Reply:
     conf = group.members()
     if node_id in conf.voters or node_id in conf.learners:
         if group.book.get(node_id) == addresses:
-            return cluster_id
+            return cluster_id + b" 0"
         raise RespError(f"ERR node {node_id} is already a member with other addresses")
     return _join(group, node_id, addresses, cluster_id)
 
 
 async def _join(group: RaftGroup, node_id: str, addresses: Addresses, cluster_id: bytes) -> Reply:
-    reply = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
-    return reply if isinstance(reply, RespError) else cluster_id
+    index = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
+    if isinstance(index, RespError):
+        return index
+    return cluster_id + b" %d" % index  # the joiner ignores older removals of its id
 
 
 @_sub("leave", 3)
@@ -230,8 +233,8 @@ def cluster_leave(client: Client, args: list[bytes]) -> Reply:
 
 
 async def _leave(group: RaftGroup, node_id: str) -> Reply:
-    reply = await group.change_membership(ConfChangeType.REMOVE, node_id, None)
-    return reply if isinstance(reply, RespError) else OK
+    index = await group.change_membership(ConfChangeType.REMOVE, node_id, None)
+    return index if isinstance(index, RespError) else OK
 
 
 async def _leave_self(client: Client, group: RaftGroup) -> Reply:

@@ -153,3 +153,27 @@ def test_rolling_restart_loses_nothing(make_cluster: Callable[..., Cluster]) -> 
     assert_all_present(cluster.nodes, acked)
     assert max(gaps) < 3.0, f"writes stalled for {max(gaps):.2f}s during a restart"
     print(f"{len(acked)} writes acknowledged in {time.monotonic() - started:.1f}s")
+
+
+def test_rejoin_with_the_same_id_after_leaving(make_cluster: Callable[..., Cluster]) -> None:
+    """A node that left, had its dir wiped and joins again under the same id replays
+    the old 'remove <id>' entry from the log: that is history, not a removal."""
+    cluster = make_cluster()
+    leader = cluster.leader()
+    assert leader.client().set("before", "leave") is True
+    leaving = cluster.followers()[0]
+    leaving_id = cluster.id_of(leaving)
+    assert raw_command(leader, "CLUSTER", "LEAVE", leaving_id) == b"OK"
+    assert leaving.proc.wait(15) == 0, leaving.log()
+    remaining = {i for i in cluster.node_ids if i != leaving_id}
+    cluster.wait_voters(remaining)
+
+    again = cluster.add(leaving_id, dir_name=f"{leaving_id}-again")
+    cluster.wait_voters(remaining | {leaving_id}, timeout=30)
+    cluster.wait_caught_up()
+    assert again.proc.poll() is None, again.log()
+    assert "ignoring an earlier removal of this node id" in again.log()
+    assert again.client().get("before") == b"leave"
+    assert cluster.leader().client().set("after", "rejoin") is True
+    cluster.wait_caught_up()
+    assert again.client().get("after") == b"rejoin"

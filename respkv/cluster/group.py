@@ -141,6 +141,7 @@ class RaftGroup:
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
         self.disk_full = False  # writes are refused while set
+        self.fsync_delay = 0.0  # seconds added to every log fsync (DEBUG FSYNC-DELAY)
         self.unsafe = unsafe_switches()
         self._unsynced = False
         self._last_leader: str | None = None
@@ -528,9 +529,9 @@ class RaftGroup:
         while True:
             try:
                 if inline:
-                    self.wal.sync()
+                    self._fsync()
                 else:
-                    await asyncio.to_thread(self.wal.sync)
+                    await asyncio.to_thread(self._fsync)
                 return
             except DiskFull as error:
                 if not self.disk_full:
@@ -543,6 +544,11 @@ class RaftGroup:
                 if self.stopping:
                     raise
                 await asyncio.sleep(DISK_RETRY)
+
+    def _fsync(self) -> None:
+        if self.fsync_delay:  # DEBUG FSYNC-DELAY: a slow disk, as fault tests want it
+            time.sleep(self.fsync_delay)
+        self.wal.sync()
 
     def _check_disk(self) -> None:
         """Refuse writes while free space is below min-free-disk; resume when it is back."""

@@ -278,6 +278,13 @@ def debug(client: Client, args: list[bytes]) -> Reply:
         return _sleep(parse_float(args[2]))
     if sub == b"PID":
         return os.getpid()
+    if sub == b"FSYNC-DELAY" and len(args) == 3:
+        # a slow disk, for fault tests: every log fsync takes this much longer
+        delay_ms = parse_int(args[2])
+        if delay_ms < 0:
+            raise RespError("ERR delay must be >= 0")
+        client.server.group.fsync_delay = delay_ms / 1000
+        return OK
     raise RespError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
                     "Try DEBUG HELP.")
 

@@ -35,7 +35,8 @@ from respkv.jepsen.history import History
 from respkv.jepsen.nodes import JCluster, JNode, command, wait_for
 
 KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
-         "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member")
+         "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member",
+         "slow-disk")
 
 
 @dataclass
@@ -186,6 +187,13 @@ class Nemesis(threading.Thread):
                 command(leader.port, "RESPKV.TRANSFER", target.node_id, timeout=2)
             except (redis.RedisError, OSError) as error:
                 event.detail += f": {error}"
+        elif kind == "slow-disk":
+            target = self.leader_or_any() if rng.random() < 0.5 else rng.choice(nodes)
+            delay_ms = rng.choice([20, 100, 400])
+            event = self.record(kind, [target], detail=f"fsync +{delay_ms} ms")
+            self.set_fsync_delay(target, delay_ms)
+            self.sleep(length)
+            self.set_fsync_delay(target, 0)
         elif kind == "member":
             event = self.membership(length)
             if event is None:
@@ -222,8 +230,17 @@ class Nemesis(threading.Thread):
         event.detail += f"; rejoined as {target.node_id} through {target.join}"
         return event
 
+    def set_fsync_delay(self, node: JNode, delay_ms: int) -> None:
+        """Slow the node's disk down (or back to normal) with DEBUG FSYNC-DELAY."""
+        # the node may be down or paused: a restart brings the normal disk back
+        with contextlib.suppress(redis.RedisError, OSError):
+            command(node.port, "DEBUG", "FSYNC-DELAY", str(delay_ms), timeout=5)
+
     def heal_all(self) -> None:
         self.network.heal()
+        for node in self.cluster.nodes:
+            if node.alive():
+                self.set_fsync_delay(node, 0)
         for node in self.cluster.nodes:
             if node.paused:
                 node.resume()

@@ -45,6 +45,17 @@ def test_short_run_passes(tmp_path: Path, seed: int):
     assert summary["counter"]["acknowledged"] > 0 and summary["ledger"]["acknowledged"] > 0
 
 
+def test_slow_disk_under_transfers(tmp_path: Path):
+    """fsync slowed down by 20-400 ms (DEBUG FSYNC-DELAY) on the leader or a follower,
+    mixed with leadership transfers: still linearizable."""
+    code, summary = run(tmp_path, "--duration", "15", "--seed", "13",
+                        "--faults", "slow-disk,transfer")
+    assert code == 0, explain(summary)
+    kinds = [fault["kind"] for fault in summary["faults"]]
+    assert "slow-disk" in kinds, kinds
+    assert all(r["valid"] is True for r in summary["registers"].values())
+
+
 def test_teeth_stale_reads_are_caught(tmp_path: Path):
     """Followers and a cut-off or paused leader answer reads from local state."""
     code, summary = run(tmp_path, "--duration", "10", "--seed", "21",

@@ -79,6 +79,7 @@ class Node:
     dir: Path
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the process
     log_path: Path | None = None
 
     @property
@@ -98,7 +99,7 @@ class Node:
         self.log_path = self.dir.parent / f"{self.dir.name}.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=ROOT)
+                                         cwd=ROOT, env={**os.environ, **self.env})
         if wait:
             self.wait_ready()
         return self

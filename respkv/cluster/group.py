@@ -78,6 +78,30 @@ UNSAFE_ENV = "RESPKV_UNSAFE_TESTING_ONLY"
 UNSAFE_MAGIC = "i-accept-losing-data:"
 
 
+CRASH_ENV = "RESPKV_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Test-only: exit at once, like a kill -9, when RESPKV_CRASH_AT names this point.
+    The crash tests restart the node after each point and check it is consistent."""
+    if os.environ.get(CRASH_ENV) == name:
+        log.warning("crash point reached: exiting", extra={"point": name})
+        logging.shutdown()
+        os._exit(CRASH_EXIT_CODE)
+
+
+CRASH_EXIT_CODE = 86
+CRASH_POINTS = (
+    "snapshot-taken-before-rename",  # the store copy exists, not yet named a snapshot
+    "snapshot-taken-before-meta",  # snap-<index>.sqlite in place, meta.json still old
+    "compact-before",  # snapshot complete; the log not yet compacted
+    "compact-after",  # log compacted
+    "install-before-restore",  # snapshot received and copied; store not yet replaced
+    "install-after-restore",  # store replaced and reloaded; meta and log not yet
+    "install-before-compact",  # meta written; the old log not yet dropped
+)
+
+
 def unsafe_switches() -> frozenset[str]:
     """'stale-reads': serve reads from local state with no ReadIndex.
     'early-ack': do not fsync the log before sending or acknowledging."""
@@ -416,7 +440,9 @@ class RaftGroup:
                 index, term = self.pending_compaction
                 self.pending_compaction = None
                 try:
+                    crash_point("compact-before")
                     await asyncio.to_thread(self.wal.compact, index, term)
+                    crash_point("compact-after")
                 except DiskFull as error:
                     log.error("log compaction postponed: %s", error)
                     self.pending_compaction = (index, term)
@@ -710,7 +736,9 @@ class RaftGroup:
                 tmp.unlink(missing_ok=True)
                 return None
             meta = self.core.snapshot_meta(index)
+            crash_point("snapshot-taken-before-rename")
             tmp.replace(self._snapshot_path(index))
+            crash_point("snapshot-taken-before-meta")
             self._write_snapshot_meta(meta)
             self.core.snapshot_taken(meta)
             self._delete_old_snapshots(index)
@@ -773,14 +801,17 @@ class RaftGroup:
                 await asyncio.to_thread(store.flush)
                 # keep a copy to serve to others if we lead one day
                 await asyncio.to_thread(_copy, path, self._snapshot_path(meta.index))
+                crash_point("install-before-restore")
                 store.restore_from(path)
                 self.state_machine.reload()
+                crash_point("install-after-restore")
             finally:
                 self.state_machine.paused = False
         self._write_snapshot_meta(meta)
         self._delete_old_snapshots(meta.index)
         self.snapshot_index = meta.index
         self.bytes_since_snapshot = 0
+        crash_point("install-before-compact")
         await asyncio.to_thread(self.wal.compact, meta.index, meta.term)
         for old in self.incoming_snapshots.values():
             old.unlink(missing_ok=True)

@@ -14,9 +14,6 @@ class Stats:
         self.rejected_connections = 0
         self.protocol_errors = 0
 
-    def count(self, name: str) -> None:
-        self.calls[name] += 1
-
     @property
     def total_commands(self) -> int:
         return sum(self.calls.values())

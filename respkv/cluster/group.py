@@ -151,6 +151,9 @@ class RaftGroup:
         self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
         self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self.read_seq = 0
+        # A late answer to a read sent before a restart must not match a new read
+        # with the same sequence number: read ids are unique per process life.
+        self.incarnation = random.SystemRandom().getrandbits(48)
         self.conf_waiters: dict[int, asyncio.Future[Reply]] = {}
         self.wakeup = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -499,7 +502,7 @@ class RaftGroup:
             self._catch_up_ticks()  # a lease is only as good as the clock it is read on
         for mode, futures in requests.items():
             self.read_seq += 1
-            ctx = f"{self.node_id}:{self.read_seq}".encode()
+            ctx = f"{self.node_id}:{self.incarnation}:{self.read_seq}".encode()
             self.core.cfg.lease_read = mode == "lease"
             try:
                 self.core.read_index(ctx)

@@ -13,40 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from respkv.jepsen.nodes import GiveUp, stop_processes, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # Small, frequent snapshots in small chunks: tests that need the snapshot path use these.
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
-
-
-class GiveUp(Exception):
-    """Raised by a wait_for condition that can never become true: stop waiting."""
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
-             interval: float = 0.02) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except GiveUp:
-            raise
-        except Exception as error:  # the condition may fail until it holds
-            last_error = error
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
 
 
 def _port_free(port: int) -> bool:
@@ -257,17 +235,12 @@ class Cluster:
         at once, each by its PID; SIGKILL what has not exited after ``timeout``.
         Returns the exit codes by node id."""
         live = self.alive()
-        for node in live:
-            with contextlib.suppress(OSError):
-                os.kill(node.proc.pid, signal.SIGCONT)
-                node.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for node in live:
-            try:
-                node.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                dump_stacks(node)
-                node.kill()
+
+        def hung(i: int) -> None:
+            dump_stacks(live[i])
+            live[i].kill()
+
+        stop_processes([n.proc for n in live], timeout, hung)
         return {i: n.proc.returncode if n.proc else None
                 for i, n in zip(self.node_ids, self.nodes, strict=True)}
 

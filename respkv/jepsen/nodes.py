@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,27 +225,42 @@ class JCluster:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""
         live = [n for n in self.nodes if n.alive()]
-        for node in live:
-            with contextlib.suppress(OSError):
-                os.kill(node.proc.pid, signal.SIGCONT)
-                node.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for node in live:
-            try:
-                node.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_processes([n.proc for n in live], timeout, lambda i: live[i].kill())
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
+class GiveUp(Exception):
+    """Raised by a wait_for condition that can never become true: stop waiting."""
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.02) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = condition()
             if value:
                 return value
-        except Exception as error:
-            last = error
+        except GiveUp:
+            raise
+        except Exception as error:  # the condition may fail until it holds
+            last_error = error
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float,
+                   on_timeout: Callable[[int], None]) -> None:
+    """SIGCONT + SIGTERM every process at once (each by its PID; it may be stopped), then
+    wait for all; ``on_timeout(i)`` deals with the i-th one if it outlives ``timeout``."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for i, proc in enumerate(procs):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            on_timeout(i)

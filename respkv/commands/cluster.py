@@ -31,17 +31,19 @@ def _group(client: Client) -> RaftGroup:
     return client.server.group
 
 
-def _members(group: RaftGroup) -> list[tuple[str, Addresses | None]]:
-    """(node id, addresses), the leader first."""
+def _members(group: RaftGroup) -> list[tuple[str, str, int, Addresses]]:
+    """(node id, client host, client port, addresses) of every member whose
+    addresses are known, the leader first."""
     conf = group.members()
     nodes = [*conf.voters, *conf.learners]
     lead = group.leader_id()
     nodes.sort(key=lambda n: (n != lead, n))
-    return [(n, group.book.get(n)) for n in nodes]
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    return split_address(address)
+    members = []
+    for node in nodes:
+        addresses = group.book.get(node)
+        if addresses is not None:
+            members.append((node, *split_address(addresses.client), addresses))
+    return members
 
 
 @command("cluster", -2, Kind.SERVER, group="cluster", since="3.0.0")
@@ -119,10 +121,7 @@ def cluster_slots(client: Client, args: list[bytes]) -> Reply:
     if group.leader_id() is None:
         return []
     entry: list = [0, SLOTS - 1]
-    for node, addresses in _members(group):
-        if addresses is None:
-            continue
-        host, port = _host_port(addresses.client)
+    for node, host, port, _ in _members(group):
         entry.append([host, port, cluster_node_id(node), []])
     return [entry]
 
@@ -132,10 +131,7 @@ def cluster_shards(client: Client, args: list[bytes]) -> Reply:
     group = _group(client)
     lead = group.leader_id()
     nodes = []
-    for node, addresses in _members(group):
-        if addresses is None:
-            continue
-        host, port = _host_port(addresses.client)
+    for node, host, port, _ in _members(group):
         nodes.append({
             "id": cluster_node_id(node),
             "port": port,
@@ -158,11 +154,8 @@ def _node_lines(group: RaftGroup) -> list[str]:
     lead = group.leader_id()
     lead_hex = cluster_node_id(lead) if lead else "-"
     lines = []
-    for node, addresses in _members(group):
-        if addresses is None:
-            continue
-        host, port = _host_port(addresses.client)
-        _, raft_port = _host_port(addresses.raft)
+    for node, host, port, addresses in _members(group):
+        _, raft_port = split_address(addresses.raft)
         flags = ["myself"] if node == group.node_id else []
         flags.append("master" if node == lead else "slave")
         master = "-" if node == lead else lead_hex
@@ -287,13 +280,12 @@ def role(client: Client, args: list[bytes]) -> Reply:
     group = _group(client)
     if group.is_leader():
         replicas = []
-        for node, addresses in _members(group):
-            if node != group.node_id and addresses is not None:
-                host, port = _host_port(addresses.client)
+        for node, host, port, _ in _members(group):
+            if node != group.node_id:
                 replicas.append([host.encode(), str(port).encode(), b"0"])
         return [b"master", group.applied_index, replicas]
     address = group.leader_client_address()
-    host, port = _host_port(address) if address else ("?", 0)
+    host, port = split_address(address) if address else ("?", 0)
     state = b"connected" if address else b"connect"
     return [b"slave", host.encode(), port, state, group.applied_index]
 

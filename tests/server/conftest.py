@@ -22,6 +22,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     assert code == 0, started.log()
 
 
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def any_protocol(node: Node, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """redis-py in RESP2 and in RESP3, on an empty keyspace."""
+    client = node.client(protocol=request.param)
+    client.flushall()
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def r(node: Node) -> Iterator[redis.Redis]:
     """A redis-py client on an empty keyspace."""

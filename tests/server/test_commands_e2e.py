@@ -8,20 +8,16 @@ and that redis-py accepts the replies.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 from procs import Node, wait_for
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def r(node: Node, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """redis-py in RESP2 and in RESP3, on an empty keyspace."""
-    client = node.client(protocol=request.param)
-    client.flushall()
-    yield client
-    client.close()
+@pytest.fixture
+def r(any_protocol: redis.Redis) -> redis.Redis:
+    """Every test of this module runs in RESP2 and in RESP3."""
+    return any_protocol
 
 
 def test_strings(r: redis.Redis) -> None:

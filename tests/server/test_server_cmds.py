@@ -7,19 +7,16 @@ protocols means the reply has the shape the client library expects.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 from procs import Node, wait_for
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def c(node: Node, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    client = node.client(protocol=request.param)
-    client.flushall()
-    yield client
-    client.close()
+@pytest.fixture
+def c(any_protocol: redis.Redis) -> redis.Redis:
+    """Every test of this module runs in RESP2 and in RESP3."""
+    return any_protocol
 
 
 def _s(value: object) -> object:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from respkv.background import spawn
 from respkv.cluster.membership import AddressBook, Addresses, write_json_atomically
 from respkv.cluster.slots import key_slot
-from respkv.commands.table import COMMANDS
+from respkv.commands.errors import CLUSTERDOWN, SHUTTING_DOWN
+from respkv.commands.table import COMMANDS, Command
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.confchange import (
@@ -59,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLUSTERDOWN = RespError("CLUSTERDOWN The cluster is down: no leader elected")
-SHUTTING_DOWN = RespError("ERR server is shutting down")
 LOST = RespError("ERR write lost: leadership changed before it was committed, retry")
 TIMED_OUT = RespError("TRYAGAIN write not committed in time; it may or may not have been applied")
 READ_TIMED_OUT = RespError("TRYAGAIN read not confirmed by a quorum in time")
@@ -471,8 +470,9 @@ class RaftGroup:
         try:
             last = self.core.propose_batch([encode_command(now, args) for args, _ in batch])
         except NotLeader:
-            for args, future in batch:
-                future.set_result(self._redirect_error(args))
+            for args, future in batch:  # leadership moved since route() said "here"
+                command = COMMANDS.get(args[0].decode("latin-1").lower())
+                future.set_result(self.redirect(command, args))
             return
         except RaftError as error:
             for _, future in batch:
@@ -484,12 +484,12 @@ class RaftGroup:
         for offset, (_, future) in enumerate(batch):
             self.waiters[first + offset] = Waiter(term, future, deadline)
 
-    def _redirect_error(self, args: list[bytes]) -> RespError:
-        """Leadership moved between routing and proposing: redirect like route() does."""
+    def redirect(self, command: Command | None, args: list[bytes]) -> RespError:
+        """Where a write that this node cannot take goes: -MOVED with the slot of its
+        first key to the leader, as a Redis Cluster replica answers, or -CLUSTERDOWN."""
         address = self.leader_client_address()
         if address is None:
             return CLUSTERDOWN
-        command = COMMANDS.get(args[0].decode("latin-1").lower())
         keys = command.key_indexes(len(args)) if command is not None else range(0)
         slot = key_slot(args[keys[0]]) if keys else 0
         return RespError(f"MOVED {slot} {address}")

@@ -16,6 +16,7 @@ from respkv.cluster.slots import SLOTS, key_slot
 from respkv.cluster.transport import split_address
 from respkv.commands.args import parse_int
 from respkv.commands.connection import subcommand
+from respkv.commands.errors import CLUSTERDOWN
 from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 from respkv.raft.confchange import ConfChangeType
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from respkv.cluster.group import RaftGroup
     from respkv.server.client import Client
 
-CLUSTERDOWN = RespError("CLUSTERDOWN The cluster is down: no leader elected")
 
 
 def _group(client: Client) -> RaftGroup:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from respkv.commands.errors import SHUTTING_DOWN
 from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Reply, RespError, encode
 
@@ -255,7 +256,7 @@ class Client(asyncio.Protocol):
         if not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
-        failed = encode(RespError("ERR server is shutting down"), self.resp3)
+        failed = encode(SHUTTING_DOWN, self.resp3)
         self.replies.extend([failed] * len(self.commands))
         self.commands.clear()
         self.flush()

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from respkv import commands  # noqa: F401  (registers every command in the table)
-from respkv.cluster.group import CLUSTERDOWN, RaftGroup, now_ms
+from respkv.cluster.group import RaftGroup, now_ms
 from respkv.cluster.node import ClusterNode
-from respkv.cluster.slots import key_slot
 from respkv.commands.connection import VERSION
 from respkv.commands.table import Command
 from respkv.config import Config
@@ -183,12 +182,7 @@ class Server:
             return group
         if group.is_leader():
             return DISK_FULL if group.disk_full else group
-        address = group.leader_client_address()
-        if address is None:
-            return CLUSTERDOWN
-        keys = command.key_indexes(len(args))
-        slot = key_slot(args[keys[0]]) if keys else 0
-        return RespError(f"MOVED {slot} {address}")
+        return group.redirect(command, args)
 
     def is_leader(self) -> bool:
         return self.group is not None and self.group.is_leader()

@@ -158,8 +158,6 @@ class RaftGroup:
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.snapshotting = False
-        self.snapshot_index = self._latest_snapshot_meta().index if self._latest_snapshot_meta() \
-            else 0
         self.incoming_snapshots: dict[int, Path] = {}
         self.pending_compaction: tuple[int, int] | None = None
         self.store_lock = asyncio.Lock()  # snapshot taking and installing, one at a time
@@ -221,6 +219,7 @@ class RaftGroup:
             seed=random.SystemRandom().randrange(1 << 62),
         )
         entries = [e for e in state.entries if snapshot is None or e.index > snapshot.index]
+        self.snapshot_index = snapshot.index if snapshot else 0
         return RaftCore(core_config, state.hard_state, snapshot, entries)
 
     def _connect_peers(self) -> None:

@@ -45,6 +45,8 @@ def main() -> None:
 @click.option("--timeout", type=int, help="Close clients idle this many seconds (0: never).")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics here (0: off).")
 @click.option("--read-consistency", type=click.Choice(["linearizable", "lease", "stale"]))
+@click.option("--shards", type=int,
+              help="Raft groups of a new cluster (default 3; a joining node takes the cluster's).")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other directive, as in the config file.")
 def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **flags) -> None:
@@ -78,8 +80,10 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
               help="Client port of the first node; the others follow it.")
 @click.option("--dir", "dir_", default="data", show_default=True,
               help="Parent of the nodes' data directories.")
+@click.option("--shards", type=int, default=3, show_default=True,
+              help="Raft groups the slots are spread over.")
 @click.option("--log-level", default="info", show_default=True)
-def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
+def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) -> None:
     """Start a local cluster on 127.0.0.1; Ctrl-C stops every node cleanly."""
     import signal
     import subprocess
@@ -89,7 +93,8 @@ def local(nodes: int, base_port: int, dir_: str, log_level: str) -> None:
     for i in range(nodes):
         port = base_port + i
         command = [sys.executable, "-m", "respkv.cli", "server", "--node-id", f"n{i + 1}",
-                   "--port", str(port), "--dir", f"{dir_}/n{i + 1}", "--log-level", log_level]
+                   "--port", str(port), "--dir", f"{dir_}/n{i + 1}", "--log-level", log_level,
+                   "--shards", str(shards)]
         if i > 0:
             command += ["--join", seed]
         procs.append(subprocess.Popen(command))

@@ -45,6 +45,11 @@ class Config:
     client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
     read_consistency: str = "linearizable"  # linearizable | lease | stale
     metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
+    # Raft groups the 16384 slots are spread over, fixed when a cluster is
+    # bootstrapped (a joining node takes the cluster's). 1 keeps every
+    # multi-key command atomic; more spread the leaders, so writes scale.
+    shards: int = 3
+    balance_leaders: bool = True  # move each group's leadership to its preferred node
     tick_ms: int = 50
     election_ticks: int = 10
     heartbeat_ticks: int = 1
@@ -72,6 +77,8 @@ class Config:
             raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
         if self.read_consistency not in ("linearizable", "lease", "stale"):
             raise ConfigError("read-consistency must be linearizable, lease or stale")
+        if not 1 <= self.shards <= 1024:
+            raise ConfigError("shards must be between 1 and 1024")
         if not 0 < self.port < 65536 or not 0 < self.raft_port < 65536:
             raise ConfigError("port out of range")
 
@@ -109,6 +116,8 @@ class Config:
 
     def get(self, name: str) -> str:
         value = getattr(self, name.lower().replace("-", "_"))
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         return str(value)
 
     @staticmethod

@@ -188,12 +188,15 @@ class Cluster:
 
     Nodes are ``Node``s with ``--node-id nI``; ``node_ids[i]`` names ``nodes[i]``.
     Every process is stopped by its own PID in ``stop()`` (call it from a finalizer).
+    One Raft group unless ``shards`` says otherwise: "the leader" of the helpers
+    below is then the leader of everything. With more, they speak of group g0.
     """
 
-    def __init__(self, base: Path, size: int = 3, args: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, base: Path, size: int = 3, args: list[str] | tuple[str, ...] = (),
+                 shards: int = 1) -> None:
         self.base = Path(base)
         self.size = size
-        self.args = list(args)
+        self.args = ["--shards", str(shards), *args]
         self.nodes: list[Node] = []
         self.node_ids: list[str] = []
 

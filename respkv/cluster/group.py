@@ -128,6 +128,7 @@ class RaftGroup:
                  transport: Transport, book: AddressBook, bootstrap: Addresses | None,
                  joined_at: int = 0) -> None:
         self.name = name
+        self.names = (name,)  # the groups a command routed here touches (see router.Span)
         self.joined_at = joined_at  # log index of the change that added this node
         self.node_id = node_id
         self.config = config
@@ -169,6 +170,7 @@ class RaftGroup:
         self.unsafe = unsafe_switches()
         self._unsynced = False
         self._last_leader: str | None = None
+        self._leader_since = time.monotonic()
         self._last_tick = time.monotonic()  # when the core was last ticked
         # members whose removal this node applied (since it started), and when
         # each was last told so: see _notify_removed
@@ -333,6 +335,16 @@ class RaftGroup:
     def transfer_leadership(self, target: str) -> None:
         self.core.transfer_leadership(target)
         self.wakeup.set()
+
+    def leader_for(self) -> float:
+        """Seconds this node has led the group (0 when it does not lead)."""
+        return time.monotonic() - self._leader_since if self.is_leader() else 0.0
+
+    def is_caught_up(self, node: str) -> bool:
+        """On the leader: ``node`` is alive and has every entry of the log."""
+        progress = self.core.prs.get(node)
+        return (progress is not None and progress.recent_active
+                and progress.match >= self.last_index)
 
     def best_transfer_target(self) -> str | None:
         status = self.core.status()
@@ -672,6 +684,7 @@ class RaftGroup:
         lead = self.core.lead
         if lead != self._last_leader:
             self._last_leader = lead
+            self._leader_since = time.monotonic()
             self.leader_changes += 1
             log.info("leader changed", extra={"leader": lead, "term": self.core.term,
                                               "group": self.name})

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -46,7 +46,9 @@ class NodeInfo:
     node_id: str
     cluster_id: str
     removed: bool = False
-    joined_at: int = 0  # log index of the change that added this node (0: founder)
+    # per group: log index of the change that added this node (absent: founder)
+    joined_at: dict[str, int] = field(default_factory=dict)
+    shards: int = 1  # Raft groups of the cluster (node.json from before sharding: 1)
 
 
 def write_json_atomically(path: Path, value: object) -> None:
@@ -68,8 +70,11 @@ def load_node_info(directory: Path) -> NodeInfo | None:
     if not path.exists():
         return None
     fields = json.loads(path.read_text())
+    joined_at = fields.get("joined_at", {})
+    if isinstance(joined_at, int):  # written by a single-group version
+        joined_at = {"g0": joined_at}
     return NodeInfo(fields["node_id"], fields["cluster_id"], bool(fields.get("removed")),
-                    int(fields.get("joined_at", 0)))
+                    {str(k): int(v) for k, v in joined_at.items()}, int(fields.get("shards", 1)))
 
 
 def save_node_info(directory: Path, info: NodeInfo) -> None:

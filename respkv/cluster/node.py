@@ -1,9 +1,11 @@
 """A cluster member: identity, joining, the transport and the Raft group(s).
 
 First start on an empty dir without --join: bootstrap a one-node cluster with
-a new cluster id. With --join host:port: ask that member to add us
-(``CLUSTER JOIN``, following MOVED to the leader), store the cluster id it
-answers with, then wait for the leader to send the log or a snapshot.
+a new cluster id and ``shards`` Raft groups. With --join host:port: ask that
+member to add us to every group (``CLUSTER JOIN``, following MOVED), store the
+cluster id and group count it answers with, then wait for each group's leader
+to send the log or a snapshot. Every node is a member of every group; the
+leaders are spread (group i prefers the i-th voter).
 Any later start reads node.json and comes back as the same node, whatever the
 command line says about joining.
 """
@@ -11,9 +13,12 @@ command line says about joining.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from respkv.cluster.group import RaftGroup
@@ -26,13 +31,17 @@ from respkv.cluster.membership import (
     new_cluster_id,
     save_node_info,
 )
-from respkv.cluster.transport import Transport, split_address
+from respkv.cluster.rpc import call, parse_reply
+from respkv.cluster.slots import group_name, slot_owners
+from respkv.cluster.transport import Transport
 from respkv.config import Config
+from respkv.protocol.reply import RespError
 
 log = logging.getLogger(__name__)
 
-GROUP = "g0"  # the first milestone runs one group owning every slot
 JOIN_TIMEOUT = 60.0
+BALANCE_INTERVAL = 1.0  # seconds between looks at where the leaders are
+BALANCE_SETTLE = 3.0  # a leader keeps its lead this long before handing it to the preferred node
 
 
 class ClusterNode:
@@ -41,8 +50,12 @@ class ClusterNode:
         self.dir = Path(config.dir)
         self.info: NodeInfo | None = None
         self.transport: Transport | None = None
-        self.group: RaftGroup | None = None
+        self.groups: list[RaftGroup] = []
+        self.slot_owner: list[int] = []  # slot -> index in groups
         self.book = AddressBook(self.dir / "peers.json")
+        self.removed_from: set[str] = set()
+        self.on_removed: Callable[[], None] | None = None
+        self._balancer: asyncio.Task[None] | None = None
 
     @property
     def node_id(self) -> str:
@@ -52,19 +65,22 @@ class ClusterNode:
     def addresses(self) -> Addresses:
         return Addresses(self.config.raft_address, self.config.client_address)
 
+    def group_of_slot(self, slot: int) -> RaftGroup:
+        return self.groups[self.slot_owner[slot]]
+
     async def start(self) -> None:
         info = load_node_info(self.dir)
         bootstrap = None
-        joined_at = 0
         if info is None:
             _check_port_free(self.config.bind, self.config.raft_port)
             if self.config.join:
-                cluster_id, joined_at = await self._join(self.config.join)
+                cluster_id, shards, joined_at = await self._join(self.config.join)
             else:
-                cluster_id = new_cluster_id()
+                cluster_id, shards, joined_at = new_cluster_id(), self.config.shards, {}
                 bootstrap = self.addresses
-                log.info("bootstrapping a new cluster", extra={"cluster": cluster_id})
-            info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at)
+                log.info("bootstrapping a new cluster",
+                         extra={"cluster": cluster_id, "shards": shards})
+            info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at, shards=shards)
             save_node_info(self.dir, info)
         self._check_identity(info)
         self.info = info
@@ -76,10 +92,17 @@ class ClusterNode:
             self._on_hello,
         )
         await self.transport.start()
-        self.group = RaftGroup(GROUP, self.node_id, self.config, self.dir, self.transport,
-                               self.book, bootstrap, info.joined_at)
-        self.group.on_removed = self._removed
-        await self.group.start()
+        self.slot_owner = slot_owners(info.shards)
+        for index in range(info.shards):
+            name = group_name(index)
+            group = RaftGroup(name, self.node_id, self.config, self.dir, self.transport,
+                              self.book, bootstrap, info.joined_at.get(name, 0))
+            group.on_removed = functools.partial(self._removed, name)
+            self.groups.append(group)
+        for group in self.groups:
+            await group.start()
+        if self.config.balance_leaders and len(self.groups) > 1:
+            self._balancer = asyncio.create_task(self._balance_leaders(), name="balancer")
 
     def _on_hello(self, node_id: str, fields: dict[str, str]) -> None:
         """A peer dialed us and said where it is: remember it, so we can answer."""
@@ -99,7 +122,12 @@ class ClusterNode:
             raise NodeRefused(f"node {self.node_id} was removed from cluster {info.cluster_id};"
                               f" clear {self.dir} to join again as a new member")
 
-    def _removed(self) -> None:
+    def _removed(self, group: str) -> None:
+        """Removed from one group; once out of every group, the node is gone."""
+        self.removed_from.add(group)
+        if len(self.removed_from) < len(self.groups):
+            log.warning("this node was removed from a group", extra={"group": group})
+            return
         log.warning("this node was removed from the cluster; shutting down")
         if self.info is not None:
             self.info.removed = True
@@ -107,31 +135,29 @@ class ClusterNode:
         if self.on_removed is not None:
             self.on_removed()
 
-    on_removed = None
-
-    async def _join(self, seed: str) -> tuple[str, int]:
-        """Ask the cluster (following MOVED) to add us: its cluster id, and the log
-        index of the change that added us."""
+    async def _join(self, seed: str) -> tuple[str, int, dict[str, int]]:
+        """Ask the cluster (following MOVED) to add us to every group: its cluster id,
+        its number of groups, and per group the log index of the change that added us."""
         deadline = time.monotonic() + JOIN_TIMEOUT
         target = seed
         me = self.addresses
         delay = 0.1
         while True:
             try:
-                reply = await _call(target, [b"CLUSTER", b"JOIN", self.node_id.encode(),
-                                             me.raft.encode(), me.client.encode()])
+                reply = parse_reply(await call(target, [
+                    b"CLUSTER", b"JOIN", self.node_id.encode(), me.raft.encode(),
+                    me.client.encode()]))
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
-                reply = f"-ERR cannot reach {target}: {error}".encode()
-            if reply.startswith(b"$") or reply.startswith(b"+"):
-                answer = reply.split(b"\r\n")[1 if reply.startswith(b"$") else 0]
-                words = answer.lstrip(b"+").decode().split()
-                cluster_id = words[0]
-                joined_at = int(words[1]) if len(words) > 1 else 0
+                reply = RespError(f"ERR cannot reach {target}: {error}")
+            if not isinstance(reply, RespError):
+                words = str(reply if isinstance(reply, str) else reply.decode()).split()
+                cluster_id, shards = words[0], int(words[1])
+                joined_at = {group_name(i): int(w) for i, w in enumerate(words[2:])}
                 log.info("joined cluster", extra={"cluster": cluster_id, "via": target,
-                                                  "index": joined_at})
-                return cluster_id, joined_at
-            text = reply.decode(errors="replace").strip()
-            if text.startswith("-MOVED"):
+                                                  "shards": shards, "index": joined_at})
+                return cluster_id, shards, joined_at
+            text = reply.text
+            if text.startswith("MOVED"):
                 target = text.split()[-1]
                 continue
             if time.monotonic() > deadline:
@@ -142,21 +168,24 @@ class ClusterNode:
             delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
-        if self.group is not None:
-            await self.hand_over_leadership()
-            await self.group.stop()
+        if self._balancer is not None:
+            self._balancer.cancel()
+        await asyncio.gather(*(self.hand_over_leadership(group, "before shutdown")
+                               for group in self.groups))
+        for group in self.groups:
+            await group.stop()
         if self.transport is not None:
             await self.transport.stop()
 
-    async def hand_over_leadership(self, timeout: float = 3.0) -> None:
-        """A leader that stops first makes an up-to-date follower the leader."""
-        group = self.group
-        if group is None or not group.is_leader():
+    async def hand_over_leadership(self, group: RaftGroup, why: str,
+                                   timeout: float = 3.0) -> None:
+        """A leader that stops or leaves first makes an up-to-date follower the leader."""
+        if not group.is_leader():
             return
         target = group.best_transfer_target()
         if target is None:
             return
-        log.info("transferring leadership before shutdown", extra={"to": target})
+        log.info(f"transferring leadership {why}", extra={"to": target, "group": group.name})
         try:
             group.transfer_leadership(target)
         except Exception as error:  # best effort: stopping anyway
@@ -165,6 +194,23 @@ class ClusterNode:
         deadline = time.monotonic() + timeout
         while group.is_leader() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+    async def _balance_leaders(self) -> None:
+        """Spread the leaders: group i prefers the i-th voter (by id). A leader hands
+        its group to the preferred node once that node is up to date, so writes
+        are spread over the machines, and come back after a restart."""
+        while True:
+            await asyncio.sleep(BALANCE_INTERVAL)
+            for index, group in enumerate(self.groups):
+                if not group.is_leader() or group.leader_for() < BALANCE_SETTLE:
+                    continue
+                voters = sorted(group.members().voters)
+                preferred = voters[index % len(voters)]
+                if preferred != self.node_id and group.is_caught_up(preferred):
+                    log.info("handing leadership to the preferred node",
+                             extra={"group": group.name, "to": preferred})
+                    with contextlib.suppress(Exception):
+                        group.transfer_leadership(preferred)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -175,18 +221,3 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             raise NodeRefused(f"raft port {host}:{port} is not available: {error}") from None
-
-
-async def _call(address: str, args: list[bytes], timeout: float = 10.0) -> bytes:
-    """One RESP command to a node; the raw reply line(s)."""
-    host, port = split_address(address)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
-        request = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-        writer.write(request)
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        if line.startswith(b"$") and not line.startswith(b"$-1"):
-            line += await asyncio.wait_for(reader.readline(), timeout)
-        return line
-    finally:
-        writer.close()

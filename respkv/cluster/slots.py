@@ -1,29 +1,17 @@
-"""Redis Cluster's key -> hash slot mapping: CRC16/XMODEM of the key or its {tag}."""
+"""Redis Cluster's key -> hash slot mapping (CRC16/XMODEM of the key or its {tag}),
+and the slot -> Raft group map: group i owns an even, contiguous share of the
+16384 slots, fixed when the cluster is created."""
 
 from __future__ import annotations
+
+from binascii import crc_hqx
 
 SLOTS = 16384
 
 
-def _table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE = _table()
-
-
 def crc16(data: bytes) -> int:
-    crc = 0
-    table = _TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    """CRC16/XMODEM, Redis Cluster's: binascii's CRC-CCITT with a zero start."""
+    return crc_hqx(data, 0)
 
 
 def hash_tag(key: bytes) -> bytes:
@@ -37,4 +25,24 @@ def hash_tag(key: bytes) -> bytes:
 
 
 def key_slot(key: bytes) -> int:
-    return crc16(hash_tag(key)) % SLOTS
+    if b"{" in key:
+        key = hash_tag(key)
+    return crc_hqx(key, 0) & (SLOTS - 1)
+
+
+def group_name(index: int) -> str:
+    return f"g{index}"
+
+
+def slot_ranges(shards: int) -> list[tuple[int, int]]:
+    """(first, last) slot of each group, in group order."""
+    bounds = [i * SLOTS // shards for i in range(shards + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(shards)]
+
+
+def slot_owners(shards: int) -> list[int]:
+    """The index of the group owning each slot."""
+    owners = []
+    for index, (first, last) in enumerate(slot_ranges(shards)):
+        owners += [index] * (last - first + 1)
+    return owners

@@ -1,19 +1,27 @@
 """Redis Cluster's view of a Raft cluster: CLUSTER ..., READONLY, READWRITE, ASKING, ROLE.
 
-The leader of the group that owns the slots is their master; the other voters
-and learners are its replicas. Node ids are the 40-hex ids cluster clients
-expect, derived from respkv's node ids.
+Each Raft group owns a range of slots; its leader is their master and the other
+members its replicas (CLUSTER SLOTS and SHARDS, one entry per group). CLUSTER
+NODES has one line per node, as Redis': a node leading groups is a master with
+their slots, one leading none a replica of the first group's leader. Node ids
+are the 40-hex ids cluster clients expect, derived from respkv's node ids.
+
+CLUSTER JOIN and LEAVE change every group: this node proposes the change in
+the groups it leads and forwards it (``... GROUP <name>``) to the others' leaders.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from respkv.cluster.membership import Addresses, cluster_node_id
-from respkv.cluster.slots import SLOTS, key_slot
+from respkv.cluster.rpc import call, parse_reply
+from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
 from respkv.cluster.transport import split_address
+from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.connection import subcommand
 from respkv.commands.errors import CLUSTERDOWN
@@ -25,10 +33,11 @@ if TYPE_CHECKING:
     from respkv.cluster.group import RaftGroup
     from respkv.server.client import Client
 
+FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election
 
 
-def _group(client: Client) -> RaftGroup:
-    return client.server.group
+def _groups(client: Client) -> list[RaftGroup]:
+    return client.server.groups
 
 
 def _members(group: RaftGroup) -> list[tuple[str, str, int, Addresses]]:
@@ -44,6 +53,36 @@ def _members(group: RaftGroup) -> list[tuple[str, str, int, Addresses]]:
         if addresses is not None:
             members.append((node, *split_address(addresses.client), addresses))
     return members
+
+
+def _all_members(groups: list[RaftGroup]) -> dict[str, tuple[str, int, Addresses]]:
+    """Every node of any group: id -> (client host, client port, addresses), sorted."""
+    found = {}
+    for group in groups:
+        for node, host, port, addresses in _members(group):
+            found[node] = (host, port, addresses)
+    return dict(sorted(found.items()))
+
+
+def _led_ranges(groups: list[RaftGroup], node: str) -> list[tuple[int, int]]:
+    """The slot ranges of the groups ``node`` leads, contiguous ones merged."""
+    merged: list[tuple[int, int]] = []
+    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
+        if group.leader_id() != node:
+            continue
+        if merged and merged[-1][1] + 1 == first:
+            merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _first_leader(groups: list[RaftGroup]) -> str | None:
+    return next((g.leader_id() for g in groups if g.leader_id()), None)
+
+
+def _max_term(groups: list[RaftGroup]) -> int:
+    return max(group.term for group in groups)
 
 
 @command("cluster", -2, Kind.SERVER, group="cluster", since="3.0.0")
@@ -65,10 +104,14 @@ def cluster_keyslot(client: Client, args: list[bytes]) -> Reply:
     return key_slot(args[2])
 
 
+def _slot_keys(client: Client, slot: int):
+    group = client.server.node.group_of_slot(slot)
+    return (key for key in group.keyspace.data if key_slot(key) == slot)
+
+
 @_sub("countkeysinslot", 3)
 def cluster_countkeysinslot(client: Client, args: list[bytes]) -> Reply:
-    slot = _slot_arg(args[2])
-    return sum(1 for key in _group(client).keyspace.data if key_slot(key) == slot)
+    return sum(1 for _ in _slot_keys(client, _slot_arg(args[2])))
 
 
 @_sub("getkeysinslot", 4)
@@ -78,11 +121,10 @@ def cluster_getkeysinslot(client: Client, args: list[bytes]) -> Reply:
     if count < 0:
         raise RespError("ERR Invalid number of keys")
     found = []
-    for key in _group(client).keyspace.data:
+    for key in _slot_keys(client, slot):
         if len(found) >= count:
             break
-        if key_slot(key) == slot:
-            found.append(key)
+        found.append(key)
     return found
 
 
@@ -95,19 +137,22 @@ def _slot_arg(raw: bytes) -> int:
 
 @_sub("info", 2)
 def cluster_info(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    conf = group.members()
-    ok = group.leader_id() is not None
+    groups = _groups(client)
+    ranges = slot_ranges(len(groups))
+    slots_ok = sum(last - first + 1 for group, (first, last) in zip(groups, ranges, strict=True)
+                   if group.leader_id() is not None)
+    leaders = {group.leader_id() for group in groups} - {None}
+    me = client.server.config.node_id
     fields = {
-        "cluster_state": "ok" if ok else "fail",
+        "cluster_state": "ok" if slots_ok == SLOTS else "fail",
         "cluster_slots_assigned": SLOTS,
-        "cluster_slots_ok": SLOTS if ok else 0,
+        "cluster_slots_ok": slots_ok,
         "cluster_slots_pfail": 0,
-        "cluster_slots_fail": 0 if ok else SLOTS,
-        "cluster_known_nodes": len(conf.voters) + len(conf.learners),
-        "cluster_size": 1,
-        "cluster_current_epoch": group.term,
-        "cluster_my_epoch": group.term,
+        "cluster_slots_fail": SLOTS - slots_ok,
+        "cluster_known_nodes": len(_all_members(groups)),
+        "cluster_size": len(leaders),
+        "cluster_current_epoch": _max_term(groups),
+        "cluster_my_epoch": max((g.term for g in groups if g.leader_id() == me), default=0),
         "cluster_stats_messages_sent": 0,
         "cluster_stats_messages_received": 0,
         "total_cluster_links_buffer_limit_exceeded": 0,
@@ -117,61 +162,71 @@ def cluster_info(client: Client, args: list[bytes]) -> Reply:
 
 @_sub("slots", 2)
 def cluster_slots(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    if group.leader_id() is None:
-        return []
-    entry: list = [0, SLOTS - 1]
-    for node, host, port, _ in _members(group):
-        entry.append([host, port, cluster_node_id(node), []])
-    return [entry]
+    groups = _groups(client)
+    entries = []
+    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
+        if group.leader_id() is None:
+            continue
+        entry: list = [first, last]
+        for node, host, port, _ in _members(group):
+            entry.append([host, port, cluster_node_id(node), []])
+        entries.append(entry)
+    return entries
 
 
 @_sub("shards", 2)
 def cluster_shards(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    lead = group.leader_id()
-    nodes = []
-    for node, host, port, _ in _members(group):
-        nodes.append({
-            "id": cluster_node_id(node),
-            "port": port,
-            "ip": host,
-            "endpoint": host,
-            "role": "master" if node == lead else "replica",
-            "replication-offset": group.applied_index if node == group.node_id else 0,
-            "health": "online",
-        })
-    return [{"slots": [0, SLOTS - 1], "nodes": nodes}]
+    groups = _groups(client)
+    shards = []
+    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
+        lead = group.leader_id()
+        nodes = []
+        for node, host, port, _ in _members(group):
+            nodes.append({
+                "id": cluster_node_id(node),
+                "port": port,
+                "ip": host,
+                "endpoint": host,
+                "role": "master" if node == lead else "replica",
+                "replication-offset": group.applied_index if node == group.node_id else 0,
+                "health": "online",
+            })
+        shards.append({"slots": [first, last], "nodes": nodes})
+    return shards
 
 
 @_sub("nodes", 2)
 def cluster_nodes(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    return Verbatim("".join(line + "\n" for line in _node_lines(group)))
+    return Verbatim("".join(line + "\n" for line in _node_lines(client)))
 
 
-def _node_lines(group: RaftGroup) -> list[str]:
-    lead = group.leader_id()
-    lead_hex = cluster_node_id(lead) if lead else "-"
+def _node_lines(client: Client) -> list[str]:
+    groups = _groups(client)
+    me = client.server.config.node_id
+    first = _first_leader(groups)
+    first_hex = cluster_node_id(first) if first else "-"
+    epoch = _max_term(groups)
+    now = int(time.time() * 1000)
     lines = []
-    for node, host, port, addresses in _members(group):
+    for node, (host, port, addresses) in _all_members(groups).items():
         _, raft_port = split_address(addresses.raft)
-        flags = ["myself"] if node == group.node_id else []
-        flags.append("master" if node == lead else "slave")
-        master = "-" if node == lead else lead_hex
-        slots = f" 0-{SLOTS - 1}" if node == lead else ""
+        ranges = _led_ranges(groups, node)
+        flags = ["myself"] if node == me else []
+        flags.append("master" if ranges else "slave")
+        master = "-" if ranges else first_hex
+        slots = "".join(f" {a}-{b}" if a != b else f" {a}" for a, b in ranges)
         lines.append(f"{cluster_node_id(node)} {host}:{port}@{raft_port} {','.join(flags)} "
-                     f"{master} 0 {int(time.time() * 1000)} {group.term} connected{slots}")
+                     f"{master} 0 {now} {epoch} connected{slots}")
     return lines
 
 
 @_sub("replicas", 3)
 def cluster_replicas(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    lead = group.leader_id()
-    if lead is None or args[2].decode("latin-1") != cluster_node_id(lead):
+    wanted = args[2].decode("latin-1")
+    lines = _node_lines(client)
+    if not any(line.startswith(wanted + " ") and " master " in line for line in lines):
         raise RespError(f"ERR Unknown node {args[2].decode('utf-8', 'replace')}")
-    return [line + "\n" for line in _node_lines(group) if " slave " in line]
+    return [line + "\n" for line in lines if f" slave {wanted} " in line]
 
 
 @_sub("slaves", 3)
@@ -179,11 +234,56 @@ def cluster_slaves(client: Client, args: list[bytes]) -> Reply:
     return cluster_replicas(client, args)
 
 
-@_sub("join", 5)
+# -- membership: every group changes, each on its leader -------------------------
+
+
+def _group_option(client: Client, args: list[bytes], fixed: int) -> RaftGroup | None:
+    """The group named by a trailing ``GROUP <name>``, or None without one."""
+    if len(args) == fixed:
+        return None
+    if len(args) != fixed + 2 or args[fixed].upper() != b"GROUP":
+        raise errors.SYNTAX
+    name = args[fixed + 1].decode("utf-8", "replace")
+    for group in _groups(client):
+        if group.name == name:
+            return group
+    raise RespError(f"ERR unknown group {name}")
+
+
+async def _on_leader(group: RaftGroup, local: Callable[[], Awaitable[Reply]],
+                     forward: list[bytes]) -> Reply:
+    """Run ``local`` if this node leads ``group``, else send ``forward`` to the leader;
+    follow MOVED (also from ``local``: a leader that handed over) and wait out
+    elections, a few times; the last reply."""
+    reply: Reply = CLUSTERDOWN
+    target = None
+    for _ in range(FORWARD_ATTEMPTS):
+        if target is None and group.is_leader():
+            reply = await local()
+        else:
+            target = target or group.leader_client_address()
+            if target is None:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                reply = parse_reply(await call(target, forward))
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
+                reply = RespError(f"TRYAGAIN cannot reach the leader of {group.name}: {error}")
+        if not isinstance(reply, RespError):
+            return reply
+        text = str(reply)
+        target = text.split()[-1] if text.startswith("MOVED") else None
+        if target is None:
+            await asyncio.sleep(0.2)
+    return reply
+
+
+@_sub("join", -5)
 def cluster_join(client: Client, args: list[bytes]) -> Reply:
-    """CLUSTER JOIN node-id raft-host:port client-host:port -> "<cluster-id> <index>",
-    the index of the change that added the node (0 when it already was a member)."""
-    group = _group(client)
+    """CLUSTER JOIN node-id raft-host:port client-host:port -> "<cluster-id> <shards>
+    <index>...", per group the log index of the change that added the node (0 when
+    it already was a member). With GROUP <name>: that group only, on its leader,
+    answering "<cluster-id> <index>"."""
     node_id = args[2].decode("utf-8", "replace")
     addresses = Addresses(args[3].decode(), args[4].decode())
     for address in (addresses.raft, addresses.client):
@@ -191,54 +291,79 @@ def cluster_join(client: Client, args: list[bytes]) -> Reply:
             split_address(address)
         except ValueError:
             raise RespError(f"ERR invalid address '{address}'") from None
-    redirect = _leader_redirect(group)
-    if redirect is not None:
-        return redirect
     cluster_id = client.server.node.info.cluster_id.encode()
+    only = _group_option(client, args, 5)
+    if only is not None:
+        redirect = _leader_redirect(only)
+        return redirect or _add_learner(only, node_id, addresses, cluster_id)
+    return _join_every_group(client, args[:5], node_id, addresses, cluster_id)
+
+
+async def _join_every_group(client: Client, args: list[bytes], node_id: str,
+                            addresses: Addresses, cluster_id: bytes) -> Reply:
+    groups = _groups(client)
+    indexes = []
+    for group in groups:
+        reply = await _on_leader(
+            group, lambda g=group: _add_learner(g, node_id, addresses, cluster_id),
+            [*args, b"GROUP", group.name.encode()])
+        if isinstance(reply, RespError):
+            return reply
+        indexes.append(bytes(reply).split()[-1])
+    return b" ".join([cluster_id, b"%d" % len(groups), *indexes])
+
+
+async def _add_learner(group: RaftGroup, node_id: str, addresses: Addresses,
+                       cluster_id: bytes) -> Reply:
     conf = group.members()
     if node_id in conf.voters or node_id in conf.learners:
         if group.book.get(node_id) == addresses:
             return cluster_id + b" 0"
-        raise RespError(f"ERR node {node_id} is already a member with other addresses")
-    return _join(group, node_id, addresses, cluster_id)
-
-
-async def _join(group: RaftGroup, node_id: str, addresses: Addresses, cluster_id: bytes) -> Reply:
+        return RespError(f"ERR node {node_id} is already a member with other addresses")
     index = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
     if isinstance(index, RespError):
         return index
     return cluster_id + b" %d" % index  # the joiner ignores older removals of its id
 
 
-@_sub("leave", 3)
+@_sub("leave", -3)
 def cluster_leave(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
+    """CLUSTER LEAVE node-id: out of every group. With GROUP <name>: that group only,
+    on its leader (a leader leaving hands over first and answers MOVED)."""
     node_id = args[2].decode("utf-8", "replace")
-    redirect = _leader_redirect(group)
-    if redirect is not None:
-        return redirect
+    only = _group_option(client, args, 3)
+    if only is not None:
+        redirect = _leader_redirect(only)
+        return redirect or _remove(client, only, node_id)
+    groups = _groups(client)
+    if not any(node_id in (*g.members().voters, *g.members().learners) for g in groups):
+        raise RespError(f"ERR node {node_id} is not a member")
+    return _leave_every_group(client, args[:3], node_id)
+
+
+async def _leave_every_group(client: Client, args: list[bytes], node_id: str) -> Reply:
+    for group in _groups(client):
+        reply = await _on_leader(group, lambda g=group: _remove(client, g, node_id),
+                                 [*args, b"GROUP", group.name.encode()])
+        if isinstance(reply, RespError):
+            return reply
+    return OK
+
+
+async def _remove(client: Client, group: RaftGroup, node_id: str) -> Reply:
     conf = group.members()
     if node_id not in conf.voters and node_id not in conf.learners:
-        raise RespError(f"ERR node {node_id} is not a member")
-    if node_id == group.node_id:
-        return _leave_self(client, group)
-    return _leave(group, node_id)
-
-
-async def _leave(group: RaftGroup, node_id: str) -> Reply:
+        return OK  # already out of this group
+    if node_id == group.node_id:  # the leader leaving: hand over, send the caller on
+        await client.server.node.hand_over_leadership(group, "before leaving")
+        for _ in range(100):
+            address = group.leader_client_address()
+            if not group.is_leader() and address is not None:
+                return RespError(f"MOVED 0 {address}")
+            await asyncio.sleep(0.02)
+        return RespError("TRYAGAIN could not hand over leadership; retry")
     index = await group.change_membership(ConfChangeType.REMOVE, node_id, None)
     return index if isinstance(index, RespError) else OK
-
-
-async def _leave_self(client: Client, group: RaftGroup) -> Reply:
-    """The leader leaving: hand over first, then send the client to the new leader."""
-    await client.server.node.hand_over_leadership()
-    for _ in range(100):
-        address = group.leader_client_address()
-        if not group.is_leader() and address is not None:
-            return RespError(f"MOVED 0 {address}")
-        await asyncio.sleep(0.02)
-    return RespError("TRYAGAIN could not hand over leadership; retry")
 
 
 def _leader_redirect(group: RaftGroup) -> RespError | None:
@@ -254,7 +379,8 @@ def cluster_help(client: Client, args: list[bytes]) -> Reply:
         "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
         "INFO", "MYID", "NODES", "SLOTS", "SHARDS", "REPLICAS <node-id>", "KEYSLOT <key>",
         "COUNTKEYSINSLOT <slot>", "GETKEYSINSLOT <slot> <count>",
-        "JOIN <node-id> <raft-host:port> <client-host:port>", "LEAVE <node-id>", "HELP")]
+        "JOIN <node-id> <raft-host:port> <client-host:port> [GROUP <group>]",
+        "LEAVE <node-id> [GROUP <group>]", "HELP")]
 
 
 @command("readonly", 1, Kind.SERVER, flags=("fast", "loading", "stale"), group="cluster")
@@ -277,30 +403,45 @@ def asking(client: Client, args: list[bytes]) -> Reply:
 @command("role", 1, Kind.SERVER, flags=("noscript", "loading", "stale", "fast"),
          group="server")
 def role(client: Client, args: list[bytes]) -> Reply:
-    group = _group(client)
-    if group.is_leader():
-        replicas = []
-        for node, host, port, _ in _members(group):
-            if node != group.node_id:
-                replicas.append([host.encode(), str(port).encode(), b"0"])
+    """A master when it leads a group (its replicas: that group's other members),
+    else a replica of the first group's leader."""
+    server = client.server
+    led = server.led_groups()
+    if led:
+        group = led[0]
+        replicas = [[host.encode(), str(port).encode(), b"0"]
+                    for node, host, port, _ in _members(group) if node != group.node_id]
         return [b"master", group.applied_index, replicas]
+    group = server.groups[0]
     address = group.leader_client_address()
     host, port = split_address(address) if address else ("?", 0)
     state = b"connected" if address else b"connect"
     return [b"slave", host.encode(), port, state, group.applied_index]
 
 
-@command("respkv.transfer", 2, Kind.SERVER, flags=("admin",), group="cluster")
+@command("respkv.transfer", -2, Kind.SERVER, flags=("admin",), group="cluster")
 def transfer(client: Client, args: list[bytes]) -> Reply:
-    """RESPKV.TRANSFER node-id: the leader hands leadership to node-id."""
-    group = _group(client)
-    redirect = _leader_redirect(group)
+    """RESPKV.TRANSFER node-id [group]: hand leadership of the group (default: every
+    group this node leads) to node-id."""
+    if len(args) > 3:
+        raise errors.SYNTAX
+    target = args[1].decode("utf-8", "replace")
+    if len(args) == 3:
+        name = args[2].decode("utf-8", "replace")
+        groups = [g for g in _groups(client) if g.name == name]
+        if not groups:
+            raise RespError(f"ERR unknown group {name}")
+        redirect = _leader_redirect(groups[0])
+    else:
+        groups = client.server.led_groups()
+        redirect = None if groups else _leader_redirect(_groups(client)[0])
     if redirect is not None:
         return redirect
-    try:
-        group.transfer_leadership(args[1].decode("utf-8", "replace"))
-    except ValueError as error:
-        raise RespError(f"ERR {error}") from None
+    for group in groups:
+        try:
+            group.transfer_leadership(target)
+        except ValueError as error:
+            raise RespError(f"ERR {error}") from None
     return OK
 
 

@@ -295,6 +295,22 @@ def flushall(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
+    "respkv.put", -5, Kind.WRITE, flags=("internal",), keys=(1, -1, 4), since="0.1.0",
+    summary="Give keys exact values, or delete them: one group's share of a write over "
+    "several groups (proposed by the leader)",
+)
+def put(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    """Quadruples (key, b"1" to set or b"0" to delete, value, expire-at ms or b"")."""
+    for i in range(1, len(args) - 3, 4):
+        key, present, value, expire_at = args[i:i + 4]
+        if present == b"1":
+            db.set(key, value, int(expire_at) if expire_at else None)
+        else:
+            db.delete(key)
+    return OK
+
+
+@command(
     "respkv.reap", -2, Kind.WRITE, flags=("internal",), keys=(1, -1, 1),
     since="0.1.0", summary="Delete the given keys that have expired (proposed by the leader)",
 )

@@ -57,7 +57,8 @@ class Client(asyncio.Protocol):
         self.inflight_bytes = 0  # their arguments' size: a client that writes faster
         # than the log commits is stopped reading, as one that does not read replies is
         self.waiting: asyncio.Future[Any] | None = None  # what the queue is blocked on
-        self.barrier_covers = 0  # commands received before the last read barrier passed
+        # per group: commands received before the last read barrier on it passed
+        self.barrier_covers: dict[str, int] = {}
         self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
         self.received = 0
         self.executed = 0
@@ -168,9 +169,11 @@ class Client(asyncio.Protocol):
         self.flush()
         self._update_reading()
 
-    def needs_barrier(self) -> bool:
-        """True when the next read is not covered by a barrier already passed."""
-        return self.executed >= self.barrier_covers
+    def needs_barrier(self, groups: tuple[str, ...]) -> bool:
+        """True when the next read, on these groups, is not covered by a barrier
+        already passed on each."""
+        covers, executed = self.barrier_covers, self.executed
+        return any(executed >= covers.get(name, 0) for name in groups)
 
     def _add_write(self, future: asyncio.Future[Reply], size: int) -> None:
         self.inflight += 1

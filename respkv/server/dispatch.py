@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from respkv.commands import errors
 from respkv.commands.table import COMMANDS, Kind
 from respkv.protocol.reply import RespError, encode
+from respkv.server.router import Blocked
 
 if TYPE_CHECKING:
     from respkv.server.client import Client
@@ -33,6 +34,7 @@ class Dispatcher:
         self.server = server
         self.stats = server.stats
         self.calls = server.stats.calls
+        self.route = server.router.route
 
     def dispatch(self, client: Client, args: list[bytes]) -> bytes | tuple[str, Any]:
         if client.barrier_error is not None:
@@ -49,9 +51,11 @@ class Dispatcher:
             return encode(errors.wrong_arity(command.name), client.resp3)
         kind = command.kind
         if kind is Kind.WRITE:
-            routed = self.server.route(client, command, args)
+            routed = self.route(command, args)
             if routed.__class__ is RespError:
                 return encode(routed, client.resp3)
+            if routed.__class__ is Blocked:
+                return ("wait", routed.future)
             client.last_command = name = command.name
             self.calls[name] += 1
             return ("write", routed.propose(args))
@@ -59,10 +63,12 @@ class Dispatcher:
             return ("blocked", None)
         routed = None
         if kind is Kind.READ:
-            routed = self.server.route(client, command, args)
+            routed = self.route(command, args)
             if routed.__class__ is RespError:
                 return encode(routed, client.resp3)
-            if client.needs_barrier():
+            if routed.__class__ is Blocked:
+                return ("wait", routed.future)
+            if client.needs_barrier(routed.names):
                 barrier = self._barrier(client, routed)
                 if barrier is not None:
                     return ("wait", barrier)
@@ -99,7 +105,8 @@ class Dispatcher:
                     error if isinstance(error, RespError) else RespError(f"ERR {error}")
                 )
             else:
-                client.barrier_covers = covers
+                for name in group.names:
+                    client.barrier_covers[name] = covers
 
         barrier.add_done_callback(passed)
         return barrier

@@ -32,26 +32,25 @@ class ServerCollector(Collector):
                                     labels=["node"])
         clients.add_metric([node], len(server.clients))
         yield clients
-        group = server.group
-        if group is None:
-            return
         labels = ["node", "group"]
-        values = [node, group.name]
-        for name, help_text, value in (
-            ("respkv_raft_term", "Current Raft term", group.term),
-            ("respkv_raft_commit_index", "Highest committed log index", group.commit_index),
-            ("respkv_raft_applied_index", "Highest applied log index", group.applied_index),
-            ("respkv_raft_last_log_index", "Last log index", group.last_index),
-            ("respkv_raft_snapshot_index", "Index of the latest snapshot", group.snapshot_index),
-            ("respkv_raft_is_leader", "1 on the group's leader", int(group.is_leader())),
-            ("respkv_keys", "Keys in the keyspace", len(group.keyspace)),
+        for name, help_text, read in (
+            ("respkv_raft_term", "Current Raft term", lambda g: g.term),
+            ("respkv_raft_commit_index", "Highest committed log index", lambda g: g.commit_index),
+            ("respkv_raft_applied_index", "Highest applied log index", lambda g: g.applied_index),
+            ("respkv_raft_last_log_index", "Last log index", lambda g: g.last_index),
+            ("respkv_raft_snapshot_index", "Index of the latest snapshot",
+             lambda g: g.snapshot_index),
+            ("respkv_raft_is_leader", "1 on the group's leader", lambda g: int(g.is_leader())),
+            ("respkv_keys", "Keys in the group's keyspace", lambda g: len(g.keyspace)),
         ):
             gauge = GaugeMetricFamily(name, help_text, labels=labels)
-            gauge.add_metric(values, value)
+            for group in server.groups:
+                gauge.add_metric([node, group.name], read(group))
             yield gauge
         changes = CounterMetricFamily("respkv_raft_leader_changes", "Leader changes seen",
                                       labels=labels)
-        changes.add_metric(values, group.leader_changes)
+        for group in server.groups:
+            changes.add_metric([node, group.name], group.leader_changes)
         yield changes
 
 

@@ -26,17 +26,14 @@ from respkv import commands  # noqa: F401  (registers every command in the table
 from respkv.cluster.group import RaftGroup, now_ms
 from respkv.cluster.node import ClusterNode
 from respkv.commands.connection import VERSION
-from respkv.commands.table import Command
 from respkv.config import Config
-from respkv.protocol.reply import RespError
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
+from respkv.server.router import Router
 from respkv.server.stats import Stats
 
 log = logging.getLogger(__name__)
 
-DISK_FULL = RespError("MISCONF No space left on device: writes are refused until disk space "
-                      "is freed (reads go on)")
 REAP_INTERVAL = 0.1  # seconds between sweeps for expired keys
 REAP_BATCH = 200  # keys deleted per sweep entry
 
@@ -67,9 +64,10 @@ class Server:
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
         self._client_ids = 0
-        self.dispatcher = Dispatcher(self)
         self.node = ClusterNode(config)
-        self.group: RaftGroup | None = None
+        self.router = Router(self.node)
+        self.dispatcher = Dispatcher(self)
+        self.groups: list[RaftGroup] = []  # this node's, in slot order
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
@@ -90,7 +88,8 @@ class Server:
             start_serving=False,
         )
         await self.node.start()
-        self.group = self.node.group
+        self.groups = self.node.groups
+        self.router.start()
         await self.listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
         if config.metrics_port:
@@ -169,45 +168,37 @@ class Server:
     def unregister(self, client: Client) -> None:
         self.clients.pop(client.id, None)
 
-    # -- routing ---------------------------------------------------------------
+    # -- cluster state ---------------------------------------------------------
 
-    def route(self, client: Client, command: Command, args: list[bytes]) -> Any:
-        """The group that serves this command here, or the error to reply.
-
-        Writes go to the leader: a follower answers -MOVED with the slot of the
-        first key, as a Redis Cluster replica does. Reads are served here.
-        """
-        group = self.group
-        if not command.is_write:
-            return group
-        if group.is_leader():
-            return DISK_FULL if group.disk_full else group
-        return group.redirect(command, args)
+    def led_groups(self) -> list[RaftGroup]:
+        return [group for group in self.groups if group.is_leader()]
 
     def is_leader(self) -> bool:
-        return self.group is not None and self.group.is_leader()
+        """Leads a group: Redis Cluster calls such a node a master."""
+        return any(group.is_leader() for group in self.groups)
 
     def replicas_in_sync(self) -> int:
-        group = self.group
-        if group is None or not group.is_leader():
-            return 0
-        progress = group.core.status()["progress"]
-        last = group.last_index
-        return sum(1 for node, p in progress.items()
-                   if node != self.config.node_id and p["match"] >= last)
+        """WAIT's answer: the followers holding every entry of each group led here."""
+        counts = []
+        for group in self.led_groups():
+            progress = group.core.status()["progress"]
+            last = group.last_index
+            counts.append(sum(1 for node, p in progress.items()
+                              if node != self.config.node_id and p["match"] >= last))
+        return min(counts, default=0)
 
     # -- background work --------------------------------------------------------
 
     async def _reap_expired(self) -> None:
-        """The leader proposes deletions of expired keys, a batch at a time."""
+        """Each group's leader proposes deletions of expired keys, a batch at a time."""
         while True:
             await asyncio.sleep(REAP_INTERVAL)
-            group = self.group
-            if group is None or not group.is_leader():
-                continue
-            keys = group.keyspace.expired_keys(now_ms(), REAP_BATCH)
-            if keys:
-                await group.propose([b"respkv.reap", *keys])
+            proposals = []
+            for group in self.led_groups():
+                keys = group.keyspace.expired_keys(now_ms(), REAP_BATCH)
+                if keys:
+                    proposals.append(group.propose([b"respkv.reap", *keys]))
+            await asyncio.gather(*proposals)
 
     async def _close_idle(self) -> None:
         while True:
@@ -296,19 +287,21 @@ class Server:
         }
 
     def _info_replication(self) -> dict[str, Any]:
-        group = self.group
-        if group is None:
+        """A node leading a group is a master; one leading none is a replica of the
+        first group's leader, as CLUSTER NODES shows it."""
+        if not self.groups:
             return {"role": "master"}
-        fields: dict[str, Any] = {"role": "master" if group.is_leader() else "slave"}
-        if group.is_leader():
-            members = group.members()
-            others = [n for n in (*members.voters, *members.learners) if n != group.node_id]
+        fields: dict[str, Any] = {"role": "master" if self.is_leader() else "slave"}
+        first = self.groups[0]
+        if self.is_leader():
+            members = first.members()
+            others = [n for n in (*members.voters, *members.learners) if n != first.node_id]
             fields["connected_slaves"] = len(others)
         else:
-            address = group.leader_client_address() or "?:0"
+            address = first.leader_client_address() or "?:0"
             host, _, port = address.rpartition(":")
             fields.update({"master_host": host, "master_port": port,
-                           "master_link_status": "up" if group.leader_id() else "down"})
+                           "master_link_status": "up" if first.leader_id() else "down"})
         fields.update(self._info_raft())
         return fields
 
@@ -317,37 +310,51 @@ class Server:
         return {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"}
 
     def _info_keyspace(self) -> dict[str, Any]:
-        group = self.group
-        if group is None or not len(group.keyspace):
+        keys = sum(len(group.keyspace) for group in self.groups)
+        if not keys:
             return {}
-        ks = group.keyspace
-        return {"db0": f"keys={len(ks)},expires={len(ks.expires)},avg_ttl=0"}
+        expires = sum(len(group.keyspace.expires) for group in self.groups)
+        return {"db0": f"keys={keys},expires={expires},avg_ttl=0"}
 
     def _info_raft(self) -> dict[str, Any]:
-        group = self.group
-        if group is None:
+        """The node, the first group (g0) unprefixed, then a line per group."""
+        if not self.groups:
             return {}
-        members = group.members()
-        return {
+        fields: dict[str, Any] = {
             "raft_node_id": self.config.node_id,
             "raft_cluster_id": self.node.info.cluster_id if self.node.info else "",
-            "raft_group": group.name,
-            "raft_role": group.role,
-            "raft_term": group.term,
-            "raft_leader": group.leader_id() or "",
-            "raft_commit_index": group.commit_index,
-            "raft_applied_index": group.applied_index,
-            "raft_last_log_index": group.last_index,
-            "raft_snapshot_index": group.snapshot_index,
-            "raft_voters": ",".join(members.voters),
-            "raft_learners": ",".join(members.learners),
-            "raft_leader_changes": group.leader_changes,
+            "raft_shards": len(self.groups),
+            "raft_leads": ",".join(group.name for group in self.led_groups()),
         }
+        for name, value in _group_fields(self.groups[0]).items():
+            fields[f"raft_{name}"] = value
+        for group in self.groups:
+            fields[f"raft_group_{group.name}"] = ",".join(  # member lists: | between ids
+                f"{k}={str(v).replace(',', '|')}" for k, v in _group_fields(group).items()
+                if k != "group")
+        return fields
 
     def _info_commandstats(self) -> dict[str, Any]:
         return {f"cmdstat_{name}": f"calls={calls},usec=0,usec_per_call=0.00,"
                 "rejected_calls=0,failed_calls=0"
                 for name, calls in sorted(self.stats.calls.items())}
+
+
+def _group_fields(group: RaftGroup) -> dict[str, Any]:
+    members = group.members()
+    return {
+        "group": group.name,
+        "role": group.role,
+        "term": group.term,
+        "leader": group.leader_id() or "",
+        "commit_index": group.commit_index,
+        "applied_index": group.applied_index,
+        "last_log_index": group.last_index,
+        "snapshot_index": group.snapshot_index,
+        "voters": ",".join(members.voters),
+        "learners": ",".join(members.learners),
+        "leader_changes": group.leader_changes,
+    }
 
 
 def _version() -> str:

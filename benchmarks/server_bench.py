@@ -5,26 +5,40 @@ Starts, on free loopback ports and in a temporary directory:
 
 - ``redis-aof``: redis-server with ``appendonly yes``, ``appendfsync always``, no RDB;
 - ``redis``: redis-server with its default persistence (``appendonly no``);
-- ``respkv``: a respkv single node (``--mode single``);
-- ``respkv-3``: a respkv 3-node cluster, n1 bootstraps, n2 and n3 ``--join`` it
-  (``--mode cluster``);
+- ``respkv``: a respkv single node (``--mode single``; the server's default number of
+  shards, or ``--single-shards N``);
+- ``respkv-3``: a sharded respkv 3-node cluster (``--mode cluster``): ``--shards N``
+  Raft groups g0..g{N-1} (default 3), group i owning an even contiguous share of the
+  16384 hash slots; every node is in every group, and the leaders are spread (group i
+  prefers the i-th node by id: n1 leads g0, n2 g1, n3 g2). n1 bootstraps, n2 and n3
+  ``--join`` it; the benchmark starts once every group has one leader all nodes agree
+  on, all three voters, every node caught up, and (with N >= 3) every node leading a
+  group.
 
 then runs redis-benchmark against each (SET and GET, 50 clients, without and with
-``-P 16``; on the cluster SET on the leader, GET on the leader and on a follower),
-``--repeat`` times, interleaving the servers inside each round so that the noise of
-a shared machine falls on all of them alike. It reports medians of ops/s, p50,
-p99 and the server CPU per request (utime+stime from /proc/PID/stat, summed over
-the three nodes of the cluster), and the ratios respkv / redis-server: SET against
-redis-aof (every write on disk before the reply, as respkv), GET against redis.
+``-P 16``), ``--repeat`` times, interleaving the servers inside each round so that the
+noise of a shared machine falls on all of them alike. On the sharded cluster, SET and
+GET run with ``redis-benchmark --cluster`` pointed at n1 (each key sent to the leader
+of its group, following the slot map), and "GET 1 node" runs without ``--cluster``
+against n2 alone: the keys of groups n2 does not lead (2/3 of them with 3 shards) are
+follower reads, which is what measures their cost. With ``--shards 1`` (one group, one
+leader) SET and GET run on the leader and GET also on a follower. It reports medians
+of ops/s, p50, p99 and the server CPU per request (utime+stime from /proc/PID/stat,
+summed over the three nodes of the cluster), the ratios respkv / redis-server: SET
+against redis-aof (every write on disk before the reply, as respkv), GET against redis,
+with the same pipelining, and the leader changes during the benchmarks (every node's
+count of leader changes, summed over groups, and each group's term, before and after).
 
-``--mode cluster`` (and ``both``) also measures failover: with a writer running,
-kill -9 the leader, time to the next write acknowledged by another node
-(following MOVED), restart the killed node on its dir, wait until it is a caught-up
-voter again, ``--failovers`` times.
+``--mode cluster`` (and ``both``) also measures failover: with a writer running on the
+keys of one group (``failover:{fo}:N``, one hash tag), kill -9 that group's leader,
+time to the next write acknowledged by another node (following MOVED), restart the
+killed node on its dir, wait until the whole cluster is healthy again (every group,
+leaders spread), ``--failovers`` times.
 
 Every process started here is stopped by its PID at the end, also on Ctrl-C.
 
     python benchmarks/server_bench.py --mode both
+    python benchmarks/server_bench.py --mode cluster --shards 1
     python benchmarks/server_bench.py --quick --json /tmp/bench.json
 """
 
@@ -51,18 +65,26 @@ from pathlib import Path
 
 import hiredis
 
+from respkv.cluster.slots import key_slot, slot_ranges
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
 
 # Targets from issues 2 and 4: (respkv target, test, baseline target, minimum ratio).
+# A test also matches the labels that add a "(...)" note to it ("GET 1 node (2/3 follower)").
+# On the sharded cluster, SET and GET are the redis-benchmark --cluster rows.
 TARGETS = [
     ("respkv", "SET", "redis-aof", 0.5, "issue 2: SET, 50 clients, vs appendfsync always"),
     ("respkv", "GET", "redis", 0.7, "issue 2: GET, 50 clients, vs in-memory redis"),
     ("respkv", "GET -P16", "redis", 0.3, "issue 2: GET -P 16 vs in-memory redis"),
-    ("respkv-3", "SET", "redis-aof", 0.3, "issue 4: cluster SET vs appendfsync always"),
-    ("respkv-3", "GET", "redis", 0.6, "issue 4: linearizable GET (leader) vs redis"),
+    ("respkv-3", "SET", "redis-aof", 0.3,
+     "issue 4: cluster SET (key's group leader) vs appendfsync always"),
+    ("respkv-3", "GET", "redis", 0.6, "issue 4: linearizable GET (key's group leader) vs redis"),
     ("respkv-3", "GET follower", "redis", 0.6, "issue 4: linearizable GET (follower) vs redis"),
+    ("respkv-3", "GET 1 node", "redis", 0.6,
+     "issue 4: linearizable GET on one node (mostly follower reads) vs redis"),
 ]
+FAILOVER_KEY = "failover:{fo}:"  # one hash tag: every key of the writer in one group
 FAILOVER_TARGET_S = 1.5
 
 
@@ -233,6 +255,39 @@ def split_list(value: str) -> list[str]:
     return [v for v in value.replace(" ", ",").split(",") if v]
 
 
+def raft_groups(raft: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The per-group lines of INFO raft (``raft_group_g1:role=leader,term=3,...,
+    voters=n1|n2|n3,...``) as {group: {field: value}}, in group order; member lists
+    stay |-separated (see ``members``)."""
+    groups = {}
+    for key, value in raft.items():
+        if key.startswith("raft_group_"):
+            groups[key[len("raft_group_"):]] = dict(
+                item.split("=", 1) for item in value.split(",") if "=" in item)
+    return dict(sorted(groups.items(), key=lambda kv: int(kv[0].lstrip("g") or 0)))
+
+
+def members(value: str) -> set[str]:
+    return {v for v in value.split("|") if v}
+
+
+def group_of(key: str, shards: int) -> str:
+    slot = key_slot(key.encode())
+    index = next(i for i, (first, last) in enumerate(slot_ranges(shards))
+                 if first <= slot <= last)
+    return f"g{index}"
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    """redis-benchmark --csv rows. With --cluster it first prints the masters it found
+    ("Cluster has 3 master nodes: ..."): the CSV starts at its "test" header line."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith('"test"')), None)
+    if start is None:
+        return []
+    return list(csv.DictReader(io.StringIO("\n".join(lines[start:]))))
+
+
 # ---------------------------------------------------------------------------- servers
 
 
@@ -259,6 +314,7 @@ class Target:
     name: str
     kind: str  # redis | respkv | cluster
     nodes: list[Node] = field(default_factory=list)
+    shards: int = 1  # Raft groups (respkv), from INFO raft
 
     def pids(self) -> list[int]:
         return [n.proc.pid for n in self.nodes if n.proc and n.proc.poll() is None]
@@ -285,12 +341,15 @@ class Bench:
         wait_for(f"{name} to answer PING", lambda: command(port, "PING") == b"PONG", 15)
         return Target(name, "redis", [node])
 
-    def respkv_node(self, node_id: str, join: int | None = None) -> Node:
+    def respkv_node(self, node_id: str, join: int | None = None,
+                    shards: int | None = None) -> Node:
         port = self.ports.get()
         raft_port = self.ports.get()
         argv = [*respkv_command(), "server", "--node-id", node_id,
                 "--port", str(port), "--raft-port", str(raft_port),
                 "--dir", str(self.dir / node_id), "--log-level", "warning"]
+        if shards is not None:  # a joining node takes the cluster's: same value anyway
+            argv += ["--shards", str(shards)]
         if join is not None:
             argv += ["--join", f"{HOST}:{join}"]
         return Node(node_id, port, argv, self.dir / f"{node_id}.log")
@@ -298,68 +357,104 @@ class Bench:
     def launch(self, node: Node) -> None:
         node.proc = self.procs.start(node.argv, node.log)
 
+    @staticmethod
+    def leads_all(port: int) -> bool:
+        """The node leads every one of its groups (a node that bootstrapped alone)."""
+        raft = info(port, "raft")
+        groups = raft_groups(raft)
+        return bool(groups) and all(g.get("role") == "leader" for g in groups.values())
+
     def start_respkv_single(self) -> Target:
-        node = self.respkv_node("s1")
+        node = self.respkv_node("s1", shards=self.args.single_shards)
         self.launch(node)
-        wait_for("respkv single node to lead",
-                 lambda: info(node.port, "raft").get("raft_role") == "leader", 30)
-        return Target("respkv", "respkv", [node])
+        wait_for("respkv single node to lead every group", lambda: self.leads_all(node.port), 30)
+        shards = int(info(node.port, "raft")["raft_shards"])
+        return Target("respkv", "respkv", [node], shards)
 
     def start_cluster(self) -> Target:
-        n1 = self.respkv_node("n1")
+        n1 = self.respkv_node("n1", shards=self.args.shards)
         self.launch(n1)
-        wait_for("n1 to lead", lambda: info(n1.port, "raft").get("raft_role") == "leader", 30)
+        wait_for("n1 to lead every group", lambda: self.leads_all(n1.port), 30)
         nodes = [n1]
         for node_id in ("n2", "n3"):
-            node = self.respkv_node(node_id, join=n1.port)
+            node = self.respkv_node(node_id, join=n1.port, shards=self.args.shards)
             self.launch(node)
             nodes.append(node)
-            wait_for(f"{node_id} to be a voter", lambda nid=node_id: nid in split_list(
-                info(n1.port, "raft").get("raft_voters", "")), 60, 0.1)
-        target = Target("respkv-3", "cluster", nodes)
+            wait_for(f"{node_id} to be a voter of every group", lambda nid=node_id: all(
+                nid in members(g.get("voters", ""))
+                for g in raft_groups(info(n1.port, "raft")).values()), 60, 0.1)
+        shards = int(info(n1.port, "raft")["raft_shards"])
+        if shards != self.args.shards:
+            raise RuntimeError(f"the cluster has {shards} shards, asked for {self.args.shards}")
+        target = Target("respkv-3", "cluster", nodes, shards)
         self.wait_cluster_healthy(target)
         return target
 
     def wait_cluster_healthy(self, target: Target, timeout: float = 60.0,
-                             slack: int = 0) -> Node:
-        """All nodes up, all three voters, one leader everyone agrees on, and every node
-        applied up to the leader's commit index (less ``slack`` entries, for when a writer
-        keeps the commit index moving). Returns the leader."""
+                             slack: int = 0) -> dict[str, Node]:
+        """All nodes up and, in every group: all three voters, one leader everyone agrees
+        on, every node applied up to that leader's commit index (less ``slack`` entries,
+        for when a writer keeps the commit index moving). With at least as many groups as
+        nodes, also waits until the leaders are spread (every node leads a group: the
+        balancer hands group i to the i-th node a few seconds after it caught up).
+        Returns {group: its leader}."""
         ids = {n.name for n in target.nodes}
 
         def healthy():
-            infos = {n.name: info(n.port, "raft") for n in target.nodes}
-            leaders = [n for n in target.nodes if infos[n.name].get("raft_role") == "leader"]
-            if len(leaders) != 1:
+            views = {n.name: raft_groups(info(n.port, "raft")) for n in target.nodes}
+            names = list(views[target.nodes[0].name])
+            if len(names) != target.shards or any(list(v) != names for v in views.values()):
                 return None
-            leader = leaders[0]
-            commit = int(infos[leader.name]["raft_commit_index"])
-            for n in target.nodes:
-                i = infos[n.name]
-                if set(split_list(i.get("raft_voters", ""))) != ids:
+            leaders: dict[str, Node] = {}
+            for g in names:
+                led = [n for n in target.nodes if views[n.name][g].get("role") == "leader"]
+                if len(led) != 1:
                     return None
-                if i.get("raft_leader") != leader.name:
-                    return None
-                if int(i.get("raft_applied_index", 0)) < commit - slack:
-                    return None
-            return leader
+                leader = leaders[g] = led[0]
+                commit = int(views[leader.name][g]["commit_index"])
+                for n in target.nodes:
+                    view = views[n.name][g]
+                    if members(view.get("voters", "")) != ids:
+                        return None
+                    if view.get("leader") != leader.name:
+                        return None
+                    if int(view.get("applied_index", 0)) < commit - slack:
+                        return None
+            if len(names) >= len(target.nodes) and {n.name for n in leaders.values()} != ids:
+                return None
+            return leaders
 
         return wait_for("the cluster to be healthy", healthy, timeout, 0.1)
 
-    def leader(self, target: Target) -> Node:
+    def group_views(self, target: Target) -> dict[str, dict[str, dict[str, str]]]:
+        """{node: {group: fields}} of the nodes that answer."""
+        views = {}
         for n in target.nodes:
             with contextlib.suppress(OSError, RespError):
-                if info(n.port, "raft").get("raft_role") == "leader":
-                    return n
-        raise RuntimeError("no leader")
+                views[n.name] = raft_groups(info(n.port, "raft"))
+        return views
+
+    def leader_changes(self, target: Target) -> dict:
+        """Every node's count of leader changes, summed over the groups and the nodes,
+        and the highest term of each group any node knows."""
+        views = self.group_views(target)
+        terms: dict[str, int] = {}
+        for groups in views.values():
+            for g, fields in groups.items():
+                terms[g] = max(terms.get(g, 0), int(fields.get("term", 0)))
+        return {"leader_changes": sum(int(f.get("leader_changes", 0))
+                                      for groups in views.values() for f in groups.values()),
+                "terms": terms}
 
     # -- benchmarking
 
     def redis_benchmark(self, port: int, test: str, requests: int, pipeline: int,
-                        pids: list[int]) -> dict:
+                        pids: list[int], cluster: bool = False) -> dict:
         argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test.lower(),
                 "-n", str(requests), "-c", str(self.args.clients), "-P", str(pipeline),
                 "-r", str(self.args.keyspace), "-d", str(self.args.data_size), "--csv"]
+        if cluster:
+            argv.append("--cluster")
         before = [cpu_ticks(p) for p in pids]
         self.bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -372,9 +467,14 @@ class Bench:
             rc = self.bench_proc.returncode
             self.bench_proc = None
         after = [cpu_ticks(p) for p in pids]
-        rows = list(csv.DictReader(io.StringIO(out.decode())))
+        rows = parse_csv(out.decode())
         if rc != 0 or not rows:
-            raise RuntimeError(f"redis-benchmark failed ({rc}): {err.decode()[-500:]}")
+            raise RuntimeError(f"redis-benchmark failed ({rc}): {err.decode()[-500:]} "
+                               f"{out.decode()[-500:]}")
+        notes = [line for line in err.decode().splitlines() if line.strip()]
+        if notes:  # errors the server answered (MOVED, TRYAGAIN...), reconnections
+            print(f"    redis-benchmark -p {port} {test} stderr ({len(notes)} lines): "
+                  f"{notes[0][:160]}", flush=True)
         row = rows[-1]
         ticks = sum(a - b for a, b in zip(after, before, strict=True))
         return {
@@ -384,33 +484,49 @@ class Bench:
             "cpu_us_per_req": ticks / CLK_TCK * 1e6 / requests,
         }
 
-    def tests_for(self, target: Target) -> list[tuple[str, str, int, int]]:
-        """(label, redis-benchmark test, port, pipeline) for a target."""
+    def tests_for(self, target: Target) -> list[tuple[str, str, int, int, bool]]:
+        """(label, redis-benchmark test, port, pipeline, --cluster) for a target."""
         if target.kind != "cluster":
             port = target.nodes[0].port
-            base = [("SET", "set", port, 1), ("GET", "get", port, 1)]
-            return [*base, ("SET -P16", "set", port, 16), ("GET -P16", "get", port, 16)]
-        leader = self.leader(target)
-        follower = next(n for n in target.nodes if n is not leader)
-        return [("SET", "set", leader.port, 1), ("GET", "get", leader.port, 1),
-                ("GET follower", "get", follower.port, 1),
-                ("SET -P16", "set", leader.port, 16), ("GET -P16", "get", leader.port, 16),
-                ("GET follower -P16", "get", follower.port, 16)]
+            base = [("SET", "set", port, 1, False), ("GET", "get", port, 1, False)]
+            return [*base, ("SET -P16", "set", port, 16, False),
+                    ("GET -P16", "get", port, 16, False)]
+        leaders = self.wait_cluster_healthy(target)
+        if target.shards == 1:  # one group: one leader, two followers
+            leader = leaders["g0"]
+            follower = next(n for n in target.nodes if n is not leader)
+            return [("SET", "set", leader.port, 1, False), ("GET", "get", leader.port, 1, False),
+                    ("GET follower", "get", follower.port, 1, False),
+                    ("SET -P16", "set", leader.port, 16, False),
+                    ("GET -P16", "get", leader.port, 16, False),
+                    ("GET follower -P16", "get", follower.port, 16, False)]
+        # --cluster: redis-benchmark reads the slot map from n1 and sends each key to its
+        # group's leader. "1 node": every GET to n2, a follower read for the keys of the
+        # groups n2 does not lead.
+        entry, one = target.nodes[0], target.nodes[1]
+        followed = sum(1 for node in leaders.values() if node is not one)
+        note = f"({followed}/{target.shards} follower)"
+        return [("SET", "set", entry.port, 1, True), ("GET", "get", entry.port, 1, True),
+                (f"GET 1 node {note}", "get", one.port, 1, False),
+                ("SET -P16", "set", entry.port, 16, True),
+                ("GET -P16", "get", entry.port, 16, True),
+                (f"GET 1 node -P16 {note}", "get", one.port, 16, False)]
 
     def run_benchmarks(self, targets: list[Target]) -> list[dict]:
         samples: dict[tuple[str, str], list[dict]] = {}
         order: list[tuple[str, str]] = []
         for rnd in range(self.args.repeat):
             for target in targets:
-                for label, test, port, pipeline in self.tests_for(target):
+                for label, test, port, pipeline, cluster in self.tests_for(target):
                     requests = self.args.requests * (self.args.pipeline_factor if pipeline > 1
                                                      else 1)
-                    result = self.redis_benchmark(port, test, requests, pipeline, target.pids())
+                    result = self.redis_benchmark(port, test, requests, pipeline, target.pids(),
+                                                  cluster)
                     key = (target.name, label)
                     if key not in samples:
                         order.append(key)
                     samples.setdefault(key, []).append(result)
-                    print(f"  round {rnd + 1}/{self.args.repeat} {target.name:9} {label:18} "
+                    print(f"  round {rnd + 1}/{self.args.repeat} {target.name:9} {label:29} "
                           f"{result['rps']:>10.0f} ops/s  p50 {result['p50_ms']:6.3f} ms  "
                           f"p99 {result['p99_ms']:7.3f} ms  cpu {result['cpu_us_per_req']:6.1f} "
                           f"us/req", flush=True)
@@ -434,15 +550,22 @@ class Bench:
     # -- failover
 
     def failover(self, cluster: Target) -> dict:
+        """Kill -9 the leader of the group the writer writes to (its keys share one hash
+        tag), time the next write acknowledged by another node."""
+        group = group_of(FAILOVER_KEY + "0", cluster.shards)
         self.wait_cluster_healthy(cluster)
-        writer = Writer([n.port for n in cluster.nodes])
+        writer = Writer([n.port for n in cluster.nodes], FAILOVER_KEY)
         writer.start()
         rounds = []
+
+        def term(node: Node) -> int:
+            return int(raft_groups(info(node.port, "raft"))[group]["term"])
+
         try:
             wait_for("the writer's first acknowledged write", lambda: writer.acks > 20, 15)
             for i in range(self.args.failovers):
-                leader = self.wait_cluster_healthy(cluster, slack=500)
-                term_before = int(info(leader.port, "raft")["raft_term"])
+                leader = self.wait_cluster_healthy(cluster, slack=500)[group]
+                term_before = term(leader)
                 acks_before = writer.acks
                 time.sleep(self.args.failover_settle)
                 if writer.acks <= acks_before:
@@ -457,18 +580,20 @@ class Bench:
                 new_leader = next(n for n in cluster.nodes if n.port == ack_port)
                 seconds = ack_time - t_kill
                 t_restart = time.monotonic()
+                term_after = term(new_leader)
                 self.launch(leader)
-                self.wait_cluster_healthy(cluster, 90, slack=500)
+                back = self.wait_cluster_healthy(cluster, 90, slack=500)
                 rejoin = time.monotonic() - t_restart
-                term_after = int(info(new_leader.port, "raft")["raft_term"])
-                rounds.append({"killed": leader.name, "new_leader": new_leader.name,
-                               "seconds_to_next_ack": seconds,
+                rounds.append({"group": group, "killed": leader.name,
+                               "new_leader": new_leader.name, "seconds_to_next_ack": seconds,
                                "terms": term_after - term_before,
-                               "restart_to_voter_caught_up_s": rejoin})
-                print(f"  failover {i + 1}/{self.args.failovers}: killed {leader.name}, "
-                      f"next write acknowledged by {new_leader.name} after {seconds:.3f} s "
-                      f"(term +{term_after - term_before}); restarted node back as a "
-                      f"caught-up voter after {rejoin:.2f} s", flush=True)
+                               "restart_to_voter_caught_up_s": rejoin,
+                               "leader_after_rejoin": back[group].name})
+                print(f"  failover {i + 1}/{self.args.failovers}: killed {leader.name} "
+                      f"(leader of {group}), next write acknowledged by {new_leader.name} "
+                      f"after {seconds:.3f} s ({group} term +{term_after - term_before}); "
+                      f"restarted node back as a caught-up voter, every group healthy, "
+                      f"after {rejoin:.2f} s ({group} led by {back[group].name})", flush=True)
         finally:
             writer.stop()
         times = [r["seconds_to_next_ack"] for r in rounds]
@@ -490,13 +615,14 @@ class Bench:
 
 
 class Writer(threading.Thread):
-    """SET in a loop through whichever node accepts it: follows MOVED, moves on to the
-    next node on a refused/closed connection, CLUSTERDOWN or TRYAGAIN. Records when and
-    through which port each write was acknowledged."""
+    """SET ``prefix`` + counter in a loop through whichever node accepts it: follows
+    MOVED, moves on to the next node on a refused/closed connection, CLUSTERDOWN or
+    TRYAGAIN. Records when and through which port each write was acknowledged."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], prefix: str) -> None:
         super().__init__(daemon=True, name="writer")
         self.ports = ports
+        self.prefix = prefix
         self.current = ports[0]
         self.conns: dict[int, Conn] = {}
         self.acks = 0
@@ -536,7 +662,7 @@ class Writer(threading.Thread):
                 conn = self.conns.get(port)
                 if conn is None:
                     conn = self.conns[port] = Conn(port, timeout=1.0)
-                conn.call("SET", f"failover:{i % 1000}", str(i))
+                conn.call("SET", f"{self.prefix}{i % 1000}", str(i))
             except RespError as error:
                 text = str(error)
                 if text.startswith("MOVED"):
@@ -578,8 +704,11 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["target"].startswith("redis"):
             continue
-        base_name = "redis-aof" if r["test"].startswith("SET") else "redis"
-        base_test = r["test"].replace(" follower", "")
+        # SET* against redis-aof, GET* against redis, with the same pipelining
+        # ("GET 1 node -P16 (2/3 follower)" -> redis "GET -P16").
+        is_set = r["test"].startswith("SET")
+        base_name = "redis-aof" if is_set else "redis"
+        base_test = ("SET" if is_set else "GET") + (" -P16" if "-P16" in r["test"] else "")
         base = by.get((base_name, base_test))
         if base is None:
             continue
@@ -595,12 +724,13 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
 
 
 def target_rows(ratios: list[dict]) -> list[dict]:
-    by = {(r["target"], r["test"]): r for r in ratios}
     out = []
     for name, test, base, minimum, what in TARGETS:
-        r = by.get((name, test))
+        r = next((q for q in ratios if q["target"] == name
+                  and (q["test"] == test or q["test"].startswith(f"{test} ("))), None)
         if r is None:
             continue
+        test = r["test"]
         out.append({"what": what, "target": name, "test": test, "baseline": base,
                     "ratio": r["rps_ratio"], "minimum": minimum,
                     "met": r["rps_ratio"] >= minimum})
@@ -614,20 +744,30 @@ def fmt(value: float | None, spec: str) -> str:
 def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
                  failover: dict | None, meta: dict) -> None:
     rat = {(r["target"], r["test"]): r for r in ratios}
+    width = max([18, *(len(r["test"]) for r in rows)])
     print()
     print(f"redis-benchmark -c {meta['clients']} -r {meta['keyspace']} -d {meta['data_size']}, "
           f"-n {meta['requests']} (x{meta['pipeline_factor']} with -P 16), "
           f"median of {meta['repeat']}; spread = (max-min)/median of ops/s over the rounds; "
           f"CPU = server utime+stime per request (cluster: 3 nodes summed)")
-    head = (f"{'server':10} {'test':18} {'ops/s':>9} {'spread':>6} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'cpu us/req':>10} | {'vs':20} {'x ops':>6} {'x p50':>6} {'x p99':>6} "
-            f"{'x cpu':>6}")
+    if meta.get("single_shards"):
+        print(f"respkv: single node, {meta['single_shards']} shards (leads them all)")
+    if meta.get("cluster_shards", 1) > 1:
+        print(f"respkv-3: {meta['cluster_shards']} shards, leaders {meta['cluster_leaders']}; "
+              f"SET/GET with redis-benchmark --cluster via n1 (each key on its group's "
+              f"leader); 'GET 1 node': all GETs on n2 (follower reads for the groups it "
+              f"does not lead)")
+    elif meta.get("cluster_leaders"):
+        print(f"respkv-3: 1 shard, leader {meta['cluster_leaders']['g0']}")
+    head = (f"{'server':10} {'test':{width}} {'ops/s':>9} {'spread':>6} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'cpu us/req':>10} | {'vs':20} {'x ops':>6} {'x p50':>6} "
+            f"{'x p99':>6} {'x cpu':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
         q = rat.get((r["target"], r["test"]))
         spread = (max(r["rps_all"]) - min(r["rps_all"])) / r["rps"] * 100
-        line = (f"{r['target']:10} {r['test']:18} {r['rps']:>9.0f} {spread:>5.0f}% "
+        line = (f"{r['target']:10} {r['test']:{width}} {r['rps']:>9.0f} {spread:>5.0f}% "
                 f"{r['p50_ms']:>7.3f} "
                 f"{r['p99_ms']:>7.3f} {r['cpu_us_per_req']:>10.1f} |")
         if q:
@@ -644,22 +784,31 @@ def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
         print()
         times = ", ".join(f"{r['seconds_to_next_ack']:.3f}" for r in failover["rounds"])
         met = "MET" if failover["median_s"] < FAILOVER_TARGET_S else "MISS"
-        print(f"failover (kill -9 leader -> next acknowledged write), "
+        group = failover["rounds"][0]["group"]
+        print(f"failover (kill -9 the leader of {group}, the writer's group -> next "
+              f"acknowledged write), "
               f"{len(failover['rounds'])} rounds: median {failover['median_s']:.3f} s, "
               f"max {failover['max_s']:.3f} s, min {failover['min_s']:.3f} s  "
               f"[{met} < {FAILOVER_TARGET_S} s]  ({times})")
         rejoin = [r["restart_to_voter_caught_up_s"] for r in failover["rounds"]]
-        print(f"  restart -> caught-up voter: median {statistics.median(rejoin):.2f} s, "
+        print(f"  restart -> caught-up voter, every group healthy: "
+              f"median {statistics.median(rejoin):.2f} s, "
               f"max {max(rejoin):.2f} s; writer errors seen: {failover['writer_errors']}")
     if meta.get("failover_error"):
         print(f"\nfailover measurement failed: {meta['failover_error']}")
     if meta.get("idle_cpu_pct"):
         idle = ", ".join(f"{k} {v:.1f}%" for k, v in meta["idle_cpu_pct"].items())
         print(f"\nidle server CPU (one core = 100%): {idle}")
-    if meta.get("cluster_terms"):
-        ct = meta["cluster_terms"]
-        print(f"cluster raft term during the benchmarks: {ct['before']} -> {ct['after']} "
-              f"(leader changes under load: {ct['after'] - ct['before']})")
+    if meta.get("cluster_leader_changes"):
+        lc = meta["cluster_leader_changes"]
+        before, after = lc["before"], lc["after"]
+        terms = ", ".join(f"{g} {t} -> {after['terms'].get(g)}"
+                          for g, t in before["terms"].items())
+        changed = after["leader_changes"] - before["leader_changes"]
+        print(f"cluster leader changes during the benchmarks (each node's count, summed over "
+              f"groups and nodes): {before['leader_changes']} -> {after['leader_changes']} "
+              f"(+{changed}{'' if changed == 0 else ' LEADERS CHANGED UNDER LOAD'}); "
+              f"terms: {terms}")
     print(f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}")
 
 
@@ -670,6 +819,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["single", "cluster", "both"], default="both")
+    p.add_argument("--shards", type=int, default=3,
+                   help="Raft groups of the cluster (respkv server --shards, default 3)")
+    p.add_argument("--single-shards", type=int, default=None,
+                   help="--shards of the single node (default: the server's default)")
     p.add_argument("--requests", type=int, default=None,
                    help="requests per redis-benchmark run without pipelining (default 50000, "
                         "--quick 10000)")
@@ -722,22 +875,24 @@ def main(argv: list[str] | None = None) -> int:
                    bench.start_redis("redis", ["--appendonly", "no"])]
         if args.mode in ("single", "both"):
             targets.append(bench.start_respkv_single())
+            meta["single_shards"] = targets[-1].shards
         cluster = None
         if args.mode in ("cluster", "both"):
             cluster = bench.start_cluster()
             targets.append(cluster)
-            meta["cluster_leader"] = bench.leader(cluster).name
+            meta["cluster_shards"] = cluster.shards
+            meta["cluster_leaders"] = {g: n.name for g, n in
+                                       bench.wait_cluster_healthy(cluster).items()}
         for t in targets:
             print(f"  {t.name:9} ports {[n.port for n in t.nodes]} pids {t.pids()}")
         meta["idle_cpu_pct"] = {k: round(v, 2) for k, v in bench.idle_cpu(targets).items()}
         if cluster:
-            term_before = int(info(bench.leader(cluster).port, "raft")["raft_term"])
+            changes_before = bench.leader_changes(cluster)
         print("benchmarking ...", flush=True)
         rows = bench.run_benchmarks(targets)
         if cluster:
-            meta["cluster_terms"] = {
-                "before": term_before,
-                "after": int(info(bench.leader(cluster).port, "raft")["raft_term"])}
+            meta["cluster_leader_changes"] = {"before": changes_before,
+                                              "after": bench.leader_changes(cluster)}
         if cluster and not args.no_failover:
             print("failover ...", flush=True)
             try:

@@ -51,8 +51,9 @@ from respkv.raft.core import (
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.statemachine import StateMachine, encode_command
+from respkv.storage.nodelog import GroupLog
 from respkv.storage.store import StateStore, StoreError
-from respkv.storage.wal import WAL, DiskFull
+from respkv.storage.wal import DiskFull
 
 if TYPE_CHECKING:
     from respkv.cluster.transport import Transport
@@ -67,7 +68,6 @@ PROPOSAL_TIMEOUT = 10.0  # seconds a client waits for its write to commit
 READ_TIMEOUT = 3.0
 NOT_DURABLE = RespError("TRYAGAIN No space left on device: the write is not on disk yet and "
                         "may or may not be applied once space is freed")
-INLINE_FSYNC_BYTES = 256 << 10  # batches smaller than this are fsynced on the loop
 DISK_RETRY = 0.2  # seconds between fsync attempts on a full disk
 PERSIST_EVERY_TICKS = 2  # write applied state to the store every 2 ticks (100 ms)
 
@@ -125,8 +125,8 @@ class Waiter:
 
 class RaftGroup:
     def __init__(self, name: str, node_id: str, config: Config, directory: Path,
-                 transport: Transport, book: AddressBook, bootstrap: Addresses | None,
-                 joined_at: int = 0) -> None:
+                 transport: Transport, book: AddressBook, wal: GroupLog,
+                 bootstrap: Addresses | None, joined_at: int = 0) -> None:
         self.name = name
         self.names = (name,)  # the groups a command routed here touches (see router.Span)
         self.joined_at = joined_at  # log index of the change that added this node
@@ -137,7 +137,7 @@ class RaftGroup:
         self.dir = directory / "raft" / name
         self.snap_dir = self.dir / "snap"
         self.snap_dir.mkdir(parents=True, exist_ok=True)
-        self.wal = WAL.open(self.dir / "wal")
+        self.wal = wal
         store_path = directory / "data" / f"{name}.sqlite"
         store_path.parent.mkdir(parents=True, exist_ok=True)
         self.keyspace = Keyspace()
@@ -166,7 +166,6 @@ class RaftGroup:
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
         self.disk_full = False  # writes are refused while set
-        self.fsync_delay = 0.0  # seconds added to every log fsync (DEBUG FSYNC-DELAY)
         self.unsafe = unsafe_switches()
         self._unsynced = False
         self._last_leader: str | None = None
@@ -454,7 +453,7 @@ class RaftGroup:
                 self.pending_compaction = None
                 try:
                     crash_point("compact-before")
-                    await asyncio.to_thread(self.wal.compact, index, term)
+                    self.wal.compact(index, term)  # on the loop: other groups share the WAL
                     crash_point("compact-after")
                 except DiskFull as error:
                     log.error("log compaction postponed: %s", error)
@@ -560,18 +559,11 @@ class RaftGroup:
 
         Nothing that waits on this Ready (acknowledgements, votes) goes out before the
         fsync succeeds, so a full disk delays but never loses anything. The clients
-        whose writes are stuck here are told at once that the outcome is unknown."""
-        # A small batch is fsynced right here, as Redis does with appendfsync always:
-        # the hop to a worker thread costs more CPU than the fsync (~0.2 ms) and the
-        # clients of this batch wait for it anyway. A large one goes to a thread so
-        # its write does not stall every other client.
-        inline = sum(len(entry.data) for entry in entries) < INLINE_FSYNC_BYTES
+        whose writes are stuck here are told at once that the outcome is unknown.
+        The fsync is shared with the node's other groups (storage.nodelog)."""
         while True:
             try:
-                if inline:
-                    self._fsync()
-                else:
-                    await asyncio.to_thread(self._fsync)
+                await self.wal.sync_soon()
                 return
             except DiskFull as error:
                 if not self.disk_full:
@@ -584,11 +576,6 @@ class RaftGroup:
                 if self.stopping:
                     raise
                 await asyncio.sleep(DISK_RETRY)
-
-    def _fsync(self) -> None:
-        if self.fsync_delay:  # DEBUG FSYNC-DELAY: a slow disk, as fault tests want it
-            time.sleep(self.fsync_delay)
-        self.wal.sync()
 
     def _check_disk(self) -> None:
         """Refuse writes while free space is below min-free-disk; resume when it is back."""
@@ -827,7 +814,7 @@ class RaftGroup:
         self.snapshot_index = meta.index
         self.bytes_since_snapshot = 0
         crash_point("install-before-compact")
-        await asyncio.to_thread(self.wal.compact, meta.index, meta.term)
+        self.wal.compact(meta.index, meta.term)
         for old in self.incoming_snapshots.values():
             old.unlink(missing_ok=True)
         self.incoming_snapshots.clear()
@@ -868,9 +855,9 @@ class RaftGroup:
             with contextlib.suppress(OSError, StoreError):
                 store.close()
         try:
-            self.wal.close()
+            self.wal.sync()  # the node closes the WAL once every group has stopped
         except (OSError, RuntimeError) as error:
-            log.error("log not closed cleanly (restart replays what is on disk): %s", error)
+            log.error("log not synced at shutdown (restart replays what is on disk): %s", error)
 
 
 def _fail_all(futures: list[asyncio.Future[None]], error: RespError) -> None:

@@ -36,6 +36,7 @@ from respkv.cluster.slots import group_name, slot_owners
 from respkv.cluster.transport import Transport
 from respkv.config import Config
 from respkv.protocol.reply import RespError
+from respkv.storage.nodelog import NodeLog
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ClusterNode:
         self.removed_from: set[str] = set()
         self.on_removed: Callable[[], None] | None = None
         self._balancer: asyncio.Task[None] | None = None
+        self.log: NodeLog | None = None  # the WAL all groups share
 
     @property
     def node_id(self) -> str:
@@ -93,10 +95,12 @@ class ClusterNode:
         )
         await self.transport.start()
         self.slot_owner = slot_owners(info.shards)
+        self.log = NodeLog(self.dir / "raft" / "wal")
         for index in range(info.shards):
             name = group_name(index)
             group = RaftGroup(name, self.node_id, self.config, self.dir, self.transport,
-                              self.book, bootstrap, info.joined_at.get(name, 0))
+                              self.book, self.log.view(index), bootstrap,
+                              info.joined_at.get(name, 0))
             group.on_removed = functools.partial(self._removed, name)
             self.groups.append(group)
         for group in self.groups:
@@ -174,6 +178,11 @@ class ClusterNode:
                                for group in self.groups))
         for group in self.groups:
             await group.stop()
+        if self.log is not None:
+            try:
+                self.log.close()
+            except (OSError, RuntimeError) as error:
+                log.error("log not closed cleanly (restart replays what is on disk): %s", error)
         if self.transport is not None:
             await self.transport.stop()
 

@@ -162,14 +162,21 @@ def cluster_info(client: Client, args: list[bytes]) -> Reply:
 
 @_sub("slots", 2)
 def cluster_slots(client: Client, args: list[bytes]) -> Reply:
+    """One entry per group: its leader, then its members that lead no group. A node
+    is a master or a replica, as in Redis Cluster: cluster clients (redis-py) give
+    a node the role of its first appearance, so a master listed as another range's
+    replica would lose its master role there."""
     groups = _groups(client)
+    leaders = {group.leader_id() for group in groups}
     entries = []
     for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
-        if group.leader_id() is None:
+        lead = group.leader_id()
+        if lead is None:
             continue
         entry: list = [first, last]
         for node, host, port, _ in _members(group):
-            entry.append([host, port, cluster_node_id(node), []])
+            if node == lead or node not in leaders:
+                entry.append([host, port, cluster_node_id(node), []])
         entries.append(entry)
     return entries
 

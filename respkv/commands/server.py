@@ -283,8 +283,7 @@ def debug(client: Client, args: list[bytes]) -> Reply:
         delay_ms = parse_int(args[2])
         if delay_ms < 0:
             raise RespError("ERR delay must be >= 0")
-        for group in client.server.groups:
-            group.fsync_delay = delay_ms / 1000
+        client.server.node.log.delay = delay_ms / 1000
         return OK
     raise RespError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
                     "Try DEBUG HELP.")

@@ -325,6 +325,7 @@ class Server:
             "raft_cluster_id": self.node.info.cluster_id if self.node.info else "",
             "raft_shards": len(self.groups),
             "raft_leads": ",".join(group.name for group in self.led_groups()),
+            "raft_wal_fsyncs": self.node.log.fsyncs if self.node.log else 0,
         }
         for name, value in _group_fields(self.groups[0]).items():
             fields[f"raft_{name}"] = value

@@ -1,4 +1,7 @@
-"""The durable Raft log (entries, hard state, snapshot point) of one group.
+"""The durable Raft logs (entries, hard state, snapshot point) of a node's groups.
+
+Every group of a node writes to one WAL, so that one fsync per loop turn makes all
+of them durable: with a file per group, a node of three groups paid three fsyncs.
 
 On disk: a directory of segment files ``<seq:016x>.wal``, replayed in seq order. Each
 segment is a sequence of records::
@@ -6,21 +9,23 @@ segment is a sequence of records::
     crc32 u32 | length u32 | type u8 | payload (length bytes)      (little endian)
 
 The crc (zlib.crc32) covers length, type and payload, so a flipped length is caught too.
-Record types:
+Every payload starts with the group (u16). Record types:
 
-    ENTRY       term u64 | index u64 | kind u8 | data
-    HARD_STATE  term u64 | commit u64 | has_vote u8 | vote (utf-8)
-    SNAPSHOT    index u64 | term u64 | keep_suffix u8
+    ENTRY       group u16 | term u64 | index u64 | kind u8 | data
+    HARD_STATE  group u16 | term u64 | commit u64 | has_vote u8 | vote (utf-8)
+    SNAPSHOT    group u16 | index u64 | term u64 | keep_suffix u8
 
-The log is the result of replaying the records in order: an entry whose index is <= the
-current last index truncates the log from there (Raft conflict truncation needs no record
-of its own); the last HARD_STATE wins; a SNAPSHOT drops entries <= index (or the whole log
-when ``keep_suffix`` is 0: the log did not match the snapshot).
+A group's log is the result of replaying its records in order: an entry whose index is
+<= the current last index truncates the log from there (Raft conflict truncation needs
+no record of its own); the last HARD_STATE wins; a SNAPSHOT drops entries <= index (or
+the whole log when ``keep_suffix`` is 0: the log did not match the snapshot). A segment
+is deleted once every group's snapshot covers every entry it holds.
 
 Threading contract: ``append``/``set_hard_state`` only encode into memory; ``sync`` and
-``compact`` do the I/O and may run in a worker thread (``asyncio.to_thread``) provided no
-other thread calls into the WAL until they return. The WAL has no lock: the driver owns it
-and awaits each ``sync`` before touching it again. Misuse is detected and raises.
+``compact`` do the I/O. They may run in a worker thread (``asyncio.to_thread``) provided
+no other thread calls into the WAL until they return: with several groups on one event
+loop, that means never (the node syncs on the loop). The WAL has no lock. Misuse is
+detected and raises.
 
 Durability ordering: a new segment file is created only by ``sync``, after every earlier
 segment was fsynced, and the directory is fsynced right after the creation; so after a
@@ -51,17 +56,18 @@ log = logging.getLogger(__name__)
 _HEAD = struct.Struct("<IIB")  # crc, payload length, type
 _HEAD_SIZE = _HEAD.size
 _CRC = struct.Struct("<I")
-_ENTRY_FIXED = struct.Struct("<IBQQB")  # length, type, term, index, kind: the crc'd prefix
-_ENTRY_META = struct.Struct("<QQB")  # term, index, kind
-_HS = struct.Struct("<QQB")  # term, commit, has_vote; vote follows
-_SNAP = struct.Struct("<QQB")  # index, term, keep_suffix
+_ENTRY_FIXED = struct.Struct("<IBHQQB")  # length, type, group, term, index, kind: crc'd prefix
+_GROUP = struct.Struct("<H")  # every payload's first field
+_ENTRY_META = struct.Struct("<QQB")  # term, index, kind (after the group)
+_HS = struct.Struct("<HQQB")  # group, term, commit, has_vote; vote follows
+_SNAP = struct.Struct("<HQQB")  # group, index, term, keep_suffix
 _LEN_TYPE = struct.Struct("<IB")
 
 T_ENTRY = 1
 T_HARD_STATE = 2
 T_SNAPSHOT = 3
 _TYPES = frozenset((T_ENTRY, T_HARD_STATE, T_SNAPSHOT))
-_ENTRY_OVERHEAD = _ENTRY_META.size  # payload bytes before the data
+_ENTRY_OVERHEAD = _GROUP.size + _ENTRY_META.size  # payload bytes before the data
 # Refuse absurd lengths early, so a damaged length field cannot make us read gigabytes.
 _MAX_PAYLOAD = 1 << 30
 _KINDS: tuple[EntryKind, ...] = tuple(EntryKind(k) for k in range(max(EntryKind) + 1))
@@ -99,7 +105,7 @@ class _Segment:
     seq: int
     path: Path
     size: int = 0  # bytes written or pending
-    max_index: int = 0  # highest entry index ever recorded in it (0: none)
+    max_index: dict[int, int] = field(default_factory=dict)  # per group: highest entry index
     fd: int | None = None
 
 
@@ -115,9 +121,9 @@ def _record(rtype: int, payload: bytes) -> bytes:
     return _CRC.pack(zlib.crc32(body)) + body
 
 
-def _hard_state_record(hs: HardState) -> bytes:
+def _hard_state_record(group: int, hs: HardState) -> bytes:
     vote = b"" if hs.vote is None else hs.vote.encode()
-    return _record(T_HARD_STATE, _HS.pack(hs.term, hs.commit, hs.vote is not None) + vote)
+    return _record(T_HARD_STATE, _HS.pack(group, hs.term, hs.commit, hs.vote is not None) + vote)
 
 
 def _segment_path(directory: Path, seq: int) -> Path:
@@ -197,14 +203,14 @@ class _Replay:
         if rtype == T_ENTRY:
             self.entry(buf, start, end)
         elif rtype == T_HARD_STATE:
-            term, commit, has_vote = _HS.unpack_from(buf, start)
+            _, term, commit, has_vote = _HS.unpack_from(buf, start)
             vote = buf[start + _HS.size : end].decode() if has_vote else None
             self.hard_state = HardState(term=term, vote=vote, commit=commit)
         else:
-            self._snapshot(*_SNAP.unpack_from(buf, start))
+            self._snapshot(*_SNAP.unpack_from(buf, start)[1:])
 
     def entry(self, buf: bytes, start: int, end: int) -> None:
-        term, index, kind = _ENTRY_META.unpack_from(buf, start)
+        term, index, kind = _ENTRY_META.unpack_from(buf, start + _GROUP.size)
         if kind >= _N_KINDS:
             raise ValueError(f"unknown entry kind {kind}")
         self.entry_index = index
@@ -238,8 +244,21 @@ class _Replay:
         return WalState(self.hard_state, self.snap_index, self.snap_term, self.entries)
 
 
+@dataclass(slots=True)
+class _Log:
+    """What the WAL knows of one group's log, kept in memory."""
+
+    hs: HardState = field(default_factory=HardState)
+    snap_index: int = 0
+    snap_term: int = 0
+    last_index: int = 0
+    terms: array = field(default_factory=lambda: array("q"))  # of (snap_index, last_index]
+    loaded: WalState | None = None  # as recovered by open(), until load() takes it
+
+
 class WAL:
-    """See the module docstring for the format and the threading contract."""
+    """See the module docstring for the format and the threading contract. Methods
+    about one log take its ``group`` (0 by default: a WAL of one group)."""
 
     def __init__(self, directory: Path, segment_bytes: int) -> None:
         self._dir = directory
@@ -247,12 +266,7 @@ class WAL:
         self._segments: list[_Segment] = []  # in seq order; the last one is active
         self._pending: list[bytes] = []  # encoded, not yet written, for the active segment
         self._sealed: list[tuple[_Segment, list[bytes]]] = []  # rolled since the last sync
-        self._hs = HardState()
-        self._snap_index = 0
-        self._snap_term = 0
-        self._last_index = 0
-        self._terms = array("q")  # term of each entry in (snap_index, last_index]
-        self._loaded: WalState | None = None
+        self._logs: dict[int, _Log] = {}
         self._busy = False  # inside sync/compact: catches a second thread touching the WAL
         self._failed: BaseException | None = None
         self._closed = False
@@ -269,27 +283,33 @@ class WAL:
 
     def _recover(self) -> None:
         self._list_segments()
-        replay = self._read_all()
-        self._hs = replay.hard_state
-        self._snap_index, self._snap_term = replay.snap_index, replay.snap_term
-        self._last_index = replay.last_index
-        self._terms = array("q", [e.term for e in replay.entries])
-        self._loaded = replay.state()
+        for group, replay in self._read_all().items():
+            self._logs[group] = _Log(
+                replay.hard_state, replay.snap_index, replay.snap_term, replay.last_index,
+                array("q", [e.term for e in replay.entries]), replay.state())
         self._open_active()
 
-    def _read_all(self) -> _Replay:
-        replay = _Replay()
+    def _log(self, group: int) -> _Log:
+        log_ = self._logs.get(group)
+        if log_ is None:
+            log_ = self._logs[group] = _Log(loaded=_Replay().state())
+        return log_
+
+    def _read_all(self) -> dict[int, _Replay]:
+        replays: dict[int, _Replay] = {}
         existing = [s for s in self._segments if s.fd is not None or s.path.exists()]
         for seg in existing:
-            self._replay_segment(seg, replay, is_last=seg is existing[-1])
-        entries = replay.entries
-        if entries and entries[0].index != replay.snap_index + 1:
-            raise CorruptLogError(
-                existing[0].path,
-                0,
-                f"log starts at {entries[0].index} but the snapshot is {replay.snap_index}",
-            )
-        return replay
+            self._replay_segment(seg, replays, is_last=seg is existing[-1])
+        for group, replay in replays.items():
+            entries = replay.entries
+            if entries and entries[0].index != replay.snap_index + 1:
+                raise CorruptLogError(
+                    existing[0].path,
+                    0,
+                    f"group {group}'s log starts at {entries[0].index} but its snapshot is "
+                    f"{replay.snap_index}",
+                )
+        return replays
 
     def _list_segments(self) -> list[_Segment]:
         names = (p.name for p in self._dir.glob("*" + _SUFFIX))
@@ -302,15 +322,21 @@ class WAL:
         self._segments = [_Segment(s, _segment_path(self._dir, s)) for s in seqs]
         return self._segments
 
-    def _replay_segment(self, seg: _Segment, replay: _Replay, *, is_last: bool) -> None:
+    def _replay_segment(self, seg: _Segment, replays: dict[int, _Replay], *,
+                        is_last: bool) -> None:
         buf = seg.path.read_bytes()
+        group_of = _GROUP.unpack_from
         try:
             for offset, rtype, start, end in _iter_records(buf):
                 try:
+                    (group,) = group_of(buf, start)
+                    replay = replays.get(group)
+                    if replay is None:
+                        replay = replays[group] = _Replay()
                     if rtype == T_ENTRY:
                         replay.entry(buf, start, end)
-                        if replay.entry_index > seg.max_index:
-                            seg.max_index = replay.entry_index
+                        if replay.entry_index > seg.max_index.get(group, 0):
+                            seg.max_index[group] = replay.entry_index
                     else:
                         replay.apply(rtype, buf, start, end)
                 except ValueError as err:  # well-formed record whose content makes no sense
@@ -344,57 +370,67 @@ class WAL:
 
     # ---- reading -----------------------------------------------------------------
 
-    def load(self) -> WalState:
-        """The current log: as recovered by open(), else synced and re-read from disk."""
+    def groups(self) -> list[int]:
+        return sorted(self._logs)
+
+    def load(self, group: int = 0) -> WalState:
+        """A group's log: as recovered by open(), else synced and re-read from disk."""
         self._check_usable()
-        if self._loaded is not None:
-            state, self._loaded = self._loaded, None  # do not pin the entries in memory
+        log_ = self._log(group)
+        if log_.loaded is not None:
+            state, log_.loaded = log_.loaded, None  # do not pin the entries in memory
             return state
         self.sync()
-        return self._read_all().state()
+        replay = self._read_all().get(group)
+        return (replay or _Replay()).state()
 
-    def last_index(self) -> int:
-        return self._last_index
+    def last_index(self, group: int = 0) -> int:
+        return self._log(group).last_index
 
-    def last_term(self) -> int:
-        return self._terms[-1] if self._terms else self._snap_term
+    def last_term(self, group: int = 0) -> int:
+        log_ = self._log(group)
+        return log_.terms[-1] if log_.terms else log_.snap_term
 
-    def hard_state(self) -> HardState:
-        return self._hs
+    def hard_state(self, group: int = 0) -> HardState:
+        return self._log(group).hs
 
-    def snapshot_point(self) -> tuple[int, int]:
-        return self._snap_index, self._snap_term
+    def snapshot_point(self, group: int = 0) -> tuple[int, int]:
+        log_ = self._log(group)
+        return log_.snap_index, log_.snap_term
 
     # ---- writing (event loop thread; memory only) ---------------------------------
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: list[Entry], group: int = 0) -> None:
         """Record entries; an index <= last_index() replaces the log from there on."""
         if not entries:
             return
         self._check_usable()
+        log_ = self._log(group)
         first = entries[0].index
-        if first <= self._snap_index or first > self._last_index + 1:
-            raise ValueError(f"append at {first}: log is ({self._snap_index}, {self._last_index}]")
-        blob, terms = _encode_entries(entries, first)
-        del self._terms[first - self._snap_index - 1 :]
-        self._terms.extend(terms)
-        self._last_index = first + len(entries) - 1
-        self._add(blob, self._last_index)
+        if first <= log_.snap_index or first > log_.last_index + 1:
+            raise ValueError(f"append at {first}: log is ({log_.snap_index}, {log_.last_index}]")
+        blob, terms = _encode_entries(group, entries, first)
+        del log_.terms[first - log_.snap_index - 1 :]
+        log_.terms.extend(terms)
+        log_.last_index = first + len(entries) - 1
+        self._add(log_, group, blob, log_.last_index)
 
-    def set_hard_state(self, hs: HardState) -> None:
+    def set_hard_state(self, hs: HardState, group: int = 0) -> None:
         self._check_usable()
-        if hs != self._hs:
-            self._hs = hs
-            self._add(_hard_state_record(hs), 0)
+        log_ = self._log(group)
+        if hs != log_.hs:
+            log_.hs = hs
+            self._add(log_, group, _hard_state_record(group, hs), 0)
 
-    def _add(self, blob: bytes, max_index: int) -> None:
-        self._loaded = None  # stale now: a later load() re-reads the disk
+    def _add(self, log_: _Log, group: int, blob: bytes, max_index: int) -> None:
+        log_.loaded = None  # stale now: a later load() re-reads the disk
         active = self._segments[-1]
         if active.size and active.size + len(blob) > self._segment_bytes:
             active = self._roll()
         self._pending.append(blob)
         active.size += len(blob)
-        active.max_index = max(active.max_index, max_index)
+        if max_index > active.max_index.get(group, 0):
+            active.max_index[group] = max_index
 
     def _roll(self) -> _Segment:
         # No file is created here: sync() creates it once the older segments are fsynced.
@@ -418,31 +454,32 @@ class WAL:
             with self._io():
                 self._flush()
 
-    def compact(self, snapshot_index: int, snapshot_term: int) -> None:
+    def compact(self, snapshot_index: int, snapshot_term: int, group: int = 0) -> None:
         """Durably record a snapshot covering up to snapshot_index; drop covered segments.
 
         As in Raft's InstallSnapshot: the entries after the point are kept only if the log
         holds the point with the same term; otherwise the whole log is discarded.
         """
         self._check_usable()
-        if snapshot_index <= self._snap_index:
+        log_ = self._log(group)
+        if snapshot_index <= log_.snap_index:
             return  # an older snapshot than the one we have: nothing to do
         keep = (
-            snapshot_index <= self._last_index
-            and self._terms[snapshot_index - self._snap_index - 1] == snapshot_term
+            snapshot_index <= log_.last_index
+            and log_.terms[snapshot_index - log_.snap_index - 1] == snapshot_term
         )
-        marker = _record(T_SNAPSHOT, _SNAP.pack(snapshot_index, snapshot_term, keep))
+        marker = _record(T_SNAPSHOT, _SNAP.pack(group, snapshot_index, snapshot_term, keep))
         # The hard state is written again so it survives the deletion of its segment.
-        self._add(marker + _hard_state_record(self._hs), 0)
+        self._add(log_, group, marker + _hard_state_record(group, log_.hs), 0)
         if keep:
-            del self._terms[: snapshot_index - self._snap_index]
+            del log_.terms[: snapshot_index - log_.snap_index]
         else:
-            self._terms = array("q")
-            self._last_index = snapshot_index
-        self._snap_index, self._snap_term = snapshot_index, snapshot_term
+            log_.terms = array("q")
+            log_.last_index = snapshot_index
+        log_.snap_index, log_.snap_term = snapshot_index, snapshot_term
         with self._io():
             self._flush()  # the marker must be durable before any segment goes
-            self._delete_covered(snapshot_index)
+            self._delete_covered()
 
     @contextmanager
     def _io(self) -> Iterator[None]:
@@ -494,9 +531,16 @@ class WAL:
             os.fsync(seg.fd)
         return seg.fd
 
-    def _delete_covered(self, snapshot_index: int) -> None:
+    def _covered(self, seg: _Segment) -> bool:
+        """Every entry in ``seg`` is in its group's snapshot. A group's SNAPSHOT and
+        HARD_STATE records are written again at each compaction, and the newest
+        segment is never deleted, so the latest of each survives."""
+        return all(index <= self._log(group).snap_index
+                   for group, index in seg.max_index.items())
+
+    def _delete_covered(self) -> None:
         # Oldest first, fsyncing the directory each time, so a crash leaves no hole.
-        while len(self._segments) > 1 and self._segments[0].max_index <= snapshot_index:
+        while len(self._segments) > 1 and self._covered(self._segments[0]):
             seg = self._segments.pop(0)
             seg.path.unlink()
             _fsync_dir(self._dir)
@@ -529,7 +573,7 @@ class WAL:
             raise RuntimeError(f"WAL {self._dir} used by two threads at once")
 
 
-def _encode_entries(entries: list[Entry], first: int) -> tuple[bytes, list[int]]:
+def _encode_entries(group: int, entries: list[Entry], first: int) -> tuple[bytes, list[int]]:
     """One bytes object for a batch: the hot path, so locals and no per-entry calls of ours."""
     parts: list[bytes] = []
     terms: list[int] = []
@@ -541,7 +585,7 @@ def _encode_entries(entries: list[Entry], first: int) -> tuple[bytes, list[int]]
         if e.index != index:
             raise ValueError(f"entries not contiguous: {e.index} where {index} was expected")
         data = e.data
-        fixed = pack(_ENTRY_OVERHEAD + len(data), T_ENTRY, e.term, index, e.kind)
+        fixed = pack(_ENTRY_OVERHEAD + len(data), T_ENTRY, group, e.term, index, e.kind)
         parts += (pack_crc(crc32(data, crc32(fixed))), fixed, data)
         terms.append(e.term)
         index += 1

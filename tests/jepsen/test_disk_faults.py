@@ -65,7 +65,7 @@ def local_values(node: Node, keys: list[str]) -> list[object]:
 
 
 def wal_segments(node: Node) -> list[Path]:
-    return sorted((node.dir / "raft" / "g0" / "wal").glob("*.wal"))
+    return sorted((node.dir / "raft" / "wal").glob("*.wal"))
 
 
 def test_torn_tail_is_cut_and_the_node_catches_up(clusters, tmp_path):

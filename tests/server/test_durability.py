@@ -145,7 +145,7 @@ def test_sigterm_during_writes_exits_0_and_keeps_acknowledged(fresh: Node) -> No
 
 
 def last_segment(node: Node) -> Path:
-    segments = sorted((node.dir / "raft" / "g0" / "wal").glob("*.wal"))
+    segments = sorted((node.dir / "raft" / "wal").glob("*.wal"))
     assert segments, "no WAL segment"
     return segments[-1]
 

@@ -1,0 +1,96 @@
+"""The node's WAL shared by its Raft groups: one fsync per loop iteration for all.
+
+Each group's driver appends to its own ``GroupLog`` view and awaits ``sync_soon()``.
+The first request of an event-loop iteration schedules one ``WAL.sync`` at the end
+of the callbacks already queued, so every group whose turn runs in the same
+iteration rides on the same write and fsync. The sync runs on the loop, as Redis'
+appendfsync always does: a thread hop costs more CPU than the fsync, and while a
+thread holds the disk, no group may append (the WAL has no lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from respkv.raft.types import Entry, HardState
+from respkv.storage.wal import WAL, WalState
+
+
+class NodeLog:
+    def __init__(self, directory: Path) -> None:
+        self.wal = WAL.open(directory)
+        self.delay = 0.0  # seconds added to every fsync (DEBUG FSYNC-DELAY: a slow disk)
+        self.fsyncs = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def view(self, group: int) -> GroupLog:
+        return GroupLog(self, group)
+
+    def sync_soon(self) -> asyncio.Future[None]:
+        """Resolves once everything appended so far, by any group, is on disk."""
+        future = asyncio.get_running_loop().create_future()
+        if not self._waiters:
+            asyncio.get_running_loop().call_soon(self._sync)
+        self._waiters.append(future)
+        return future
+
+    def sync(self) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        self.wal.sync()
+        self.fsyncs += 1
+
+    def _sync(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        try:
+            self.sync()
+        except BaseException as error:  # DiskFull: each group retries on its own
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def close(self) -> None:
+        self.wal.close()
+
+
+class GroupLog:
+    """One group's log in the node's WAL."""
+
+    __slots__ = ("group", "node_log", "wal")
+
+    def __init__(self, node_log: NodeLog, group: int) -> None:
+        self.node_log = node_log
+        self.wal = node_log.wal
+        self.group = group
+
+    def append(self, entries: list[Entry]) -> None:
+        self.wal.append(entries, self.group)
+
+    def set_hard_state(self, hs: HardState) -> None:
+        self.wal.set_hard_state(hs, self.group)
+
+    def load(self) -> WalState:
+        return self.wal.load(self.group)
+
+    def last_index(self) -> int:
+        return self.wal.last_index(self.group)
+
+    def snapshot_point(self) -> tuple[int, int]:
+        return self.wal.snapshot_point(self.group)
+
+    def compact(self, snapshot_index: int, snapshot_term: int) -> None:
+        self.wal.compact(snapshot_index, snapshot_term, self.group)
+
+    def sync(self) -> None:
+        self.node_log.sync()
+
+    def sync_soon(self) -> asyncio.Future[None]:
+        return self.node_log.sync_soon()

@@ -129,6 +129,8 @@ class RaftGroup:
                  bootstrap: Addresses | None, joined_at: int = 0) -> None:
         self.name = name
         self.names = (name,)  # the groups a command routed here touches (see router.Span)
+        # reads need no barrier: _reads_are_local(), kept up to date by the loop
+        self.reads_local = False
         self.joined_at = joined_at  # log index of the change that added this node
         self.node_id = node_id
         self.config = config
@@ -290,7 +292,7 @@ class RaftGroup:
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         """A future that resolves once this node's state reflects every write
         acknowledged before the call; None when the read may run now."""
-        if mode == "stale" or self._reads_are_local() or "stale-reads" in self.unsafe:
+        if mode == "stale" or self.reads_local or "stale-reads" in self.unsafe:
             return None
         future: asyncio.Future[None] = self.loop.create_future()
         self.read_requests.setdefault(mode, []).append(future)
@@ -366,6 +368,8 @@ class RaftGroup:
                 self._notify_removed(message.from_, self.removed_at.get(message.from_, 0))
                 return
         self.core.step(message)
+        if self.reads_local and self.core.role is not Role.LEADER:
+            self.reads_local = False
         self.wakeup.set()
 
     def on_removed_notice(self, sender: str, index: int) -> None:
@@ -552,6 +556,7 @@ class RaftGroup:
             if pending is not None:
                 _fail_all(pending[0], CLUSTERDOWN)
         self.core.advance(rd)
+        self.reads_local = self._reads_are_local()
         self._serve_ready_reads()
 
     async def _sync_wal(self, entries: list[Entry]) -> None:

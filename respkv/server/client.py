@@ -173,6 +173,8 @@ class Client(asyncio.Protocol):
         """True when the next read, on these groups, is not covered by a barrier
         already passed on each."""
         covers, executed = self.barrier_covers, self.executed
+        if len(groups) == 1:
+            return executed >= covers.get(groups[0], 0)
         return any(executed >= covers.get(name, 0) for name in groups)
 
     def _add_write(self, future: asyncio.Future[Reply], size: int) -> None:

@@ -68,7 +68,7 @@ class Dispatcher:
                 return encode(routed, client.resp3)
             if routed.__class__ is Blocked:
                 return ("wait", routed.future)
-            if client.needs_barrier(routed.names):
+            if not routed.reads_local and client.needs_barrier(routed.names):
                 barrier = self._barrier(client, routed)
                 if barrier is not None:
                     return ("wait", barrier)

@@ -71,16 +71,17 @@ class Router:
         or the RespError to reply."""
         if self.gate is not None:
             return Blocked(self.gate)
-        keys = command.key_indexes(len(args))
-        groups = self.groups
-        if not keys:
+        first = command.first_key
+        if first <= 0 or len(args) <= first:
             return self._keyless(command, args)
+        groups = self.groups
         if len(groups) == 1:
             group = groups[0]
         else:
             owner = self.owner
-            group = groups[owner[key_slot(args[keys[0]])]]
-            if len(keys) > 1:
+            group = groups[owner[key_slot(args[first])]]
+            if command.last_key != first:
+                keys = command.key_indexes(len(args))
                 involved = {groups[owner[key_slot(args[i])]] for i in keys}
                 if len(involved) > 1:
                     return self._multi_group(command, [g for g in groups if g in involved])
@@ -125,6 +126,10 @@ class Span:
         self.names = tuple(g.name for g in groups)
         self.keyspace = KeyspaceUnion([g.keyspace for g in groups],
                                       lambda key: group_of(key).keyspace)
+
+    @property
+    def reads_local(self) -> bool:
+        return all(g.reads_local for g in self.groups)
 
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         barriers = [b for g in self.groups if (b := g.read_barrier(mode)) is not None]

@@ -30,9 +30,10 @@ class NodeLog:
 
     def sync_soon(self) -> asyncio.Future[None]:
         """Resolves once everything appended so far, by any group, is on disk."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         if not self._waiters:
-            asyncio.get_running_loop().call_soon(self._sync)
+            loop.call_soon(self._sync)
         self._waiters.append(future)
         return future
 

@@ -85,6 +85,7 @@ class ClusterNode:
             info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at, shards=shards)
             save_node_info(self.dir, info)
         self._check_identity(info)
+        _check_log_layout(self.dir)
         self.info = info
         self.book.learn(self.node_id, self.addresses)
         self.transport = Transport(
@@ -220,6 +221,17 @@ class ClusterNode:
                              extra={"group": group.name, "to": preferred})
                     with contextlib.suppress(Exception):
                         group.transfer_leadership(preferred)
+
+
+def _check_log_layout(directory: Path) -> None:
+    """Refuse a dir whose groups each kept their own WAL (raft/<group>/wal, before
+    the node's groups shared one): starting without those logs would lose data."""
+    old = sorted((directory / "raft").glob("*/wal/*.wal"))
+    if old:
+        raise NodeRefused(f"{directory} holds a per-group Raft log ({old[0].parent}) from an "
+                          "older respkv; this version keeps one log per node in raft/wal. "
+                          "Start this node on a fresh dir and let it join, or use the older "
+                          "version")
 
 
 def _check_port_free(host: str, port: int) -> None:

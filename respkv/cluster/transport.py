@@ -63,8 +63,11 @@ class Peer:
         self.task: asyncio.Task[None] | None = None
         self.wanted = asyncio.Event()
         self.dropped = 0
+        self.queued: list[bytes] = []  # frames of this loop iteration, written together
 
     def send(self, data: bytes) -> bool:
+        """Queue a frame; the frames of all groups sent in one loop iteration go out in
+        one write, so the peer reads them at once and its groups share one fsync."""
         writer = self.writer
         if writer is None or writer.is_closing():
             self.wanted.set()
@@ -72,8 +75,15 @@ class Peer:
         if writer.transport.get_write_buffer_size() > SEND_BUFFER_LIMIT:
             self.dropped += 1  # Raft resends what is lost; memory must stay bounded
             return False
-        writer.write(data)
+        if not self.queued:
+            asyncio.get_running_loop().call_soon(self._flush, writer)
+        self.queued.append(data)
         return True
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        frames, self.queued = self.queued, []
+        if writer is self.writer and not writer.is_closing():
+            writer.write(b"".join(frames))
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"peer-{self.node_id}")

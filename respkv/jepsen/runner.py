@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if args.unsafe:
         env[UNSAFE_ENV] = UNSAFE_MAGIC + args.unsafe
     server_args = ["--set", f"snapshot_entries={args.snapshot_entries}",
-                   "--set", "snapshot_chunk_bytes=65536"]
+                   "--set", "snapshot_chunk_bytes=65536", "--shards", str(args.shards)]
     for item in args.server_set or []:
         server_args += ["--set", item]
     faults = [f for f in args.faults.split(",") if f]
@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         threading.Event()
     monitor = Monitor(cluster, history, stop_monitor)
     started = time.time()
-    result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "duration": args.duration,
+    result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "shards": args.shards,
+                              "duration": args.duration,
                               "faults_enabled": faults, "unsafe": args.unsafe or None,
                               "server_code": result_code}
     nemesis = None
@@ -259,6 +260,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of faults")
+    parser.add_argument("--shards", type=int, default=3, help="Raft groups of the cluster")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", default="kill,pause,partition",
                         help="comma separated; see respkv.jepsen.faults")

@@ -241,3 +241,18 @@ def test_json_logs(tmp_path: Path) -> None:
     assert all(record["node"] == "jn1" for record in records)
     assert all({"ts", "level", "msg"} <= set(record) for record in records)
     assert any(record["msg"] == "shutdown complete" for record in records)
+
+
+def test_dir_with_a_per_group_log_of_an_older_version_is_refused(fresh: Node) -> None:
+    """Each group once had its own WAL: starting without it would lose data."""
+    client = fresh.client()
+    assert client.set("kept", "by the old log") is True
+    client.close()
+    assert fresh.stop() == 0
+    shared = fresh.dir / "raft" / "wal"
+    old = fresh.dir / "raft" / "g0" / "wal"
+    shared.rename(old)  # what an older respkv left
+    fresh.start(wait=False)
+    assert fresh.proc.wait(30) == 1
+    log = fresh.log()
+    assert "per-group Raft log" in log and str(old) in log, log

@@ -153,6 +153,8 @@ class RaftGroup:
         self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
         self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self.read_seq = 0
+        self.read_rounds = 0  # ReadIndex requests made, and the reads they carried
+        self.reads = 0
         # A late answer to a read sent before a restart must not match a new read
         # with the same sequence number: read ids are unique per process life.
         self.incarnation = random.SystemRandom().getrandbits(48)
@@ -528,6 +530,8 @@ class RaftGroup:
             finally:
                 self.core.cfg.lease_read = False
             self.read_waiting[ctx] = (futures, time.monotonic() + READ_TIMEOUT)
+            self.read_rounds += 1
+            self.reads += len(futures)
 
     async def _handle_ready(self, rd: Ready) -> None:
         send = self._send

@@ -355,6 +355,8 @@ def _group_fields(group: RaftGroup) -> dict[str, Any]:
         "voters": ",".join(members.voters),
         "learners": ",".join(members.learners),
         "leader_changes": group.leader_changes,
+        "read_rounds": group.read_rounds,
+        "reads_in_rounds": group.reads,
     }
 
 

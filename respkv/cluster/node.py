@@ -94,6 +94,7 @@ class ClusterNode:
             {"raft": self.addresses.raft, "client": self.addresses.client},
             self._on_hello,
         )
+        self.transport.peer_in_use = self._is_member
         await self.transport.start()
         self.slot_owner = slot_owners(info.shards)
         self.log = NodeLog(self.dir / "raft" / "wal")
@@ -108,6 +109,14 @@ class ClusterNode:
             await group.start()
         if self.config.balance_leaders and len(self.groups) > 1:
             self._balancer = asyncio.create_task(self._balance_leaders(), name="balancer")
+
+    def _is_member(self, node_id: str) -> bool:
+        """A member of any of this node's groups (as far as each group knows)."""
+        for group in self.groups:
+            conf = group.members()
+            if node_id in conf.voters or node_id in conf.learners:
+                return True
+        return False
 
     def _on_hello(self, node_id: str, fields: dict[str, str]) -> None:
         """A peer dialed us and said where it is: remember it, so we can answer."""

@@ -132,6 +132,7 @@ class Transport:
         self.snapshot_dir = snapshot_dir  # group -> where incoming snapshots are written
         self.peers: dict[str, Peer] = {}
         self.handlers: dict[str, Any] = {}  # group name -> RaftGroup
+        self.peer_in_use: Callable[[str], bool] = lambda node_id: False  # set by the node
         self.server: asyncio.AbstractServer | None = None
         self.inbound: set[asyncio.StreamWriter] = set()
 
@@ -165,6 +166,10 @@ class Transport:
         peer.start()
 
     def drop_peer(self, node_id: str) -> None:
+        """A group removed ``node_id``: close its connection, unless another group of
+        this node still has it as a member (the connection is shared)."""
+        if self.peer_in_use(node_id):
+            return
         peer = self.peers.pop(node_id, None)
         if peer is not None:
             spawn(peer.close())

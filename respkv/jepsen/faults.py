@@ -97,8 +97,12 @@ class Nemesis(threading.Thread):
         """Faults last their full length even when the run is told to stop."""
         time.sleep(seconds)
 
+    def some_group(self) -> str:
+        """A group to aim a leader fault at: the leaders are spread over the nodes."""
+        return self.random.choice(self.cluster.group_names())
+
     def leader_or_any(self) -> JNode:
-        leader = self.cluster.leader()
+        leader = self.cluster.leader(self.some_group())
         if leader is not None:
             return leader
         live = [n for n in self.cluster.nodes if n.alive()]
@@ -177,14 +181,15 @@ class Nemesis(threading.Thread):
             self.sleep(length)
             self.network.heal()
         elif kind == "transfer":
-            leader = self.cluster.leader()
+            group = self.some_group()
+            leader = self.cluster.leader(group)
             followers = [n for n in nodes if n is not leader and n.alive()]
             if leader is None or not followers:
                 return
             target = rng.choice(followers)
-            event = self.record(kind, [target], detail=f"from {leader.node_id}")
+            event = self.record(kind, [target], detail=f"{group} from {leader.node_id}")
             try:
-                command(leader.port, "RESPKV.TRANSFER", target.node_id, timeout=2)
+                command(leader.port, "RESPKV.TRANSFER", target.node_id, group, timeout=2)
             except (redis.RedisError, OSError) as error:
                 event.detail += f": {error}"
         elif kind == "slow-disk":
@@ -203,8 +208,9 @@ class Nemesis(threading.Thread):
         event.end = self.history.now()
 
     def membership(self, length: float) -> FaultEvent | None:
-        """Remove a follower, wipe it, let it join again (as a learner, then voter)."""
-        leader = self.cluster.leader()
+        """Remove a node that does not lead the chosen group (it may lead others: it
+        hands them over), wipe it, let it join again (as a learner, then voter)."""
+        leader = self.cluster.leader(self.some_group())
         followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
         if leader is None or not followers:
             return None

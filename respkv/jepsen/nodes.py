@@ -181,51 +181,74 @@ class JCluster:
                 found[node.node_id] = info
         return found
 
+    def group_names(self) -> list[str]:
+        """The cluster's Raft groups (g0 when no node answers)."""
+        for info in self.infos().values():
+            return sorted(k[len("raft_group_"):] for k in info if k.startswith("raft_group_"))
+        return ["g0"]
+
     def voters_agree(self, voters: set[str]) -> bool:
         infos = self.infos()
         return len(infos) == len(self.nodes) and all(
-            {v for v in f.get("raft_voters", "").split(",") if v} == voters
-            for f in infos.values())
+            _members(fields.get("voters", "")) == voters
+            for info in infos.values() for fields in group_lines(info).values())
 
-    def leader(self) -> JNode | None:
-        """The node that says it leads, with the highest term (None if none)."""
+    def leader(self, group: str = "g0") -> JNode | None:
+        """The node that says it leads ``group``, with the highest term (None if none)."""
         best = None
         for node_id, info in self.infos().items():
-            if info.get("raft_role") == "leader":
-                term = int(info.get("raft_term", 0))
+            fields = group_lines(info).get(group, {})
+            if fields.get("role") == "leader":
+                term = int(fields.get("term", 0))
                 if best is None or term > best[0]:
                     best = (term, node_id)
         return self.node(best[1]) if best else None
 
-    def agreed_leader(self) -> JNode | None:
-        infos = self.infos()
-        live = [n for n in self.nodes if n.alive()]
-        if len(infos) < len(live) or not infos:
-            return None
-        leaders = {f.get("raft_leader") for f in infos.values()}
-        roles = [i for i, f in infos.items() if f.get("raft_role") == "leader"]
-        if len(leaders) != 1 or len(roles) != 1 or roles[0] not in leaders:
-            return None
-        return self.node(roles[0])
-
     def caught_up(self) -> bool:
-        """One agreed leader; every node has applied the leader's commit index."""
-        leader = self.agreed_leader()
-        if leader is None:
-            return False
-        info = leader.info()
-        if info is None:
-            return False
-        commit = int(info["raft_commit_index"])
+        """In every group: one leader all nodes agree on, every node a voter, and
+        every node has applied the leader's commit index."""
         infos = self.infos()
-        voters = {v for v in info.get("raft_voters", "").split(",") if v}
-        return len(infos) == len(self.nodes) and voters == {n.node_id for n in self.nodes} \
-            and all(int(f["raft_applied_index"]) >= commit for f in infos.values())
+        if len(infos) < len(self.nodes):
+            return False
+        lines = {node_id: group_lines(info) for node_id, info in infos.items()}
+        everyone = {n.node_id for n in self.nodes}
+        for group in lines[self.nodes[0].node_id]:
+            views = [by_group.get(group, {}) for by_group in lines.values()]
+            leaders = {v.get("leader") for v in views}
+            if len(leaders) != 1:
+                return False
+            leader = leaders.pop()
+            mine = lines.get(leader or "", {}).get(group, {})
+            if mine.get("role") != "leader" or _members(mine.get("voters", "")) != everyone:
+                return False
+            commit = int(mine["commit_index"])
+            if any(int(v.get("applied_index", 0)) < commit for v in views):
+                return False
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""
         live = [n for n in self.nodes if n.alive()]
         stop_processes([n.proc for n in live], timeout, lambda i: live[i].kill())
+
+
+def group_lines(info: dict[str, str]) -> dict[str, dict[str, str]]:
+    """INFO raft's ``raft_group_<g>:role=...,voters=a|b`` lines, by group (member
+    lists with commas); a node without them has one group, g0, unprefixed."""
+    found = {}
+    for key, value in info.items():
+        if key.startswith("raft_group_"):
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            for name in ("voters", "learners"):
+                fields[name] = fields.get(name, "").replace("|", ",")
+            found[key[len("raft_group_"):]] = fields
+    if not found:
+        found["g0"] = {k[len("raft_"):]: v for k, v in info.items() if k.startswith("raft_")}
+    return found
+
+
+def _members(text: str) -> set[str]:
+    return {member for member in text.split(",") if member}
 
 
 class GiveUp(Exception):

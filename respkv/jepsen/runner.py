@@ -102,12 +102,12 @@ def final_reads(cluster: JCluster, history: History, registers: int,
                 _final_op(history, op, node, timeout, "GET", f"r{k}")
                 op = history.invoke(-1, "mget", f"m{k}", node=node.node_id)
                 _final_op(history, op, node, timeout, "MGET", f"{{m{k}}}a", f"{{m{k}}}b")
-            value = command(node.port, "GET", "c0", timeout=timeout)
+            value = _read(node, timeout, "GET", "c0")
             counters.setdefault("c0", []).append(int(value or 0))
             values: dict[str, Any] = {}
             for i in range(0, len(ledger_keys), 500):
                 batch = ledger_keys[i:i + 500]
-                got = command(node.port, "MGET", *batch, timeout=timeout * 2)
+                got = _read(node, timeout * 2, "MGET", *batch)
                 values.update({k: v.decode() for k, v in zip(batch, got, strict=True)
                                if v is not None})
             ledgers[node.node_id] = values
@@ -116,9 +116,25 @@ def final_reads(cluster: JCluster, history: History, registers: int,
     return counters, ledgers
 
 
+def _read(node: JNode, timeout: float, *args: object) -> Any:
+    """A read, retried while the key's group is between leaders (CLUSTERDOWN,
+    TRYAGAIN: the leaders may still be moving back to their preferred nodes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return command(node.port, *args, timeout=timeout)
+        except redis.ResponseError as error:
+            retry = isinstance(error, (redis.exceptions.ClusterDownError,
+                                       redis.exceptions.TryAgainError)) \
+                or str(error).startswith(("CLUSTERDOWN", "TRYAGAIN"))
+            if not retry or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # pacing between retries, not a wait on state
+
+
 def _final_op(history: History, op, node: JNode, timeout: float, *args) -> None:
     try:
-        reply = command(node.port, *args, timeout=timeout)
+        reply = _read(node, timeout, *args)
     except (redis.RedisError, OSError) as error:
         history.complete(op, FAIL, error=str(error))
         raise

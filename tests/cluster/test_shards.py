@@ -538,10 +538,21 @@ def test_join_and_leave_every_group(sharded: Cluster) -> None:
     for start, end, _master, *replicas in raw_command(newcomer, "CLUSTER", "SLOTS"):
         assert newcomer.port in {r[1] for r in replicas}, (start, end)
 
+    # the newcomer leads g1 when it leaves: it hands g1 over after leaving g0, and
+    # the others must still talk to it in g1 (one connection serves every group)
+    g1_leader = sharded.node(group_leaders(sharded)["g1"])
+    assert raw_command(g1_leader, "RESPKV.TRANSFER", "n4", "g1") == b"OK"
+    wait_for(lambda: "g1" in raft_info(newcomer)["raft_leads"].split(","), 10, "n4 leads g1")
     leave_via = next(n for n in sharded.nodes[:3] if n is not via)
     assert raw_command(leave_via, "CLUSTER", "LEAVE", "n4", timeout=30) == b"OK"
     assert newcomer.proc.wait(30) == 0, newcomer.log()  # out of every group: it stops
-    assert "this node was removed from the cluster" in newcomer.log()
+    log = newcomer.log()
+    assert "this node was removed from the cluster" in log
+    handed = log[log.index("transferring leadership before leaving"):]
+    handed = handed[:handed.index("removed from a group group=g1")]
+    # it hears from g1's new leader before it is removed from g1: the others did
+    # not close their connection to it when it left g0
+    assert re.search(r"leader changed leader=n\d term=\d+ group=g1", handed), handed[:2000]
     wait_group_members(sharded, originals)
     wait_spread(sharded)
 

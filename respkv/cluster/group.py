@@ -730,7 +730,8 @@ class RaftGroup:
             return
         entries = self.applied_index - self.snapshot_index
         if (entries < self.config.snapshot_entries
-                and self.bytes_since_snapshot < self.config.snapshot_bytes):
+                and self.bytes_since_snapshot < self.config.snapshot_bytes
+                and not (entries and self.wal.holds_oldest_segment())):
             return
         self.snapshotting = True
         spawn(self.take_snapshot())

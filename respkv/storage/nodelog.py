@@ -90,6 +90,9 @@ class GroupLog:
     def compact(self, snapshot_index: int, snapshot_term: int) -> None:
         self.wal.compact(snapshot_index, snapshot_term, self.group)
 
+    def holds_oldest_segment(self) -> bool:
+        return self.wal.holds_oldest_segment(self.group)
+
     def sync(self) -> None:
         self.node_log.sync()
 

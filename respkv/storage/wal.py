@@ -531,6 +531,14 @@ class WAL:
             os.fsync(seg.fd)
         return seg.fd
 
+    def holds_oldest_segment(self, group: int, min_segments: int = 3) -> bool:
+        """True when the log has ``min_segments`` or more segments and ``group`` has
+        entries past its snapshot in the oldest: its snapshot is what would let the
+        WAL shrink. A group that writes little must not pin the log of busy ones."""
+        if len(self._segments) < min_segments:
+            return False
+        return self._segments[0].max_index.get(group, 0) > self._log(group).snap_index
+
     def _covered(self, seg: _Segment) -> bool:
         """Every entry in ``seg`` is in its group's snapshot. A group's SNAPSHOT and
         HARD_STATE records are written again at each compaction, and the newest

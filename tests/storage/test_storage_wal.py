@@ -458,3 +458,20 @@ def test_a_segment_goes_only_once_every_group_compacted_past_it(tmp_path: Path) 
         assert wal.load(0).entries == [] and wal.snapshot_point(0) == (200, 1)
         assert wal.load(1).entries == entries(101, 200, tag=b"one")
         assert wal.snapshot_point(1) == (100, 1)
+
+
+def test_a_quiet_group_is_told_it_holds_the_oldest_segment(tmp_path: Path) -> None:
+    """Group 1 wrote once, long ago; group 0 keeps writing and compacting. Until
+    group 1 compacts too (its driver takes a snapshot when told), nothing goes."""
+    wal = WAL.open(tmp_path, segment_bytes=1000)
+    wal.append(entries(1, 2, tag=b"quiet"), 1)
+    for first in range(1, 200, 5):
+        wal.append(entries(first, first + 4), 0)
+        wal.sync()
+    wal.compact(200, 1, 0)
+    assert len(segments(tmp_path)) >= 5  # pinned by group 1's two entries
+    assert wal.holds_oldest_segment(1) and not wal.holds_oldest_segment(0)
+    wal.compact(2, 1, 1)
+    assert len(segments(tmp_path)) <= 2
+    assert not wal.holds_oldest_segment(1)
+    wal.close()

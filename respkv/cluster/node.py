@@ -87,6 +87,7 @@ class ClusterNode:
         self._check_identity(info)
         _check_log_layout(self.dir)
         self.info = info
+        self.config.shards = info.shards  # the cluster's, whatever this node was told
         self.book.learn(self.node_id, self.addresses)
         self.transport = Transport(
             self.node_id, info.cluster_id, self.config.bind, self.config.raft_port,
@@ -107,7 +108,7 @@ class ClusterNode:
             self.groups.append(group)
         for group in self.groups:
             await group.start()
-        if self.config.balance_leaders and len(self.groups) > 1:
+        if len(self.groups) > 1:
             self._balancer = asyncio.create_task(self._balance_leaders(), name="balancer")
 
     def _is_member(self, node_id: str) -> bool:
@@ -220,6 +221,8 @@ class ClusterNode:
         are spread over the machines, and come back after a restart."""
         while True:
             await asyncio.sleep(BALANCE_INTERVAL)
+            if not self.config.balance_leaders:  # CONFIG SET balance-leaders no
+                continue
             for index, group in enumerate(self.groups):
                 if not group.is_leader() or group.leader_for() < BALANCE_SETTLE:
                     continue

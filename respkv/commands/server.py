@@ -188,7 +188,7 @@ def config_get(client: Client, args: list[bytes]) -> Reply:
 
 # Settings that only make sense at start-up; CONFIG SET refuses them as Redis does.
 _IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "advertise",
-              "raft-advertise", "databases", "tick-ms"}
+              "raft-advertise", "databases", "tick-ms", "shards"}
 
 
 @_config_sub("set", -4)

@@ -233,6 +233,10 @@ def test_config_get_set(c: redis.Redis) -> None:
     assert c.config_get("timeout") == {"timeout": "0"}
     with pytest.raises(redis.ResponseError, match="can't set immutable config"):
         c.config_set("port", 1)
+    with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+        c.config_set("shards", 5)  # fixed when the cluster was created
+    assert c.config_get("shards") == {"shards": "3"}
+    assert c.config_get("balance-leaders") == {"balance-leaders": "yes"}
     with pytest.raises(redis.ResponseError, match="Unknown option"):
         c.config_set("no-such-option", 1)
     assert c.config_get("no-such-option") == {}

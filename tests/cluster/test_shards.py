@@ -239,6 +239,18 @@ def test_leaders_spread_and_cluster_replies(sharded: Cluster) -> None:
 _RPS = re.compile(r"^\s*([A-Z_]+): ([\d.]+) requests per second")
 
 
+def test_redis_cli_cluster_check(sharded: Cluster) -> None:
+    """redis-cli's own cluster checker finds three masters covering every slot."""
+    wait_spread(sharded)
+    done = subprocess.run(["redis-cli", "--cluster", "check", sharded.nodes[1].address],
+                          capture_output=True, timeout=60, check=False)
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0, out
+    assert "All nodes agree about slots configuration" in out, out
+    assert "All 16384 slots covered" in out, out
+    assert "in 3 masters" in out, out
+
+
 def test_redis_benchmark_cluster_mode(sharded: Cluster) -> None:
     wait_spread(sharded)
     node = sharded.nodes[1]

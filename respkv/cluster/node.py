@@ -41,8 +41,9 @@ from respkv.storage.nodelog import NodeLog
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 60.0
-BALANCE_INTERVAL = 1.0  # seconds between looks at where the leaders are
-BALANCE_SETTLE = 3.0  # a leader keeps its lead this long before handing it to the preferred node
+BALANCE_INTERVAL = 0.25  # seconds between looks at where the leaders are
+SETTLE_TIMEOUT = 15.0  # a new member serves clients after this long even if not settled
+BALANCE_SETTLE = 1.0  # a leader keeps its lead this long before handing it to the preferred node
 
 
 class ClusterNode:
@@ -73,6 +74,7 @@ class ClusterNode:
     async def start(self) -> None:
         info = load_node_info(self.dir)
         bootstrap = None
+        joining = info is None and bool(self.config.join)
         if info is None:
             _check_port_free(self.config.bind, self.config.raft_port)
             if self.config.join:
@@ -110,6 +112,31 @@ class ClusterNode:
             await group.start()
         if len(self.groups) > 1:
             self._balancer = asyncio.create_task(self._balance_leaders(), name="balancer")
+        if joining:
+            await self._settle_after_join()
+
+    async def _settle_after_join(self) -> None:
+        """A node that just joined serves clients once it is a caught-up voter of
+        every group and leads the groups that prefer it: a cluster client that
+        sees its port open sees the leaders spread (redis-benchmark --cluster
+        wants two masters or more), and its reads do not wait for a catch-up."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            if all(self._settled(index, group) for index, group in enumerate(self.groups)):
+                log.info("caught up in every group")
+                return
+            await asyncio.sleep(0.05)
+        log.warning("serving before being a caught-up voter of every group "
+                    "(still catching up, or the leaders are busy)")
+
+    def _settled(self, index: int, group: RaftGroup) -> bool:
+        voters = sorted(group.members().voters)
+        if self.node_id not in voters or group.leader_id() is None:
+            return False
+        if group.applied_index < group.commit_index:
+            return False
+        preferred = self.config.balance_leaders and voters[index % len(voters)] == self.node_id
+        return group.is_leader() if preferred and len(self.groups) > 1 else True
 
     def _is_member(self, node_id: str) -> bool:
         """A member of any of this node's groups (as far as each group knows)."""

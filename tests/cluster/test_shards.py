@@ -604,3 +604,26 @@ def test_rolling_restart_of_a_sharded_cluster(fresh_sharded: Callable[[], Cluste
         wait_groups_applied(cluster, node)
     assert_all_present(cluster.nodes, acked)
     assert max(gaps) < 3.0, f"writes stalled for {max(gaps):.2f}s during a restart"
+
+
+def test_a_joined_node_answers_once_the_leaders_are_spread(tmp_path: Path,
+                                                           request: pytest.FixtureRequest
+                                                           ) -> None:
+    """As soon as the joining nodes answer PING, the cluster shows three masters:
+    a script that starts three nodes and runs redis-benchmark --cluster at once works."""
+    cluster = Cluster(tmp_path / "c", 3, shards=SHARDS)
+    request.addfinalizer(cluster.stop)
+    first = cluster.new_node("n1").start()
+    cluster.wait_leader()
+    others = [cluster.new_node(f"n{i}", join=first) for i in (2, 3)]
+    for node in others:
+        node.start(wait=False)
+    for node in others:
+        node.wait_ready(30)
+    lines = raw_command(first, "CLUSTER", "NODES").decode().splitlines()
+    assert sum(" master " in f" {line.split()[2].replace(',', ' ')} " for line in lines) == 3, lines
+    done = subprocess.run(["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p",
+                           str(first.port), "-t", "set", "-n", "300", "-q"],
+                          capture_output=True, timeout=60, check=False)
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0 and "Invalid cluster" not in out, out

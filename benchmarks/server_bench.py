@@ -66,6 +66,7 @@ from pathlib import Path
 import hiredis
 
 from respkv.cluster.slots import key_slot, slot_ranges
+from respkv.jepsen.nodes import group_lines, members, parse_info
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -242,33 +243,7 @@ def command(port: int, *args: str, timeout: float = 2.0):
 
 
 def info(port: int, section: str) -> dict[str, str]:
-    text = command(port, "INFO", section).decode()
-    out = {}
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            key, value = line.split(":", 1)
-            out[key] = value.strip()
-    return out
-
-
-def split_list(value: str) -> list[str]:
-    return [v for v in value.replace(" ", ",").split(",") if v]
-
-
-def raft_groups(raft: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The per-group lines of INFO raft (``raft_group_g1:role=leader,term=3,...,
-    voters=n1|n2|n3,...``) as {group: {field: value}}, in group order; member lists
-    stay |-separated (see ``members``)."""
-    groups = {}
-    for key, value in raft.items():
-        if key.startswith("raft_group_"):
-            groups[key[len("raft_group_"):]] = dict(
-                item.split("=", 1) for item in value.split(",") if "=" in item)
-    return dict(sorted(groups.items(), key=lambda kv: int(kv[0].lstrip("g") or 0)))
-
-
-def members(value: str) -> set[str]:
-    return {v for v in value.split("|") if v}
+    return parse_info(command(port, "INFO", section))
 
 
 def group_of(key: str, shards: int) -> str:
@@ -361,7 +336,7 @@ class Bench:
     def leads_all(port: int) -> bool:
         """The node leads every one of its groups (a node that bootstrapped alone)."""
         raft = info(port, "raft")
-        groups = raft_groups(raft)
+        groups = group_lines(raft)
         return bool(groups) and all(g.get("role") == "leader" for g in groups.values())
 
     def start_respkv_single(self) -> Target:
@@ -382,7 +357,7 @@ class Bench:
             nodes.append(node)
             wait_for(f"{node_id} to be a voter of every group", lambda nid=node_id: all(
                 nid in members(g.get("voters", ""))
-                for g in raft_groups(info(n1.port, "raft")).values()), 60, 0.1)
+                for g in group_lines(info(n1.port, "raft")).values()), 60, 0.1)
         shards = int(info(n1.port, "raft")["raft_shards"])
         if shards != self.args.shards:
             raise RuntimeError(f"the cluster has {shards} shards, asked for {self.args.shards}")
@@ -401,7 +376,7 @@ class Bench:
         ids = {n.name for n in target.nodes}
 
         def healthy():
-            views = {n.name: raft_groups(info(n.port, "raft")) for n in target.nodes}
+            views = {n.name: group_lines(info(n.port, "raft")) for n in target.nodes}
             names = list(views[target.nodes[0].name])
             if len(names) != target.shards or any(list(v) != names for v in views.values()):
                 return None
@@ -431,7 +406,7 @@ class Bench:
         views = {}
         for n in target.nodes:
             with contextlib.suppress(OSError, RespError):
-                views[n.name] = raft_groups(info(n.port, "raft"))
+                views[n.name] = group_lines(info(n.port, "raft"))
         return views
 
     def leader_changes(self, target: Target) -> dict:
@@ -559,7 +534,7 @@ class Bench:
         rounds = []
 
         def term(node: Node) -> int:
-            return int(raft_groups(info(node.port, "raft"))[group]["term"])
+            return int(group_lines(info(node.port, "raft"))[group]["term"])
 
         try:
             wait_for("the writer's first acknowledged write", lambda: writer.acks > 20, 15)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from respkv.jepsen.nodes import GiveUp, stop_processes, wait_for
+from respkv.jepsen.nodes import GiveUp, members, parse_info, stop_processes, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,18 +125,6 @@ class Node:
 # -- clusters -------------------------------------------------------------------
 
 
-def parse_info(text: str | bytes) -> dict[str, str]:
-    """INFO's ``name:value`` lines as a dict of strings."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    fields = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            name, _, value = line.partition(":")
-            fields[name] = value
-    return fields
-
-
 def raft_info(node: Node, timeout: float = 1.0) -> dict[str, str]:
     """A node's ``INFO raft`` as strings (raises if it does not answer in time)."""
     return parse_info(raw_command(node, "INFO", "raft", timeout=timeout))
@@ -152,10 +140,6 @@ def raw_command(node: Node, *args: object, timeout: float = 5.0, protocol: int =
         return conn.read_response()
     finally:
         conn.disconnect()
-
-
-def members(text: str) -> set[str]:
-    return {n for n in text.split(",") if n}
 
 
 def _node_alive(node: Node) -> bool:

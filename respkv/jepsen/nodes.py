@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -190,7 +191,7 @@ class JCluster:
     def voters_agree(self, voters: set[str]) -> bool:
         infos = self.infos()
         return len(infos) == len(self.nodes) and all(
-            _members(fields.get("voters", "")) == voters
+            members(fields.get("voters", "")) == voters
             for info in infos.values() for fields in group_lines(info).values())
 
     def leader(self, group: str = "g0") -> JNode | None:
@@ -219,7 +220,7 @@ class JCluster:
                 return False
             leader = leaders.pop()
             mine = lines.get(leader or "", {}).get(group, {})
-            if mine.get("role") != "leader" or _members(mine.get("voters", "")) != everyone:
+            if mine.get("role") != "leader" or members(mine.get("voters", "")) != everyone:
                 return False
             commit = int(mine["commit_index"])
             if any(int(v.get("applied_index", 0)) < commit for v in views):
@@ -233,22 +234,17 @@ class JCluster:
 
 
 def group_lines(info: dict[str, str]) -> dict[str, dict[str, str]]:
-    """INFO raft's ``raft_group_<g>:role=...,voters=a|b`` lines, by group (member
-    lists with commas); a node without them has one group, g0, unprefixed."""
-    found = {}
-    for key, value in info.items():
-        if key.startswith("raft_group_"):
-            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
-            for name in ("voters", "learners"):
-                fields[name] = fields.get(name, "").replace("|", ",")
-            found[key[len("raft_group_"):]] = fields
-    if not found:
-        found["g0"] = {k[len("raft_"):]: v for k, v in info.items() if k.startswith("raft_")}
-    return found
+    """INFO raft's ``raft_group_<g>:role=leader,...,voters=a|b|c`` lines as
+    {group: {field: value}}, in group order (g0, g1, ... g10)."""
+    found = {key[len("raft_group_"):]: dict(part.split("=", 1) for part in value.split(",")
+                                            if "=" in part)
+             for key, value in info.items() if key.startswith("raft_group_")}
+    return dict(sorted(found.items(), key=lambda item: int(item[0][1:])))
 
 
-def _members(text: str) -> set[str]:
-    return {member for member in text.split(",") if member}
+def members(text: str) -> set[str]:
+    """A member list of INFO raft: ``a,b`` in ``raft_voters``, ``a|b`` in a group line."""
+    return {member for member in re.split(r"[,|]", text) if member}
 
 
 class GiveUp(Exception):

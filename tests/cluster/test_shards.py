@@ -24,6 +24,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
+from respkv.jepsen.nodes import group_lines, members
 
 SHARDS = 3
 GROUPS = [f"g{i}" for i in range(SHARDS)]
@@ -57,15 +58,6 @@ def keys_in(group: str, prefix: str, count: int) -> list[str]:
     return found
 
 
-def group_fields(info: dict[str, str], group: str) -> dict[str, str]:
-    """The ``raft_group_gN`` line of an INFO raft as a dict."""
-    return dict(part.split("=", 1) for part in info[f"raft_group_{group}"].split(","))
-
-
-def group_members(fields: dict[str, str], name: str) -> set[str]:
-    return {n for n in fields[name].split("|") if n}
-
-
 def group_leaders(cluster: Cluster, nodes: list[Node] | None = None) -> dict[str, str] | None:
     """Group -> leader id, when every given (default: live) node answers and agrees
     and that leader says it leads; else None."""
@@ -75,11 +67,11 @@ def group_leaders(cluster: Cluster, nodes: list[Node] | None = None) -> dict[str
         return None
     leaders = {}
     for group in GROUPS:
-        seen = {group_fields(info, group)["leader"] for info in infos.values()}
+        seen = {group_lines(info)[group]["leader"] for info in infos.values()}
         if len(seen) != 1 or "" in seen:
             return None
         leader = seen.pop()
-        if leader not in infos or group_fields(infos[leader], group)["role"] != "leader":
+        if leader not in infos or group_lines(infos[leader])[group]["role"] != "leader":
             return None
         leaders[group] = leader
     return leaders
@@ -110,8 +102,8 @@ def wait_group_members(cluster: Cluster, voters: set[str], timeout: float = 45.0
         wanted = nodes if nodes is not None else cluster.alive()
         infos = cluster.infos(wanted)
         return len(infos) == len(wanted) and all(
-            group_members(group_fields(info, g), "voters") == voters
-            and not group_members(group_fields(info, g), "learners")
+            members(group_lines(info)[g]["voters"]) == voters
+            and not members(group_lines(info)[g]["learners"])
             for info in infos.values() for g in GROUPS)
 
     try:
@@ -125,7 +117,7 @@ def wait_group_members(cluster: Cluster, voters: set[str], timeout: float = 45.0
 def commit_indexes(cluster: Cluster) -> dict[str, int]:
     """Each group's commit index, as its leader reports it."""
     leaders = wait_for(lambda: group_leaders(cluster), 15, "agreed leaders")
-    return {g: int(group_fields(raft_info(cluster.node(leader)), g)["commit_index"])
+    return {g: int(group_lines(raft_info(cluster.node(leader)))[g]["commit_index"])
             for g, leader in leaders.items()}
 
 
@@ -135,7 +127,7 @@ def wait_groups_applied(cluster: Cluster, node: Node, timeout: float = 30.0) -> 
 
     def applied() -> bool:
         info = raft_info(node)
-        return all(int(group_fields(info, g)["applied_index"]) >= index
+        return all(int(group_lines(info)[g]["applied_index"]) >= index
                    for g, index in wanted.items())
 
     wait_for(applied, timeout, f"{node.address} applied {wanted}")
@@ -476,7 +468,7 @@ def test_kill_group_leader_during_writes(fresh_sharded: Callable[[], Cluster]) -
     victim = cluster.node(leaders["g1"])
     victim_id = cluster.id_of(victim)
     survivors = [n for n in cluster.nodes if n is not victim]
-    old_term = int(group_fields(raft_info(survivors[0]), "g1")["term"])
+    old_term = int(group_lines(raft_info(survivors[0]))["g1"]["term"])
 
     writer = ClusterWriter(cluster, "kill")
     writer.start()
@@ -493,11 +485,11 @@ def test_kill_group_leader_during_writes(fresh_sharded: Callable[[], Cluster]) -
         elected_after = time.monotonic() - killed_at
         print(f"g1: new leader {new_leader} {elected_after:.2f}s after kill -9")
         info = raft_info(cluster.node(new_leader))
-        assert group_fields(info, "g1")["role"] == "leader"
-        assert int(group_fields(info, "g1")["term"]) > old_term
+        assert group_lines(info)["g1"]["role"] == "leader"
+        assert int(group_lines(info)["g1"]["term"]) > old_term
         assert "g1" in info["raft_leads"].split(",")
         for group in ("g0", "g2"):  # the other groups keep their leaders
-            assert group_fields(info, group)["leader"] == leaders[group]
+            assert group_lines(info)[group]["leader"] == leaders[group]
         seen = time.monotonic()
         writer.wait_each_group(seen, 30, "writes in every group after the election")
 
@@ -514,8 +506,8 @@ def test_kill_group_leader_during_writes(fresh_sharded: Callable[[], Cluster]) -
     wait_groups_applied(cluster, victim)
     info = raft_info(victim)
     for group in GROUPS:
-        fields = group_fields(info, group)
-        assert victim_id in group_members(fields, "voters")
+        fields = group_lines(info)[group]
+        assert victim_id in members(fields["voters"])
         assert fields["leader"], (group, fields)
     assert_all_present(cluster.nodes, acked)  # every node's own copy
     # the restarted node, caught up, gets its group back from the balancer
@@ -571,7 +563,7 @@ def test_join_and_leave_every_group(sharded: Cluster) -> None:
 
 def group_terms(cluster: Cluster) -> dict[str, int]:
     leaders = wait_for(lambda: group_leaders(cluster), 15, "agreed leaders")
-    return {g: int(group_fields(raft_info(cluster.node(leader)), g)["term"])
+    return {g: int(group_lines(raft_info(cluster.node(leader)))[g]["term"])
             for g, leader in leaders.items()}
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import redis
 
-from respkv.jepsen.nodes import GiveUp, members, parse_info, stop_processes, wait_for
+from respkv.jepsen.nodes import (
+    GiveUp,
+    group_lines,
+    members,
+    parse_info,
+    stop_processes,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,16 +286,22 @@ class Cluster:
 
     def wait_voters(self, voters: set[str], learners: set[str] = frozenset(),
                     timeout: float = 30.0, nodes: list[Node] | None = None) -> None:
-        """Every given (default: live) node reports exactly these voters and learners."""
+        """Every given (default: live) node reports exactly these voters and learners,
+        in every group."""
 
         def same() -> bool:
             wanted = nodes if nodes is not None else self.alive()
             infos = self.infos(wanted)
             return len(infos) == len(wanted) and all(
-                members(f["raft_voters"]) == voters and members(f["raft_learners"]) == learners
-                for f in infos.values())
+                members(g["voters"]) == voters and members(g["learners"]) == learners
+                for f in infos.values() for g in group_lines(f).values())
 
-        wait_for(same, timeout, f"voters {sorted(voters)} learners {sorted(learners)}")
+        try:
+            wait_for(same, timeout, f"voters {sorted(voters)} learners {sorted(learners)}")
+        except TimeoutError as error:
+            lines = {i: {k: v for k, v in f.items() if k.startswith("raft_group_")}
+                     for i, f in self.infos().items()}
+            raise AssertionError(f"{error}\n{lines}") from None
 
     def wait_applied(self, index: int, nodes: list[Node] | None = None,
                      timeout: float = 30.0) -> None:

@@ -130,13 +130,18 @@ class ClusterNode:
                     "(still catching up, or the leaders are busy)")
 
     def _settled(self, index: int, group: RaftGroup) -> bool:
-        voters = sorted(group.members().voters)
-        if self.node_id not in voters or group.leader_id() is None:
+        if self.node_id not in group.members().voters or group.leader_id() is None:
             return False
         if group.applied_index < group.commit_index:
             return False
-        preferred = self.config.balance_leaders and voters[index % len(voters)] == self.node_id
-        return group.is_leader() if preferred and len(self.groups) > 1 else True
+        return group.is_leader() or self._preferred_leader(index, group) != self.node_id
+
+    def _preferred_leader(self, index: int, group: RaftGroup) -> str | None:
+        """Group i prefers the i-th voter by id; None when leaders are not balanced."""
+        voters = sorted(group.members().voters)
+        if not self.config.balance_leaders or len(self.groups) < 2 or not voters:
+            return None
+        return voters[index % len(voters)]
 
     def _is_member(self, node_id: str) -> bool:
         """A member of any of this node's groups (as far as each group knows)."""
@@ -248,14 +253,11 @@ class ClusterNode:
         are spread over the machines, and come back after a restart."""
         while True:
             await asyncio.sleep(BALANCE_INTERVAL)
-            if not self.config.balance_leaders:  # CONFIG SET balance-leaders no
-                continue
             for index, group in enumerate(self.groups):
                 if not group.is_leader() or group.leader_for() < BALANCE_SETTLE:
                     continue
-                voters = sorted(group.members().voters)
-                preferred = voters[index % len(voters)]
-                if preferred != self.node_id and group.is_caught_up(preferred):
+                preferred = self._preferred_leader(index, group)  # None: balance-leaders no
+                if preferred not in (None, self.node_id) and group.is_caught_up(preferred):
                     log.info("handing leadership to the preferred node",
                              extra={"group": group.name, "to": preferred})
                     with contextlib.suppress(Exception):

@@ -412,14 +412,11 @@ def asking(client: Client, args: list[bytes]) -> Reply:
 def role(client: Client, args: list[bytes]) -> Reply:
     """A master when it leads a group (its replicas: that group's other members),
     else a replica of the first group's leader."""
-    server = client.server
-    led = server.led_groups()
-    if led:
-        group = led[0]
+    group = client.server.shown_group()
+    if group.is_leader():
         replicas = [[host.encode(), str(port).encode(), b"0"]
                     for node, host, port, _ in _members(group) if node != group.node_id]
         return [b"master", group.applied_index, replicas]
-    group = server.groups[0]
     address = group.leader_client_address()
     host, port = split_address(address) if address else ("?", 0)
     state = b"connected" if address else b"connect"

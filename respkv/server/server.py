@@ -177,6 +177,12 @@ class Server:
         """Leads a group: Redis Cluster calls such a node a master."""
         return any(group.is_leader() for group in self.groups)
 
+    def shown_group(self) -> RaftGroup:
+        """The group ROLE and INFO replication describe: the first this node leads
+        (a master), else the first group (a replica of its leader, as CLUSTER NODES
+        shows it)."""
+        return next((g for g in self.groups if g.is_leader()), self.groups[0])
+
     def replicas_in_sync(self) -> int:
         """WAIT's answer: the followers holding every entry of each group led here."""
         counts = []
@@ -291,17 +297,17 @@ class Server:
         first group's leader, as CLUSTER NODES shows it."""
         if not self.groups:
             return {"role": "master"}
-        fields: dict[str, Any] = {"role": "master" if self.is_leader() else "slave"}
-        first = self.groups[0]
-        if self.is_leader():
-            members = first.members()
-            others = [n for n in (*members.voters, *members.learners) if n != first.node_id]
+        group = self.shown_group()
+        fields: dict[str, Any] = {"role": "master" if group.is_leader() else "slave"}
+        if group.is_leader():
+            members = group.members()
+            others = [n for n in (*members.voters, *members.learners) if n != group.node_id]
             fields["connected_slaves"] = len(others)
         else:
-            address = first.leader_client_address() or "?:0"
+            address = group.leader_client_address() or "?:0"
             host, _, port = address.rpartition(":")
             fields.update({"master_host": host, "master_port": port,
-                           "master_link_status": "up" if first.leader_id() else "down"})
+                           "master_link_status": "up" if group.leader_id() else "down"})
         fields.update(self._info_raft())
         return fields
 

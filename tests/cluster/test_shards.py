@@ -94,26 +94,6 @@ def wait_spread(cluster: Cluster, timeout: float = 30.0) -> dict[str, str]:
     return wait_for(spread, timeout, "one group led by each node")
 
 
-def wait_group_members(cluster: Cluster, voters: set[str], timeout: float = 45.0,
-                       nodes: list[Node] | None = None) -> None:
-    """Every given (default: live) node reports these voters, no learners, in every group."""
-
-    def same() -> bool:
-        wanted = nodes if nodes is not None else cluster.alive()
-        infos = cluster.infos(wanted)
-        return len(infos) == len(wanted) and all(
-            members(group_lines(info)[g]["voters"]) == voters
-            and not members(group_lines(info)[g]["learners"])
-            for info in infos.values() for g in GROUPS)
-
-    try:
-        wait_for(same, timeout, f"voters {sorted(voters)} in every group")
-    except TimeoutError as error:
-        lines = {i: {g: f["raft_group_" + g] for g in GROUPS}
-                 for i, f in cluster.infos().items()}
-        raise AssertionError(f"{error}\n{lines}") from None
-
-
 def commit_indexes(cluster: Cluster) -> dict[str, int]:
     """Each group's commit index, as its leader reports it."""
     leaders = wait_for(lambda: group_leaders(cluster), 15, "agreed leaders")
@@ -143,7 +123,7 @@ def start_sharded(base: Path, made: list[Cluster]) -> Cluster:
     cluster = Cluster(base, 3, shards=SHARDS)
     made.append(cluster)
     cluster.start()
-    wait_group_members(cluster, set(cluster.node_ids))
+    cluster.wait_voters(set(cluster.node_ids), timeout=45)
     return cluster
 
 
@@ -533,7 +513,7 @@ def test_join_and_leave_every_group(sharded: Cluster) -> None:
     finally:
         client.close()
     newcomer = sharded.add("n4", via=via)
-    wait_group_members(sharded, originals | {"n4"}, timeout=60)
+    sharded.wait_voters(originals | {"n4"}, timeout=60)
     wait_groups_applied(sharded, newcomer)
 
     # the newcomer reads every group's data, and is a replica in CLUSTER SLOTS
@@ -557,7 +537,7 @@ def test_join_and_leave_every_group(sharded: Cluster) -> None:
     # it hears from g1's new leader before it is removed from g1: the others did
     # not close their connection to it when it left g0
     assert re.search(r"leader changed leader=n\d term=\d+ group=g1", handed), handed[:2000]
-    wait_group_members(sharded, originals)
+    sharded.wait_voters(originals, timeout=45)
     wait_spread(sharded)
 
 

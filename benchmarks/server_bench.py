@@ -66,7 +66,7 @@ from pathlib import Path
 import hiredis
 
 from respkv.cluster.slots import key_slot, slot_ranges
-from respkv.jepsen.nodes import group_lines, members, parse_info
+from respkv.jepsen.nodes import agreed_leaders, group_lines, members, parse_info
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -376,26 +376,21 @@ class Bench:
         ids = {n.name for n in target.nodes}
 
         def healthy():
-            views = {n.name: group_lines(info(n.port, "raft")) for n in target.nodes}
-            names = list(views[target.nodes[0].name])
-            if len(names) != target.shards or any(list(v) != names for v in views.values()):
+            infos = {n.name: info(n.port, "raft") for n in target.nodes}
+            by_name = agreed_leaders(infos)
+            if by_name is None or len(by_name) != target.shards:
                 return None
-            leaders: dict[str, Node] = {}
-            for g in names:
-                led = [n for n in target.nodes if views[n.name][g].get("role") == "leader"]
-                if len(led) != 1:
-                    return None
-                leader = leaders[g] = led[0]
+            views = {name: group_lines(raft) for name, raft in infos.items()}
+            leaders = {g: next(n for n in target.nodes if n.name == name)
+                       for g, name in by_name.items()}
+            for g, leader in leaders.items():
                 commit = int(views[leader.name][g]["commit_index"])
-                for n in target.nodes:
-                    view = views[n.name][g]
-                    if members(view.get("voters", "")) != ids:
+                for view in views.values():
+                    if members(view[g].get("voters", "")) != ids:
                         return None
-                    if view.get("leader") != leader.name:
+                    if int(view[g].get("applied_index", 0)) < commit - slack:
                         return None
-                    if int(view.get("applied_index", 0)) < commit - slack:
-                        return None
-            if len(names) >= len(target.nodes) and {n.name for n in leaders.values()} != ids:
+            if len(leaders) >= len(target.nodes) and {n.name for n in leaders.values()} != ids:
                 return None
             return leaders
 

@@ -209,21 +209,18 @@ class JCluster:
         """In every group: one leader all nodes agree on, every node a voter, and
         every node has applied the leader's commit index."""
         infos = self.infos()
-        if len(infos) < len(self.nodes):
+        leaders = agreed_leaders(infos) if len(infos) == len(self.nodes) else None
+        if leaders is None:
             return False
         lines = {node_id: group_lines(info) for node_id, info in infos.items()}
         everyone = {n.node_id for n in self.nodes}
-        for group in lines[self.nodes[0].node_id]:
-            views = [by_group.get(group, {}) for by_group in lines.values()]
-            leaders = {v.get("leader") for v in views}
-            if len(leaders) != 1:
-                return False
-            leader = leaders.pop()
-            mine = lines.get(leader or "", {}).get(group, {})
-            if mine.get("role") != "leader" or members(mine.get("voters", "")) != everyone:
+        for group, leader in leaders.items():
+            mine = lines[leader][group]
+            if members(mine.get("voters", "")) != everyone:
                 return False
             commit = int(mine["commit_index"])
-            if any(int(v.get("applied_index", 0)) < commit for v in views):
+            if any(int(view[group].get("applied_index", 0)) < commit
+                   for view in lines.values()):
                 return False
         return True
 
@@ -240,6 +237,23 @@ def group_lines(info: dict[str, str]) -> dict[str, dict[str, str]]:
                                             if "=" in part)
              for key, value in info.items() if key.startswith("raft_group_")}
     return dict(sorted(found.items(), key=lambda item: int(item[0][1:])))
+
+
+def agreed_leaders(infos: dict[str, dict[str, str]]) -> dict[str, str] | None:
+    """{group: leader id} from the INFO raft of nodes (by id), when in every group all
+    of them name the same leader and that leader says it leads; else None."""
+    lines = {node_id: group_lines(info) for node_id, info in infos.items()}
+    groups = {tuple(by_group) for by_group in lines.values()}
+    if len(groups) != 1:
+        return None
+    leaders = {}
+    for group in groups.pop():
+        named = {by_group[group].get("leader", "") for by_group in lines.values()}
+        leader = named.pop() if len(named) == 1 else ""
+        if lines.get(leader, {}).get(group, {}).get("role") != "leader":
+            return None
+        leaders[group] = leader
+    return leaders
 
 
 def members(text: str) -> set[str]:

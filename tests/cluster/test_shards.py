@@ -24,7 +24,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
-from respkv.jepsen.nodes import group_lines, members
+from respkv.jepsen.nodes import agreed_leaders, group_lines, members
 
 SHARDS = 3
 GROUPS = [f"g{i}" for i in range(SHARDS)]
@@ -63,18 +63,7 @@ def group_leaders(cluster: Cluster, nodes: list[Node] | None = None) -> dict[str
     and that leader says it leads; else None."""
     wanted = nodes if nodes is not None else cluster.alive()
     infos = cluster.infos(wanted)
-    if len(infos) < len(wanted):
-        return None
-    leaders = {}
-    for group in GROUPS:
-        seen = {group_lines(info)[group]["leader"] for info in infos.values()}
-        if len(seen) != 1 or "" in seen:
-            return None
-        leader = seen.pop()
-        if leader not in infos or group_lines(infos[leader])[group]["role"] != "leader":
-            return None
-        leaders[group] = leader
-    return leaders
+    return agreed_leaders(infos) if len(infos) == len(wanted) else None
 
 
 def wait_spread(cluster: Cluster, timeout: float = 30.0) -> dict[str, str]:

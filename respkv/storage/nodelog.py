@@ -40,8 +40,8 @@ class NodeLog:
     def sync(self) -> None:
         if self.delay:
             time.sleep(self.delay)
-        self.wal.sync()
-        self.fsyncs += 1
+        if self.wal.sync():
+            self.fsyncs += 1
 
     def _sync(self) -> None:
         waiters, self._waiters = self._waiters, []

@@ -443,16 +443,19 @@ class WAL:
 
     # ---- I/O (may run in a worker thread) ---------------------------------------------
 
-    def sync(self) -> None:
+    def sync(self) -> bool:
         """Write and fsync everything appended since the last sync (group commit): one
         write and one fsync per segment touched, plus a directory fsync per segment created.
+        False when there was nothing to write.
 
         May run in a worker thread (``await asyncio.to_thread(wal.sync)``) as long as no
         other thread calls into the WAL until it returns; appends made meanwhile raise."""
         self._check_usable()
-        if self._pending or self._sealed:
-            with self._io():
-                self._flush()
+        if not (self._pending or self._sealed):
+            return False
+        with self._io():
+            self._flush()
+        return True
 
     def compact(self, snapshot_index: int, snapshot_term: int, group: int = 0) -> None:
         """Durably record a snapshot covering up to snapshot_index; drop covered segments.

@@ -372,7 +372,8 @@ class RaftGroup:
         self.core.step(message)
         if self.reads_local and self.core.role is not Role.LEADER:
             self.reads_local = False
-        self.wakeup.set()
+        if not self._handle_ready_now() or self.core.has_ready():
+            self.wakeup.set()
 
     def on_removed_notice(self, sender: str, index: int) -> None:
         """A member applied our removal (committed at ``index``): stop serving."""
@@ -547,6 +548,26 @@ class RaftGroup:
             self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
         elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
             await self._sync_wal(rd.entries)
+        self._finish_ready(rd)
+
+    def _handle_ready_now(self) -> bool:
+        """Handle the core's Ready in this callback when it needs no fsync and the
+        loop task holds none (a heartbeat's answer, a read round's end, a commit to
+        apply): one loop turn less on every read round and every commit."""
+        core = self.core
+        if not core.has_ready() or core.ready_needs_sync():
+            return False
+        rd = core.ready()
+        for message in rd.eager_messages:
+            self._send(message)
+        if rd.hard_state is not None:
+            self.wal.set_hard_state(rd.hard_state)
+        self._finish_ready(rd)
+        self._note_leader()
+        return True
+
+    def _finish_ready(self, rd: Ready) -> None:
+        send = self._send
         for message in rd.messages:
             send(message)
         if rd.committed_entries:

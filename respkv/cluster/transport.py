@@ -33,6 +33,7 @@ HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED = 1, 2, 3, 4,
 MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
+HELLO_TIMEOUT = 5.0
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -134,20 +135,21 @@ class Transport:
         self.handlers: dict[str, Any] = {}  # group name -> RaftGroup
         self.peer_in_use: Callable[[str], bool] = lambda node_id: False  # set by the node
         self.server: asyncio.AbstractServer | None = None
-        self.inbound: set[asyncio.StreamWriter] = set()
+        self.inbound: set[Inbound] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(
-            self._accept, self.bind, self.port, reuse_address=True, limit=MAX_FRAME
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: Inbound(self), self.bind, self.port, reuse_address=True
         )
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-        for writer in list(self.inbound):
-            writer.close()
+        for inbound in list(self.inbound):
+            inbound.close()
         for peer in list(self.peers.values()):
             await peer.close()
         self.peers.clear()
@@ -251,61 +253,7 @@ class Transport:
 
     # -- receiving -------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.inbound.add(writer)
-        snapshot: ChunkWriter | None = None
-        try:
-            kind, payload = await asyncio.wait_for(read_frame(reader), 5.0)
-            peer = self._check_hello(kind, payload)
-            if peer is None:
-                writer.write(frame(HELLO_REFUSED, b"cluster or node id mismatch"))
-                await writer.drain()
-                return
-            writer.write(frame(HELLO_OK, b""))
-            while True:
-                kind, payload = await read_frame(reader)
-                if kind == MSG:
-                    message = decode_message(payload)
-                    group = self.handlers.get(message.group)
-                    if group is not None:
-                        group.on_message(message)
-                elif kind == SNAP_CHUNK:
-                    (size,) = struct.unpack_from(">H", payload)
-                    name = payload[2 : 2 + size].decode()
-                    if snapshot is None:
-                        directory = self.snapshot_dir(name)
-                        directory.mkdir(parents=True, exist_ok=True)
-                        snapshot = ChunkWriter(directory / f"incoming-{peer}.tmp",
-                                               directory / f"incoming-{peer}.sqlite")
-                    snapshot.write(payload[2 + size :])
-                elif kind == REMOVED:
-                    fields = json.loads(payload)
-                    group = self.handlers.get(fields.get("group"))
-                    if group is not None and fields.get("node") == self.node_id:
-                        group.on_removed_notice(peer, int(fields.get("index", 0)))
-                    return
-                elif kind == SNAP_END:
-                    message = decode_message(payload)
-                    group = self.handlers.get(message.group)
-                    if snapshot is None or group is None or message.snapshot is None:
-                        return
-                    directory = self.snapshot_dir(message.group)
-                    final = directory / f"received-{message.snapshot.index}.sqlite"
-                    path = await asyncio.to_thread(_finish, snapshot, final)
-                    snapshot = None
-                    group.on_snapshot(message, path)
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError):
-            pass
-        except Exception:
-            log.exception("bad raft connection")
-        finally:
-            if snapshot is not None:
-                snapshot.abort()
-            self.inbound.discard(writer)
-            writer.close()
-
-    def _check_hello(self, kind: int, payload: bytes) -> str | None:
+    def check_hello(self, kind: int, payload: bytes) -> str | None:
         if kind != HELLO:
             return None
         try:
@@ -326,6 +274,138 @@ class Transport:
     def on_unreachable(self, node_id: str) -> None:
         for group in self.handlers.values():
             group.on_unreachable(node_id)
+
+
+class Inbound(asyncio.Protocol):
+    """One accepted connection: a HELLO, then frames handled as they arrive. Raft
+    messages go to their group from data_received itself: no task, no stream, no
+    extra loop turn between the socket and the Raft core."""
+
+    def __init__(self, owner: Transport) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.peer: str | None = None
+        self.buffer = bytearray()  # an incomplete frame
+        self.need = 0  # bytes the buffer must hold before it is worth parsing
+        self.snapshot: ChunkWriter | None = None
+        self.done = False  # no more frames wanted
+        self.hello_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.owner.inbound.add(self)
+        self.hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        self.owner.inbound.discard(self)
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+        if self.snapshot is not None:
+            self.snapshot.abort()
+            self.snapshot = None
+
+    def close(self) -> None:
+        self.done = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _no_hello(self) -> None:
+        if self.peer is None:
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        buffer = self.buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self.need:
+                return  # a big frame (a snapshot chunk) still arriving
+            data = bytes(buffer)
+            buffer.clear()
+        try:
+            self._split(data)
+        except ConnectionError as error:
+            log.info("bad raft connection from %s: %s", self.peer, error)
+            self.close()
+        except Exception:
+            log.exception("bad raft connection")
+            self.close()
+
+    def _split(self, data: bytes) -> None:
+        view, pos, size = memoryview(data), 0, len(data)
+        head = _HEAD.size
+        while size - pos >= head and not self.done:
+            length, kind = _HEAD.unpack_from(view, pos)
+            if not 1 <= length <= MAX_FRAME:
+                raise ConnectionError(f"bad frame length {length}")
+            end = pos + 4 + length
+            if end > size:
+                break
+            self._on_frame(kind, view[pos + head : end])
+            pos = end
+        if pos < size and not self.done:
+            self.buffer += view[pos:]
+            left = size - pos
+            self.need = 4 + _HEAD.unpack_from(view, pos)[0] if left >= head else head
+
+    def _on_frame(self, kind: int, payload: memoryview) -> None:
+        owner = self.owner
+        if kind == MSG and self.peer is not None:  # the hot path
+            message = decode_message(payload)
+            group = owner.handlers.get(message.group)
+            if group is not None:
+                group.on_message(message)
+        elif self.peer is None:
+            self._hello(kind, bytes(payload))
+        elif kind == SNAP_CHUNK:
+            (size,) = struct.unpack_from(">H", payload)
+            if self.snapshot is None:
+                directory = owner.snapshot_dir(str(payload[2 : 2 + size], "utf-8"))
+                directory.mkdir(parents=True, exist_ok=True)
+                self.snapshot = ChunkWriter(directory / f"incoming-{self.peer}.tmp",
+                                            directory / f"incoming-{self.peer}.sqlite")
+            self.snapshot.write(payload[2 + size :])
+        elif kind == REMOVED:
+            fields = json.loads(bytes(payload))
+            group = owner.handlers.get(fields.get("group"))
+            if group is not None and fields.get("node") == owner.node_id:
+                group.on_removed_notice(self.peer, int(fields.get("index", 0)))
+            self.close()
+        elif kind == SNAP_END:
+            self.done = True
+            spawn(self._finish_snapshot(decode_message(payload)))
+
+    def _hello(self, kind: int, payload: bytes) -> None:
+        assert self.transport is not None
+        peer = self.owner.check_hello(kind, payload)
+        if peer is None:
+            self.transport.write(frame(HELLO_REFUSED, b"cluster or node id mismatch"))
+            self.close()  # after the refusal is written
+            return
+        self.peer = peer
+        self.transport.write(frame(HELLO_OK, b""))
+
+    async def _finish_snapshot(self, message: Message) -> None:
+        """The last chunk is in: make the file durable, hand it to its group, and
+        close (the sender waits for that close to know the file arrived)."""
+        owner = self.owner
+        snapshot, self.snapshot = self.snapshot, None  # ours now, not connection_lost's
+        try:
+            group = owner.handlers.get(message.group)
+            if snapshot is None or group is None or message.snapshot is None:
+                return
+            directory = owner.snapshot_dir(message.group)
+            final = directory / f"received-{message.snapshot.index}.sqlite"
+            path = await asyncio.to_thread(_finish, snapshot, final)
+            snapshot = None
+            group.on_snapshot(message, path)
+        finally:
+            if snapshot is not None:
+                snapshot.abort()
+            if self.transport is not None:
+                self.transport.close()
 
 
 def _finish(writer: ChunkWriter, final: Path) -> Path:

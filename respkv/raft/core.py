@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from operator import attrgetter
@@ -216,6 +217,10 @@ class RaftCore:
         self._ro_round = 0
         self._ro_inflight = False
         self._ro_acks: set[str] = set()
+        # Followers that acked the last round, first first: the next round asks only
+        # as many of them as a quorum needs (the heartbeat of every tick asks all).
+        self._ro_fast: list[str] = []
+        self._ro_ackers: list[str] = []
         # outputs
         self._msgs: list[Message] = []
         self._eager: list[Message] = []
@@ -370,6 +375,13 @@ class RaftCore:
             or self._dropped_reads
             or self._hs_changed()
         )
+
+    def ready_needs_sync(self) -> bool:
+        """Whether the next Ready will have must_sync set (entries, a snapshot, a new
+        term or vote): a driver may handle a Ready without it at once, inline."""
+        log, p = self.log, self._prev_hs
+        return (log.stable < log.last_index() or self._pending_snapshot is not None
+                or p.term != self.term or p.vote != self._hs_vote())
 
     def _hs_changed(self) -> bool:
         p = self._prev_hs
@@ -619,6 +631,7 @@ class RaftCore:
                 pr.match = log.stable
             self.prs[p] = pr
         self._ro_round = 0
+        self._ro_fast = []
         self._append_new(EntryKind.NOOP, b"")
 
     def _campaign(self, transfer: bool = False, pre: bool = False) -> None:
@@ -750,12 +763,14 @@ class RaftCore:
         self._send(Message(MT.SNAP, to=to, snapshot=snap))
         return False
 
-    def _bcast_heartbeat(self) -> None:
+    def _bcast_heartbeat(self, targets: Iterable[str] | None = None) -> None:
         rnd = self._ro_round if self._ro_inflight else 0
         ctx = _HB_CTX.pack(rnd, self._now)
         commit = self.log.committed
-        for p, pr in self.prs.items():
+        prs = self.prs
+        for p in prs if targets is None else targets:
             if p != self.id:
+                pr = prs[p]
                 self._send(Message(MT.HEARTBEAT, to=p, commit=min(pr.match, commit), context=ctx))
 
     def _maybe_commit(self) -> bool:
@@ -832,15 +847,29 @@ class RaftCore:
         self._ro_round += 1
         self._ro_inflight = True
         self._ro_acks = {self.id}
-        self._bcast_heartbeat()
+        self._ro_ackers = []
+        self._bcast_heartbeat(self._read_round_targets())
+
+    def _read_round_targets(self) -> list[str] | None:
+        """The followers a read round asks: the quorum's worth that answered the last
+        round first, or None (all) when too few are known. Halves the round's messages
+        in a 3-node group; a target that went quiet is covered by the next tick's
+        heartbeat, which carries the round to every follower."""
+        voters = self.conf.voters
+        need = self._quorum() - (1 if self.id in voters else 0)
+        targets = [p for p in self._ro_fast if p in voters and p in self.prs][:need]
+        return targets if 0 < len(targets) == need else None
 
     def _read_ack(self, frm: str, rnd: int) -> None:
         if not self._ro_inflight or rnd != self._ro_round or frm not in self.conf.voters:
             return
+        if frm not in self._ro_acks:
+            self._ro_ackers.append(frm)
         self._ro_acks.add(frm)
         if len(self._ro_acks & set(self.conf.voters)) < self._quorum():
             return
         self._ro_inflight = False
+        self._ro_fast = self._ro_ackers
         done = [r for r in self._ro_queue if r[3] <= rnd]
         self._ro_queue = [r for r in self._ro_queue if r[3] > rnd]
         for ctx, f, index, _ in done:

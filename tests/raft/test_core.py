@@ -219,3 +219,64 @@ def test_config_validation():
         Config(node_id="n1", lease_read=True, check_quorum=False)
     with pytest.raises(ValueError):
         Config(node_id="n1", election_tick=2, heartbeat_tick=2)
+
+
+def _read_heartbeats(cl: Cluster, leader: str) -> list[str]:
+    """Process the leader's Ready; the followers its read-round heartbeats go to."""
+    cl.process(leader)
+    return sorted(m.to for m in cl.queue if m.type == MessageType.HEARTBEAT)
+
+
+def test_a_read_round_asks_only_the_quorum_that_answered_the_last_one_first():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    cl.stabilize()
+    cl["n1"].read_index(b"a")
+    assert _read_heartbeats(cl, "n1") == ["n2", "n3"]  # nobody known fast yet: ask all
+    cl.deliver(lambda m: m.to == "n3")  # n3 answers first
+    cl.process("n3")
+    cl.deliver()
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n1"]] == [b"a"]
+
+    cl["n1"].read_index(b"b")
+    assert _read_heartbeats(cl, "n1") == ["n3"]  # one follower makes the quorum
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n1"]] == [b"a", b"b"]
+
+
+def test_a_read_round_whose_target_went_quiet_ends_with_the_next_heartbeat():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    cl.stabilize()
+    cl["n1"].read_index(b"a")
+    cl.process("n1")
+    cl.deliver(lambda m: m.to == "n2")
+    cl.stabilize()  # n2 answered first, then n3
+    cl.crash("n2")
+    cl["n1"].read_index(b"b")
+    assert _read_heartbeats(cl, "n1") == ["n2"]
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n1"]] == [b"a"]  # the round waits on n2
+    cl.tick("n1")  # the tick's heartbeat carries the round to every follower
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n1"]] == [b"a", b"b"]
+
+
+def test_ready_needs_sync_tells_which_readies_can_skip_the_fsync():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    assert cl["n1"].ready_needs_sync()  # a new term and vote
+    cl.stabilize()
+    leader = cl["n1"]
+    assert not leader.has_ready() and not leader.ready_needs_sync()
+    leader.propose(b"x")
+    assert leader.ready_needs_sync()  # an entry to persist
+    cl.process("n1")
+    cl.deliver()
+    for follower in ("n2", "n3"):
+        assert cl[follower].ready_needs_sync()
+        cl.process(follower)
+    cl.deliver()  # the acks: the leader commits
+    assert leader.has_ready() and not leader.ready_needs_sync()
+    assert not leader.ready().must_sync

@@ -117,6 +117,14 @@ def now_ms() -> int:
 
 
 @dataclass(slots=True)
+class ReadBatch:
+    """The reads that wait on one read round: one future, however many readers."""
+
+    future: asyncio.Future[None]
+    readers: int = 0
+
+
+@dataclass(slots=True)
 class Waiter:
     term: int
     future: asyncio.Future[Reply]
@@ -149,7 +157,7 @@ class RaftGroup:
         self.core = self._make_core()
         self.waiters: dict[int, Waiter] = {}
         self.proposals: list[tuple[list[bytes], asyncio.Future[Reply]]] = []
-        self.read_requests: dict[str, list[asyncio.Future[None]]] = {}
+        self.read_requests: dict[str, ReadBatch] = {}  # by consistency mode
         self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
         self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self.read_seq = 0
@@ -296,10 +304,12 @@ class RaftGroup:
         acknowledged before the call; None when the read may run now."""
         if mode == "stale" or self.reads_local or "stale-reads" in self.unsafe:
             return None
-        future: asyncio.Future[None] = self.loop.create_future()
-        self.read_requests.setdefault(mode, []).append(future)
-        self.wakeup.set()
-        return future
+        batch = self.read_requests.get(mode)
+        if batch is None:  # the reads of one loop turn share a round and a future
+            batch = self.read_requests[mode] = ReadBatch(self.loop.create_future())
+            self.loop.call_soon(self._read_turn)
+        batch.readers += 1
+        return batch.future
 
     def _reads_are_local(self) -> bool:
         """A lone voter that leads, has committed in its term and applied it all
@@ -511,13 +521,24 @@ class RaftGroup:
         slot = key_slot(args[keys[0]]) if keys else 0
         return RespError(f"MOVED {slot} {address}")
 
+    def _read_turn(self) -> None:
+        """Start the round of the reads asked in this loop turn, from a plain callback:
+        waking the loop task costs more than the round itself."""
+        if self.stopping:
+            self.wakeup.set()
+            return
+        self._hand_over_reads()
+        if not self._handle_ready_now() and self.core.has_ready():
+            self.wakeup.set()
+
     def _hand_over_reads(self) -> None:
         if not self.read_requests:
             return
         requests, self.read_requests = self.read_requests, {}
         if "lease" in requests:
             self._catch_up_ticks()  # a lease is only as good as the clock it is read on
-        for mode, futures in requests.items():
+        for mode, batch in requests.items():
+            futures = [batch.future]
             self.read_seq += 1
             ctx = f"{self.node_id}:{self.incarnation}:{self.read_seq}".encode()
             self.core.cfg.lease_read = mode == "lease"
@@ -532,7 +553,7 @@ class RaftGroup:
                 self.core.cfg.lease_read = False
             self.read_waiting[ctx] = (futures, time.monotonic() + READ_TIMEOUT)
             self.read_rounds += 1
-            self.reads += len(futures)
+            self.reads += batch.readers
 
     async def _handle_ready(self, rd: Ready) -> None:
         send = self._send

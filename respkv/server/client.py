@@ -60,6 +60,7 @@ class Client(asyncio.Protocol):
         # per group: commands received before the last read barrier on it passed
         self.barrier_covers: dict[str, int] = {}
         self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
+        self.barrier_wait: tuple[tuple[str, ...], int] = ((), 0)  # (groups, commands it covers)
         self.received = 0
         self.executed = 0
         self.reading_paused = False
@@ -158,8 +159,10 @@ class Client(asyncio.Protocol):
                 commands.popleft()
                 self.executed += 1
                 self._add_write(value, sum(map(len, args)))
-            elif kind == "wait":  # wait for writes before it, or a barrier, then retry
+            elif kind == "wait":  # wait for writes before it, then retry
                 self._wait_for(value)
+            elif kind == "barrier":  # wait for a read barrier, then retry
+                self._wait_barrier(*value)
             else:  # "async": a server command that awaits something
                 commands.popleft()
                 self.executed += 1
@@ -196,6 +199,24 @@ class Client(asyncio.Protocol):
         future = asyncio.ensure_future(awaitable)
         self.waiting = future
         future.add_done_callback(self._resume)
+
+    def _wait_barrier(self, barrier: asyncio.Future[None], groups: tuple[str, ...]) -> None:
+        self.waiting = barrier
+        self.barrier_wait = (groups, self.received)
+        barrier.add_done_callback(self._barrier_passed)
+
+    def _barrier_passed(self, barrier: asyncio.Future[None]) -> None:
+        """The barrier covers every command received before it was asked for."""
+        groups, covers = self.barrier_wait
+        if barrier.cancelled():
+            self.barrier_error = RespError("ERR read cancelled")
+        elif (error := barrier.exception()) is not None:
+            self.barrier_error = (
+                error if isinstance(error, RespError) else RespError(f"ERR {error}"))
+        else:
+            for name in groups:
+                self.barrier_covers[name] = covers
+        self._resume(barrier)
 
     def _resume(self, _: asyncio.Future[Any]) -> None:
         self.waiting = None

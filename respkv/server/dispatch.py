@@ -6,7 +6,10 @@ the connection must wait for:
 - ``("write", future)``: proposed to the log; the future holds the reply.
 - ``("blocked", None)``: writes of this connection are still in flight and
   this command must see them: run it again once they are applied.
-- ``("wait", future)``: a read barrier; run the command again when it resolves.
+- ``("wait", future)``: writes in flight on the node (a cross-group write): run the
+  command again when it resolves.
+- ``("barrier", (future, groups))``: a read barrier on these groups; run the command
+  again once it has passed.
 - ``("async", awaitable)``: a server command that awaits something.
 """
 
@@ -69,9 +72,10 @@ class Dispatcher:
             if routed.__class__ is Blocked:
                 return ("wait", routed.future)
             if not routed.reads_local and client.needs_barrier(routed.names):
-                barrier = self._barrier(client, routed)
+                mode = client.read_consistency or self.server.config.read_consistency
+                barrier = routed.read_barrier(mode)
                 if barrier is not None:
-                    return ("wait", barrier)
+                    return ("barrier", (barrier, routed.names))
         client.last_command = name = command.name
         self.calls[name] += 1
         try:
@@ -87,26 +91,3 @@ class Dispatcher:
             log.exception("command %s failed", command.name)
             reply = RespError(f"ERR internal error: {error.__class__.__name__}")
         return encode(reply, client.resp3)
-
-    def _barrier(self, client: Client, group: Any) -> Any:
-        """A read barrier covering every command this client has sent so far."""
-        mode = client.read_consistency or self.server.config.read_consistency
-        barrier = group.read_barrier(mode)
-        if barrier is None:
-            return None
-        covers = client.received
-
-        def passed(future: Any) -> None:
-            if future.cancelled():
-                client.barrier_error = RespError("ERR read cancelled")
-            elif future.exception() is not None:
-                error = future.exception()
-                client.barrier_error = (
-                    error if isinstance(error, RespError) else RespError(f"ERR {error}")
-                )
-            else:
-                for name in group.names:
-                    client.barrier_covers[name] = covers
-
-        barrier.add_done_callback(passed)
-        return barrier

@@ -69,7 +69,7 @@ READ_TIMEOUT = 3.0
 NOT_DURABLE = RespError("TRYAGAIN No space left on device: the write is not on disk yet and "
                         "may or may not be applied once space is freed")
 DISK_RETRY = 0.2  # seconds between fsync attempts on a full disk
-PERSIST_EVERY_TICKS = 2  # write applied state to the store every 2 ticks (100 ms)
+PERSIST_EVERY_TICKS = 20  # write applied state to the store every 20 ticks (1 s)
 
 # Test-only: deliberately unsafe behaviour, so the fault suite can prove it
 # catches a broken server. Off unless this exact variable names them.

@@ -66,6 +66,10 @@ _NORMAL = EntryKind.NORMAL
 _CONF = EntryKind.CONF_CHANGE
 _kind = attrgetter("kind")
 CAMPAIGN_TRANSFER = b"transfer"
+# An empty append that only moves the commit index, to a replicating follower that was
+# sent the whole log: accepted, it needs no reply (a refusal still gets one), as the
+# follower acks those entries anyway. A third fewer messages in a write round.
+_COMMIT_ONLY = b"\x01"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
 
 # Test-only hooks: deliberately broken rules, switched on by the teeth tests only.
@@ -733,15 +737,17 @@ class RaftCore:
         prev_term = log.term(prev)
         if prev_term is None:
             return self._send_snapshot(to, pr)
+        context = b""
         if pr.next <= last:
             ents = log.slice(pr.next, last + 1, cfg.max_size_per_msg)
         else:
             ents = []
             if not send_if_empty:
                 return False
-        self._send(
-            Message(_APP, to=to, index=prev, log_term=prev_term, entries=ents, commit=log.committed)
-        )
+            if pr.state == ProgressState.REPLICATE:
+                context = _COMMIT_ONLY  # it was sent the whole log: its acks are on the way
+        self._send(Message(_APP, to=to, index=prev, log_term=prev_term, entries=ents,
+                           commit=log.committed, context=context))
         if ents and pr.state == ProgressState.REPLICATE:
             li = ents[-1].index
             pr.next = li + 1
@@ -1056,7 +1062,8 @@ class RaftCore:
             last_new, truncated = r
             if m.entries and (truncated or self._has_conf(m.entries)):
                 self._note_appended(m.entries, truncated, old_last)
-            self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
+            if m.context != _COMMIT_ONLY or m.entries:
+                self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
         else:
             hint, hterm = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
             self._send(

@@ -280,3 +280,39 @@ def test_ready_needs_sync_tells_which_readies_can_skip_the_fsync():
     cl.deliver()  # the acks: the leader commits
     assert leader.has_ready() and not leader.ready_needs_sync()
     assert not leader.ready().must_sync
+
+
+def test_a_commit_only_append_to_a_caught_up_follower_gets_no_reply():
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    cl.stabilize()
+    cl["n1"].propose(b"x")
+    cl.process("n1")
+    cl.deliver()  # the entry reaches both followers
+    for follower in ("n2", "n3"):
+        cl.process(follower)
+    cl.deliver()  # their acks: the leader commits and tells them
+    cl.process("n1")
+    commits = [m for m in cl.queue if m.type == MessageType.APP]
+    assert sorted(m.to for m in commits) == ["n2", "n3"]
+    assert all(not m.entries for m in commits)
+    cl.deliver()
+    for follower in ("n2", "n3"):
+        cl.process(follower)
+        assert cl[follower].log.committed == cl["n1"].log.committed
+    assert not [m for m in cl.queue if m.type == MessageType.APP_RESP]
+    assert [e.data for e in cl.applied["n2"] if e.kind == EntryKind.NORMAL] == [b"x"]
+
+
+def test_a_commit_only_append_that_does_not_match_is_still_refused():
+    cl = Cluster(["n1", "n2"])
+    cl.campaign("n1")
+    cl.stabilize()
+    last = cl["n1"].log.last_index()
+    stale = Message(MessageType.APP, group=cl["n1"].group, to="n2", from_="n1",
+                    term=cl["n1"].term, index=last + 5, log_term=cl["n1"].term,
+                    commit=last, context=b"\x01")
+    cl["n2"].step(stale)
+    cl.process("n2")
+    replies = [m for m in cl.queue if m.type == MessageType.APP_RESP]
+    assert len(replies) == 1 and replies[0].reject

@@ -69,6 +69,7 @@ READ_TIMEOUT = 3.0
 NOT_DURABLE = RespError("TRYAGAIN No space left on device: the write is not on disk yet and "
                         "may or may not be applied once space is freed")
 DISK_RETRY = 0.2  # seconds between fsync attempts on a full disk
+DISK_CHECK_TICKS = 4  # free space looked at every 4 ticks (200 ms): statvfs is not free
 PERSIST_EVERY_TICKS = 20  # write applied state to the store every 20 ticks (1 s)
 
 # Test-only: deliberately unsafe behaviour, so the fault suite can prove it
@@ -452,7 +453,8 @@ class RaftGroup:
                 self._unsynced = False
                 self.wal.sync()
             self._catch_up_ticks()
-            self._check_disk()
+            if ticks % DISK_CHECK_TICKS == 0:
+                self._check_disk()
             self._expire_waiters()
             self._maybe_promote_learners()
             self._maybe_snapshot()

@@ -61,6 +61,7 @@ class Client(asyncio.Protocol):
         self.barrier_covers: dict[str, int] = {}
         self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
         self.barrier_wait: tuple[tuple[str, ...], int] = ((), 0)  # (groups, commands it covers)
+        self.after_barrier: tuple[list[bytes], Any, Any] | None = None  # (args, command, route)
         self.received = 0
         self.executed = 0
         self.reading_paused = False

@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from respkv.commands import errors
-from respkv.commands.table import COMMANDS, Kind
+from respkv.commands.table import COMMANDS, Command, Kind
 from respkv.protocol.reply import RespError, encode
 from respkv.server.router import Blocked
 
@@ -37,12 +37,18 @@ class Dispatcher:
         self.server = server
         self.stats = server.stats
         self.calls = server.stats.calls
+        self.router = server.router
         self.route = server.router.route
 
     def dispatch(self, client: Client, args: list[bytes]) -> bytes | tuple[str, Any]:
-        if client.barrier_error is not None:
-            error, client.barrier_error = client.barrier_error, None
-            return encode(error, client.resp3)
+        after = client.after_barrier
+        if after is not None:  # this command's read barrier has just resolved
+            client.after_barrier = None
+            if client.barrier_error is not None:
+                error, client.barrier_error = client.barrier_error, None
+                return encode(error, client.resp3)
+            if after[0] is args and self.router.gate is None:
+                return self._execute(client, after[1], after[2], args)  # routed already
         try:
             command = COMMANDS[args[0].decode("latin-1").lower()]
         except KeyError:
@@ -75,7 +81,12 @@ class Dispatcher:
                 mode = client.read_consistency or self.server.config.read_consistency
                 barrier = routed.read_barrier(mode)
                 if barrier is not None:
+                    client.after_barrier = (args, command, routed)
                     return ("barrier", (barrier, routed.names))
+        return self._execute(client, command, routed, args)
+
+    def _execute(self, client: Client, command: Command, routed: Any,
+                 args: list[bytes]) -> bytes | tuple[str, Any]:
         client.last_command = name = command.name
         self.calls[name] += 1
         try:

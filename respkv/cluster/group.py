@@ -159,6 +159,7 @@ class RaftGroup:
         self.waiters: dict[int, Waiter] = {}
         self.proposals: list[tuple[list[bytes], asyncio.Future[Reply]]] = []
         self.read_requests: dict[str, ReadBatch] = {}  # by consistency mode
+        self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
         self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
         self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self.read_seq = 0
@@ -299,6 +300,24 @@ class RaftGroup:
             self.proposals.append((args, future))
             self.wakeup.set()
         return future
+
+    def settled(self) -> bool:
+        """Every write proposed here so far is applied (none queued or in flight)."""
+        return not self.proposals and not self.waiters and self.applied_index >= self.last_index
+
+    def when_settled(self) -> asyncio.Future[None]:
+        """Resolves once settled() holds or this node stops leading the group."""
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.settle_waiters.append(future)
+        self._check_settled()
+        return future
+
+    def _check_settled(self) -> None:
+        if self.settle_waiters and (self.settled() or not self.is_leader() or self.stopping):
+            waiting, self.settle_waiters = self.settle_waiters, []
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
 
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         """A future that resolves once this node's state reflects every write
@@ -456,6 +475,7 @@ class RaftGroup:
             if ticks % DISK_CHECK_TICKS == 0:
                 self._check_disk()
             self._expire_waiters()
+            self._check_settled()  # waiters expired, leadership lost: wake cross-group writes
             self._maybe_promote_learners()
             self._maybe_snapshot()
             self.wakeup.set()
@@ -606,6 +626,7 @@ class RaftGroup:
         self.core.advance(rd)
         self.reads_local = self._reads_are_local()
         self._serve_ready_reads()
+        self._check_settled()
 
     async def _sync_wal(self, entries: list[Entry]) -> None:
         """fsync the log; on a full disk, refuse new writes and retry until there is room.

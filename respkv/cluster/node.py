@@ -31,7 +31,7 @@ from respkv.cluster.membership import (
     new_cluster_id,
     save_node_info,
 )
-from respkv.cluster.rpc import call, parse_reply
+from respkv.cluster.rpc import ask
 from respkv.cluster.slots import group_name, slot_owners
 from respkv.cluster.transport import Transport
 from respkv.config import Config
@@ -186,31 +186,22 @@ class ClusterNode:
         """Ask the cluster (following MOVED) to add us to every group: its cluster id,
         its number of groups, and per group the log index of the change that added us."""
         deadline = time.monotonic() + JOIN_TIMEOUT
-        target = seed
         me = self.addresses
+        request = [b"CLUSTER", b"JOIN", self.node_id.encode(), me.raft.encode(),
+                   me.client.encode()]
         delay = 0.1
         while True:
-            try:
-                reply = parse_reply(await call(target, [
-                    b"CLUSTER", b"JOIN", self.node_id.encode(), me.raft.encode(),
-                    me.client.encode()]))
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
-                reply = RespError(f"ERR cannot reach {target}: {error}")
+            reply = await ask(seed, request)
             if not isinstance(reply, RespError):
                 words = str(reply if isinstance(reply, str) else reply.decode()).split()
                 cluster_id, shards = words[0], int(words[1])
                 joined_at = {group_name(i): int(w) for i, w in enumerate(words[2:])}
-                log.info("joined cluster", extra={"cluster": cluster_id, "via": target,
+                log.info("joined cluster", extra={"cluster": cluster_id, "via": seed,
                                                   "shards": shards, "index": joined_at})
                 return cluster_id, shards, joined_at
-            text = reply.text
-            if text.startswith("MOVED"):
-                target = text.split()[-1]
-                continue
             if time.monotonic() > deadline:
-                raise NodeRefused(f"could not join through {seed}: {text}")
-            log.info("join not done yet: %s", text)
-            target = seed
+                raise NodeRefused(f"could not join through {seed}: {reply.text}")
+            log.info("join not done yet: %s", reply.text)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -1,6 +1,6 @@
 """One RESP command to another node's client port: joining, and membership
-changes forwarded to a group's leader. Replies are read as far as those need:
-a line, or a bulk string."""
+changes forwarded to a group's leader, following -MOVED. Replies are read as
+far as those need: a line, or a bulk string."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ def parse_reply(raw: bytes) -> Reply:
     if kind == b"$" and body != "-1":
         return rest.partition(b"\r\n")[0]
     return RespError(f"ERR unexpected reply {raw[:40]!r}")
+
+
+async def ask(address: str, args: list[bytes], hops: int = 5) -> Reply:
+    """Send a command to a node and follow -MOVED to the node it names, at most
+    ``hops`` times; the last reply. A node that cannot be reached is a -TRYAGAIN."""
+    reply: Reply = RespError("TRYAGAIN no node asked")
+    for _ in range(hops):
+        try:
+            reply = parse_reply(await call(address, args))
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
+            return RespError(f"TRYAGAIN cannot reach {address}: {error}")
+        if not (isinstance(reply, RespError) and reply.text.startswith("MOVED")):
+            return reply
+        address = reply.text.split()[-1]
+    return reply

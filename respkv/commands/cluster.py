@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from respkv.cluster.membership import Addresses, cluster_node_id
-from respkv.cluster.rpc import call, parse_reply
+from respkv.cluster.rpc import ask
 from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
 from respkv.cluster.transport import split_address
 from respkv.commands import errors
@@ -263,25 +263,18 @@ async def _on_leader(group: RaftGroup, local: Callable[[], Awaitable[Reply]],
     follow MOVED (also from ``local``: a leader that handed over) and wait out
     elections, a few times; the last reply."""
     reply: Reply = CLUSTERDOWN
-    target = None
     for _ in range(FORWARD_ATTEMPTS):
-        if target is None and group.is_leader():
+        if group.is_leader():
             reply = await local()
+            if isinstance(reply, RespError) and reply.text.startswith("MOVED"):
+                reply = await ask(reply.text.split()[-1], forward)
         else:
-            target = target or group.leader_client_address()
-            if target is None:
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                reply = parse_reply(await call(target, forward))
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
-                reply = RespError(f"TRYAGAIN cannot reach the leader of {group.name}: {error}")
+            target = group.leader_client_address()
+            if target is not None:
+                reply = await ask(target, forward)
         if not isinstance(reply, RespError):
             return reply
-        text = str(reply)
-        target = text.split()[-1] if text.startswith("MOVED") else None
-        if target is None:
-            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)
     return reply
 
 

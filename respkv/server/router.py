@@ -22,6 +22,7 @@ on a node that leads nothing is sent to the first group's leader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -189,14 +190,17 @@ class CrossWrite:
         """Wait until every write proposed to the groups is applied; False if this
         node stopped leading one of them."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while time.monotonic() < deadline:
+        while True:
             if not all(g.is_leader() for g in self.groups):
                 return False
-            if all(not g.proposals and not g.waiters and g.applied_index >= g.last_index
-                   for g in self.groups):
+            busy = [g for g in self.groups if not g.settled()]
+            if not busy:
                 return True
-            await asyncio.sleep(0.001)
-        return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(g.when_settled() for g in busy)), left)
 
 
 def _combine(futures: list[asyncio.Future[Reply]]) -> asyncio.Future[Reply]:

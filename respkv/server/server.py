@@ -333,12 +333,12 @@ class Server:
             "raft_leads": ",".join(group.name for group in self.led_groups()),
             "raft_wal_fsyncs": self.node.log.fsyncs if self.node.log else 0,
         }
-        for name, value in _group_fields(self.groups[0]).items():
+        per_group = [_group_fields(group) for group in self.groups]
+        for name, value in per_group[0].items():
             fields[f"raft_{name}"] = value
-        for group in self.groups:
+        for group, values in zip(self.groups, per_group, strict=True):
             fields[f"raft_group_{group.name}"] = ",".join(  # member lists: | between ids
-                f"{k}={str(v).replace(',', '|')}" for k, v in _group_fields(group).items()
-                if k != "group")
+                f"{k}={str(v).replace(',', '|')}" for k, v in values.items() if k != "group")
         return fields
 
     def _info_commandstats(self) -> dict[str, Any]:

@@ -260,6 +260,8 @@ class Transport:
             hello = json.loads(payload)
         except ValueError:
             return None
+        if not isinstance(hello, dict):
+            return None
         if hello.get("cluster") != self.cluster_id or hello.get("to") != self.node_id:
             log.warning("refused raft connection", extra={
                 "peer": hello.get("from"), "their_cluster": hello.get("cluster"),

@@ -1,0 +1,166 @@
+"""The Raft port in process: the handshake, framing and refusals of a Transport.
+
+Two Transports on loopback, or one and a raw socket playing a peer; the groups
+are stand-ins that record what they are handed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from respkv.cluster.transport import HELLO, HELLO_OK, HELLO_REFUSED, MSG, Transport, frame
+from respkv.raft.codec import encode_message
+from respkv.raft.messages import Message, MessageType
+from respkv.raft.types import Entry
+
+DEADLINE = 5.0
+
+
+class Recorder:
+    """Stands in for a RaftGroup: keeps the messages the transport hands it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def on_message(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def on_unreachable(self, node_id: str) -> None:
+        pass
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def serve(tmp_path: Path, node_id: str = "n2") -> tuple[Transport, int, Recorder]:
+    transport = Transport(node_id, "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
+                          {}, lambda peer, addresses: None)
+    await transport.start()
+    assert transport.server is not None
+    port = transport.server.sockets[0].getsockname()[1]
+    recorder = Recorder()
+    transport.handlers["g0"] = recorder
+    return transport, port, recorder
+
+
+def append(index: int, to: str = "n2") -> Message:
+    return Message(MessageType.APP, group="g0", to=to, from_="n1", term=3, index=index - 1,
+                   log_term=3, entries=(Entry(3, index, data=b"v%d" % index),), commit=index - 1)
+
+
+def hello(cluster: str = "cluster-a", to: str = "n2") -> bytes:
+    return frame(HELLO, json.dumps({"cluster": cluster, "from": "n1", "to": to}).encode())
+
+
+async def read_frame_kind(reader: asyncio.StreamReader) -> int:
+    length, kind = struct.unpack(">IB", await asyncio.wait_for(reader.readexactly(5), DEADLINE))
+    await reader.readexactly(length - 1)
+    return kind
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(), DEADLINE) == b""
+
+
+def test_messages_reach_the_peers_group_in_order(tmp_path: Path) -> None:
+    async def run() -> None:
+        receiver, port, recorder = await serve(tmp_path)
+        sender = Transport("n1", "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
+                           {}, lambda peer, addresses: None)
+        try:
+            sender.set_peer("n2", f"127.0.0.1:{port}")
+            await until(lambda: sender.peers["n2"].writer is not None, "the connection")
+            for index in range(1, 301):  # many frames per write and per read
+                sender.send(append(index))
+            await until(lambda: len(recorder.messages) == 300, "300 messages")
+            assert [m.entries[0].data for m in recorder.messages] == [
+                b"v%d" % i for i in range(1, 301)]
+        finally:
+            await sender.stop()
+            await receiver.stop()
+
+    asyncio.run(run())
+
+
+def test_a_frame_that_arrives_byte_by_byte_is_whole(tmp_path: Path) -> None:
+    async def run() -> None:
+        transport, port, recorder = await serve(tmp_path)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(hello())
+            assert await read_frame_kind(reader) == HELLO_OK
+            data = frame(MSG, encode_message(append(7)))
+            for i in range(len(data)):
+                writer.write(data[i : i + 1])
+                await writer.drain()
+            await until(lambda: len(recorder.messages) == 1, "the message")
+            assert recorder.messages[0].entries[0].data == b"v7"
+            writer.close()
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())
+
+
+def test_a_peer_of_another_cluster_is_refused(tmp_path: Path) -> None:
+    async def run() -> None:
+        transport, port, recorder = await serve(tmp_path)
+        try:
+            for bad in (hello(cluster="cluster-b"), hello(to="n9"), frame(HELLO, b"[1, 2]"),
+                        frame(HELLO, b"not json")):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(bad + frame(MSG, encode_message(append(1))))
+                assert await read_frame_kind(reader) == HELLO_REFUSED
+                assert await closed(reader)
+                writer.close()
+            assert recorder.messages == []
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())
+
+
+def test_a_message_before_the_hello_is_refused(tmp_path: Path) -> None:
+    async def run() -> None:
+        transport, port, recorder = await serve(tmp_path)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(frame(MSG, encode_message(append(1))))
+            assert await read_frame_kind(reader) == HELLO_REFUSED
+            assert await closed(reader)
+            assert recorder.messages == []
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())
+
+
+def test_a_bad_frame_closes_that_connection_only(tmp_path: Path) -> None:
+    async def run() -> None:
+        transport, port, recorder = await serve(tmp_path)
+        try:
+            for bad in (struct.pack(">IB", 0, MSG), struct.pack(">IB", 1 << 30, MSG),
+                        frame(MSG, b"\x01garbage")):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(hello())
+                assert await read_frame_kind(reader) == HELLO_OK
+                writer.write(bad)
+                assert await closed(reader)
+                writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(hello() + frame(MSG, encode_message(append(2))))
+            assert await read_frame_kind(reader) == HELLO_OK
+            await until(lambda: len(recorder.messages) == 1, "the good message")
+            writer.close()
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 HELLO_TIMEOUT = 5.0
+SNAPSHOT_PROGRESS_EVERY = 1.0  # seconds between progress lines of a snapshot sent
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -230,7 +232,8 @@ class Transport:
         """Stream a snapshot file to ``message.to`` on its own connection, then the MsgSnap."""
         address = self.peers[message.to].address
         reader, writer = await self.dial(address, message.to)
-        sent = 0
+        sent, total = 0, path.stat().st_size
+        told = time.monotonic()
         try:
             group = message.group.encode()
             prefix = struct.pack(">H", len(group)) + group
@@ -242,6 +245,11 @@ class Transport:
                 writer.write(frame(SNAP_CHUNK, prefix + chunk))
                 await writer.drain()
                 sent += len(chunk)
+                if time.monotonic() - told >= SNAPSHOT_PROGRESS_EVERY:
+                    told = time.monotonic()
+                    log.info("snapshot progress", extra={
+                        "peer": message.to, "group": message.group, "bytes": sent,
+                        "total": total, "index": message.snapshot.index})
             writer.write(frame(SNAP_END, encode_message(message)))
             await writer.drain()
             # wait for the receiver to close: it has the whole file by then

@@ -97,10 +97,18 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
                    "--shards", str(shards)]
         if i > 0:
             command += ["--join", seed]
-        procs.append(subprocess.Popen(command))
+        # Own sessions: a signal reaches a node only through us, once (Ctrl-C in a
+        # terminal would otherwise reach it twice, and a second signal means "now").
+        procs.append(subprocess.Popen(command, start_new_session=True))
         click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000})")
-    signal.signal(signal.SIGINT, lambda *_: None)  # the children get Ctrl-C themselves
-    signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
+
+    def stop(*_: object) -> None:  # Ctrl-C, kill -INT/-TERM/-HUP of this process
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()  # SIGTERM: the node hands over and stops in order
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     if not _all_ready(procs, [base_port + i for i in range(nodes)]):
         click.echo("a node failed to start (see its log above); stopping the others", err=True)
         for proc in procs:

@@ -1,0 +1,74 @@
+"""``respkv local``, the README's first command: it starts a 3-node cluster one can
+use at once, and one signal to it (Ctrl-C, kill -INT, kill -TERM) stops every node
+cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from procs import _port_free, free_port
+from redis.cluster import RedisCluster
+
+from respkv.jepsen.nodes import wait_for
+
+
+def free_base_port(nodes: int) -> int:
+    """A client port such that it, the next ones and their raft ports are free."""
+    while True:
+        base = free_port()
+        if all(_port_free(base + i) and _port_free(base + i + 10000) for i in range(nodes)):
+            return base
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_local_starts_a_usable_cluster_and_one_signal_stops_every_node(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    base = free_base_port(3)
+    log_path = tmp_path / "local.log"
+    with open(log_path, "wb") as log:
+        local = subprocess.Popen(
+            [sys.executable, "-m", "respkv.cli", "local", "--nodes", "3", "--base-port",
+             str(base), "--dir", str(tmp_path / "data"), "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT)
+    pids: list[int] = []
+    try:
+        wait_for(lambda: b"cluster of 3" in log_path.read_bytes(), 60, "the cluster to start")
+        for i in range(3):
+            with redis.Redis(port=base + i, socket_timeout=5) as node:
+                pids.append(int(node.info("server")["process_id"]))
+        cluster = RedisCluster(host="127.0.0.1", port=base, socket_timeout=5)
+        try:
+            assert cluster.set("hello", "world")
+            assert len(cluster.get_primaries()) == 3
+        finally:
+            cluster.close()
+        with redis.Redis(port=base + 1, socket_timeout=5) as follower:
+            assert follower.get("hello") == b"world"
+
+        local.send_signal(sig)  # to the launcher only, as kill -INT/-TERM does
+        assert local.wait(30) == 0
+        assert not [pid for pid in pids if alive(pid)]
+        assert log_path.read_bytes().count(b"shutdown complete") == 3
+    finally:
+        if local.poll() is None:
+            local.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                local.wait(20)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -917,6 +917,8 @@ class RaftGroup:
                 waiter.future.set_result(SHUTTING_DOWN)
         for futures, _ in self.read_waiting.values():
             _fail_all(futures, SHUTTING_DOWN)
+        _fail_all([batch.future for batch in self.read_requests.values()], SHUTTING_DOWN)
+        self.read_requests = {}
         # Close both even if one fails: what is not on disk here is in the other
         # (the store is rebuilt from the log at start-up, the log has every commit).
         store = self.state_machine.store

@@ -822,9 +822,21 @@ class RaftCore:
         if self._lease_valid():
             self._read_done(ctx, frm, log.committed)
             return
+        if frm != self.id and self._follower_read_proves_quorum(frm):
+            self._read_done(ctx, frm, log.committed)
+            return
         self._ro_queue.append((ctx, frm, log.committed, self._ro_round + 1))
         if not self._ro_inflight:
             self._start_read_round()
+
+    def _follower_read_proves_quorum(self, frm: str) -> bool:
+        """A voter's MsgReadIndex in our term is its word that it followed us after its
+        reads began (it sends the request only once they have). With this leader, still
+        leading that term now, that makes a quorum in a group of 2 or 3 voters: no other
+        leader can have committed anything before those reads began, which is all a
+        heartbeat round would prove. Larger groups still run the round."""
+        voters = self.conf.voters
+        return frm in voters and self.id in voters and self._quorum() <= 2
 
     def _lease_valid(self) -> bool:
         cfg = self.cfg

@@ -316,3 +316,28 @@ def test_a_commit_only_append_that_does_not_match_is_still_refused():
     cl.process("n2")
     replies = [m for m in cl.queue if m.type == MessageType.APP_RESP]
     assert len(replies) == 1 and replies[0].reject
+
+
+def _read_index_requests_answered_without_a_round(size: int) -> bool:
+    """A follower's read: does the leader answer its MsgReadIndex without a heartbeat?"""
+    ids = [f"n{i}" for i in range(1, size + 1)]
+    cl = Cluster(ids)
+    cl.campaign("n1")
+    cl.stabilize()
+    cl["n2"].read_index(b"r")
+    cl.process("n2")
+    cl.deliver()  # the MsgReadIndex reaches the leader
+    cl.process("n1")
+    sent = {m.type for m in cl.queue}
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n2"]] == [b"r"]
+    assert cl.reads["n2"][0].index == cl["n1"].log.committed
+    return MessageType.HEARTBEAT not in sent and MessageType.READ_INDEX_RESP in sent
+
+
+def test_a_followers_read_request_completes_the_quorum_of_a_three_node_group():
+    assert _read_index_requests_answered_without_a_round(3)
+
+
+def test_a_followers_read_request_still_needs_a_round_in_a_five_node_group():
+    assert not _read_index_requests_answered_without_a_round(5)

@@ -220,11 +220,10 @@ class RaftCore:
         self._ro_queue: list[tuple[bytes, str, int, int]] = []  # (ctx, from, index, round)
         self._ro_round = 0
         self._ro_inflight = False
-        self._ro_acks: set[str] = set()
+        self._ro_acks: list[str] = []  # followers that acked the round in flight, in order
         # Followers that acked the last round, first first: the next round asks only
         # as many of them as a quorum needs (the heartbeat of every tick asks all).
         self._ro_fast: list[str] = []
-        self._ro_ackers: list[str] = []
         # outputs
         self._msgs: list[Message] = []
         self._eager: list[Message] = []
@@ -563,7 +562,7 @@ class RaftCore:
         if self.lead_transferee is not None and self.lead_transferee not in cs.voters:
             self.lead_transferee = None
         if self._ro_inflight:
-            self._ro_acks &= set(cs.voters)
+            self._ro_acks = [p for p in self._ro_acks if p in cs.voters]
 
     # -- role changes ------------------------------------------------------
     def _reset(self, term: int) -> None:
@@ -601,7 +600,7 @@ class RaftCore:
         self._ro_wait_commit = []
         self._ro_queue = []
         self._ro_inflight = False
-        self._ro_acks = set()
+        self._ro_acks = []
 
     def _become_follower(self, term: int, lead: str | None) -> None:
         self._reset(term)
@@ -864,8 +863,7 @@ class RaftCore:
     def _start_read_round(self) -> None:
         self._ro_round += 1
         self._ro_inflight = True
-        self._ro_acks = {self.id}
-        self._ro_ackers = []
+        self._ro_acks = []
         self._bcast_heartbeat(self._read_round_targets())
 
     def _read_round_targets(self) -> list[str] | None:
@@ -882,12 +880,12 @@ class RaftCore:
         if not self._ro_inflight or rnd != self._ro_round or frm not in self.conf.voters:
             return
         if frm not in self._ro_acks:
-            self._ro_ackers.append(frm)
-        self._ro_acks.add(frm)
-        if len(self._ro_acks & set(self.conf.voters)) < self._quorum():
+            self._ro_acks.append(frm)
+        voters = self.conf.voters
+        if sum(p in voters for p in (self.id, *self._ro_acks)) < self._quorum():
             return
         self._ro_inflight = False
-        self._ro_fast = self._ro_ackers
+        self._ro_fast = self._ro_acks
         done = [r for r in self._ro_queue if r[3] <= rnd]
         self._ro_queue = [r for r in self._ro_queue if r[3] > rnd]
         for ctx, f, index, _ in done:

@@ -160,8 +160,10 @@ class RaftGroup:
         self.proposals: list[tuple[list[bytes], asyncio.Future[Reply]]] = []
         self.read_requests: dict[str, ReadBatch] = {}  # by consistency mode
         self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
-        self.read_waiting: dict[bytes, tuple[list[asyncio.Future[None]], float]] = {}
-        self.read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
+        # a batch's round in flight: ctx -> (its future, deadline); then, once the round
+        # is done, (read index, future) until the state machine has applied that index
+        self.read_waiting: dict[bytes, tuple[asyncio.Future[None], float]] = {}
+        self.read_ready: list[tuple[int, asyncio.Future[None]]] = []
         self.read_seq = 0
         self.read_rounds = 0  # ReadIndex requests made, and the reads they carried
         self.reads = 0
@@ -560,20 +562,17 @@ class RaftGroup:
         if "lease" in requests:
             self._catch_up_ticks()  # a lease is only as good as the clock it is read on
         for mode, batch in requests.items():
-            futures = [batch.future]
             self.read_seq += 1
             ctx = f"{self.node_id}:{self.incarnation}:{self.read_seq}".encode()
             self.core.cfg.lease_read = mode == "lease"
             try:
                 self.core.read_index(ctx)
             except NotLeader:
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(CLUSTERDOWN)
+                _fail(batch.future, CLUSTERDOWN)
                 continue
             finally:
                 self.core.cfg.lease_read = False
-            self.read_waiting[ctx] = (futures, time.monotonic() + READ_TIMEOUT)
+            self.read_waiting[ctx] = (batch.future, time.monotonic() + READ_TIMEOUT)
             self.read_rounds += 1
             self.reads += batch.readers
 
@@ -583,10 +582,7 @@ class RaftGroup:
             send(message)
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
-        if rd.entries:
-            self.wal.append(rd.entries)
-        if rd.hard_state is not None:
-            self.wal.set_hard_state(rd.hard_state)
+        self._write_ready(rd)
         if "early-ack" in self.unsafe:
             self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
         elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
@@ -603,11 +599,17 @@ class RaftGroup:
         rd = core.ready()
         for message in rd.eager_messages:
             self._send(message)
-        if rd.hard_state is not None:
-            self.wal.set_hard_state(rd.hard_state)
+        self._write_ready(rd)
         self._finish_ready(rd)
         self._note_leader()
         return True
+
+    def _write_ready(self, rd: Ready) -> None:
+        """Hand the Ready's entries and hard state to the WAL (in memory until synced)."""
+        if rd.entries:
+            self.wal.append(rd.entries)
+        if rd.hard_state is not None:
+            self.wal.set_hard_state(rd.hard_state)
 
     def _finish_ready(self, rd: Ready) -> None:
         send = self._send
@@ -622,7 +624,7 @@ class RaftGroup:
         for ctx in rd.dropped_reads:
             pending = self.read_waiting.pop(ctx, None)
             if pending is not None:
-                _fail_all(pending[0], CLUSTERDOWN)
+                _fail(pending[0], CLUSTERDOWN)
         self.core.advance(rd)
         self.reads_local = self._reads_are_local()
         self._serve_ready_reads()
@@ -731,14 +733,12 @@ class RaftGroup:
         if not self.read_ready:
             return
         applied = self.state_machine.applied_index
-        waiting: list[tuple[int, list[asyncio.Future[None]]]] = []
-        for index, futures in self.read_ready:
+        waiting: list[tuple[int, asyncio.Future[None]]] = []
+        for index, future in self.read_ready:
             if index > applied:
-                waiting.append((index, futures))
-                continue
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
+                waiting.append((index, future))
+            elif not future.done():
+                future.set_result(None)
         self.read_ready = waiting
 
     def _note_leader(self) -> None:
@@ -760,8 +760,8 @@ class RaftGroup:
                     waiter.future.set_result(TIMED_OUT)
         if self.read_waiting:
             for ctx in [c for c, (_, d) in self.read_waiting.items() if d < now]:
-                futures, _ = self.read_waiting.pop(ctx)
-                _fail_all(futures, READ_TIMED_OUT)
+                future, _ = self.read_waiting.pop(ctx)
+                _fail(future, READ_TIMED_OUT)
 
     # -- membership: learners become voters once caught up --------------------
 
@@ -915,9 +915,10 @@ class RaftGroup:
         for waiter in self.waiters.values():
             if not waiter.future.done():
                 waiter.future.set_result(SHUTTING_DOWN)
-        for futures, _ in self.read_waiting.values():
-            _fail_all(futures, SHUTTING_DOWN)
-        _fail_all([batch.future for batch in self.read_requests.values()], SHUTTING_DOWN)
+        for future, _ in self.read_waiting.values():
+            _fail(future, SHUTTING_DOWN)
+        for batch in self.read_requests.values():
+            _fail(batch.future, SHUTTING_DOWN)
         self.read_requests = {}
         # Close both even if one fails: what is not on disk here is in the other
         # (the store is rebuilt from the log at start-up, the log has every commit).
@@ -937,10 +938,9 @@ class RaftGroup:
             log.error("log not synced at shutdown (restart replays what is on disk): %s", error)
 
 
-def _fail_all(futures: list[asyncio.Future[None]], error: RespError) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(error)
+def _fail(future: asyncio.Future[None], error: RespError) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _copy(src: Path, dest: Path) -> None:

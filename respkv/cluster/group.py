@@ -404,8 +404,7 @@ class RaftGroup:
         self.core.step(message)
         if self.reads_local and self.core.role is not Role.LEADER:
             self.reads_local = False
-        if not self._handle_ready_now() or self.core.has_ready():
-            self.wakeup.set()
+        self._handle_ready_or_wake()
 
     def on_removed_notice(self, sender: str, index: int) -> None:
         """A member applied our removal (committed at ``index``): stop serving."""
@@ -552,8 +551,7 @@ class RaftGroup:
             self.wakeup.set()
             return
         self._hand_over_reads()
-        if not self._handle_ready_now() and self.core.has_ready():
-            self.wakeup.set()
+        self._handle_ready_or_wake()
 
     def _hand_over_reads(self) -> None:
         if not self.read_requests:
@@ -588,6 +586,12 @@ class RaftGroup:
         elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
             await self._sync_wal(rd.entries)
         self._finish_ready(rd)
+
+    def _handle_ready_or_wake(self) -> None:
+        """Handle the core's Ready here if it needs no fsync; wake the loop task for
+        whatever is left (a Ready that needs one, or a further Ready)."""
+        if not self._handle_ready_now() or self.core.has_ready():
+            self.wakeup.set()
 
     def _handle_ready_now(self) -> bool:
         """Handle the core's Ready in this callback when it needs no fsync and the

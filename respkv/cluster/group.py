@@ -394,13 +394,11 @@ class RaftGroup:
     def on_message(self, message: Message) -> None:
         if self.stopping:
             return
-        if message.from_ in self.removed_members:
-            conf = self.core.conf
-            if message.from_ not in conf.voters and message.from_ not in conf.learners:
-                # a removed node that missed the news (it was down, say) still
-                # talks to us: tell it again, at most once a second
-                self._notify_removed(message.from_, self.removed_at.get(message.from_, 0))
-                return
+        if message.from_ in self.removed_members and message.from_ not in self.core.conf:
+            # a removed node that missed the news (it was down, say) still
+            # talks to us: tell it again, at most once a second
+            self._notify_removed(message.from_, self.removed_at.get(message.from_, 0))
+            return
         self.core.step(message)
         if self.reads_local and self.core.role is not Role.LEADER:
             self.reads_local = False
@@ -722,8 +720,7 @@ class RaftGroup:
                 # every member that applies the removal tells it directly.
                 self.removed_members.setdefault(change.node_id, 0.0)
                 self.removed_at[change.node_id] = entry.index
-                conf = self.core.conf  # the latest known: not re-added since?
-                if change.node_id not in conf.voters and change.node_id not in conf.learners:
+                if change.node_id not in self.core.conf:  # the latest: not re-added since?
                     self._notify_removed(change.node_id, entry.index)
         else:
             log.info("member added", extra={"member": change.node_id, "op": change.op.name,

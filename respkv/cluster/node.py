@@ -145,11 +145,7 @@ class ClusterNode:
 
     def _is_member(self, node_id: str) -> bool:
         """A member of any of this node's groups (as far as each group knows)."""
-        for group in self.groups:
-            conf = group.members()
-            if node_id in conf.voters or node_id in conf.learners:
-                return True
-        return False
+        return any(node_id in group.members() for group in self.groups)
 
     def _on_hello(self, node_id: str, fields: dict[str, str]) -> None:
         """A peer dialed us and said where it is: remember it, so we can answer."""

@@ -250,7 +250,11 @@ def _group_option(client: Client, args: list[bytes], fixed: int) -> RaftGroup | 
         return None
     if len(args) != fixed + 2 or args[fixed].upper() != b"GROUP":
         raise errors.SYNTAX
-    name = args[fixed + 1].decode("utf-8", "replace")
+    return _group_named(client, args[fixed + 1])
+
+
+def _group_named(client: Client, raw: bytes) -> RaftGroup:
+    name = raw.decode("utf-8", "replace")
     for group in _groups(client):
         if group.name == name:
             return group
@@ -315,8 +319,7 @@ async def _join_every_group(client: Client, args: list[bytes], node_id: str,
 
 async def _add_learner(group: RaftGroup, node_id: str, addresses: Addresses,
                        cluster_id: bytes) -> Reply:
-    conf = group.members()
-    if node_id in conf.voters or node_id in conf.learners:
+    if node_id in group.members():
         if group.book.get(node_id) == addresses:
             return cluster_id + b" 0"
         return RespError(f"ERR node {node_id} is already a member with other addresses")
@@ -336,7 +339,7 @@ def cluster_leave(client: Client, args: list[bytes]) -> Reply:
         redirect = _leader_redirect(only)
         return redirect or _remove(client, only, node_id)
     groups = _groups(client)
-    if not any(node_id in (*g.members().voters, *g.members().learners) for g in groups):
+    if not any(node_id in g.members() for g in groups):
         raise RespError(f"ERR node {node_id} is not a member")
     return _leave_every_group(client, args[:3], node_id)
 
@@ -351,8 +354,7 @@ async def _leave_every_group(client: Client, args: list[bytes], node_id: str) ->
 
 
 async def _remove(client: Client, group: RaftGroup, node_id: str) -> Reply:
-    conf = group.members()
-    if node_id not in conf.voters and node_id not in conf.learners:
+    if node_id not in group.members():
         return OK  # already out of this group
     if node_id == group.node_id:  # the leader leaving: hand over, send the caller on
         await client.server.node.hand_over_leadership(group, "before leaving")
@@ -424,10 +426,7 @@ def transfer(client: Client, args: list[bytes]) -> Reply:
         raise errors.SYNTAX
     target = args[1].decode("utf-8", "replace")
     if len(args) == 3:
-        name = args[2].decode("utf-8", "replace")
-        groups = [g for g in _groups(client) if g.name == name]
-        if not groups:
-            raise RespError(f"ERR unknown group {name}")
+        groups = [_group_named(client, args[2])]
         redirect = _leader_redirect(groups[0])
     else:
         groups = client.server.led_groups()

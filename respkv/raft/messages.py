@@ -35,6 +35,10 @@ class ConfState:
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
 
+    def __contains__(self, node: object) -> bool:
+        """A member: a voter or a learner."""
+        return node in self.voters or node in self.learners
+
 
 @dataclass(slots=True, frozen=True)
 class SnapshotMeta:

@@ -65,7 +65,7 @@ class Router:
         self.owner = self.node.slot_owner
 
     def group_of(self, key: bytes) -> RaftGroup:
-        return self.groups[self.owner[key_slot(key)]]
+        return self.node.group_of_slot(key_slot(key))
 
     def route(self, command: Command, args: list[bytes]) -> Any:
         """What runs ``command``: a RaftGroup, a Span or a CrossWrite; else Blocked

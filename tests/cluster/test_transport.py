@@ -9,7 +9,7 @@ import asyncio
 import json
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from respkv.cluster.transport import HELLO, HELLO_OK, HELLO_REFUSED, MSG, Transport, frame
@@ -40,15 +40,26 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def serve(tmp_path: Path, node_id: str = "n2") -> tuple[Transport, int, Recorder]:
-    transport = Transport(node_id, "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
-                          {}, lambda peer, addresses: None)
-    await transport.start()
-    assert transport.server is not None
-    port = transport.server.sockets[0].getsockname()[1]
-    recorder = Recorder()
-    transport.handlers["g0"] = recorder
-    return transport, port, recorder
+def transport_of(node_id: str, tmp_path: Path) -> Transport:
+    return Transport(node_id, "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
+                     {}, lambda peer, addresses: None)
+
+
+def against_n2(tmp_path: Path, body: Callable[[int, Recorder], Awaitable[None]]) -> None:
+    """Run ``body(port, recorder)`` against a Transport of n2 on a free port, whose
+    group g0 is a Recorder; stop the Transport whatever happens."""
+    async def run() -> None:
+        transport = transport_of("n2", tmp_path)
+        await transport.start()
+        assert transport.server is not None
+        recorder = Recorder()
+        transport.handlers["g0"] = recorder
+        try:
+            await body(transport.server.sockets[0].getsockname()[1], recorder)
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())
 
 
 def append(index: int, to: str = "n2") -> Message:
@@ -70,11 +81,17 @@ async def closed(reader: asyncio.StreamReader) -> bool:
     return await asyncio.wait_for(reader.read(), DEADLINE) == b""
 
 
+async def connect(port: int, data: bytes) -> tuple[asyncio.StreamReader,
+                                                asyncio.StreamWriter]:
+    """A raw connection to the Raft port that has sent ``data``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    return reader, writer
+
+
 def test_messages_reach_the_peers_group_in_order(tmp_path: Path) -> None:
-    async def run() -> None:
-        receiver, port, recorder = await serve(tmp_path)
-        sender = Transport("n1", "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
-                           {}, lambda peer, addresses: None)
+    async def body(port: int, recorder: Recorder) -> None:
+        sender = transport_of("n1", tmp_path)
         try:
             sender.set_peer("n2", f"127.0.0.1:{port}")
             await until(lambda: sender.peers["n2"].writer is not None, "the connection")
@@ -85,82 +102,61 @@ def test_messages_reach_the_peers_group_in_order(tmp_path: Path) -> None:
                 b"v%d" % i for i in range(1, 301)]
         finally:
             await sender.stop()
-            await receiver.stop()
 
-    asyncio.run(run())
+    against_n2(tmp_path, body)
 
 
 def test_a_frame_that_arrives_byte_by_byte_is_whole(tmp_path: Path) -> None:
-    async def run() -> None:
-        transport, port, recorder = await serve(tmp_path)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(hello())
-            assert await read_frame_kind(reader) == HELLO_OK
-            data = frame(MSG, encode_message(append(7)))
-            for i in range(len(data)):
-                writer.write(data[i : i + 1])
-                await writer.drain()
-            await until(lambda: len(recorder.messages) == 1, "the message")
-            assert recorder.messages[0].entries[0].data == b"v7"
-            writer.close()
-        finally:
-            await transport.stop()
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port, hello())
+        assert await read_frame_kind(reader) == HELLO_OK
+        data = frame(MSG, encode_message(append(7)))
+        for i in range(len(data)):
+            writer.write(data[i : i + 1])
+            await writer.drain()
+        await until(lambda: len(recorder.messages) == 1, "the message")
+        assert recorder.messages[0].entries[0].data == b"v7"
+        writer.close()
 
-    asyncio.run(run())
+    against_n2(tmp_path, body)
 
 
 def test_a_peer_of_another_cluster_is_refused(tmp_path: Path) -> None:
-    async def run() -> None:
-        transport, port, recorder = await serve(tmp_path)
-        try:
-            for bad in (hello(cluster="cluster-b"), hello(to="n9"), frame(HELLO, b"[1, 2]"),
-                        frame(HELLO, b"not json")):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(bad + frame(MSG, encode_message(append(1))))
-                assert await read_frame_kind(reader) == HELLO_REFUSED
-                assert await closed(reader)
-                writer.close()
-            assert recorder.messages == []
-        finally:
-            await transport.stop()
+    async def body(port: int, recorder: Recorder) -> None:
+        for bad in (hello(cluster="cluster-b"), hello(to="n9"), frame(HELLO, b"[1, 2]"),
+                    frame(HELLO, b"not json")):
+            reader, writer = await connect(port, bad + frame(MSG, encode_message(append(1))))
+            assert await read_frame_kind(reader) == HELLO_REFUSED
+            assert await closed(reader)
+            writer.close()
+        assert recorder.messages == []
 
-    asyncio.run(run())
+    against_n2(tmp_path, body)
 
 
 def test_a_message_before_the_hello_is_refused(tmp_path: Path) -> None:
-    async def run() -> None:
-        transport, port, recorder = await serve(tmp_path)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(frame(MSG, encode_message(append(1))))
-            assert await read_frame_kind(reader) == HELLO_REFUSED
-            assert await closed(reader)
-            assert recorder.messages == []
-        finally:
-            await transport.stop()
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port, frame(MSG, encode_message(append(1))))
+        assert await read_frame_kind(reader) == HELLO_REFUSED
+        assert await closed(reader)
+        assert recorder.messages == []
+        writer.close()
 
-    asyncio.run(run())
+    against_n2(tmp_path, body)
 
 
 def test_a_bad_frame_closes_that_connection_only(tmp_path: Path) -> None:
-    async def run() -> None:
-        transport, port, recorder = await serve(tmp_path)
-        try:
-            for bad in (struct.pack(">IB", 0, MSG), struct.pack(">IB", 1 << 30, MSG),
-                        frame(MSG, b"\x01garbage")):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(hello())
-                assert await read_frame_kind(reader) == HELLO_OK
-                writer.write(bad)
-                assert await closed(reader)
-                writer.close()
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(hello() + frame(MSG, encode_message(append(2))))
+    async def body(port: int, recorder: Recorder) -> None:
+        for bad in (struct.pack(">IB", 0, MSG), struct.pack(">IB", 1 << 30, MSG),
+                    frame(MSG, b"\x01garbage")):
+            reader, writer = await connect(port, hello())
             assert await read_frame_kind(reader) == HELLO_OK
-            await until(lambda: len(recorder.messages) == 1, "the good message")
+            writer.write(bad)
+            assert await closed(reader)
             writer.close()
-        finally:
-            await transport.stop()
+        reader, writer = await connect(port, hello() + frame(MSG, encode_message(append(2))))
+        assert await read_frame_kind(reader) == HELLO_OK
+        await until(lambda: len(recorder.messages) == 1, "the good message")
+        writer.close()
 
-    asyncio.run(run())
+    against_n2(tmp_path, body)

@@ -25,6 +25,14 @@ def drain(core: RaftCore):
     return rds
 
 
+def led_by_n1(size: int = 3, **cfg) -> Cluster:
+    """A cluster of n1..n<size> where n1 has won an election and everyone caught up."""
+    cl = Cluster([f"n{i}" for i in range(1, size + 1)], **cfg)
+    cl.campaign("n1")
+    cl.stabilize()
+    return cl
+
+
 def test_single_node_commits_at_advance():
     c = RaftCore(Config(node_id="n1", voters=("n1",)))
     c.campaign()
@@ -106,9 +114,7 @@ def test_conflicting_entries_are_handed_over_for_truncation():
 
 
 def test_restart_from_storage():
-    cl = Cluster(["n1", "n2", "n3"], pre_vote=False)
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1(pre_vote=False)
     for k in range(5):
         cl["n1"].propose(b"%d" % k)
     cl.stabilize()
@@ -181,9 +187,7 @@ def test_repeated_conf_entries_are_not_applied_twice():
 
 
 def test_pending_reads_are_dropped_when_the_leader_steps_down():
-    cl = Cluster(["n1", "n2", "n3"])
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1()
     cl.isolate("n1")
     cl["n1"].read_index(b"r")
     cl.run(25)  # CheckQuorum: n1 steps down
@@ -193,9 +197,7 @@ def test_pending_reads_are_dropped_when_the_leader_steps_down():
 
 
 def test_snapshot_taken_compacts_keeping_a_tail():
-    cl = Cluster(["n1", "n2", "n3"], compaction_tail=5)
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1(compaction_tail=5)
     for k in range(20):
         cl["n1"].propose(b"%d" % k)
     cl.stabilize()
@@ -228,9 +230,7 @@ def _read_heartbeats(cl: Cluster, leader: str) -> list[str]:
 
 
 def test_a_read_round_asks_only_the_quorum_that_answered_the_last_one_first():
-    cl = Cluster(["n1", "n2", "n3"])
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1()
     cl["n1"].read_index(b"a")
     assert _read_heartbeats(cl, "n1") == ["n2", "n3"]  # nobody known fast yet: ask all
     cl.deliver(lambda m: m.to == "n3")  # n3 answers first
@@ -246,9 +246,7 @@ def test_a_read_round_asks_only_the_quorum_that_answered_the_last_one_first():
 
 
 def test_a_read_round_whose_target_went_quiet_ends_with_the_next_heartbeat():
-    cl = Cluster(["n1", "n2", "n3"])
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1()
     cl["n1"].read_index(b"a")
     cl.process("n1")
     cl.deliver(lambda m: m.to == "n2")
@@ -283,9 +281,7 @@ def test_ready_needs_sync_tells_which_readies_can_skip_the_fsync():
 
 
 def test_a_commit_only_append_to_a_caught_up_follower_gets_no_reply():
-    cl = Cluster(["n1", "n2", "n3"])
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1()
     cl["n1"].propose(b"x")
     cl.process("n1")
     cl.deliver()  # the entry reaches both followers
@@ -305,9 +301,7 @@ def test_a_commit_only_append_to_a_caught_up_follower_gets_no_reply():
 
 
 def test_a_commit_only_append_that_does_not_match_is_still_refused():
-    cl = Cluster(["n1", "n2"])
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1(2)
     last = cl["n1"].log.last_index()
     stale = Message(MessageType.APP, group=cl["n1"].group, to="n2", from_="n1",
                     term=cl["n1"].term, index=last + 5, log_term=cl["n1"].term,
@@ -320,10 +314,7 @@ def test_a_commit_only_append_that_does_not_match_is_still_refused():
 
 def _read_index_requests_answered_without_a_round(size: int) -> bool:
     """A follower's read: does the leader answer its MsgReadIndex without a heartbeat?"""
-    ids = [f"n{i}" for i in range(1, size + 1)]
-    cl = Cluster(ids)
-    cl.campaign("n1")
-    cl.stabilize()
+    cl = led_by_n1(size)
     cl["n2"].read_index(b"r")
     cl.process("n2")
     cl.deliver()  # the MsgReadIndex reaches the leader

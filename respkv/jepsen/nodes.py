@@ -185,7 +185,7 @@ class JCluster:
     def group_names(self) -> list[str]:
         """The cluster's Raft groups (g0 when no node answers)."""
         for info in self.infos().values():
-            return sorted(k[len("raft_group_"):] for k in info if k.startswith("raft_group_"))
+            return list(group_lines(info))
         return ["g0"]
 
     def voters_agree(self, voters: set[str]) -> bool:

@@ -101,6 +101,7 @@ class ClusterNode:
         await self.transport.start()
         self.slot_owner = slot_owners(info.shards)
         self.log = NodeLog(self.dir / "raft" / "wal")
+        self.log.before_sync = self.transport.flush
         for index in range(info.shards):
             name = group_name(index)
             group = RaftGroup(name, self.node_id, self.config, self.dir, self.transport,

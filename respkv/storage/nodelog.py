@@ -11,11 +11,15 @@ thread holds the disk, no group may append (the WAL has no lock).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from respkv.raft.types import Entry, HardState
 from respkv.storage.wal import WAL, WalState
+
+log = logging.getLogger(__name__)
 
 
 class NodeLog:
@@ -24,6 +28,9 @@ class NodeLog:
         self.delay = 0.0  # seconds added to every fsync (DEBUG FSYNC-DELAY: a slow disk)
         self.fsyncs = 0
         self._waiters: list[asyncio.Future[None]] = []
+        # called right before each fsync, which blocks the loop (the node sends the
+        # Raft frames already queued: see Transport.flush)
+        self.before_sync: Callable[[], None] | None = None
 
     def view(self, group: int) -> GroupLog:
         return GroupLog(self, group)
@@ -45,6 +52,11 @@ class NodeLog:
 
     def _sync(self) -> None:
         waiters, self._waiters = self._waiters, []
+        if self.before_sync is not None:
+            try:
+                self.before_sync()
+            except Exception:  # sending is best effort; the fsync must happen
+                log.exception("before_sync hook failed")
         try:
             self.sync()
         except BaseException as error:  # DiskFull: each group retries on its own

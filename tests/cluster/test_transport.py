@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -160,3 +161,36 @@ def test_a_bad_frame_closes_that_connection_only(tmp_path: Path) -> None:
         writer.close()
 
     against_n2(tmp_path, body)
+
+
+def test_flush_writes_the_queued_frames_before_the_loop_blocks(tmp_path: Path) -> None:
+    """Transport.flush hands the queued frames to the kernel at once: a peer reads
+    them while this loop is still blocked (as it is in an fsync). Without it they
+    would wait for the loop's next turn."""
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        sender = transport_of("n1", tmp_path)
+        try:
+            sender.set_peer("n2", f"127.0.0.1:{listener.getsockname()[1]}")
+            peer, _ = await asyncio.wait_for(loop.sock_accept(listener), DEADLINE)
+            received = b""
+            while len(received) < 4 or len(received) < 4 + int.from_bytes(received[:4]):
+                received += await asyncio.wait_for(loop.sock_recv(peer, 65536), DEADLINE)
+            assert received[4] == HELLO
+            await loop.sock_sendall(peer, frame(HELLO_OK, b""))
+            await until(lambda: sender.peers["n2"].writer is not None, "the connection")
+            sender.send(append(1))
+            sender.flush()
+            peer.setblocking(True)
+            peer.settimeout(DEADLINE)
+            data = peer.recv(65536)  # blocks the loop: nothing else can write for us
+            assert data == frame(MSG, encode_message(append(1)))
+            assert sender.peers["n2"].queued == []
+            peer.close()
+        finally:
+            listener.close()
+            await sender.stop()
+
+    asyncio.run(run())

@@ -85,6 +85,7 @@ TARGETS = [
     ("respkv-3", "GET 1 node", "redis", 0.6,
      "issue 4: linearizable GET on one node (mostly follower reads) vs redis"),
 ]
+READ_MODES = ("lease", "stale")  # --read-modes: cluster GET rows without a ReadIndex round
 FAILOVER_KEY = "failover:{fo}:"  # one hash tag: every key of the writer in one group
 FAILOVER_TARGET_S = 1.5
 
@@ -454,6 +455,12 @@ class Bench:
             "cpu_us_per_req": ticks / CLK_TCK * 1e6 / requests,
         }
 
+    def read_consistency(self, target: Target, mode: str) -> None:
+        """Set every node's server-wide read-consistency (redis-benchmark's
+        connections take it when they connect)."""
+        for node in target.nodes:
+            command(node.port, "CONFIG", "SET", "read-consistency", mode)
+
     def tests_for(self, target: Target) -> list[tuple[str, str, int, int, bool]]:
         """(label, redis-benchmark test, port, pipeline, --cluster) for a target."""
         if target.kind != "cluster":
@@ -476,11 +483,14 @@ class Bench:
         entry, one = target.nodes[0], target.nodes[1]
         followed = sum(1 for node in leaders.values() if node is not one)
         note = f"({followed}/{target.shards} follower)"
-        return [("SET", "set", entry.port, 1, True), ("GET", "get", entry.port, 1, True),
-                (f"GET 1 node {note}", "get", one.port, 1, False),
-                ("SET -P16", "set", entry.port, 16, True),
-                ("GET -P16", "get", entry.port, 16, True),
-                (f"GET 1 node -P16 {note}", "get", one.port, 16, False)]
+        tests = [("SET", "set", entry.port, 1, True), ("GET", "get", entry.port, 1, True),
+                 (f"GET 1 node {note}", "get", one.port, 1, False),
+                 ("SET -P16", "set", entry.port, 16, True),
+                 ("GET -P16", "get", entry.port, 16, True),
+                 (f"GET 1 node -P16 {note}", "get", one.port, 16, False)]
+        if self.args.read_modes:  # what a read round costs: the same GETs without one
+            tests += [(f"GET {mode}", "get", entry.port, 1, True) for mode in READ_MODES]
+        return tests
 
     def run_benchmarks(self, targets: list[Target]) -> list[dict]:
         samples: dict[tuple[str, str], list[dict]] = {}
@@ -490,8 +500,15 @@ class Bench:
                 for label, test, port, pipeline, cluster in self.tests_for(target):
                     requests = self.args.requests * (self.args.pipeline_factor if pipeline > 1
                                                      else 1)
-                    result = self.redis_benchmark(port, test, requests, pipeline, target.pids(),
-                                                  cluster)
+                    mode = label.split()[-1]
+                    if mode in READ_MODES:
+                        self.read_consistency(target, mode)
+                    try:
+                        result = self.redis_benchmark(port, test, requests, pipeline,
+                                                      target.pids(), cluster)
+                    finally:
+                        if mode in READ_MODES:
+                            self.read_consistency(target, "linearizable")
                     key = (target.name, label)
                     if key not in samples:
                         order.append(key)
@@ -806,6 +823,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--failover-settle", type=float, default=1.0,
                    help="seconds of steady writing before each kill")
     p.add_argument("--no-failover", action="store_true")
+    p.add_argument("--read-modes", action="store_true",
+                   help="also run the cluster's GET with read-consistency lease and stale: "
+                        "the gap to the linearizable row is what the ReadIndex rounds cost")
     p.add_argument("--bench-timeout", type=float, default=600.0)
     p.add_argument("--quick", action="store_true", help="fewer requests, one round")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")

@@ -442,7 +442,9 @@ class RaftGroup:
         (SIGSTOP, swapping, a stalled event loop) must not come back believing
         no time has passed, or a deposed leader would still trust its lease and
         serve stale reads. Capped at two election timeouts: enough for every
-        timer (lease, check-quorum, election) to run out.
+        timer (lease, check-quorum, election) to run out. A long gap is handed to
+        the core as a pause (``tick_after_pause``): the leases run out, but nobody
+        campaigns or steps down before hearing from the others again.
         """
         interval = self.config.tick_ms / 1000
         now = time.monotonic()
@@ -454,8 +456,15 @@ class RaftGroup:
             due, self._last_tick = limit, now
         else:
             self._last_tick += due * interval
-        for _ in range(due):
-            self.core.tick()
+        if due >= max(2, self.config.election_ticks // 2):
+            # a pause, not a late tick: the peers were likely paused as well (a VM,
+            # a host under load), and their messages are still unread
+            log.warning("event loop paused %d ms", due * self.config.tick_ms,
+                     extra={"group": self.name})
+            self.core.tick_after_pause(due)
+        else:
+            for _ in range(due):
+                self.core.tick()
         return due
 
     async def _ticker(self) -> None:

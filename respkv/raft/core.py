@@ -253,6 +253,39 @@ class RaftCore:
         else:
             self._tick_election()
 
+    def tick_after_pause(self, ticks: int) -> None:
+        """The driver was paused for ``ticks`` ticks (a stalled event loop, SIGSTOP, a
+        paused VM): the peers may have been paused too, and what they sent meanwhile
+        is still unread. Time-based promises run out as if ticked one by one: the
+        leader's lease (``_now``), a follower's refusal to vote for a rival while it
+        trusts its leader, the restart lease guard, a leadership transfer. But no
+        node campaigns or steps down on the strength of the pause alone: a follower
+        keeps half an election timeout to hear from its leader, and a leader judges
+        CheckQuorum on what it hears from now on, a full election timeout later."""
+        if ticks <= 0:
+            return
+        cfg = self.cfg
+        if "pause_keeps_lease" not in _BUGS:
+            self._now += ticks
+        if self.role == Role.LEADER:
+            if ticks >= cfg.election_tick:
+                self.lead_transferee = None  # a transfer times out in one election timeout
+            self.election_elapsed = 0
+            for p, pr in self.prs.items():
+                pr.recent_active = p == self.id
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat()  # tell the followers at once that it is still here
+            return
+        elapsed = self.election_elapsed + ticks
+        if elapsed >= cfg.election_tick:
+            self._lease_guard = False
+        # never more than the time that passed: a vote refused for a moment longer
+        # is safe for every lease; a campaign at the first tick after the pause is not
+        # needed when the leader is alive and about to be heard from
+        grace = max(1, cfg.election_tick // 2)
+        self.election_elapsed = max(self.election_elapsed,
+                                    min(elapsed, self._randomized_timeout - grace))
+
     def campaign(self) -> None:
         """Start an election now (PreVote first if configured); a no-op on a leader
         or a node that may not campaign (learner, removed, snapshot pending)."""

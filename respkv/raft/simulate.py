@@ -7,7 +7,9 @@ Each seed builds a cluster of RaftCores joined by a simulated network (drops,
 delays, reordering, duplicates, partitions) and simulated storage (a crash loses
 whatever Ready was not yet persisted), drives it with a seeded random schedule
 (proposals, ReadIndex reads, membership changes, leadership transfers,
-snapshots, crashes and restarts) and checks after every step:
+snapshots, crashes and restarts, pauses of one node's driver or of every node at
+once, after which the core is told with ``tick_after_pause``) and checks after
+every step:
 
 * at most one leader per term;
 * log matching: an (index, term) pair names one entry, with one predecessor term;
@@ -60,13 +62,15 @@ DEFAULT_KNOBS = {
     "crash_new_leader": 0.05,  # a new leader, 0..3 steps into its term
     "partition": 0.02,  # per step, when healed: a random split (healed 5..59 steps later)
     "isolate_leader": 0.01,  # per step, when healed: the leader alone on one side
+    "pause": 0.01,  # per step: a node's driver stands still (SIGSTOP), 1..30 steps
+    "pause_all": 0.005,  # per step: every node stands still at once (a paused VM)
     "max_size": 0,  # max_size_per_msg; 0: chosen per seed among 64, 256, 1 MiB
     "max_inflight": 0,  # max_inflight_msgs; 0: chosen per seed among 1, 2, 4, 64
     "down_min": 1,  # steps a crashed node stays down
     "down_max": 40,
 }
 
-ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash")
+ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash", "pause")
 GROUP = "g0"
 
 
@@ -99,6 +103,8 @@ class SimNode:
     proposed: dict = field(default_factory=dict)  # index -> data
     leader_terms: set = field(default_factory=set)
     crash_at: tuple | None = None
+    paused: int = 0  # steps this node's driver has stood still (0: running)
+    resume_at: int = -1
 
 
 class Sim:
@@ -160,6 +166,7 @@ class Sim:
             "acked": 0,
             "reads": 0,
             "crashes": 0,
+            "pauses": 0,
             "snaps_sent": 0,
             "conf": 0,
             "transfers": 0,
@@ -217,6 +224,7 @@ class Sim:
         n.alive = False
         n.core = None
         n.pending = None
+        n.paused, n.resume_at = 0, -1
         n.restart_at = self.step_no + down_for
         self.stats["crashes"] += 1
 
@@ -262,9 +270,13 @@ class Sim:
         else:
             due.sort(key=lambda x: (x[0], x[1]))
         r = self.rng
-        for _, _, m, payload, _inc in due:
+        for item in due:
+            _, _, m, payload, _inc = item
             dst = self.nodes.get(m.to)
             src = self.nodes.get(m.from_)
+            if dst is not None and dst.alive and dst.paused:
+                self.net.append(item)  # unread in its socket until it wakes up
+                continue
             dropped = (
                 dst is None
                 or not dst.alive
@@ -294,7 +306,7 @@ class Sim:
     def _ready_round(self) -> None:
         for nid in list(self.nodes):
             n = self.nodes[nid]
-            if not n.alive:
+            if not n.alive or n.paused:
                 continue
             if n.pending is not None:
                 self._finish(n)
@@ -468,6 +480,7 @@ class Sim:
         for n in self.nodes.values():
             if (
                 n.alive
+                and not n.paused
                 and n.core.role == Role.LEADER
                 and (best is None or n.core.term > best.core.term)
             ):
@@ -475,7 +488,22 @@ class Sim:
         return best
 
     def _alive(self) -> list[SimNode]:
-        return [n for n in self.nodes.values() if n.alive]
+        """The nodes whose driver runs: up and not paused."""
+        return [n for n in self.nodes.values() if n.alive and not n.paused]
+
+    def _pause(self, nodes: list[SimNode], steps: int) -> None:
+        for n in nodes:
+            n.paused, n.resume_at = 1, self.step_no + steps
+            self.stats["pauses"] += 1
+            self.log("pause", n.id, steps)
+
+    def _resume_due(self, everyone: bool = False) -> None:
+        """A paused driver wakes up and tells its core how long it stood still."""
+        for n in self.nodes.values():
+            if n.alive and n.paused and (everyone or n.resume_at <= self.step_no):
+                self.log("resume", n.id, n.paused)
+                n.core.tick_after_pause(n.paused)
+                n.paused, n.resume_at = 0, -1
 
     def _propose(self, n: SimNode, k: int) -> bool:
         datas = []
@@ -549,6 +577,13 @@ class Sim:
                         self.log("transfer", ld.id, t)
                     except (RaftError, ValueError):
                         pass
+        self._resume_due()
+        if "pause" in f and r.random() < self.k["pause"]:
+            up = self._alive()
+            if up:
+                self._pause([r.choice(up)], r.randrange(1, 3 * self.election_tick))
+        if "pause" in f and r.random() < self.k["pause_all"]:
+            self._pause(self._alive(), r.randrange(1, 3 * self.election_tick))
         if "crash" in f and r.random() < self.k["crash"]:
             up = self._alive()
             if len(up) > 1:
@@ -625,7 +660,9 @@ class Sim:
 
     def _tick(self) -> None:
         for n in self.nodes.values():
-            if n.alive:
+            if n.alive and n.paused:
+                n.paused += 1  # the clock goes on; the driver does not see it
+            elif n.alive:
                 n.core.tick()
 
     def _step(self, ops: bool = True) -> None:
@@ -649,6 +686,7 @@ class Sim:
         self.log("heal all")
         self.faults = set()
         self.partition = None
+        self._resume_due(everyone=True)
         for n in self.nodes.values():
             if not n.alive:
                 self._start(n)

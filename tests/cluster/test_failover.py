@@ -162,6 +162,31 @@ def test_sigstopped_leader_neither_serves_stale_reads_nor_accepts_writes(
         assert moved.port == new.port
 
 
+def test_a_cluster_paused_as_a_whole_keeps_its_leader(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """A paused VM, or a host too busy to run anyone, stops every node at once.
+    Each wakes up three election timeouts later without a word from the others,
+    and must hear from them before it campaigns or steps down: no election, no
+    new term, and the same leader takes writes at once."""
+    cluster = make_cluster()
+    leader = cluster.leader()
+    assert leader.client().set("before", "pause") is True
+    cluster.wait_caught_up()
+    term = raft_info(leader)["raft_term"]
+    for node in cluster.nodes:
+        node.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # the fault itself: 3 election timeouts (10 ticks of 50 ms)
+    finally:
+        for node in cluster.nodes:
+            node.proc.send_signal(signal.SIGCONT)
+    assert leader.client(socket_timeout=5).set("after", "pause") is True
+    for node in cluster.nodes:
+        info = raft_info(node)
+        assert (info["raft_term"], info["raft_leader"]) == (term, cluster.id_of(leader))
+        assert "event loop paused" in node.log()
+
+
 def test_minority_cannot_commit_nor_serve_linearizable_reads(
         make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster()

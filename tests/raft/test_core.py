@@ -332,3 +332,65 @@ def test_a_followers_read_request_completes_the_quorum_of_a_three_node_group():
 
 def test_a_followers_read_request_still_needs_a_round_in_a_five_node_group():
     assert not _read_index_requests_answered_without_a_round(5)
+
+
+# -- pauses: the driver's loop or the whole machine stood still ------------------------
+
+
+def _pause_everyone(cl: Cluster, ticks: int) -> None:
+    for nid in cl.ids:
+        cl[nid].tick_after_pause(ticks)
+    cl.stabilize()
+
+
+def test_a_cluster_paused_as_a_whole_keeps_its_leader_and_term():
+    cl = led_by_n1()
+    term = cl["n1"].term
+    _pause_everyone(cl, 30)  # 3 election timeouts: a paused VM, say
+    cl.run(25)
+    assert [cl[n].role for n in cl.ids] == [Role.LEADER, Role.FOLLOWER, Role.FOLLOWER]
+    assert {cl[n].term for n in cl.ids} == {term}
+
+
+def test_ticking_through_the_same_pause_one_tick_at_a_time_deposes_the_leader():
+    """Why tick_after_pause exists: every timer fires before anyone hears a word."""
+    cl = led_by_n1()
+    term = cl["n1"].term
+    cl.tick(n=30)
+    cl.run(25)
+    assert max(cl[n].term for n in cl.ids) > term
+
+
+def test_after_a_pause_the_leader_no_longer_trusts_its_lease():
+    cl = led_by_n1(lease_read=True)
+    cl.run(2)  # heartbeat acks: the lease is fresh
+    cl["n1"].read_index(b"before")
+    cl.process("n1")
+    assert [r.ctx for r in cl.reads["n1"]] == [b"before"]  # served from the lease
+    cl["n1"].tick_after_pause(20)
+    cl["n1"].read_index(b"after")
+    cl.process("n1")
+    assert [r.ctx for r in cl.reads["n1"]] == [b"before"]  # the lease ran out: a round
+    cl.stabilize()
+    assert [r.ctx for r in cl.reads["n1"]] == [b"before", b"after"]
+
+
+def test_a_paused_leader_that_hears_from_no_one_still_steps_down():
+    cl = led_by_n1()
+    cl.isolate("n1")
+    cl["n1"].tick_after_pause(30)
+    assert cl["n1"].role == Role.LEADER
+    cl.run(cl["n1"].cfg.election_tick)  # CheckQuorum, on what it heard since the pause
+    assert cl["n1"].role != Role.LEADER
+
+
+def test_a_paused_follower_campaigns_only_if_its_leader_stays_silent():
+    cl = led_by_n1()
+    cl.crash("n1")
+    n2 = cl["n2"]
+    n2.tick_after_pause(50)
+    drain(n2)
+    assert n2.role == Role.FOLLOWER  # no campaign on the pause alone
+    for _ in range(n2.cfg.election_tick // 2):
+        n2.tick()
+    assert n2.role == Role.PRE_CANDIDATE  # half an election timeout, then it goes

@@ -87,6 +87,8 @@ TEETH = [
         3000,
     ),
     ("lease_forever", 5, {"check_quorum": 1, "lease_read": 1, "isolate_leader": 0.05}, 1000),
+    # a leader back from a pause that forgets the time it stood still serves lease reads
+    ("pause_keeps_lease", 3, {"check_quorum": 1, "lease_read": 1, "pause": 0.1}, 1000),
 ]
 
 

@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from respkv.jepsen.nodes import (
     group_lines,
     members,
     parse_info,
+    port_free,
     stop_processes,
     wait_for,
 )
@@ -34,27 +34,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-_next_port = [20000 + (os.getpid() * 37) % 9000]
+# Client ports 10000-19989, so that the raft ports (port + 10000) stay below 30000:
+# both outside Linux's ephemeral range (32768-60999), where any outgoing connection
+# could take a port between our check and the node's bind. respkv.jepsen's
+# free_ports hands out ports above that range.
+_next_port = [10000 + (os.getpid() * 37) % 9000]
 
 
 def free_port() -> int:
     """A client port whose raft port (port + 10000) is free too."""
     while True:
         _next_port[0] += 1
-        if _next_port[0] > 29990:
-            _next_port[0] = 20000
+        if _next_port[0] > 19989:
+            _next_port[0] = 10000
         port = _next_port[0]
-        if _port_free(port) and _port_free(port + 10000):
+        if port_free(port) and port_free(port + 10000):
             return port
 
 

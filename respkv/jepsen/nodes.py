@@ -23,19 +23,36 @@ import redis
 
 from respkv.jepsen.proxy import Network
 
+# Ports above Linux's ephemeral range (32768-60999 by default): connect() never
+# takes one of these as its local port, so a port found free here is still free
+# when the node binds it. A port from bind(0) is ephemeral: any outgoing
+# connection of any process can take it in between ("address already in use").
+_PORTS = range(61000, 65500)
+_next_port = [_PORTS.start + (os.getpid() * 53) % len(_PORTS)]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` distinct ports free on 127.0.0.1 right now, outside the ephemeral
+    range; successive calls of one process do not hand out the same port twice
+    until the range wraps."""
+    ports: list[int] = []
+    for _ in range(len(_PORTS)):
+        _next_port[0] = _PORTS.start + (_next_port[0] + 1 - _PORTS.start) % len(_PORTS)
+        if port_free(_next_port[0]):
+            ports.append(_next_port[0])
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"fewer than {count} free ports in {_PORTS}")
 
 
 def parse_info(text: str | bytes) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import _port_free, free_port
+from procs import free_port, port_free
 from redis.cluster import RedisCluster
 
 from respkv.jepsen.nodes import wait_for
@@ -23,7 +23,7 @@ def free_base_port(nodes: int) -> int:
     """A client port such that it, the next ones and their raft ports are free."""
     while True:
         base = free_port()
-        if all(_port_free(base + i) and _port_free(base + i + 10000) for i in range(nodes)):
+        if all(port_free(base + i) and port_free(base + i + 10000) for i in range(nodes)):
             return base
 
 

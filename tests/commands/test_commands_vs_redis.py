@@ -19,6 +19,7 @@ import hiredis
 import pytest
 from commands_support import BINARY, call
 
+from respkv.jepsen.nodes import free_ports
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import RespError, Simple
 
@@ -40,15 +41,11 @@ class RawRedis:
         return reply
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RawRedis]:
-    port = _free_port()
+    port = free_ports(1)[0]
     proc = subprocess.Popen(
         [SERVER, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
         stdout=subprocess.DEVNULL,

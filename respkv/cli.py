@@ -62,8 +62,10 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
         raise click.UsageError(str(error)) from None
     logs.setup(config.node_id, config.log_level, config.log_format)
     from respkv.cluster.membership import NodeRefused
+    from respkv.gcpolicy import POLICY
     from respkv.server.server import DirectoryLocked, Server
 
+    POLICY.install()
     try:
         run_async(Server(config).serve())
     except (DirectoryLocked, NodeRefused) as error:

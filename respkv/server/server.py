@@ -27,6 +27,7 @@ from respkv.cluster.group import RaftGroup, now_ms
 from respkv.cluster.node import ClusterNode
 from respkv.commands.connection import VERSION
 from respkv.config import Config
+from respkv.gcpolicy import POLICY
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.router import Router
@@ -274,7 +275,8 @@ class Server:
     def _info_memory(self) -> dict[str, Any]:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return {"used_memory": rss, "used_memory_human": f"{rss / (1 << 20):.2f}M",
-                "used_memory_rss": rss, "maxmemory": 0, "maxmemory_policy": "noeviction"}
+                "used_memory_rss": rss, "maxmemory": 0, "maxmemory_policy": "noeviction",
+                **POLICY.info()}
 
     def _info_persistence(self) -> dict[str, Any]:
         return {"loading": 0, "rdb_changes_since_last_save": 0, "aof_enabled": 1,

@@ -271,8 +271,7 @@ class RaftCore:
             if ticks >= cfg.election_tick:
                 self.lead_transferee = None  # a transfer times out in one election timeout
             self.election_elapsed = 0
-            for p, pr in self.prs.items():
-                pr.recent_active = p == self.id
+            self._forget_recent_activity()
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat()  # tell the followers at once that it is still here
             return
@@ -414,7 +413,8 @@ class RaftCore:
 
     def ready_needs_sync(self) -> bool:
         """Whether the next Ready will have must_sync set (entries, a snapshot, a new
-        term or vote): a driver may handle a Ready without it at once, inline."""
+        term or vote): a driver may handle a Ready without it at once, inline. The one
+        rule for must_sync: ready() takes it from here."""
         log, p = self.log, self._prev_hs
         return (log.stable < log.last_index() or self._pending_snapshot is not None
                 or p.term != self.term or p.vote != self._hs_vote())
@@ -430,19 +430,14 @@ class RaftCore:
         if self._outstanding:
             raise RuntimeError("ready() called twice without advance()")
         log = self.log
-        rd = Ready(lead=self.lead, role=self.role)
+        rd = Ready(lead=self.lead, role=self.role, must_sync=self.ready_needs_sync())
         if self._hs_changed():
             rd.hard_state = HardState(self.term, self._hs_vote(), log.committed)
-            p = self._prev_hs
-            if p.term != self.term or p.vote != rd.hard_state.vote:
-                rd.must_sync = True
         if log.stable < log.last_index():
             rd.entries = log.entries[log.stable - log.offset :]
-            rd.must_sync = True
         snap = self._pending_snapshot
         if snap is not None:
             rd.snapshot = snap
-            rd.must_sync = True
         lo = log.applied if snap is None else max(log.applied, snap.index)
         if lo < log.committed:
             rd.committed_entries = log.entries[lo - log.offset : log.committed - log.offset]
@@ -715,6 +710,11 @@ class RaftCore:
             self.election_elapsed = 0
             self._campaign(pre=self.cfg.pre_vote)
 
+    def _forget_recent_activity(self) -> None:
+        """Start a new CheckQuorum window: only this node counts as heard from."""
+        for p, pr in self.prs.items():
+            pr.recent_active = p == self.id
+
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
@@ -730,8 +730,7 @@ class RaftCore:
                 if active < self._quorum():
                     self._become_follower(self.term, None)
                     return
-                for p, pr in self.prs.items():
-                    pr.recent_active = p == self.id
+                self._forget_recent_activity()
             if self.lead_transferee is not None:
                 self.lead_transferee = None  # transfer timed out
         if self.heartbeat_elapsed >= cfg.heartbeat_tick:

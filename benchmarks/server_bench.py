@@ -66,7 +66,7 @@ from pathlib import Path
 import hiredis
 
 from respkv.cluster.slots import key_slot, slot_ranges
-from respkv.jepsen.nodes import agreed_leaders, group_lines, members, parse_info
+from respkv.jepsen.nodes import agreed_leaders, free_ports, group_lines, members, parse_info
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -146,36 +146,6 @@ class Procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
         self.procs.clear()
-
-
-class Ports:
-    """Free loopback ports above the ephemeral range (32768-60999 here), so that a port
-    freed by a killed node cannot be taken meanwhile by an outgoing connection, and
-    away from the 20000-39990 the test suite uses."""
-
-    def __init__(self) -> None:
-        self.next = 61000 + (os.getpid() * 53) % 4000
-        self.taken: set[int] = set()
-
-    @staticmethod
-    def _free(port: int) -> bool:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                return False
-        return True
-
-    def get(self) -> int:
-        for _ in range(4500):
-            self.next += 1
-            if self.next > 65500:
-                self.next = 61000
-            if self.next not in self.taken and self._free(self.next):
-                self.taken.add(self.next)
-                return self.next
-        raise RuntimeError("no free port")
 
 
 def cpu_ticks(pid: int) -> int:
@@ -300,14 +270,13 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.procs = Procs()
-        self.ports = Ports()
         self.dir = Path(tempfile.mkdtemp(prefix="respkv-bench-"))
         self.bench_proc: subprocess.Popen | None = None
 
     # -- starting
 
     def start_redis(self, name: str, persistence: list[str]) -> Target:
-        port = self.ports.get()
+        (port,) = free_ports(1)
         d = self.dir / name
         d.mkdir()
         argv = ["redis-server", "--port", str(port), "--bind", HOST, "--dir", str(d),
@@ -319,8 +288,7 @@ class Bench:
 
     def respkv_node(self, node_id: str, join: int | None = None,
                     shards: int | None = None) -> Node:
-        port = self.ports.get()
-        raft_port = self.ports.get()
+        port, raft_port = free_ports(2)
         argv = [*respkv_command(), "server", "--node-id", node_id,
                 "--port", str(port), "--raft-port", str(raft_port),
                 "--dir", str(self.dir / node_id), "--log-level", "warning"]

@@ -460,7 +460,7 @@ class RaftGroup:
             # a pause, not a late tick: the peers were likely paused as well (a VM,
             # a host under load), and their messages are still unread
             log.warning("event loop paused %d ms", due * self.config.tick_ms,
-                     extra={"group": self.name})
+                        extra={"group": self.name})
             self.core.tick_after_pause(due)
         else:
             for _ in range(due):

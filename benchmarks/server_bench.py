@@ -65,8 +65,11 @@ from pathlib import Path
 
 import hiredis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/
+
 from respkv.cluster.slots import key_slot, slot_ranges
-from respkv.jepsen.nodes import agreed_leaders, free_ports, group_lines, members, parse_info
+from testsupport.info import agreed_leaders, group_lines, members, parse_info
+from testsupport.ports import free_ports
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from respkv.faults import Faults, FaultsError
+
 
 class ConfigError(ValueError):
     pass
@@ -62,6 +64,8 @@ class Config:
     # fsyncs every acknowledged write whatever they say.
     save: str = ""
     appendonly: str = "no"
+    # Test only: deliberately broken behaviour (see respkv.faults). Never in production.
+    unsafe_test_faults: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,15 @@ class Config:
             raise ConfigError("shards must be between 1 and 1024")
         if not 0 < self.port < 65536 or not 0 < self.raft_port < 65536:
             raise ConfigError("port out of range")
+        try:
+            self._faults = Faults.parse(self.unsafe_test_faults)
+        except FaultsError as error:
+            raise ConfigError(str(error)) from None
+
+    @property
+    def faults(self) -> Faults:
+        """The test faults this node runs with: none unless unsafe-test-faults names some."""
+        return self._faults
 
     @property
     def client_address(self) -> str:

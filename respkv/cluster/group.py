@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -28,6 +27,7 @@ from respkv.cluster.membership import AddressBook, Addresses, write_json_atomica
 from respkv.cluster.slots import key_slot
 from respkv.commands.errors import CLUSTERDOWN, SHUTTING_DOWN
 from respkv.commands.table import COMMANDS, Command
+from respkv.faults import CrashPoint
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.confchange import (
@@ -71,47 +71,6 @@ NOT_DURABLE = RespError("TRYAGAIN No space left on device: the write is not on d
 DISK_RETRY = 0.2  # seconds between fsync attempts on a full disk
 DISK_CHECK_TICKS = 4  # free space looked at every 4 ticks (200 ms): statvfs is not free
 PERSIST_EVERY_TICKS = 20  # write applied state to the store every 20 ticks (1 s)
-
-# Test-only: deliberately unsafe behaviour, so the fault suite can prove it
-# catches a broken server. Off unless this exact variable names them.
-UNSAFE_ENV = "RESPKV_UNSAFE_TESTING_ONLY"
-UNSAFE_MAGIC = "i-accept-losing-data:"
-
-
-CRASH_ENV = "RESPKV_CRASH_AT"
-
-
-def crash_point(name: str) -> None:
-    """Test-only: exit at once, like a kill -9, when RESPKV_CRASH_AT names this point.
-    The crash tests restart the node after each point and check it is consistent."""
-    if os.environ.get(CRASH_ENV) == name:
-        log.warning("crash point reached: exiting", extra={"point": name})
-        logging.shutdown()
-        os._exit(CRASH_EXIT_CODE)
-
-
-CRASH_EXIT_CODE = 86
-CRASH_POINTS = (
-    "snapshot-taken-before-rename",  # the store copy exists, not yet named a snapshot
-    "snapshot-taken-before-meta",  # snap-<index>.sqlite in place, meta.json still old
-    "compact-before",  # snapshot complete; the log not yet compacted
-    "compact-after",  # log compacted
-    "install-before-restore",  # snapshot received and copied; store not yet replaced
-    "install-after-restore",  # store replaced and reloaded; meta and log not yet
-    "install-before-compact",  # meta written; the old log not yet dropped
-)
-
-
-def unsafe_switches() -> frozenset[str]:
-    """'stale-reads': serve reads from local state with no ReadIndex.
-    'early-ack': do not fsync the log before sending or acknowledging."""
-    value = os.environ.get(UNSAFE_ENV, "")
-    if not value.startswith(UNSAFE_MAGIC):
-        return frozenset()
-    switches = frozenset(value[len(UNSAFE_MAGIC):].split(","))
-    log.warning("UNSAFE TEST SWITCHES ON: %s", ",".join(sorted(switches)))
-    return switches
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -182,7 +141,11 @@ class RaftGroup:
         self.on_removed = None  # set by the server: called when this node is removed
         self.leader_changes = 0
         self.disk_full = False  # writes are refused while set
-        self.unsafe = unsafe_switches()
+        self.faults = config.faults
+        if self.faults.stale_reads:
+            self.read_barrier = self._no_barrier  # type: ignore[method-assign]
+        if self.faults.early_ack:
+            self._make_durable = self._leave_unsynced  # type: ignore[method-assign]
         self._unsynced = False
         self._last_leader: str | None = None
         self._leader_since = time.monotonic()
@@ -324,7 +287,7 @@ class RaftGroup:
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         """A future that resolves once this node's state reflects every write
         acknowledged before the call; None when the read may run now."""
-        if mode == "stale" or self.reads_local or "stale-reads" in self.unsafe:
+        if mode == "stale" or self.reads_local:
             return None
         batch = self.read_requests.get(mode)
         if batch is None:  # the reads of one loop turn share a round and a future
@@ -332,6 +295,10 @@ class RaftGroup:
             self.loop.call_soon(self._read_turn)
         batch.readers += 1
         return batch.future
+
+    def _no_barrier(self, mode: str) -> None:
+        """read_barrier under the stale-reads test fault: every read local."""
+        return None
 
     def _reads_are_local(self) -> bool:
         """A lone voter that leads, has committed in its term and applied it all
@@ -499,9 +466,9 @@ class RaftGroup:
                 index, term = self.pending_compaction
                 self.pending_compaction = None
                 try:
-                    crash_point("compact-before")
+                    self.faults.crash_point(CrashPoint.COMPACT_BEFORE)
                     self.wal.compact(index, term)  # on the loop: other groups share the WAL
-                    crash_point("compact-after")
+                    self.faults.crash_point(CrashPoint.COMPACT_AFTER)
                 except DiskFull as error:
                     log.error("log compaction postponed: %s", error)
                     self.pending_compaction = (index, term)
@@ -588,11 +555,17 @@ class RaftGroup:
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
         self._write_ready(rd)
-        if "early-ack" in self.unsafe:
-            self._unsynced = True  # the ticker syncs now and then: acks outrun the disk
-        elif rd.must_sync:  # a commit-index-only change rides along with the next fsync
-            await self._sync_wal(rd.entries)
+        if rd.must_sync:  # a commit-index-only change rides along with the next fsync
+            await self._make_durable(rd.entries)
         self._finish_ready(rd)
+
+    async def _make_durable(self, entries: list[Entry]) -> None:
+        await self._sync_wal(entries)
+
+    async def _leave_unsynced(self, entries: list[Entry]) -> None:
+        """_make_durable under the early-ack test fault: the ticker syncs now and then,
+        acknowledgements outrun the disk."""
+        self._unsynced = True
 
     def _handle_ready_or_wake(self) -> None:
         """Handle the core's Ready here if it needs no fsync; wake the loop task for
@@ -823,9 +796,9 @@ class RaftGroup:
                 tmp.unlink(missing_ok=True)
                 return None
             meta = self.core.snapshot_meta(index)
-            crash_point("snapshot-taken-before-rename")
+            self.faults.crash_point(CrashPoint.SNAPSHOT_TAKEN_BEFORE_RENAME)
             tmp.replace(self._snapshot_path(index))
-            crash_point("snapshot-taken-before-meta")
+            self.faults.crash_point(CrashPoint.SNAPSHOT_TAKEN_BEFORE_META)
             self._write_snapshot_meta(meta)
             self.core.snapshot_taken(meta)
             self._delete_old_snapshots(index)
@@ -888,17 +861,17 @@ class RaftGroup:
                 await asyncio.to_thread(store.flush)
                 # keep a copy to serve to others if we lead one day
                 await asyncio.to_thread(_copy, path, self._snapshot_path(meta.index))
-                crash_point("install-before-restore")
+                self.faults.crash_point(CrashPoint.INSTALL_BEFORE_RESTORE)
                 store.restore_from(path)
                 self.state_machine.reload()
-                crash_point("install-after-restore")
+                self.faults.crash_point(CrashPoint.INSTALL_AFTER_RESTORE)
             finally:
                 self.state_machine.paused = False
         self._write_snapshot_meta(meta)
         self._delete_old_snapshots(meta.index)
         self.snapshot_index = meta.index
         self.bytes_since_snapshot = 0
-        crash_point("install-before-compact")
+        self.faults.crash_point(CrashPoint.INSTALL_BEFORE_COMPACT)
         self.wal.compact(meta.index, meta.term)
         for old in self.incoming_snapshots.values():
             old.unlink(missing_ok=True)

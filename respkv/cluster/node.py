@@ -72,6 +72,8 @@ class ClusterNode:
         return self.groups[self.slot_owner[slot]]
 
     async def start(self) -> None:
+        if self.config.faults:
+            log.warning("UNSAFE TEST FAULTS ON: %s", self.config.faults.describe())
         info = load_node_info(self.dir)
         bootstrap = None
         joining = info is None and bool(self.config.join)

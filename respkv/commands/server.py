@@ -188,7 +188,7 @@ def config_get(client: Client, args: list[bytes]) -> Reply:
 
 # Settings that only make sense at start-up; CONFIG SET refuses them as Redis does.
 _IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "advertise",
-              "raft-advertise", "databases", "tick-ms", "shards"}
+              "raft-advertise", "databases", "tick-ms", "shards", "unsafe-test-faults"}
 
 
 @_config_sub("set", -4)
@@ -283,7 +283,7 @@ def debug(client: Client, args: list[bytes]) -> Reply:
         delay_ms = parse_int(args[2])
         if delay_ms < 0:
             raise RespError("ERR delay must be >= 0")
-        client.server.node.log.delay = delay_ms / 1000
+        client.server.node.log.slow_down(delay_ms / 1000)
         return OK
     raise RespError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
                     "Try DEBUG HELP.")

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from operator import attrgetter
 
+from respkv.faults import RaftRule
 from respkv.raft.confchange import (
     ConfChange,
     ConfChangeType,
@@ -72,12 +73,6 @@ CAMPAIGN_TRANSFER = b"transfer"
 _COMMIT_ONLY = b"\x01"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
 
-# Test-only hooks: deliberately broken rules, switched on by the teeth tests only.
-#   "commit_old_term"  commit entries of earlier terms by counting replicas
-#   "vote_no_uptodate" grant votes without the log up-to-date check
-#   "forget_vote"      do not persist the vote in the HardState
-#   "lease_forever"    a leader's lease never runs out (lease reads only)
-_BUGS: set[str] = set()
 
 
 class Role(IntEnum):
@@ -124,6 +119,8 @@ class Config:
     applied: int = 0  # the state machine's last applied index at start-up
     compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
     seed: int = 0
+    # Test only (the simulator's teeth): rules of respkv.faults.RaftRule to break.
+    broken_rules: frozenset[RaftRule] = frozenset()
 
     def __post_init__(self) -> None:
         if self.lease_read and not self.check_quorum:
@@ -166,6 +163,13 @@ class RaftCore:
         self.id = config.node_id
         self.group = config.group
         self._rand = random.Random(config.seed)
+        broken = config.broken_rules
+        self._commit_old_terms = RaftRule.COMMIT_OLD_TERM in broken
+        self._skip_uptodate_check = RaftRule.VOTE_NO_UPTODATE in broken
+        self._lease_forever = RaftRule.LEASE_FOREVER in broken
+        self._pause_keeps_lease = RaftRule.PAUSE_KEEPS_LEASE in broken
+        if RaftRule.FORGET_VOTE in broken:
+            self._hs_vote = lambda: None  # type: ignore[method-assign]
         hs = hard_state or HardState()
         boot = False
         if snapshot is None and not entries and hs.term == 0 and config.voters:
@@ -265,7 +269,7 @@ class RaftCore:
         if ticks <= 0:
             return
         cfg = self.cfg
-        if "pause_keeps_lease" not in _BUGS:
+        if not self._pause_keeps_lease:
             self._now += ticks
         if self.role == Role.LEADER:
             if ticks >= cfg.election_tick:
@@ -424,7 +428,8 @@ class RaftCore:
         return p.term != self.term or p.commit != self.log.committed or p.vote != self._hs_vote()
 
     def _hs_vote(self) -> str | None:
-        return None if "forget_vote" in _BUGS else self.vote
+        """The vote the HardState records."""
+        return self.vote
 
     def ready(self) -> Ready:
         if self._outstanding:
@@ -819,7 +824,7 @@ class RaftCore:
         mci = ms[q - 1]
         if mci <= log.committed:
             return False
-        if log.term(mci) != self.term and "commit_old_term" not in _BUGS:
+        if log.term(mci) != self.term and not self._commit_old_terms:
             return False
         log.commit_to(mci)
         self._after_commit()
@@ -880,7 +885,7 @@ class RaftCore:
             return False
         if self.id not in self.conf.voters:
             return False
-        if "lease_forever" in _BUGS:
+        if self._lease_forever:
             return True
         ticks = sorted(
             (
@@ -965,7 +970,7 @@ class RaftCore:
                 or (self.vote is None and self.lead is None)
                 or (t == MT.PRE_VOTE and m.term > self.term)
             )
-            ok = "vote_no_uptodate" in _BUGS or self.log.is_up_to_date(m.index, m.log_term)
+            ok = self._skip_uptodate_check or self.log.is_up_to_date(m.index, m.log_term)
             rtype = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
             if can_vote and ok:
                 self._send(Message(rtype, to=m.from_, term=m.term))

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from respkv.faults import RaftRule
 from respkv.raft.confchange import ConfChange, ConfChangeError, ConfChangeType
 from respkv.raft.core import (
     Config,
@@ -117,7 +118,9 @@ class Sim:
         trace: bool = False,
         membership: bool = True,
         knobs: dict | None = None,
+        broken_rules: frozenset[RaftRule] = frozenset(),
     ) -> None:
+        self.broken_rules = broken_rules  # test hook: rules every core breaks
         self.k = k = dict(DEFAULT_KNOBS)
         if knobs:
             unknown = set(knobs) - set(k)
@@ -201,6 +204,7 @@ class Sim:
             compaction_tail=self.tail,
             applied=len(n.sm),
             seed=self.rng.randrange(1 << 30),
+            broken_rules=self.broken_rules,
         )
         n.core = RaftCore(cfg, st.hs, st.snap, list(st.entries))
         n.alive = True
@@ -726,10 +730,12 @@ class Sim:
 
 
 def run_seed(
-    seed: int, nodes: int, steps: int, faults, trace: bool = False, stats: dict | None = None
+    seed: int, nodes: int, steps: int, faults, trace: bool = False, stats: dict | None = None,
+    broken_rules: frozenset[RaftRule] = frozenset(),
 ) -> str | None:
     """Run one seed; the violation text (with a trace if asked), or None."""
-    sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace)
+    sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace,
+              broken_rules=broken_rules)
     try:
         sim.run()
     except Violation as v:
@@ -778,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         "--bug",
         action="append",
         default=[],
+        choices=[rule.value for rule in RaftRule],
         help="switch on a deliberately broken rule (test hook)",
     )
     a = ap.parse_args(argv)
@@ -790,10 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = [x for x in faults if x not in ALL_FAULTS]
         if bad:
             ap.error(f"unknown faults {bad}")
-    if a.bug:
-        from respkv.raft import core
-
-        core._BUGS.update(a.bug)
+    broken = frozenset(RaftRule(bug) for bug in a.bug)
     t0 = time.perf_counter()
     if a.seed is not None:
         seeds = [a.seed]
@@ -805,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(seed: int, err: str) -> None:
         if a.seed is None:  # batch run: replay the seed with tracing for a short trace
-            traced = run_seed(seed, a.nodes, a.steps, faults, trace=True) or err
+            traced = run_seed(seed, a.nodes, a.steps, faults, trace=True,
+                              broken_rules=broken) or err
             head, _, tr = traced.partition("trace (last")
             tail = tr.splitlines()[-30:]
             err = head.rstrip() + ("\n  last events:\n" + "\n".join(tail) if tail else "")
@@ -833,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
                     report(seed, err)
     else:
         for s in seeds:
-            err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None, stats=stats)
+            err = run_seed(s, a.nodes, a.steps, faults, trace=a.seed is not None, stats=stats,
+                           broken_rules=broken)
             if err:
                 violations += 1
                 report(s, err)

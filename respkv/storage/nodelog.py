@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class NodeLog:
     def __init__(self, directory: Path) -> None:
         self.wal = WAL.open(directory)
-        self.delay = 0.0  # seconds added to every fsync (DEBUG FSYNC-DELAY: a slow disk)
+        self.fsync_delay = 0.0  # seconds added to every fsync: see slow_down
         self.fsyncs = 0
         self._waiters: list[asyncio.Future[None]] = []
         # called right before each fsync, which blocks the loop (the node sends the
@@ -45,10 +45,21 @@ class NodeLog:
         return future
 
     def sync(self) -> None:
-        if self.delay:
-            time.sleep(self.delay)
         if self.wal.sync():
             self.fsyncs += 1
+
+    def slow_down(self, delay: float) -> None:
+        """Add ``delay`` seconds to every fsync, to play a slow disk (DEBUG FSYNC-DELAY);
+        0 restores the plain sync, so the normal path carries no check."""
+        self.fsync_delay = delay
+        if delay:
+            self.sync = self._slow_sync  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("sync", None)
+
+    def _slow_sync(self) -> None:
+        time.sleep(self.fsync_delay)
+        NodeLog.sync(self)
 
     def _sync(self) -> None:
         waiters, self._waiters = self._waiters, []

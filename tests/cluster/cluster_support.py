@@ -16,9 +16,11 @@ import time
 
 import hiredis
 import redis
-from procs import Cluster, Node, wait_for
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from testsupport.processes import Cluster, Node
+from testsupport.waiting import wait_for
 
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from procs import Cluster
+
+from testsupport.processes import Cluster
 
 # Small, frequent snapshots: several chunks for a few MiB of data.
 

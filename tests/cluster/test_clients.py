@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 import redis
-from procs import Cluster, Node, raw_command
 from redis.cluster import RedisCluster
+
+from testsupport.processes import Cluster, Node, command
 
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
@@ -24,7 +25,7 @@ def redis_cli(node: Node, *args: str, cluster_mode: bool = False) -> str:
 
 
 def key_slot(node: Node, key: str) -> int:
-    return int(raw_command(node, "CLUSTER", "KEYSLOT", key))
+    return int(command(node.port, "CLUSTER", "KEYSLOT", key))
 
 
 def test_demo_write_on_leader_read_on_follower(shared_cluster: Cluster) -> None:
@@ -95,7 +96,7 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
     ports = {n.port for n in shared_cluster.nodes}
     ids_by_port: dict[int, str] = {}
     for node in shared_cluster.nodes:
-        myid = raw_command(node, "CLUSTER", "MYID").decode()
+        myid = command(node.port, "CLUSTER", "MYID").decode()
         assert HEX40.match(myid), myid
         ids_by_port[node.port] = myid
     assert len(set(ids_by_port.values())) == 3
@@ -103,7 +104,7 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
 
     for node in shared_cluster.nodes:
         # CLUSTER SLOTS: one range, the leader first (master), the others replicas
-        slots = raw_command(node, "CLUSTER", "SLOTS")
+        slots = command(node.port, "CLUSTER", "SLOTS")
         assert len(slots) == 1
         start, end, master, *replicas = slots[0]
         assert (start, end) == (0, 16383)
@@ -114,9 +115,9 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
             assert node_id.decode() == ids_by_port[port]
 
         # CLUSTER SHARDS: one shard with every slot, the leader its master
-        shards = raw_command(node, "CLUSTER", "SHARDS")
+        shards = command(node.port, "CLUSTER", "SHARDS")
         assert len(shards) == 1
-        shards3 = raw_command(node, "CLUSTER", "SHARDS", protocol=3)  # RESP3: maps
+        shards3 = command(node.port, "CLUSTER", "SHARDS", protocol=3)  # RESP3: maps
         assert [_pairs(n)[b"id"] for n in shards3[0][b"nodes"]] == \
             [_pairs(n)[b"id"] for n in _pairs(shards[0])[b"nodes"]]
         shard = _pairs(shards[0])
@@ -130,7 +131,7 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
             assert entry[b"id"].decode() == ids_by_port[entry[b"port"]]
 
         # CLUSTER NODES: id addr@busport flags master ping pong epoch state slots
-        lines = raw_command(node, "CLUSTER", "NODES").decode().strip().split("\n")
+        lines = command(node.port, "CLUSTER", "NODES").decode().strip().split("\n")
         assert len(lines) == 3
         masters = 0
         for line in lines:
@@ -154,7 +155,7 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
         assert masters == 1
 
         info = dict(line.split(":", 1) for line in
-                    raw_command(node, "CLUSTER", "INFO").decode().split("\r\n") if line)
+                    command(node.port, "CLUSTER", "INFO").decode().split("\r\n") if line)
         assert info["cluster_state"] == "ok"
         assert info["cluster_slots_assigned"] == "16384"
         assert info["cluster_slots_ok"] == "16384"
@@ -162,13 +163,13 @@ def test_cluster_replies_are_well_formed(shared_cluster: Cluster) -> None:
         assert info["cluster_size"] == "1"
 
         # CLUSTER KEYSLOT: Redis Cluster's CRC16, hash tags included
-        assert raw_command(node, "CLUSTER", "KEYSLOT", "foo") == 12182
-        assert raw_command(node, "CLUSTER", "KEYSLOT", "bar") == 5061
-        assert raw_command(node, "CLUSTER", "KEYSLOT", "{user1000}.following") == \
-            raw_command(node, "CLUSTER", "KEYSLOT", "{user1000}.followers") == 3443
-        assert raw_command(node, "CLUSTER", "KEYSLOT", "") == 0
+        assert command(node.port, "CLUSTER", "KEYSLOT", "foo") == 12182
+        assert command(node.port, "CLUSTER", "KEYSLOT", "bar") == 5061
+        assert command(node.port, "CLUSTER", "KEYSLOT", "{user1000}.following") == \
+            command(node.port, "CLUSTER", "KEYSLOT", "{user1000}.followers") == 3443
+        assert command(node.port, "CLUSTER", "KEYSLOT", "") == 0
 
-        role = raw_command(node, "ROLE")
+        role = command(node.port, "ROLE")
         if node is leader:
             assert role[0] == b"master"
             assert sorted(int(r[1]) for r in role[2]) == sorted(ports - {leader.port})

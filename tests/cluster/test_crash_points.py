@@ -1,6 +1,6 @@
 """Named crash points in snapshot taking, snapshot install and log compaction.
 
-A node started with RESPKV_CRASH_AT=<point> exits at once (like kill -9) when it
+A node started with ``unsafe-test-faults crash-at=<point>`` exits at once (like kill -9) when it
 reaches that point; restarted without it, it must come back consistent: every
 acknowledged write present, caught up with the leader, and serving.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cluster_support import local_values
-from procs import SNAPSHOT_ARGS, Cluster, Node
 
-from respkv.cluster.group import CRASH_ENV, CRASH_EXIT_CODE, CRASH_POINTS
+from respkv.faults import CRASH_EXIT_CODE, CrashPoint
+from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node
 
-TAKING = [p for p in CRASH_POINTS if not p.startswith("install")]
-INSTALLING = [p for p in CRASH_POINTS if p.startswith("install")]
+TAKING = [p for p in CrashPoint if not p.startswith("install")]
+INSTALLING = [p for p in CrashPoint if p.startswith("install")]
 
 
 def write(cluster: Cluster, prefix: str, count: int, acked: dict[str, bytes]) -> None:
@@ -34,12 +34,13 @@ def write(cluster: Cluster, prefix: str, count: int, acked: dict[str, bytes]) ->
 
 def crash_then_recover(cluster: Cluster, node: Node, point: str,
                        acked: dict[str, bytes], cause: Callable[[], None]) -> None:
-    node.env = {CRASH_ENV: point}
+    plain_args = list(node.args)
+    node.args += ["--set", f"unsafe-test-faults=crash-at={point}"]
     node.start(wait=False)
     cause()
     assert node.proc.wait(60) == CRASH_EXIT_CODE, f"{point} was never reached:\n{node.log()}"
     assert f"point={point}" in node.log()
-    node.env = {}
+    node.args = plain_args
     node.start()
     cluster.wait_caught_up(timeout=60)
     keys = sorted(acked)

@@ -20,7 +20,9 @@ from cluster_support import (
     raw_socket_command,
     read_reply,
 )
-from procs import SNAPSHOT_ARGS, Cluster, Node, raft_info, wait_for
+
+from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, raft_info
+from testsupport.waiting import wait_for
 
 REDIRECTS = ("MOVED", "CLUSTERDOWN", "TRYAGAIN")
 BULK_WHILE_DOWN = 1500

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import free_port, port_free
 from redis.cluster import RedisCluster
 
-from respkv.jepsen.nodes import wait_for
+from testsupport.ports import free_port, port_free
+from testsupport.waiting import wait_for
 
 
 def free_base_port(nodes: int) -> int:

@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 
 from cluster_support import Writers, assert_all_present, max_gap
-from procs import SNAPSHOT_ARGS, Cluster, raft_info, raw_command, vm_hwm_kib, wait_for
+
+from testsupport.processes import SNAPSHOT_ARGS, Cluster, command, raft_info, vm_hwm_kib
+from testsupport.waiting import wait_for
 
 VALUE_SIZE = 1024
 KEYS = 8192  # 8 MiB of values: over a hundred snapshot chunks of 64 KiB
@@ -66,7 +68,7 @@ def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
     leaving_id = cluster.id_of(leaving)
     remaining = {i for i in cluster.node_ids if i != leaving_id}
 
-    assert raw_command(leader, "CLUSTER", "LEAVE", leaving_id) == b"OK"
+    assert command(leader.port, "CLUSTER", "LEAVE", leaving_id) == b"OK"
     assert leaving.proc.wait(15) == 0, leaving.log()  # a removed node shuts itself down
     assert "this node was removed from the cluster" in leaving.log()
     cluster.wait_voters(remaining)
@@ -92,7 +94,7 @@ def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
     down = cluster.followers()[0]
     down_id = cluster.id_of(down)
     down.kill()
-    assert raw_command(cluster.leader(), "CLUSTER", "LEAVE", down_id) == b"OK"
+    assert command(cluster.leader().port, "CLUSTER", "LEAVE", down_id) == b"OK"
     voters -= {down_id}
     cluster.wait_voters(voters)
     down.start(wait=False)
@@ -103,7 +105,7 @@ def test_leave_and_rejoin(make_cluster: Callable[..., Cluster]) -> None:
     # the leader itself leaves: it hands over first, then the new leader removes it
     old_leader = cluster.leader()
     old_id = cluster.id_of(old_leader)
-    assert raw_command(old_leader, "CLUSTER", "LEAVE", old_id) == b"OK"
+    assert command(old_leader.port, "CLUSTER", "LEAVE", old_id) == b"OK"
     assert "transferring leadership before leaving" in old_leader.log()
     assert old_leader.proc.wait(15) == 0, old_leader.log()
     cluster.wait_voters(voters - {old_id})
@@ -155,7 +157,7 @@ def test_rejoin_with_the_same_id_after_leaving(make_cluster: Callable[..., Clust
     assert leader.client().set("before", "leave") is True
     leaving = cluster.followers()[0]
     leaving_id = cluster.id_of(leaving)
-    assert raw_command(leader, "CLUSTER", "LEAVE", leaving_id) == b"OK"
+    assert command(leader.port, "CLUSTER", "LEAVE", leaving_id) == b"OK"
     assert leaving.proc.wait(15) == 0, leaving.log()
     remaining = {i for i in cluster.node_ids if i != leaving_id}
     cluster.wait_voters(remaining)

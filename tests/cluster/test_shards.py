@@ -18,13 +18,14 @@ import hiredis
 import pytest
 import redis
 from cluster_support import RawConnection, Writers, assert_all_present, max_gap
-from procs import Cluster, Node, raft_info, raw_command, wait_for
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
-from respkv.jepsen.nodes import agreed_leaders, group_lines, members
+from testsupport.info import agreed_leaders, group_lines, members
+from testsupport.processes import Cluster, Node, command, raft_info
+from testsupport.waiting import wait_for
 
 SHARDS = 3
 GROUPS = [f"g{i}" for i in range(SHARDS)]
@@ -145,7 +146,7 @@ def test_leaders_spread_and_cluster_replies(sharded: Cluster) -> None:
     leaders = wait_spread(sharded)
     # group i prefers the i-th voter by sorted node id
     assert leaders == {"g0": "n1", "g1": "n2", "g2": "n3"}, leaders
-    hex_ids = {raw_command(n, "CLUSTER", "MYID").decode(): sharded.id_of(n)
+    hex_ids = {command(n.port, "CLUSTER", "MYID").decode(): sharded.id_of(n)
                for n in sharded.nodes}
     assert len(hex_ids) == 3 and all(HEX40.match(h) for h in hex_ids)
     by_port = {n.port: sharded.id_of(n) for n in sharded.nodes}
@@ -156,7 +157,7 @@ def test_leaders_spread_and_cluster_replies(sharded: Cluster) -> None:
         assert info["raft_leads"] == next(g for g, n in leaders.items()
                                           if n == sharded.id_of(node))
 
-        lines = raw_command(node, "CLUSTER", "NODES").decode().strip().split("\n")
+        lines = command(node.port, "CLUSTER", "NODES").decode().strip().split("\n")
         assert len(lines) == 3, lines
         covered: list[int] = []
         myself = 0
@@ -178,7 +179,7 @@ def test_leaders_spread_and_cluster_replies(sharded: Cluster) -> None:
         assert myself == 1
         assert sorted(covered) == list(range(SLOTS)), "slots not covered exactly once"
 
-        slots = raw_command(node, "CLUSTER", "SLOTS")
+        slots = command(node.port, "CLUSTER", "SLOTS")
         assert len(slots) == 3, slots
         assert sorted((s[0], s[1]) for s in slots) == RANGES
         for start, end, master, *replicas in slots:
@@ -190,7 +191,7 @@ def test_leaders_spread_and_cluster_replies(sharded: Cluster) -> None:
             assert replicas == [], slots
 
         cluster_info = dict(line.split(":", 1) for line in
-                            raw_command(node, "CLUSTER", "INFO").decode().split("\r\n") if line)
+                            command(node.port, "CLUSTER", "INFO").decode().split("\r\n") if line)
         assert cluster_info["cluster_state"] == "ok", cluster_info
         assert cluster_info["cluster_size"] == "3", cluster_info
         assert cluster_info["cluster_slots_ok"] == "16384", cluster_info
@@ -233,7 +234,7 @@ def test_redis_benchmark_cluster_mode(sharded: Cluster) -> None:
     # every group holds some of the benchmark's keys (it uses a hash tag per master)
     held = {}
     for node in sharded.nodes:  # DBSIZE covers the groups the node leads
-        held[sharded.id_of(node)] = raw_command(node, "DBSIZE")
+        held[sharded.id_of(node)] = command(node.port, "DBSIZE")
     assert all(count > 0 for count in held.values()), held
     assert sum(held.values()) <= 3 * 1000, held  # -r 1000: 1000 keys per hash tag at most
 
@@ -313,7 +314,7 @@ def _cross_write(cluster: Cluster, target: Node, groups: list[str],
             leaders = group_leaders(cluster)
             for group in missing:
                 if leaders and leaders[group] != target_id:
-                    raw_command(cluster.node(leaders[group]), "RESPKV.TRANSFER", target_id,
+                    command(cluster.node(leaders[group]).port, "RESPKV.TRANSFER", target_id,
                                 group)
             return None
         try:
@@ -356,7 +357,7 @@ def test_writes_over_several_groups(sharded: Cluster) -> None:
         assert isinstance(reply, hiredis.ReplyError), reply
         assert str(reply) == f"CROSSSLOT {CROSSSLOT_TEXT}", reply
     g0_leader = sharded.node(leaders["g0"])
-    assert raw_command(g0_leader, "MGET", a, b, b2) == [b"x", None, None]  # refused: no effect
+    assert command(g0_leader.port, "MGET", a, b, b2) == [b"x", None, None]  # refused: no effect
 
     # on the node leading both groups they work
     target = sharded.node(leaders["g0"])
@@ -507,17 +508,17 @@ def test_join_and_leave_every_group(sharded: Cluster) -> None:
 
     # the newcomer reads every group's data, and is a replica in CLUSTER SLOTS
     assert_all_present([newcomer], data)
-    assert raw_command(newcomer, "MGET", *data) == [v.encode() for v in data.values()]
-    for start, end, _master, *replicas in raw_command(newcomer, "CLUSTER", "SLOTS"):
+    assert command(newcomer.port, "MGET", *data) == [v.encode() for v in data.values()]
+    for start, end, _master, *replicas in command(newcomer.port, "CLUSTER", "SLOTS"):
         assert newcomer.port in {r[1] for r in replicas}, (start, end)
 
     # the newcomer leads g1 when it leaves: it hands g1 over after leaving g0, and
     # the others must still talk to it in g1 (one connection serves every group)
     g1_leader = sharded.node(group_leaders(sharded)["g1"])
-    assert raw_command(g1_leader, "RESPKV.TRANSFER", "n4", "g1") == b"OK"
+    assert command(g1_leader.port, "RESPKV.TRANSFER", "n4", "g1") == b"OK"
     wait_for(lambda: "g1" in raft_info(newcomer)["raft_leads"].split(","), 10, "n4 leads g1")
     leave_via = next(n for n in sharded.nodes[:3] if n is not via)
-    assert raw_command(leave_via, "CLUSTER", "LEAVE", "n4", timeout=30) == b"OK"
+    assert command(leave_via.port, "CLUSTER", "LEAVE", "n4", timeout=30) == b"OK"
     assert newcomer.proc.wait(30) == 0, newcomer.log()  # out of every group: it stops
     log = newcomer.log()
     assert "this node was removed from the cluster" in log
@@ -581,7 +582,7 @@ def test_a_joined_node_answers_once_the_leaders_are_spread(tmp_path: Path,
         node.start(wait=False)
     for node in others:
         node.wait_ready(30)
-    lines = raw_command(first, "CLUSTER", "NODES").decode().splitlines()
+    lines = command(first.port, "CLUSTER", "NODES").decode().splitlines()
     assert sum(" master " in f" {line.split()[2].replace(',', ' ')} " for line in lines) == 3, lines
     done = subprocess.run(["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p",
                            str(first.port), "-t", "set", "-n", "300", "-q"],

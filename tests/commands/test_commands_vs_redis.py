@@ -19,9 +19,9 @@ import hiredis
 import pytest
 from commands_support import BINARY, call
 
-from respkv.jepsen.nodes import free_ports
 from respkv.keyspace import Keyspace
 from respkv.protocol.reply import RespError, Simple
+from testsupport.ports import free_ports
 
 SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(SERVER is None, reason="redis-server is not installed")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from respkv.jepsen.checker import (
+from jepsen.checker import (
     Budget,
     BudgetExceeded,
     check_counter,
@@ -19,7 +19,7 @@ from respkv.jepsen.checker import (
     linearizable,
     prepare_register,
 )
-from respkv.jepsen.history import FAIL, INFINITY, OK, UNKNOWN, Op
+from jepsen.history import FAIL, INFINITY, OK, UNKNOWN, Op
 
 _ids = itertools.count()
 

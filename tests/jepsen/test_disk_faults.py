@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import Cluster, Node, free_port, raw_command, wait_for
+
+from testsupport.ports import free_port
+from testsupport.processes import Cluster, Node, command
+from testsupport.waiting import wait_for
 
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
 
@@ -140,7 +143,7 @@ def test_missing_snapshot_file(clusters, tmp_path):
     assert local_values(follower, keys) == [acked[k] for k in keys]
     # now let it lead while another node falls behind and comes back (from the log or,
     # if the log was compacted past it, from a snapshot the leader must take anew)
-    raw_command(cluster.leader(), "RESPKV.TRANSFER", cluster.id_of(follower))
+    command(cluster.leader().port, "RESPKV.TRANSFER", cluster.id_of(follower))
     wait_for(lambda: cluster.leader() is follower, 15, "the follower to lead")
     lagging = next(n for n in cluster.nodes if n is not follower and n.proc.poll() is None
                    and n is not cluster.leader())
@@ -180,13 +183,13 @@ def test_full_disk_refuses_writes_clearly_and_recovers(small_disk):
         node.start()
         acked = {}
         for i in range(50):
-            assert raw_command(node, "SET", f"k{i}", "x" * 100) == b"OK"
+            assert command(node.port, "SET", f"k{i}", "x" * 100) == b"OK"
             acked[f"k{i}"] = "x" * 100
         fill(small_disk / "filler")
         errors = []
         for i in range(50, 400):
             try:
-                if raw_command(node, "SET", f"k{i}", "y" * 2000, timeout=3) == b"OK":
+                if command(node.port, "SET", f"k{i}", "y" * 2000, timeout=3) == b"OK":
                     acked[f"k{i}"] = "y" * 2000
             except redis.ResponseError as error:
                 errors.append(str(error))
@@ -194,14 +197,14 @@ def test_full_disk_refuses_writes_clearly_and_recovers(small_disk):
                     break
         assert errors, "writes on a full disk were all acknowledged"
         assert any("space" in e.lower() or "disk" in e.lower() for e in errors), errors
-        assert raw_command(node, "GET", "k0", timeout=3) is not None  # reads go on
+        assert command(node.port, "GET", "k0", timeout=3) is not None  # reads go on
         (small_disk / "filler").unlink()
-        wait_for(lambda: raw_command(node, "SET", "resumed", "1", timeout=3), 20,
+        wait_for(lambda: command(node.port, "SET", "resumed", "1", timeout=3), 20,
                  "writes to resume")
         assert node.stop(timeout=15) == 0
         node.start()
-        assert all(raw_command(node, "GET", k) is not None for k in acked)
-        assert raw_command(node, "GET", "resumed") == b"1"
+        assert all(command(node.port, "GET", k) is not None for k in acked)
+        assert command(node.port, "GET", "resumed") == b"1"
     finally:
         if node.proc is not None and node.proc.poll() is None:
             node.kill()

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from respkv.jepsen.nodes import free_ports
-from respkv.jepsen.proxy import Network, Rule
+from jepsen.proxy import Network, Rule
+from testsupport.ports import free_ports
 
 HEAD = struct.Struct(">IB")
 HELLO, HELLO_OK, MSG, SNAP_CHUNK = 1, 2, 4, 5

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from respkv.jepsen import runner
+from jepsen import runner
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, dict]:

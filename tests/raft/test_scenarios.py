@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from respkv.raft import core as core_mod
+from respkv.faults import RaftRule
 from respkv.raft.confchange import ConfChangeType
 from respkv.raft.core import ConfChangePending, NotLeader, ProposalDropped, Role
 from respkv.raft.messages import MessageType as MT
@@ -88,14 +88,14 @@ def figure8(bug: bool) -> Cluster:
     s1's term. (d) s5 comes back and is elected in term 5 by s2, s3, s4
     (its last term 3 beats their 2), and overwrites index 2 with 2/3.
     """
-    if bug:
-        core_mod._BUGS.add("commit_old_term")
+    broken = frozenset({RaftRule.COMMIT_OLD_TERM}) if bug else frozenset()
     c = Cluster.from_logs(
         {"s1": [1, 2], "s2": [1, 2], "s3": [1], "s4": [1], "s5": [1, 3]},
         terms={"s1": 3, "s2": 3, "s3": 3, "s4": 3, "s5": 3},
         pre_vote=False,
         check_quorum=False,
         max_size_per_msg=1,
+        broken_rules=broken,
     )
     c.crash("s5")
     # (c) s1 campaigns in term 4; votes from s2 and s3
@@ -143,10 +143,7 @@ def test_figure8_old_term_entry_is_not_committed_by_counting():
 
 
 def test_figure8_broken_rule_loses_a_committed_entry():
-    try:
-        c, committed_by_s1, applied_by_s1 = figure8(bug=True)
-    finally:
-        core_mod._BUGS.clear()
+    c, committed_by_s1, applied_by_s1 = figure8(bug=True)
     assert committed_by_s1 == 2 and applied_by_s1 == [(1, 1), (2, 2)]  # s1 applied 2/2 ...
     assert c["s3"].log.term(2) == 3  # ... and the cluster chose 2/3: state machines diverge
 

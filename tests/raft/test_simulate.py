@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from respkv.raft import core as core_mod
+from respkv.faults import RaftRule
 from respkv.raft.simulate import ALL_FAULTS, Sim, Violation, main, run_seed
 
 SEEDS_5 = 1000
@@ -94,17 +94,14 @@ TEETH = [
 
 @pytest.mark.parametrize(("bug", "nodes", "knobs", "bound"), TEETH, ids=[t[0] for t in TEETH])
 def test_simulator_has_teeth(bug, nodes, knobs, bound):
-    core_mod._BUGS.add(bug)
-    try:
-        for seed in range(bound):
-            try:
-                Sim(seed, nodes=nodes, steps=STEPS, knobs=knobs).run()
-            except Violation as v:
-                print(f"{bug}: caught at seed {seed}: {v}")
-                return
-            except Exception as exc:  # the broken rule crashed the core: caught too
-                print(f"{bug}: caught at seed {seed}: {exc!r}")
-                return
-        pytest.fail(f"{bug} not caught in {bound} seeds")
-    finally:
-        core_mod._BUGS.clear()
+    broken = frozenset({RaftRule(bug)})
+    for seed in range(bound):
+        try:
+            Sim(seed, nodes=nodes, steps=STEPS, knobs=knobs, broken_rules=broken).run()
+        except Violation as v:
+            print(f"{bug}: caught at seed {seed}: {v}")
+            return
+        except Exception as exc:  # the broken rule crashed the core: caught too
+            print(f"{bug}: caught at seed {seed}: {exc!r}")
+            return
+    pytest.fail(f"{bug} not caught in {bound} seeds")

@@ -4,7 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from procs import Node, free_port
+
+from testsupport.ports import free_port
+from testsupport.processes import Node
 
 
 def pytest_configure(config: pytest.Config) -> None:

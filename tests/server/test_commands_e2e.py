@@ -11,7 +11,9 @@ import time
 
 import pytest
 import redis
-from procs import Node, wait_for
+
+from testsupport.processes import Node
+from testsupport.waiting import wait_for
 
 
 @pytest.fixture

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import ROOT, Node, free_port, wait_for
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from testsupport.ports import free_port
+from testsupport.processes import ROOT, Node
+from testsupport.waiting import wait_for
 
 
 def no_retry_client(node: Node, **kwargs) -> redis.Redis:

@@ -7,8 +7,11 @@ import time
 
 import hiredis
 import pytest
-from procs import Node, free_port, wait_for
 from rawconn import RawConn
+
+from testsupport.ports import free_port
+from testsupport.processes import Node
+from testsupport.waiting import wait_for
 
 
 def resp(*args: bytes | str) -> bytes:

@@ -9,7 +9,8 @@ import subprocess
 import hiredis
 import pytest
 import redis
-from procs import Node
+
+from testsupport.processes import Node
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("redis-cli") or not shutil.which("redis-benchmark"),

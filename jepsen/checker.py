@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from respkv.jepsen.history import FAIL, INFINITY, OK, UNKNOWN, Op
+from jepsen.history import FAIL, INFINITY, OK, UNKNOWN, Op
 
 UNKNOWN_VERDICT = "unknown"
 READS, WRITES = frozenset({"read", "mget"}), frozenset({"write", "mset"})

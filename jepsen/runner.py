@@ -1,6 +1,6 @@
 """Run the fault suite once: cluster, clients, faults, recovery, checks, report.
 
-    python -m respkv.jepsen.runner --nodes 3 --duration 20 --seed 1 \\
+    python -m jepsen.runner --nodes 3 --duration 20 --seed 1 \\
         --faults kill,pause,partition --out /tmp/jepsen-1
 
 Exit status: 0 pass, 1 violation, 2 unknown (a search ran out of budget),
@@ -22,15 +22,14 @@ from typing import Any
 import redis
 
 import respkv
-from respkv.jepsen import checker, report
-from respkv.jepsen.faults import Nemesis
-from respkv.jepsen.history import FAIL, OK, History
-from respkv.jepsen.nodes import JCluster, JNode, command, wait_for
-from respkv.jepsen.proxy import Network
-from respkv.jepsen.workloads import Client, Mix
-
-UNSAFE_ENV = "RESPKV_UNSAFE_TESTING_ONLY"
-UNSAFE_MAGIC = "i-accept-losing-data:"
+from jepsen import checker, report
+from jepsen.faults import Nemesis
+from jepsen.history import FAIL, OK, History
+from jepsen.nodes import JCluster, JNode
+from jepsen.proxy import Network
+from jepsen.workloads import Client, Mix
+from testsupport.processes import command
+from testsupport.waiting import wait_for
 
 
 class Monitor(threading.Thread):
@@ -155,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
                         ignore=shutil.ignore_patterns("__pycache__"))
         env["PYTHONPATH"] = str(frozen)
         result_code["frozen_copy"] = str(frozen)
-    if args.unsafe:
-        env[UNSAFE_ENV] = UNSAFE_MAGIC + args.unsafe
     server_args = ["--set", f"snapshot_entries={args.snapshot_entries}",
                    "--set", "snapshot_chunk_bytes=65536", "--shards", str(args.shards)]
+    if args.unsafe:
+        server_args += ["--set", f"unsafe-test-faults={args.unsafe}"]
     for item in args.server_set or []:
         server_args += ["--set", item]
     faults = [f for f in args.faults.split(",") if f]
@@ -272,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m respkv.jepsen.runner",
+    parser = argparse.ArgumentParser(prog="python -m jepsen.runner",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of faults")

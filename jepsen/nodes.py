@@ -9,72 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from respkv.jepsen.proxy import Network
-
-# Ports above Linux's ephemeral range (32768-60999 by default): connect() never
-# takes one of these as its local port, so a port found free here is still free
-# when the node binds it. A port from bind(0) is ephemeral: any outgoing
-# connection of any process can take it in between ("address already in use").
-_PORTS = range(61000, 65500)
-_next_port = [_PORTS.start + (os.getpid() * 53) % len(_PORTS)]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 right now, outside the ephemeral
-    range; successive calls of one process do not hand out the same port twice
-    until the range wraps."""
-    ports: list[int] = []
-    for _ in range(len(_PORTS)):
-        _next_port[0] = _PORTS.start + (_next_port[0] + 1 - _PORTS.start) % len(_PORTS)
-        if port_free(_next_port[0]):
-            ports.append(_next_port[0])
-            if len(ports) == count:
-                return ports
-    raise RuntimeError(f"fewer than {count} free ports in {_PORTS}")
-
-
-def parse_info(text: str | bytes) -> dict[str, str]:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    fields = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            name, _, value = line.partition(":")
-            fields[name] = value
-    return fields
-
-
-def command(port: int, *args: object, timeout: float = 1.0) -> object:
-    """One command on a fresh connection; error replies raise."""
-    conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=timeout,
-                            socket_connect_timeout=timeout)
-    try:
-        conn.send_command(*args)
-        return conn.read_response()
-    finally:
-        conn.disconnect()
+from jepsen.proxy import Network
+from testsupport.info import agreed_leaders, group_lines, members, parse_info
+from testsupport.ports import free_ports
+from testsupport.processes import command, stop_processes
+from testsupport.waiting import wait_for
 
 
 @dataclass
@@ -245,72 +193,3 @@ class JCluster:
         """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""
         live = [n for n in self.nodes if n.alive()]
         stop_processes([n.proc for n in live], timeout, lambda i: live[i].kill())
-
-
-def group_lines(info: dict[str, str]) -> dict[str, dict[str, str]]:
-    """INFO raft's ``raft_group_<g>:role=leader,...,voters=a|b|c`` lines as
-    {group: {field: value}}, in group order (g0, g1, ... g10)."""
-    found = {key[len("raft_group_"):]: dict(part.split("=", 1) for part in value.split(",")
-                                            if "=" in part)
-             for key, value in info.items() if key.startswith("raft_group_")}
-    return dict(sorted(found.items(), key=lambda item: int(item[0][1:])))
-
-
-def agreed_leaders(infos: dict[str, dict[str, str]]) -> dict[str, str] | None:
-    """{group: leader id} from the INFO raft of nodes (by id), when in every group all
-    of them name the same leader and that leader says it leads; else None."""
-    lines = {node_id: group_lines(info) for node_id, info in infos.items()}
-    groups = {tuple(by_group) for by_group in lines.values()}
-    if len(groups) != 1:
-        return None
-    leaders = {}
-    for group in groups.pop():
-        named = {by_group[group].get("leader", "") for by_group in lines.values()}
-        leader = named.pop() if len(named) == 1 else ""
-        if lines.get(leader, {}).get(group, {}).get("role") != "leader":
-            return None
-        leaders[group] = leader
-    return leaders
-
-
-def members(text: str) -> set[str]:
-    """A member list of INFO raft: ``a,b`` in ``raft_voters``, ``a|b`` in a group line."""
-    return {member for member in re.split(r"[,|]", text) if member}
-
-
-class GiveUp(Exception):
-    """Raised by a wait_for condition that can never become true: stop waiting."""
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
-             interval: float = 0.02) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except GiveUp:
-            raise
-        except Exception as error:  # the condition may fail until it holds
-            last_error = error
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
-
-
-def stop_processes(procs: list[subprocess.Popen], timeout: float,
-                   on_timeout: Callable[[int], None]) -> None:
-    """SIGCONT + SIGTERM every process at once (each by its PID; it may be stopped), then
-    wait for all; ``on_timeout(i)`` deals with the i-th one if it outlives ``timeout``."""
-    for proc in procs:
-        with contextlib.suppress(OSError):
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for i, proc in enumerate(procs):
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            on_timeout(i)

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from respkv.jepsen.history import OK, UNKNOWN, Op
+from jepsen.history import OK, UNKNOWN, Op
 
 ROLE_COLOURS = {"leader": "#2b8a3e", "follower": "#a5d8ff", "candidate": "#ffd43b",
                 "pre_candidate": "#ffec99", "learner": "#d0bfff", "down": "#343a40",

@@ -1,6 +1,6 @@
 """respkv's own Jepsen-style fault suite.
 
-    python -m respkv.jepsen.runner --nodes 3 --duration 20 --seed 1 \\
+    python -m jepsen.runner --nodes 3 --duration 20 --seed 1 \\
         --faults kill,pause,partition --out /tmp/jepsen-1
 
 starts a real cluster on 127.0.0.1 with a fault proxy in front of every raft

@@ -1,12 +1,11 @@
-"""Crashes in the middle of a snapshot install and of a log compaction.
+"""Crashes in the middle of a snapshot install and of a log compaction, aimed by time.
 
-The server has no named crash points (an environment variable that makes it exit
-at a named point would need a change in respkv itself), so these tests aim by
-time: they watch a node's log for the line that starts the step ("installing
-snapshot", "snapshot taken" which is followed by the compaction) and kill -9 the
-node at once or after a short, varying delay, many times; after each crash the
-node must restart and end with exactly the data every other node holds, nothing
-acknowledged missing.
+Beside the named crash points (tests/cluster/test_crash_points.py), which stop a
+node at exact places, these tests hit whatever lies in between: they watch a node's
+log for the line that starts the step ("installing snapshot", "snapshot taken" which
+is followed by the compaction) and kill -9 the node at once or after a short,
+varying delay, many times; after each crash the node must restart and end with
+exactly the data every other node holds, nothing acknowledged missing.
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import Cluster, Node, wait_for
+
+from testsupport.processes import Cluster, Node
+from testsupport.waiting import wait_for
 
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=150", "--set", "snapshot_chunk_bytes=4096")
 DELAYS = (0.0, 0.003, 0.01, 0.03)

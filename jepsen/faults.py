@@ -31,8 +31,10 @@ from typing import Any
 
 import redis
 
-from respkv.jepsen.history import History
-from respkv.jepsen.nodes import JCluster, JNode, command, wait_for
+from jepsen.history import History
+from jepsen.nodes import JCluster, JNode
+from testsupport.processes import command
+from testsupport.waiting import wait_for
 
 KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
          "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member",

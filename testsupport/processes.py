@@ -1,4 +1,4 @@
-"""Start and stop real respkv processes on 127.0.0.1 for tests.
+"""Start and stop real respkv processes on 127.0.0.1 for tests and benchmarks.
 
 Every process is started here and stopped by its own PID; waiting is done on
 conditions with deadlines, never with bare sleeps.
@@ -12,44 +12,22 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from respkv.jepsen.nodes import (
-    GiveUp,
-    group_lines,
-    members,
-    parse_info,
-    port_free,
-    stop_processes,
-    wait_for,
-)
+from testsupport.info import group_lines, members, parse_info
+from testsupport.ports import free_port
+from testsupport.waiting import GiveUp, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # Small, frequent snapshots in small chunks: tests that need the snapshot path use these.
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
-
-
-# Client ports 10000-19989, so that the raft ports (port + 10000) stay below 30000:
-# both outside Linux's ephemeral range (32768-60999), where any outgoing connection
-# could take a port between our check and the node's bind. respkv.jepsen's
-# free_ports hands out ports above that range.
-_next_port = [10000 + (os.getpid() * 37) % 9000]
-
-
-def free_port() -> int:
-    """A client port whose raft port (port + 10000) is free too."""
-    while True:
-        _next_port[0] += 1
-        if _next_port[0] > 19989:
-            _next_port[0] = 10000
-        port = _next_port[0]
-        if port_free(port) and port_free(port + 10000):
-            return port
 
 
 @dataclass
@@ -128,13 +106,13 @@ class Node:
 
 def raft_info(node: Node, timeout: float = 1.0) -> dict[str, str]:
     """A node's ``INFO raft`` as strings (raises if it does not answer in time)."""
-    return parse_info(raw_command(node, "INFO", "raft", timeout=timeout))
+    return parse_info(command(node.port, "INFO", "raft", timeout=timeout))
 
 
-def raw_command(node: Node, *args: object, timeout: float = 5.0, protocol: int = 2) -> object:
+def command(port: int, *args: object, timeout: float = 5.0, protocol: int = 2) -> object:
     """One command on a fresh connection, the reply as the server sent it (no
     redis-py reply callbacks); error replies are raised as redis errors."""
-    conn = redis.Connection(host="127.0.0.1", port=node.port, socket_timeout=timeout,
+    conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=timeout,
                             socket_connect_timeout=timeout, protocol=protocol)
     try:
         conn.send_command(*args)
@@ -315,3 +293,18 @@ class Cluster:
         self.wait_applied(commit, timeout=timeout)
         return commit
 
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float,
+                   on_timeout: Callable[[int], None]) -> None:
+    """SIGCONT + SIGTERM every process at once (each by its PID; it may be stopped), then
+    wait for all; ``on_timeout(i)`` deals with the i-th one if it outlives ``timeout``."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for i, proc in enumerate(procs):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            on_timeout(i)

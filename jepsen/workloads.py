@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import redis
 
-from respkv.jepsen.history import FAIL, OK, UNKNOWN, History, Op
+from jepsen.history import FAIL, OK, UNKNOWN, History, Op
 
 NOT_HAPPENED = ("MOVED", "CLUSTERDOWN", "ERR write lost")
 

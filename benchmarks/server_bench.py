@@ -67,7 +67,7 @@ import hiredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/
 
-from respkv.cluster.slots import key_slot, slot_ranges
+from respkv.replication.slots import key_slot, slot_ranges
 from testsupport.info import agreed_leaders, group_lines, members, parse_info
 from testsupport.ports import free_ports
 

@@ -4,7 +4,7 @@ from respkv.commands import (  # noqa: F401
     cluster,
     connection,
     expiry,
-    generic,
+    keyspace,
     server,
     strings,
 )

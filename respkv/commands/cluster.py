@@ -17,10 +17,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from respkv.cluster.membership import Addresses, cluster_node_id
-from respkv.cluster.rpc import ask
-from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
-from respkv.cluster.transport import split_address
 from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.connection import subcommand
@@ -28,9 +24,13 @@ from respkv.commands.errors import CLUSTERDOWN
 from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 from respkv.raft.confchange import ConfChangeType
+from respkv.replication.membership import Addresses, cluster_node_id
+from respkv.replication.rpc import ask
+from respkv.replication.slots import SLOTS, key_slot, slot_ranges
+from respkv.replication.transport import split_address
 
 if TYPE_CHECKING:
-    from respkv.cluster.group import RaftGroup
+    from respkv.replication.group import RaftGroup
     from respkv.server.client import Client
 
 FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election

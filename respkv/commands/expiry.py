@@ -9,8 +9,8 @@ from __future__ import annotations
 from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.table import Kind, command
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply
+from respkv.state.keyspace import Keyspace
 
 _INT64_MAX = (1 << 63) - 1
 _SECONDS_LIMIT = _INT64_MAX // 1000  # C's LLONG_MAX / 1000 (and -, truncated)

@@ -18,8 +18,8 @@ from respkv.commands.args import (
     round_long_double,
 )
 from respkv.commands.table import Kind, command
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import OK, Reply
+from respkv.state.keyspace import Keyspace
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1

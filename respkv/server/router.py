@@ -27,15 +27,15 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from respkv.cluster.slots import key_slot
 from respkv.commands.errors import CROSSSLOT, DISK_FULL
 from respkv.commands.table import COMMANDS, Command
-from respkv.keyspace import KeyspaceDraft, KeyspaceUnion
 from respkv.protocol.reply import Reply, RespError
+from respkv.replication.slots import key_slot
+from respkv.state.keyspace import KeyspaceDraft, KeyspaceUnion
 
 if TYPE_CHECKING:
-    from respkv.cluster.group import RaftGroup
-    from respkv.cluster.node import ClusterNode
+    from respkv.replication.group import RaftGroup
+    from respkv.replication.node import ClusterNode
 
 log = logging.getLogger(__name__)
 

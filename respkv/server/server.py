@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from respkv import commands  # noqa: F401  (registers every command in the table)
-from respkv.cluster.group import RaftGroup, now_ms
-from respkv.cluster.node import ClusterNode
 from respkv.commands.connection import VERSION
 from respkv.config import Config
 from respkv.gcpolicy import POLICY
+from respkv.replication.group import RaftGroup, now_ms
+from respkv.replication.node import ClusterNode
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.router import Router

@@ -14,8 +14,8 @@ import copy
 import respkv.commands  # noqa: F401  (registers every command)
 from respkv.commands import errors
 from respkv.commands.table import COMMANDS, Kind
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
+from respkv.state.keyspace import Keyspace
 
 NOW = 1_700_000_000_000  # ms: the "leader's clock" of every call unless told otherwise
 BINARY = b"k\x00\r\n\xff"  # a key or value with NUL, CR, LF and a non-UTF-8 byte

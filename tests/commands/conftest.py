@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from commands_support import NOW, call, error_text
 
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply
+from respkv.state.keyspace import Keyspace
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import hiredis
 import pytest
 from commands_support import BINARY, call
 
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import RespError, Simple
+from respkv.state.keyspace import Keyspace
 from testsupport.ports import free_ports
 
 SERVER = shutil.which("redis-server")

@@ -1,6 +1,6 @@
 """Crashes in the middle of a snapshot install and of a log compaction, aimed by time.
 
-Beside the named crash points (tests/cluster/test_crash_points.py), which stop a
+Beside the named crash points (tests/replication/test_crash_points.py), which stop a
 node at exact places, these tests hit whatever lies in between: they watch a node's
 log for the line that starts the step ("installing snapshot", "snapshot taken" which
 is followed by the compaction) and kill -9 the node at once or after a short,

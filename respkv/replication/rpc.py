@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from respkv.cluster.transport import split_address
 from respkv.protocol.reply import Reply, RespError, Simple
+from respkv.replication.transport import split_address
 
 
 async def call(address: str, args: list[bytes], timeout: float = 10.0) -> bytes:

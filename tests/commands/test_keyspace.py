@@ -7,8 +7,8 @@ import random
 import pytest
 from commands_support import BINARY, NOW
 
-from respkv.commands.generic import parse_cursor, scan_hash
-from respkv.keyspace import Keyspace
+from respkv.commands.keyspace import parse_cursor, scan_hash
+from respkv.state.keyspace import Keyspace
 
 SYNTAX = "ERR syntax error"
 NOT_INT = "ERR value is not an integer or out of range"

@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from respkv.cluster.group import RaftGroup
-from respkv.cluster.membership import (
+from respkv.config import Config
+from respkv.protocol.reply import RespError
+from respkv.replication.group import RaftGroup
+from respkv.replication.membership import (
     AddressBook,
     Addresses,
     NodeInfo,
@@ -31,11 +33,9 @@ from respkv.cluster.membership import (
     new_cluster_id,
     save_node_info,
 )
-from respkv.cluster.rpc import ask
-from respkv.cluster.slots import group_name, slot_owners
-from respkv.cluster.transport import Transport
-from respkv.config import Config
-from respkv.protocol.reply import RespError
+from respkv.replication.rpc import ask
+from respkv.replication.slots import group_name, slot_owners
+from respkv.replication.transport import Transport
 from respkv.storage.nodelog import NodeLog
 
 log = logging.getLogger(__name__)

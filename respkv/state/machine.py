@@ -15,9 +15,9 @@ from pathlib import Path
 import hiredis
 
 from respkv.commands.table import COMMANDS
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.types import Entry, EntryKind
+from respkv.state.keyspace import Keyspace
 from respkv.storage.store import StateStore, StoreError
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.glob import stringmatch
 from respkv.commands.table import Kind, command
-from respkv.keyspace import Keyspace, type_name
 from respkv.protocol.reply import OK, Reply, Simple
+from respkv.state.keyspace import Keyspace, type_name
 
 _DB_COUNT = 16  # what Redis' range check on a DB index uses ("databases")
 

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from respkv.cluster.transport import HELLO, HELLO_OK, HELLO_REFUSED, MSG, Transport, frame
 from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
 from respkv.raft.types import Entry
+from respkv.replication.transport import HELLO, HELLO_OK, HELLO_REFUSED, MSG, Transport, frame
 
 DEADLINE = 5.0
 

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from respkv.cluster.slots import SLOTS, key_slot, slot_ranges
+from respkv.replication.slots import SLOTS, key_slot, slot_ranges
 from testsupport.info import agreed_leaders, group_lines, members
 from testsupport.processes import Cluster, Node, command, raft_info
 from testsupport.waiting import wait_for

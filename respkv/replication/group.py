@@ -23,12 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from respkv.background import spawn
-from respkv.cluster.membership import AddressBook, Addresses, write_json_atomically
-from respkv.cluster.slots import key_slot
 from respkv.commands.errors import CLUSTERDOWN, SHUTTING_DOWN
 from respkv.commands.table import COMMANDS, Command
 from respkv.faults import CrashPoint
-from respkv.keyspace import Keyspace
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.confchange import (
     ConfChange,
@@ -50,14 +47,17 @@ from respkv.raft.core import (
 )
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry, EntryKind, HardState
-from respkv.statemachine import StateMachine, encode_command
+from respkv.replication.membership import AddressBook, Addresses, write_json_atomically
+from respkv.replication.slots import key_slot
+from respkv.state.keyspace import Keyspace
+from respkv.state.machine import StateMachine, encode_command
 from respkv.storage.nodelog import GroupLog
 from respkv.storage.store import StateStore, StoreError
 from respkv.storage.wal import DiskFull
 
 if TYPE_CHECKING:
-    from respkv.cluster.transport import Transport
     from respkv.config import Config
+    from respkv.replication.transport import Transport
 
 log = logging.getLogger(__name__)
 

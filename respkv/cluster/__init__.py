@@ -1,1 +1,0 @@
-"""The replicated cluster: Raft groups driven over TCP under the RESP server."""

@@ -62,7 +62,7 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
         raise click.UsageError(str(error)) from None
     logs.setup(config.node_id, config.log_level, config.log_format)
     from respkv.gcpolicy import POLICY
-    from respkv.replication.membership import NodeRefused
+    from respkv.replication.identity import NodeRefused
     from respkv.server.server import DirectoryLocked, Server
 
     POLICY.install()

@@ -6,122 +6,88 @@ NODES has one line per node, as Redis': a node leading groups is a master with
 their slots, one leading none a replica of the first group's leader. Node ids
 are the 40-hex ids cluster clients expect, derived from respkv's node ids.
 
-CLUSTER JOIN and LEAVE change every group: this node proposes the change in
-the groups it leads and forwards it (``... GROUP <name>``) to the others' leaders.
+The facts come from the cluster admin (respkv.replication.admin), which also
+carries out CLUSTER JOIN and LEAVE on every group's leader; this module only
+parses the arguments and shapes the replies.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
-from respkv.commands.connection import subcommand
-from respkv.commands.errors import CLUSTERDOWN
+from respkv.commands.context import ServerContext, Session
+from respkv.commands.subcommands import subcommand
 from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
-from respkv.raft.confchange import ConfChangeType
-from respkv.replication.membership import Addresses, cluster_node_id
-from respkv.replication.rpc import ask
-from respkv.replication.slots import SLOTS, key_slot, slot_ranges
-from respkv.replication.transport import split_address
-
-if TYPE_CHECKING:
-    from respkv.replication.group import RaftGroup
-    from respkv.server.client import Client
-
-FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election
+from respkv.replication.addresses import Addresses, split_address
+from respkv.replication.admin import Member, Shard
+from respkv.replication.slots import SLOTS, key_slot
 
 
-def _groups(client: Client) -> list[RaftGroup]:
-    return client.server.groups
+def cluster_node_id(node_id: str) -> str:
+    """The 40-hex id Redis Cluster clients expect, derived from our node id."""
+    return hashlib.sha1(node_id.encode()).hexdigest()
 
 
-def _members(group: RaftGroup) -> list[tuple[str, str, int, Addresses]]:
-    """(node id, client host, client port, addresses) of every member whose
-    addresses are known, the leader first."""
-    conf = group.members()
-    nodes = [*conf.voters, *conf.learners]
-    lead = group.leader_id()
-    nodes.sort(key=lambda n: (n != lead, n))
-    members = []
-    for node in nodes:
-        addresses = group.book.get(node)
-        if addresses is not None:
-            members.append((node, *split_address(addresses.client), addresses))
-    return members
-
-
-def _all_members(groups: list[RaftGroup]) -> dict[str, tuple[str, int, Addresses]]:
-    """Every node of any group: id -> (client host, client port, addresses), sorted."""
-    found = {}
-    for group in groups:
-        for node, host, port, addresses in _members(group):
-            found[node] = (host, port, addresses)
+def _all_members(shards: list[Shard]) -> dict[str, Member]:
+    """Every node of any group, by id, sorted."""
+    found = {member.node_id: member for shard in shards for member in shard.members}
     return dict(sorted(found.items()))
 
 
-def _led_ranges(groups: list[RaftGroup], node: str) -> list[tuple[int, int]]:
+def _led_ranges(shards: list[Shard], node: str) -> list[tuple[int, int]]:
     """The slot ranges of the groups ``node`` leads, contiguous ones merged."""
     merged: list[tuple[int, int]] = []
-    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
-        if group.leader_id() != node:
+    for shard in shards:
+        if shard.leader != node:
             continue
-        if merged and merged[-1][1] + 1 == first:
-            merged[-1] = (merged[-1][0], last)
+        if merged and merged[-1][1] + 1 == shard.first_slot:
+            merged[-1] = (merged[-1][0], shard.last_slot)
         else:
-            merged.append((first, last))
+            merged.append((shard.first_slot, shard.last_slot))
     return merged
 
 
-def _first_leader(groups: list[RaftGroup]) -> str | None:
-    return next((g.leader_id() for g in groups if g.leader_id()), None)
+def _client_endpoint(member: Member) -> tuple[str, int]:
+    return split_address(member.addresses.client)
 
 
-def _max_term(groups: list[RaftGroup]) -> int:
-    return max(group.term for group in groups)
-
-
-@command("cluster", -2, Kind.SERVER, group="cluster", since="3.0.0")
-def cluster(client: Client, args: list[bytes]) -> Reply:
-    return subcommand(client, args)
+@command("cluster", -2, Kind.SERVER, family="cluster", since="3.0.0")
+def cluster(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return subcommand(server, session, args)
 
 
 def _sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, group="cluster", parent="cluster")
+    return command(name, arity, Kind.SERVER, family="cluster", parent="cluster")
 
 
 @_sub("myid", 2)
-def cluster_myid(client: Client, args: list[bytes]) -> Reply:
-    return cluster_node_id(client.server.config.node_id)
+def cluster_myid(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return cluster_node_id(server.config.node_id)
 
 
 @_sub("keyslot", 3)
-def cluster_keyslot(client: Client, args: list[bytes]) -> Reply:
+def cluster_keyslot(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return key_slot(args[2])
 
 
-def _slot_keys(client: Client, slot: int):
-    group = client.server.node.group_of_slot(slot)
-    return (key for key in group.keyspace.data if key_slot(key) == slot)
-
-
 @_sub("countkeysinslot", 3)
-def cluster_countkeysinslot(client: Client, args: list[bytes]) -> Reply:
-    return sum(1 for _ in _slot_keys(client, _slot_arg(args[2])))
+def cluster_countkeysinslot(server: ServerContext, session: Session,
+                            args: list[bytes]) -> Reply:
+    return sum(1 for _ in server.cluster.keys_in_slot(_slot_arg(args[2])))
 
 
 @_sub("getkeysinslot", 4)
-def cluster_getkeysinslot(client: Client, args: list[bytes]) -> Reply:
+def cluster_getkeysinslot(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     slot = _slot_arg(args[2])
     count = parse_int(args[3])
     if count < 0:
         raise RespError("ERR Invalid number of keys")
     found = []
-    for key in _slot_keys(client, slot):
+    for key in server.cluster.keys_in_slot(slot):
         if len(found) >= count:
             break
         found.append(key)
@@ -136,23 +102,21 @@ def _slot_arg(raw: bytes) -> int:
 
 
 @_sub("info", 2)
-def cluster_info(client: Client, args: list[bytes]) -> Reply:
-    groups = _groups(client)
-    ranges = slot_ranges(len(groups))
-    slots_ok = sum(last - first + 1 for group, (first, last) in zip(groups, ranges, strict=True)
-                   if group.leader_id() is not None)
-    leaders = {group.leader_id() for group in groups} - {None}
-    me = client.server.config.node_id
+def cluster_info(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    shards = server.cluster.shards()
+    slots_ok = sum(s.last_slot - s.first_slot + 1 for s in shards if s.leader is not None)
+    leaders = {s.leader for s in shards} - {None}
+    me = server.config.node_id
     fields = {
         "cluster_state": "ok" if slots_ok == SLOTS else "fail",
         "cluster_slots_assigned": SLOTS,
         "cluster_slots_ok": slots_ok,
         "cluster_slots_pfail": 0,
         "cluster_slots_fail": SLOTS - slots_ok,
-        "cluster_known_nodes": len(_all_members(groups)),
+        "cluster_known_nodes": len(_all_members(shards)),
         "cluster_size": len(leaders),
-        "cluster_current_epoch": _max_term(groups),
-        "cluster_my_epoch": max((g.term for g in groups if g.leader_id() == me), default=0),
+        "cluster_current_epoch": max(s.term for s in shards),
+        "cluster_my_epoch": max((s.term for s in shards if s.leader == me), default=0),
         "cluster_stats_messages_sent": 0,
         "cluster_stats_messages_received": 0,
         "total_cluster_links_buffer_limit_exceeded": 0,
@@ -161,63 +125,64 @@ def cluster_info(client: Client, args: list[bytes]) -> Reply:
 
 
 @_sub("slots", 2)
-def cluster_slots(client: Client, args: list[bytes]) -> Reply:
+def cluster_slots(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """One entry per group: its leader, then its members that lead no group. A node
     is a master or a replica, as in Redis Cluster: cluster clients (redis-py) give
     a node the role of its first appearance, so a master listed as another range's
     replica would lose its master role there."""
-    groups = _groups(client)
-    leaders = {group.leader_id() for group in groups}
+    shards = server.cluster.shards()
+    leaders = {s.leader for s in shards}
     entries = []
-    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
-        lead = group.leader_id()
-        if lead is None:
+    for shard in shards:
+        if shard.leader is None:
             continue
-        entry: list = [first, last]
-        for node, host, port, _ in _members(group):
-            if node == lead or node not in leaders:
-                entry.append([host, port, cluster_node_id(node), []])
+        entry: list = [shard.first_slot, shard.last_slot]
+        for member in shard.members:
+            if member.node_id == shard.leader or member.node_id not in leaders:
+                host, port = _client_endpoint(member)
+                entry.append([host, port, cluster_node_id(member.node_id), []])
         entries.append(entry)
     return entries
 
 
 @_sub("shards", 2)
-def cluster_shards(client: Client, args: list[bytes]) -> Reply:
-    groups = _groups(client)
+def cluster_shards(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    me = server.config.node_id
     shards = []
-    for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True):
-        lead = group.leader_id()
+    for shard in server.cluster.shards():
         nodes = []
-        for node, host, port, _ in _members(group):
+        for member in shard.members:
+            host, port = _client_endpoint(member)
             nodes.append({
-                "id": cluster_node_id(node),
+                "id": cluster_node_id(member.node_id),
                 "port": port,
                 "ip": host,
                 "endpoint": host,
-                "role": "master" if node == lead else "replica",
-                "replication-offset": group.applied_index if node == group.node_id else 0,
+                "role": "master" if member.node_id == shard.leader else "replica",
+                "replication-offset": shard.applied_index if member.node_id == me else 0,
                 "health": "online",
             })
-        shards.append({"slots": [first, last], "nodes": nodes})
+        shards.append({"slots": [shard.first_slot, shard.last_slot], "nodes": nodes})
     return shards
 
 
 @_sub("nodes", 2)
-def cluster_nodes(client: Client, args: list[bytes]) -> Reply:
-    return Verbatim("".join(line + "\n" for line in _node_lines(client)))
+def cluster_nodes(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return Verbatim("".join(line + "\n" for line in _node_lines(server)))
 
 
-def _node_lines(client: Client) -> list[str]:
-    groups = _groups(client)
-    me = client.server.config.node_id
-    first = _first_leader(groups)
+def _node_lines(server: ServerContext) -> list[str]:
+    shards = server.cluster.shards()
+    me = server.config.node_id
+    first = next((s.leader for s in shards if s.leader), None)
     first_hex = cluster_node_id(first) if first else "-"
-    epoch = _max_term(groups)
+    epoch = max(s.term for s in shards)
     now = int(time.time() * 1000)
     lines = []
-    for node, (host, port, addresses) in _all_members(groups).items():
-        _, raft_port = split_address(addresses.raft)
-        ranges = _led_ranges(groups, node)
+    for node, member in _all_members(shards).items():
+        host, port = _client_endpoint(member)
+        _, raft_port = split_address(member.addresses.raft)
+        ranges = _led_ranges(shards, node)
         flags = ["myself"] if node == me else []
         flags.append("master" if ranges else "slave")
         master = "-" if ranges else first_hex
@@ -228,155 +193,67 @@ def _node_lines(client: Client) -> list[str]:
 
 
 @_sub("replicas", 3)
-def cluster_replicas(client: Client, args: list[bytes]) -> Reply:
+def cluster_replicas(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     wanted = args[2].decode("latin-1")
-    lines = _node_lines(client)
+    lines = _node_lines(server)
     if not any(line.startswith(wanted + " ") and " master " in line for line in lines):
         raise RespError(f"ERR Unknown node {args[2].decode('utf-8', 'replace')}")
     return [line + "\n" for line in lines if f" slave {wanted} " in line]
 
 
 @_sub("slaves", 3)
-def cluster_slaves(client: Client, args: list[bytes]) -> Reply:
-    return cluster_replicas(client, args)
+def cluster_slaves(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return cluster_replicas(server, session, args)
 
 
 # -- membership: every group changes, each on its leader -------------------------
 
 
-def _group_option(client: Client, args: list[bytes], fixed: int) -> RaftGroup | None:
+def _group_option(server: ServerContext, args: list[bytes], fixed: int) -> str | None:
     """The group named by a trailing ``GROUP <name>``, or None without one."""
     if len(args) == fixed:
         return None
     if len(args) != fixed + 2 or args[fixed].upper() != b"GROUP":
         raise errors.SYNTAX
-    return _group_named(client, args[fixed + 1])
+    return _group_name(server, args[fixed + 1])
 
 
-def _group_named(client: Client, raw: bytes) -> RaftGroup:
+def _group_name(server: ServerContext, raw: bytes) -> str:
     name = raw.decode("utf-8", "replace")
-    for group in _groups(client):
-        if group.name == name:
-            return group
-    raise RespError(f"ERR unknown group {name}")
-
-
-async def _on_leader(group: RaftGroup, local: Callable[[], Awaitable[Reply]],
-                     forward: list[bytes]) -> Reply:
-    """Run ``local`` if this node leads ``group``, else send ``forward`` to the leader;
-    follow MOVED (also from ``local``: a leader that handed over) and wait out
-    elections, a few times; the last reply."""
-    reply: Reply = CLUSTERDOWN
-    for _ in range(FORWARD_ATTEMPTS):
-        if group.is_leader():
-            reply = await local()
-            if isinstance(reply, RespError) and reply.text.startswith("MOVED"):
-                reply = await ask(reply.text.split()[-1], forward)
-        else:
-            target = group.leader_client_address()
-            if target is not None:
-                reply = await ask(target, forward)
-        if not isinstance(reply, RespError):
-            return reply
-        await asyncio.sleep(0.2)
-    return reply
+    if not server.cluster.has_group(name):
+        raise RespError(f"ERR unknown group {name}")
+    return name
 
 
 @_sub("join", -5)
-def cluster_join(client: Client, args: list[bytes]) -> Reply:
-    """CLUSTER JOIN node-id raft-host:port client-host:port -> "<cluster-id> <shards>
-    <index>...", per group the log index of the change that added the node (0 when
-    it already was a member). With GROUP <name>: that group only, on its leader,
-    answering "<cluster-id> <index>"."""
+def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """CLUSTER JOIN node-id raft-host:port client-host:port [GROUP name]: add the node
+    to every group (or to one, on its leader)."""
     node_id = args[2].decode("utf-8", "replace")
-    addresses = Addresses(args[3].decode(), args[4].decode())
+    addresses = Addresses(args[3].decode("utf-8", "replace"), args[4].decode("utf-8", "replace"))
     for address in (addresses.raft, addresses.client):
         try:
             split_address(address)
         except ValueError:
             raise RespError(f"ERR invalid address '{address}'") from None
-    cluster_id = client.server.node.info.cluster_id.encode()
-    only = _group_option(client, args, 5)
-    if only is not None:
-        redirect = _leader_redirect(only)
-        return redirect or _add_learner(only, node_id, addresses, cluster_id)
-    return _join_every_group(client, args[:5], node_id, addresses, cluster_id)
-
-
-async def _join_every_group(client: Client, args: list[bytes], node_id: str,
-                            addresses: Addresses, cluster_id: bytes) -> Reply:
-    groups = _groups(client)
-    indexes = []
-    for group in groups:
-        reply = await _on_leader(
-            group, lambda g=group: _add_learner(g, node_id, addresses, cluster_id),
-            [*args, b"GROUP", group.name.encode()])
-        if isinstance(reply, RespError):
-            return reply
-        indexes.append(bytes(reply).split()[-1])
-    return b" ".join([cluster_id, b"%d" % len(groups), *indexes])
-
-
-async def _add_learner(group: RaftGroup, node_id: str, addresses: Addresses,
-                       cluster_id: bytes) -> Reply:
-    if node_id in group.members():
-        if group.book.get(node_id) == addresses:
-            return cluster_id + b" 0"
-        return RespError(f"ERR node {node_id} is already a member with other addresses")
-    index = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
-    if isinstance(index, RespError):
-        return index
-    return cluster_id + b" %d" % index  # the joiner ignores older removals of its id
+    return server.cluster.join(node_id, addresses, _group_option(server, args, 5))
 
 
 @_sub("leave", -3)
-def cluster_leave(client: Client, args: list[bytes]) -> Reply:
-    """CLUSTER LEAVE node-id: out of every group. With GROUP <name>: that group only,
-    on its leader (a leader leaving hands over first and answers MOVED)."""
+def cluster_leave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """CLUSTER LEAVE node-id [GROUP name]: out of every group (or of one, on its
+    leader; a leader leaving hands over first and answers MOVED)."""
     node_id = args[2].decode("utf-8", "replace")
-    only = _group_option(client, args, 3)
-    if only is not None:
-        redirect = _leader_redirect(only)
-        return redirect or _remove(client, only, node_id)
-    groups = _groups(client)
-    if not any(node_id in g.members() for g in groups):
-        raise RespError(f"ERR node {node_id} is not a member")
-    return _leave_every_group(client, args[:3], node_id)
+    return _ok_when_done(server.cluster.leave(node_id, _group_option(server, args, 3)))
 
 
-async def _leave_every_group(client: Client, args: list[bytes], node_id: str) -> Reply:
-    for group in _groups(client):
-        reply = await _on_leader(group, lambda g=group: _remove(client, g, node_id),
-                                 [*args, b"GROUP", group.name.encode()])
-        if isinstance(reply, RespError):
-            return reply
+async def _ok_when_done(work) -> Reply:
+    await work
     return OK
 
 
-async def _remove(client: Client, group: RaftGroup, node_id: str) -> Reply:
-    if node_id not in group.members():
-        return OK  # already out of this group
-    if node_id == group.node_id:  # the leader leaving: hand over, send the caller on
-        await client.server.node.hand_over_leadership(group, "before leaving")
-        for _ in range(100):
-            address = group.leader_client_address()
-            if not group.is_leader() and address is not None:
-                return RespError(f"MOVED 0 {address}")
-            await asyncio.sleep(0.02)
-        return RespError("TRYAGAIN could not hand over leadership; retry")
-    index = await group.change_membership(ConfChangeType.REMOVE, node_id, None)
-    return index if isinstance(index, RespError) else OK
-
-
-def _leader_redirect(group: RaftGroup) -> RespError | None:
-    if group.is_leader():
-        return None
-    address = group.leader_client_address()
-    return RespError(f"MOVED 0 {address}") if address else CLUSTERDOWN
-
-
 @_sub("help", 2)
-def cluster_help(client: Client, args: list[bytes]) -> Reply:
+def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple(s) for s in (
         "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
         "INFO", "MYID", "NODES", "SLOTS", "SHARDS", "REPLICAS <node-id>", "KEYSLOT <key>",
@@ -385,71 +262,64 @@ def cluster_help(client: Client, args: list[bytes]) -> Reply:
         "LEAVE <node-id> [GROUP <group>]", "HELP")]
 
 
-@command("readonly", 1, Kind.SERVER, flags=("fast", "loading", "stale"), group="cluster")
-def readonly(client: Client, args: list[bytes]) -> Reply:
-    client.readonly = True
+@command("readonly", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster")
+def readonly(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.readonly = True
     return OK
 
 
-@command("readwrite", 1, Kind.SERVER, flags=("fast", "loading", "stale"), group="cluster")
-def readwrite(client: Client, args: list[bytes]) -> Reply:
-    client.readonly = False
+@command("readwrite", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster")
+def readwrite(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.readonly = False
     return OK
 
 
-@command("asking", 1, Kind.SERVER, flags=("fast",), group="cluster")
-def asking(client: Client, args: list[bytes]) -> Reply:
+@command("asking", 1, Kind.SERVER, flags=("fast",), family="cluster")
+def asking(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
 @command("role", 1, Kind.SERVER, flags=("noscript", "loading", "stale", "fast"),
-         group="server")
-def role(client: Client, args: list[bytes]) -> Reply:
+         family="server")
+def role(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """A master when it leads a group (its replicas: that group's other members),
     else a replica of the first group's leader."""
-    group = client.server.shown_group()
-    if group.is_leader():
-        replicas = [[host.encode(), str(port).encode(), b"0"]
-                    for node, host, port, _ in _members(group) if node != group.node_id]
-        return [b"master", group.applied_index, replicas]
-    address = group.leader_client_address()
+    shard = server.cluster.shown_shard()
+    me = server.config.node_id
+    if shard.leader == me:
+        replicas = []
+        for member in shard.members:
+            if member.node_id != me:
+                host, port = _client_endpoint(member)
+                replicas.append([host.encode(), str(port).encode(), b"0"])
+        return [b"master", shard.applied_index, replicas]
+    address = server.cluster.leader_address(shard)
     host, port = split_address(address) if address else ("?", 0)
     state = b"connected" if address else b"connect"
-    return [b"slave", host.encode(), port, state, group.applied_index]
+    return [b"slave", host.encode(), port, state, shard.applied_index]
 
 
-@command("respkv.transfer", -2, Kind.SERVER, flags=("admin",), group="cluster")
-def transfer(client: Client, args: list[bytes]) -> Reply:
+@command("respkv.transfer", -2, Kind.SERVER, flags=("admin",), family="cluster")
+def transfer(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """RESPKV.TRANSFER node-id [group]: hand leadership of the group (default: every
     group this node leads) to node-id."""
     if len(args) > 3:
         raise errors.SYNTAX
     target = args[1].decode("utf-8", "replace")
-    if len(args) == 3:
-        groups = [_group_named(client, args[2])]
-        redirect = _leader_redirect(groups[0])
-    else:
-        groups = client.server.led_groups()
-        redirect = None if groups else _leader_redirect(_groups(client)[0])
-    if redirect is not None:
-        return redirect
-    for group in groups:
-        try:
-            group.transfer_leadership(target)
-        except ValueError as error:
-            raise RespError(f"ERR {error}") from None
+    group = _group_name(server, args[2]) if len(args) == 3 else None
+    server.cluster.transfer(target, group)
     return OK
 
 
-@command("respkv.consistency", -1, Kind.SERVER, flags=("fast",), group="connection")
-def consistency(client: Client, args: list[bytes]) -> Reply:
+@command("respkv.consistency", -1, Kind.SERVER, flags=("fast",), family="connection")
+def consistency(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """RESPKV.CONSISTENCY [linearizable|lease|stale|default]: this connection's reads."""
     if len(args) == 1:
-        return (client.read_consistency or client.server.config.read_consistency).encode()
+        return (session.read_consistency or server.config.read_consistency).encode()
     if len(args) > 2:
         raise RespError("ERR wrong number of arguments for 'respkv.consistency' command")
     mode = args[1].decode("utf-8", "replace").lower()
     if mode not in ("linearizable", "lease", "stale", "default"):
         raise RespError("ERR read consistency must be linearizable, lease, stale or default")
-    client.read_consistency = None if mode == "default" else mode
+    session.read_consistency = None if mode == "default" else mode
     return OK

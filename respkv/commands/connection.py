@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from respkv import REDIS_VERSION
 from respkv.commands import errors
 from respkv.commands.args import parse_int
-from respkv.commands.table import COMMANDS, Kind, command
+from respkv.commands.context import ServerContext, Session
+from respkv.commands.subcommands import subcommand
+from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, PONG, Reply, RespError, Simple, Verbatim
 
-if TYPE_CHECKING:
-    from respkv.server.client import Client
 
-VERSION = "7.0.15"  # the Redis version whose behaviour we follow; clients look at it
-
-
-@command("ping", -1, Kind.SERVER, flags=("fast", "stale"), group="connection")
-def ping(client: Client, args: list[bytes]) -> Reply:
+@command("ping", -1, Kind.SERVER, flags=("fast", "stale"), family="connection")
+def ping(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 2:
         raise errors.wrong_arity("ping")
     return args[1] if len(args) == 2 else PONG
 
 
-@command("echo", 2, Kind.SERVER, flags=("fast",), group="connection")
-def echo(client: Client, args: list[bytes]) -> Reply:
+@command("echo", 2, Kind.SERVER, flags=("fast",), family="connection")
+def echo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return args[1]
 
 
-@command("hello", -1, Kind.SERVER, flags=("fast", "noauth"), group="connection", since="6.0.0")
-def hello(client: Client, args: list[bytes]) -> Reply:
-    resp3 = client.resp3
+@command("hello", -1, Kind.SERVER, flags=("fast", "noauth"), family="connection", since="6.0.0")
+def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    resp3 = session.resp3
     if len(args) >= 2:
         try:
             version = parse_int(args[1])
@@ -50,46 +46,45 @@ def hello(client: Client, args: list[bytes]) -> Reply:
         else:
             option_text = args[i].decode("utf-8", "replace")
             raise RespError(f"ERR Syntax error in HELLO option '{option_text}'")
-    client.resp3 = resp3
+    session.resp3 = resp3
     if name is not None:
-        client.name = name
-    server = client.server
+        session.name = name
     return {
         "server": "redis",
-        "version": VERSION,
+        "version": REDIS_VERSION,
         "proto": 3 if resp3 else 2,
-        "id": client.id,
+        "id": session.id,
         "mode": "cluster",
-        "role": "master" if server.is_leader() else "replica",
+        "role": "master" if server.cluster.leads_any() else "replica",
         "modules": [],
     }
 
 
-@command("select", 2, Kind.SERVER, flags=("fast",), group="connection")
-def select(client: Client, args: list[bytes]) -> Reply:
+@command("select", 2, Kind.SERVER, flags=("fast",), family="connection")
+def select(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     index = parse_int(args[1], RespError("ERR value is not an integer or out of range"))
     if index != 0:
         raise RespError("ERR SELECT is not allowed in cluster mode")
     return OK
 
 
-@command("quit", -1, Kind.SERVER, flags=("fast", "noauth"), group="connection")
-def quit_(client: Client, args: list[bytes]) -> Reply:
-    client.close_after_replies()
+@command("quit", -1, Kind.SERVER, flags=("fast", "noauth"), family="connection")
+def quit_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.close_after_replies()
     return OK
 
 
-@command("reset", 1, Kind.SERVER, flags=("fast", "noauth"), group="connection", since="6.2.0")
-def reset(client: Client, args: list[bytes]) -> Reply:
-    client.resp3 = False
-    client.name = b""
-    client.readonly = False
-    client.read_consistency = None
+@command("reset", 1, Kind.SERVER, flags=("fast", "noauth"), family="connection", since="6.2.0")
+def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.resp3 = False
+    session.name = b""
+    session.readonly = False
+    session.read_consistency = None
     return Simple("RESET")
 
 
-@command("auth", -2, Kind.SERVER, flags=("fast", "noauth"), group="connection")
-def auth(client: Client, args: list[bytes]) -> Reply:
+@command("auth", -2, Kind.SERVER, flags=("fast", "noauth"), family="connection")
+def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 3:
         raise errors.SYNTAX
     if len(args) == 2:
@@ -100,20 +95,9 @@ def auth(client: Client, args: list[bytes]) -> Reply:
     return OK
 
 
-@command("client", -2, Kind.SERVER, group="connection")
-def client_(client: Client, args: list[bytes]) -> Reply:
-    return subcommand(client, args)
-
-
-def subcommand(client: Client, args: list[bytes]) -> Reply:
-    """Run ``PARENT SUB ...`` through the parent's subcommand table."""
-    parent = COMMANDS[args[0].decode("latin-1").lower()]
-    sub = parent.subcommands.get(args[1].decode("latin-1").lower())
-    if sub is None:
-        raise errors.unknown_subcommand(parent.name, args[1])
-    if not sub.arity_ok(len(args)):  # Redis 7's text names the pair: 'config|get'
-        raise errors.wrong_arity(f"{parent.name}|{sub.name}")
-    return sub.handler(client, args)
+@command("client", -2, Kind.SERVER, family="connection")
+def client_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return subcommand(server, session, args)
 
 
 def _valid_name(name: bytes) -> bytes:
@@ -123,45 +107,45 @@ def _valid_name(name: bytes) -> bytes:
 
 
 def _client_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, group="connection", parent="client")
+    return command(name, arity, Kind.SERVER, family="connection", parent="client")
 
 
 @_client_sub("id", 2)
-def client_id(client: Client, args: list[bytes]) -> Reply:
-    return client.id
+def client_id(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return session.id
 
 
 @_client_sub("setname", 3)
-def client_setname(client: Client, args: list[bytes]) -> Reply:
-    client.name = _valid_name(args[2])
+def client_setname(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.name = _valid_name(args[2])
     return OK
 
 
 @_client_sub("getname", 2)
-def client_getname(client: Client, args: list[bytes]) -> Reply:
-    return client.name or None
+def client_getname(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return session.name or None
 
 
 @_client_sub("setinfo", 4)
-def client_setinfo(client: Client, args: list[bytes]) -> Reply:
+def client_setinfo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     attr = args[2].upper()
     if attr == b"LIB-NAME":
-        client.lib_name = _valid_name(args[3])
+        session.lib_name = _valid_name(args[3])
     elif attr == b"LIB-VER":
-        client.lib_ver = _valid_name(args[3])
+        session.lib_ver = _valid_name(args[3])
     else:
         raise RespError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
     return OK
 
 
 @_client_sub("info", 2)
-def client_info(client: Client, args: list[bytes]) -> Reply:
-    return Verbatim(client.info_line() + "\n")
+def client_info(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return Verbatim(session.info_line() + "\n")
 
 
 @_client_sub("list", -2)
-def client_list(client: Client, args: list[bytes]) -> Reply:
-    clients = list(client.server.clients.values())
+def client_list(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    clients = list(server.sessions())
     i = 2
     while i < len(args):
         option = args[i].upper()
@@ -183,14 +167,14 @@ def client_list(client: Client, args: list[bytes]) -> Reply:
 
 
 @_client_sub("kill", -3)
-def client_kill(client: Client, args: list[bytes]) -> Reply:
-    clients = client.server.clients.values()
+def client_kill(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    clients = list(server.sessions())
     if len(args) == 3:  # old form: CLIENT KILL ip:port
         victims = [c for c in clients if c.addr.encode() == args[2]]
         if not victims:
             raise RespError("ERR No such client")
         for victim in victims:
-            victim.close_after_replies() if victim is client else victim.close()
+            victim.close_after_replies() if victim is session else victim.close()
         return OK
     if len(args) % 2:
         raise errors.SYNTAX
@@ -216,20 +200,20 @@ def client_kill(client: Client, args: list[bytes]) -> Reply:
     victims = [c for c in list(clients) if all(f(c) for f in filters)]
     killed = 0
     for victim in victims:
-        if victim is client and skipme:
+        if victim is session and skipme:
             continue
-        victim.close_after_replies() if victim is client else victim.close()
+        victim.close_after_replies() if victim is session else victim.close()
         killed += 1
     return killed
 
 
 @_client_sub("no-evict", 3)
-def client_no_evict(client: Client, args: list[bytes]) -> Reply:
+def client_no_evict(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return _on_off(args[2])
 
 
 @_client_sub("no-touch", 3)
-def client_no_touch(client: Client, args: list[bytes]) -> Reply:
+def client_no_touch(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return _on_off(args[2])
 
 
@@ -240,7 +224,7 @@ def _on_off(value: bytes) -> Reply:
 
 
 @_client_sub("help", 2)
-def client_help(client: Client, args: list[bytes]) -> Reply:
+def client_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [
         Simple(line)
         for line in (

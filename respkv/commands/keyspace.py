@@ -264,7 +264,7 @@ def randomkey(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "dbsize", 1, Kind.READ, flags=("fast",), group="server",
+    "dbsize", 1, Kind.READ, flags=("fast",), family="server",
     summary="Return the number of keys in the selected database",
 )
 def dbsize(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -279,7 +279,7 @@ def _flush(db: Keyspace, args: list[bytes]) -> Reply:
 
 
 @command(
-    "flushdb", -1, Kind.WRITE, group="server",
+    "flushdb", -1, Kind.WRITE, family="server",
     summary="Remove all keys from the current database",
 )
 def flushdb(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -287,7 +287,7 @@ def flushdb(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "flushall", -1, Kind.WRITE, group="server",
+    "flushall", -1, Kind.WRITE, family="server",
     summary="Remove all keys from all databases",
 )
 def flushall(db: Keyspace, args: list[bytes], now: int) -> Reply:

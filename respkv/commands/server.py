@@ -5,25 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
 
 from respkv.commands import errors
 from respkv.commands.args import parse_float, parse_int
-from respkv.commands.connection import subcommand
+from respkv.commands.context import ServerContext, Session
 from respkv.commands.glob import stringmatch
-from respkv.commands.table import COMMANDS, Command, Kind, command
+from respkv.commands.subcommands import subcommand
+from respkv.commands.table import COMMANDS, Command, Kind, command, lookup
 from respkv.config import ConfigError
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
-
-if TYPE_CHECKING:
-    from respkv.server.client import Client
-
 
 # -- COMMAND: everything derived from the table ----------------------------
 
 
 def _visible(table: dict[str, Command]) -> list[Command]:
-    return [c for c in table.values() if "internal" not in c.flags]
+    return [c for c in table.values() if not c.internal]
 
 
 def command_info(cmd: Command, parent: str = "") -> list:
@@ -56,18 +52,18 @@ def command_info(cmd: Command, parent: str = "") -> list:
     ]
 
 
-_GROUP_CATEGORY = {"generic": "@keyspace", "string": "@string", "connection": "@connection"}
+_FAMILY_CATEGORY = {"generic": "@keyspace", "string": "@string", "connection": "@connection"}
 
 
 def acl_categories(cmd: Command) -> list[str]:
-    """Redis' ACL categories, derived from the flags and the group."""
+    """Redis' ACL categories, derived from the flags and the family."""
     categories = []
     if "readonly" in cmd.flags:
         categories.append("@read")
     if "write" in cmd.flags:
         categories.append("@write")
-    if cmd.group in _GROUP_CATEGORY:
-        categories.append(_GROUP_CATEGORY[cmd.group])
+    if cmd.family in _FAMILY_CATEGORY:
+        categories.append(_FAMILY_CATEGORY[cmd.family])
     categories.append("@fast" if "fast" in cmd.flags else "@slow")
     if "admin" in cmd.flags:
         categories += ["@admin", "@dangerous"]
@@ -75,7 +71,7 @@ def acl_categories(cmd: Command) -> list[str]:
 
 
 def command_docs(cmd: Command) -> dict:
-    docs: dict = {"summary": cmd.summary or cmd.name, "since": cmd.since, "group": cmd.group}
+    docs: dict = {"summary": cmd.summary or cmd.name, "since": cmd.since, "group": cmd.family}
     if cmd.subcommands:
         docs["subcommands"] = {
             f"{cmd.name}|{sub.name}": command_docs(sub) for sub in _visible(cmd.subcommands)
@@ -84,40 +80,41 @@ def command_docs(cmd: Command) -> dict:
 
 
 def _lookup(name: bytes) -> Command | None:
-    found = COMMANDS.get(name.decode("latin-1").lower())
-    return None if found is None or "internal" in found.flags else found
+    """A command clients may name (internal ones are not shown)."""
+    found = lookup(name)
+    return None if found is None or found.internal else found
 
 
-@command("command", -1, Kind.SERVER, flags=("loading", "stale"), group="server")
-def command_(client: Client, args: list[bytes]) -> Reply:
+@command("command", -1, Kind.SERVER, flags=("loading", "stale"), family="server")
+def command_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) == 1:
         return [command_info(c) for c in _visible(COMMANDS)]
-    return subcommand(client, args)
+    return subcommand(server, session, args)
 
 
 def _command_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, group="server", parent="command")
+    return command(name, arity, Kind.SERVER, family="server", parent="command")
 
 
 @_command_sub("count", 2)
-def command_count(client: Client, args: list[bytes]) -> Reply:
+def command_count(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return len(_visible(COMMANDS))
 
 
 @_command_sub("info", -2)
-def command_info_(client: Client, args: list[bytes]) -> Reply:
+def command_info_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     names = args[2:] or [c.name.encode() for c in _visible(COMMANDS)]
     return [command_info(c) if (c := _lookup(n)) else None for n in names]
 
 
 @_command_sub("docs", -2)
-def command_docs_(client: Client, args: list[bytes]) -> Reply:
+def command_docs_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     found = [_lookup(n) for n in args[2:]] if len(args) > 2 else _visible(COMMANDS)
     return {c.name: command_docs(c) for c in found if c is not None}
 
 
 @_command_sub("list", -2)
-def command_list(client: Client, args: list[bytes]) -> Reply:
+def command_list(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     commands = _visible(COMMANDS)
     if len(args) > 2:
         if len(args) != 5 or args[2].upper() != b"FILTERBY":
@@ -126,7 +123,8 @@ def command_list(client: Client, args: list[bytes]) -> Reply:
         if kind == b"PATTERN":
             commands = [c for c in commands if stringmatch(value.lower().encode(), c.name.encode())]
         elif kind == b"ACLCAT":
-            commands = [c for c in commands if c.group == value.lower()]
+            category = "@" + value.lower().lstrip("@")
+            commands = [c for c in commands if category in acl_categories(c)]
         elif kind == b"MODULE":
             commands = []
         else:
@@ -135,7 +133,7 @@ def command_list(client: Client, args: list[bytes]) -> Reply:
 
 
 @_command_sub("getkeys", -4)  # COMMAND GETKEYS command arg [arg ...]
-def command_getkeys(client: Client, args: list[bytes]) -> Reply:
+def command_getkeys(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     target = _lookup(args[2])
     if target is None:
         raise RespError("ERR Invalid command specified")
@@ -149,35 +147,35 @@ def command_getkeys(client: Client, args: list[bytes]) -> Reply:
 
 
 @_command_sub("help", 2)
-def command_help(client: Client, args: list[bytes]) -> Reply:
+def command_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple(s) for s in ("COMMAND [COUNT|INFO|DOCS|LIST|GETKEYS|HELP]",)]
 
 
 # -- INFO ------------------------------------------------------------------
 
 
-@command("info", -1, Kind.SERVER, flags=("loading", "stale"), group="server")
-def info(client: Client, args: list[bytes]) -> Reply:
+@command("info", -1, Kind.SERVER, flags=("loading", "stale"), family="server")
+def info(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     wanted = [a.decode("utf-8", "replace").lower() for a in args[1:]]
-    return Verbatim(client.server.info_text(wanted))
+    return Verbatim(server.info(wanted))
 
 
 # -- CONFIG ----------------------------------------------------------------
 
 
 @command("config", -2, Kind.SERVER, flags=("admin", "noscript", "loading", "stale"),
-         group="server")
-def config_(client: Client, args: list[bytes]) -> Reply:
-    return subcommand(client, args)
+         family="server")
+def config_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return subcommand(server, session, args)
 
 
 def _config_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, group="server", parent="config")
+    return command(name, arity, Kind.SERVER, family="server", parent="config")
 
 
 @_config_sub("get", -3)
-def config_get(client: Client, args: list[bytes]) -> Reply:
-    config = client.server.config
+def config_get(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    config = server.config
     found: dict[str, str] = {}
     for pattern in args[2:]:
         for name in config.names():
@@ -192,10 +190,10 @@ _IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "advertise"
 
 
 @_config_sub("set", -4)
-def config_set(client: Client, args: list[bytes]) -> Reply:
+def config_set(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) % 2:
         raise RespError("ERR wrong number of arguments for 'config|set' command")
-    config = client.server.config
+    config = server.config
     pairs = [(args[i].decode("utf-8", "replace"), args[i + 1].decode("utf-8", "replace"))
              for i in range(2, len(args), 2)]
     for name, _ in pairs:
@@ -219,60 +217,60 @@ def config_set(client: Client, args: list[bytes]) -> Reply:
 
 
 @_config_sub("resetstat", 2)
-def config_resetstat(client: Client, args: list[bytes]) -> Reply:
-    client.server.stats.reset()
+def config_resetstat(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    server.stats.reset()
     return OK
 
 
 @_config_sub("rewrite", 2)
-def config_rewrite(client: Client, args: list[bytes]) -> Reply:
+def config_rewrite(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     raise RespError("ERR The server is running without a config file")
 
 
 @_config_sub("help", 2)
-def config_help(client: Client, args: list[bytes]) -> Reply:
+def config_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple("CONFIG <GET|SET|RESETSTAT|REWRITE|HELP> ...")]
 
 
 # -- the rest ----------------------------------------------------------------
 
 
-@command("time", 1, Kind.SERVER, flags=("loading", "stale", "fast"), group="server")
-def time_(client: Client, args: list[bytes]) -> Reply:
+@command("time", 1, Kind.SERVER, flags=("loading", "stale", "fast"), family="server")
+def time_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     now = time.time_ns() // 1000
     return [str(now // 1_000_000).encode(), str(now % 1_000_000).encode()]
 
 
-@command("lastsave", 1, Kind.SERVER, flags=("loading", "stale", "fast"), group="server")
-def lastsave(client: Client, args: list[bytes]) -> Reply:
-    return int(client.server.stats.started)
+@command("lastsave", 1, Kind.SERVER, flags=("loading", "stale", "fast"), family="server")
+def lastsave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    return int(server.stats.started)
 
 
-@command("wait", 3, Kind.SERVER, group="generic")
-def wait(client: Client, args: list[bytes]) -> Reply:
+@command("wait", 3, Kind.SERVER, family="generic")
+def wait(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     parse_int(args[1])
     if parse_int(args[2]) < 0:
         raise RespError("ERR timeout is negative")
     # An acknowledged write is already on a majority: report the replicas in sync.
-    return client.server.replicas_in_sync()
+    return server.cluster.replicas_in_sync()
 
 
 @command("shutdown", -1, Kind.SERVER, flags=("admin", "noscript", "loading", "stale"),
-         group="server")
-def shutdown(client: Client, args: list[bytes]) -> Reply:
+         family="server")
+def shutdown(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     for option in args[1:]:
         if option.upper() not in (b"NOSAVE", b"SAVE", b"NOW", b"FORCE", b"ABORT"):
             raise errors.SYNTAX
     if any(option.upper() == b"ABORT" for option in args[1:]):
         raise RespError("ERR No shutdown in progress.")
-    client.server.request_shutdown()
-    client.close_after_replies()
+    server.request_shutdown()
+    session.close_after_replies()
     return OK
 
 
 @command("debug", -2, Kind.SERVER, flags=("admin", "noscript", "loading", "stale"),
-         group="server")
-def debug(client: Client, args: list[bytes]) -> Reply:
+         family="server")
+def debug(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     sub = args[1].upper()
     if sub == b"SLEEP" and len(args) == 3:
         return _sleep(parse_float(args[2]))
@@ -283,7 +281,7 @@ def debug(client: Client, args: list[bytes]) -> Reply:
         delay_ms = parse_int(args[2])
         if delay_ms < 0:
             raise RespError("ERR delay must be >= 0")
-        client.server.node.log.slow_down(delay_ms / 1000)
+        server.cluster.slow_disk(delay_ms / 1000)
         return OK
     raise RespError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
                     "Try DEBUG HELP.")

@@ -68,7 +68,7 @@ def _store(db: Keyspace, key: bytes, value: bytes, expire_at: int | None, now: i
 
 
 @command(
-    "get", 2, Kind.READ, flags=("fast",), keys=(1, 1, 1), group="string",
+    "get", 2, Kind.READ, flags=("fast",), keys=(1, 1, 1), family="string",
     summary="Get the value of a key",
 )
 def get(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -114,7 +114,7 @@ def _flag_allowed(opt: bytes, flags: set[bytes], unit: bytes | None, is_set: boo
 
 
 @command(
-    "set", -3, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), group="string",
+    "set", -3, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), family="string",
     summary="Set the string value of a key",
 )
 def set_(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -138,7 +138,7 @@ def set_(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "setnx", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), group="string",
+    "setnx", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), family="string",
     summary="Set the value of a key, only if the key does not exist",
 )
 def setnx(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -156,7 +156,7 @@ def _setex(db: Keyspace, args: list[bytes], now: int, unit: bytes, name: str) ->
 
 
 @command(
-    "setex", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), group="string",
+    "setex", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), family="string",
     summary="Set the value and expiration of a key", since="2.0.0",
 )
 def setex(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -164,7 +164,7 @@ def setex(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "psetex", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), group="string",
+    "psetex", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), family="string",
     summary="Set the value and expiration in milliseconds of a key", since="2.6.0",
 )
 def psetex(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -172,7 +172,7 @@ def psetex(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "getset", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), group="string",
+    "getset", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), family="string",
     summary="Set the string value of a key and return its old value",
 )
 def getset(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -182,7 +182,7 @@ def getset(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "getdel", 2, Kind.WRITE, flags=("fast",), keys=(1, 1, 1), group="string",
+    "getdel", 2, Kind.WRITE, flags=("fast",), keys=(1, 1, 1), family="string",
     summary="Get the value of a key and delete the key", since="6.2.0",
 )
 def getdel(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -193,7 +193,7 @@ def getdel(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "getex", -2, Kind.WRITE, flags=("fast",), keys=(1, 1, 1), group="string",
+    "getex", -2, Kind.WRITE, flags=("fast",), keys=(1, 1, 1), family="string",
     summary="Get the value of a key and optionally set its expiration", since="6.2.0",
 )
 def getex(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -217,7 +217,7 @@ def getex(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "mget", -2, Kind.READ, flags=("fast",), keys=(1, -1, 1), group="string",
+    "mget", -2, Kind.READ, flags=("fast",), keys=(1, -1, 1), family="string",
     summary="Get the values of all the given keys",
 )
 def mget(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -235,7 +235,7 @@ def _pairs(args: list[bytes], name: str) -> list[tuple[bytes, bytes]]:
 
 
 @command(
-    "mset", -3, Kind.WRITE, flags=("denyoom",), keys=(1, -1, 2), group="string",
+    "mset", -3, Kind.WRITE, flags=("denyoom",), keys=(1, -1, 2), family="string",
     summary="Set multiple keys to multiple values", since="1.0.1",
 )
 def mset(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -245,7 +245,7 @@ def mset(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "msetnx", -3, Kind.WRITE, flags=("denyoom",), keys=(1, -1, 2), group="string",
+    "msetnx", -3, Kind.WRITE, flags=("denyoom",), keys=(1, -1, 2), family="string",
     summary="Set multiple keys to multiple values, only if none of the keys exist",
     since="1.0.1",
 )
@@ -274,7 +274,7 @@ _COUNTER_FLAGS = ("denyoom", "fast")
 
 
 @command(
-    "incr", 2, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), group="string",
+    "incr", 2, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), family="string",
     summary="Increment the integer value of a key by one",
 )
 def incr(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -282,7 +282,7 @@ def incr(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "decr", 2, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), group="string",
+    "decr", 2, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), family="string",
     summary="Decrement the integer value of a key by one",
 )
 def decr(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -290,7 +290,7 @@ def decr(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "incrby", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), group="string",
+    "incrby", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), family="string",
     summary="Increment the integer value of a key by the given amount",
 )
 def incrby(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -298,7 +298,7 @@ def incrby(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "decrby", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), group="string",
+    "decrby", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), family="string",
     summary="Decrement the integer value of a key by the given number",
 )
 def decrby(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -309,7 +309,7 @@ def decrby(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "incrbyfloat", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), group="string",
+    "incrbyfloat", 3, Kind.WRITE, flags=_COUNTER_FLAGS, keys=(1, 1, 1), family="string",
     summary="Increment the float value of a key by the given amount", since="2.6.0",
 )
 def incrbyfloat(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -331,7 +331,7 @@ def incrbyfloat(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "append", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), group="string",
+    "append", 3, Kind.WRITE, flags=("denyoom", "fast"), keys=(1, 1, 1), family="string",
     summary="Append a value to a key", since="2.0.0",
 )
 def append(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -347,7 +347,7 @@ def append(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "strlen", 2, Kind.READ, flags=("fast",), keys=(1, 1, 1), group="string",
+    "strlen", 2, Kind.READ, flags=("fast",), keys=(1, 1, 1), family="string",
     summary="Get the length of the value stored in a key", since="2.2.0",
 )
 def strlen(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -367,7 +367,7 @@ def _getrange(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "getrange", 4, Kind.READ, keys=(1, 1, 1), group="string",
+    "getrange", 4, Kind.READ, keys=(1, 1, 1), family="string",
     summary="Get a substring of the string stored at a key", since="2.4.0",
 )
 def getrange(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -375,7 +375,7 @@ def getrange(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "substr", 4, Kind.READ, keys=(1, 1, 1), group="string",
+    "substr", 4, Kind.READ, keys=(1, 1, 1), family="string",
     summary="Get a substring of the string stored at a key",
 )
 def substr(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -383,7 +383,7 @@ def substr(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "setrange", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), group="string",
+    "setrange", 4, Kind.WRITE, flags=("denyoom",), keys=(1, 1, 1), family="string",
     summary="Overwrite part of a string at key starting at the specified offset",
     since="2.2.0",
 )

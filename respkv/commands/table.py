@@ -1,27 +1,34 @@
 """The command table: the one source of truth for every command's name, arity,
-flags and key positions. COMMAND, routing, arity checks and the write path all
-read it; nothing about a command is written twice.
+flags, key positions and family. COMMAND, routing, arity checks, ACL categories
+and the write path all read it; nothing about a command is written twice.
 
 Three kinds of handler:
 
-- READ:   ``handler(db: Keyspace, args: list[bytes], now_ms: int) -> Reply``
-          runs on the local state machine (after a ReadIndex barrier).
-- WRITE:  same signature, but runs inside ``StateMachine.apply`` on every node,
-          in log order. It must be a pure function of (db, args, now_ms):
-          ``now_ms`` is the leader's clock, stored in the log entry.
-- SERVER: ``handler(client: Client, args: list[bytes]) -> Reply`` (or an
-          awaitable of it) for commands about the connection, the server or
-          the cluster; they never touch the log.
+- READ:   ``handler(db: KeyspaceView, args, now_ms) -> Reply``: runs on this
+          node's copy of the data (after a read barrier when the mode asks).
+- WRITE:  ``handler(db: WritableKeyspace, args, now_ms) -> Reply``: runs inside
+          the state machine's apply on every node, in log order. It must be a
+          pure function of (db, args, now_ms): ``now_ms`` is the leader's clock,
+          stored in the log entry.
+- SERVER: ``handler(server: ServerContext, session: Session, args) -> Reply``
+          (or an awaitable of one), for commands about the connection, the
+          server or the cluster (respkv.commands.context); they never touch the log.
 
 ``args[0]`` is the command name as the client sent it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from respkv.protocol.reply import Reply, RespError
+from respkv.state.keyspace import Keyspace
+
+logger = logging.getLogger(__name__)
 
 
 class Kind(Enum):
@@ -40,7 +47,7 @@ class Command:
     first_key: int = 0
     last_key: int = 0
     step: int = 0
-    group: str = "generic"  # COMMAND DOCS group: string, generic, server, connection, cluster
+    family: str = "generic"  # COMMAND DOCS "group": string, generic, server, connection...
     summary: str = ""
     since: str = "1.0.0"
     subcommands: dict[str, Command] = field(default_factory=dict)
@@ -52,7 +59,8 @@ class Command:
         self.is_write = self.kind is Kind.WRITE
 
     def arity_ok(self, argc: int) -> bool:
-        return argc == self.arity if self.arity >= 0 else argc >= -self.arity
+        arity = self.arity
+        return argc == arity if arity >= 0 else argc >= -arity
 
     def key_indexes(self, argc: int) -> range:
         """Positions of the keys in a call with argc arguments."""
@@ -64,7 +72,6 @@ class Command:
     def keys(self, args: list[bytes]) -> Iterator[bytes]:
         for i in self.key_indexes(len(args)):
             yield args[i]
-
 
 
 COMMANDS: dict[str, Command] = {}
@@ -79,7 +86,7 @@ def command(
     *,
     flags: tuple[str, ...] = (),
     keys: tuple[int, int, int] = (0, 0, 0),
-    group: str = "generic",
+    family: str = "generic",
     summary: str = "",
     since: str = "1.0.0",
     parent: str | None = None,
@@ -96,7 +103,7 @@ def command(
             first_key=keys[0],
             last_key=keys[1],
             step=keys[2],
-            group=group,
+            family=family,
             summary=summary,
             since=since,
         )
@@ -109,8 +116,34 @@ def command(
     return register
 
 
-def lookup(name: bytes) -> Command | None:
+# Names as clients send them (b"SET", b"set", b"Set"...) -> their command, for the
+# names seen so far; bounded, since a client may send any spelling of anything.
+_BY_SPELLING: dict[bytes, Command] = {}
+_SPELLINGS_KEPT = 4096
+
+
+def lookup(name: bytes, table: dict[str, Command] = COMMANDS) -> Command | None:
+    """The command (or, given a parent's table, the subcommand) a name means."""
+    if table is COMMANDS:
+        found = _BY_SPELLING.get(name)
+        if found is not None:
+            return found
+    found = table.get(name.decode("latin-1").lower())
+    if found is not None and table is COMMANDS and len(_BY_SPELLING) < _SPELLINGS_KEPT:
+        _BY_SPELLING[name] = found
+    return found
+
+
+def apply_write(db: Keyspace, args: list[bytes], now_ms: int) -> Reply:
+    """Run one logged write command; errors are replies, never exceptions. What the
+    state machine is given to apply entries with."""
+    command = lookup(args[0])
+    if command is None or not command.is_write:
+        return RespError(f"ERR cannot apply {args[0][:64]!r}")
     try:
-        return COMMANDS[name.decode("ascii").lower()]
-    except (UnicodeDecodeError, KeyError):
-        return None
+        return command.handler(db, args, now_ms)
+    except RespError as error:
+        return error
+    except Exception:  # a bug in a handler: the same on every node, so log and go on
+        logger.exception("apply failed", extra={"command": args[0][:64]})
+        return RespError("ERR internal error while applying the command")

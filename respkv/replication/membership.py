@@ -1,130 +1,170 @@
-"""Who this node is (node.json) and where the others are (the address book).
+"""Membership of one group: proposing a change, and what applying one does.
 
-node.json is written once when a node bootstraps or joins, and again if it is
-removed, so a restart with the same command line comes back as the same node
-of the same cluster, and a removed node refuses to start.
-
-The address book maps node ids to their raft and client addresses. Addresses
-travel in the context of membership-change log entries and beside snapshots;
-each node keeps its book in peers.json, written before the change that
-taught it is applied, so a restart never forgets an address it needs.
+Applying a change teaches the address book the member's addresses and opens or
+closes the Raft connection. A removed member cannot learn of its removal from
+the log (the leader stops replicating to it as soon as the change is appended),
+so every member that applies a removal tells it directly, and tells it again
+whenever it still talks to the group. The leader promotes a learner to voter
+once it has caught up.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import uuid
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from respkv.raft.confchange import (
+    ConfChange,
+    ConfChangeError,
+    ConfChangeType,
+    decode_conf_change,
+)
+from respkv.raft.core import ConfChangePending, RaftCore, RaftError, Role
+from respkv.raft.core import NotLeader as CoreNotLeader
+from respkv.raft.types import Entry
+from respkv.replication.addresses import AddressBook, Addresses
+from respkv.replication.outcomes import MembershipRefused, NotLeader, Unavailable
+from respkv.replication.proposals import Proposals
+
+if TYPE_CHECKING:
+    from respkv.replication.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+PROMOTE_LAG = 64  # a learner this close to the leader's commit index becomes a voter
+NOTIFY_EVERY = 1.0  # seconds between two notices to the same removed member
 
 
-class NodeRefused(RuntimeError):
-    """This directory cannot be served by this node (other cluster, removed...)."""
+class Membership:
+    def __init__(self, name: str, node_id: str, joined_at: int, core: RaftCore,
+                 book: AddressBook, transport: Transport, proposals: Proposals,
+                 on_removed: Callable[[], None], wake: Callable[[], None]) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.joined_at = joined_at  # log index of the change that added this node
+        self.core = core
+        self.book = book
+        self.transport = transport
+        self.proposals = proposals
+        self.on_removed = on_removed  # this node is out of the group
+        self.wake = wake
+        # members whose removal this node applied (since it started), and when
+        # each was last told so; and the log index of each of those removals
+        self.removed_members: dict[str, float] = {}
+        self.removed_at: dict[str, int] = {}
 
+    def connect_peers(self) -> None:
+        conf = self.core.conf
+        for node in (*conf.voters, *conf.learners):
+            addresses = self.book.get(node)
+            if addresses is not None:
+                self.transport.set_peer(node, addresses.raft)
 
-@dataclass
-class Addresses:
-    raft: str
-    client: str
+    # -- proposing -------------------------------------------------------------
 
-    def to_bytes(self) -> bytes:
-        return json.dumps({"raft": self.raft, "client": self.client}).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Addresses | None:
+    async def change(self, op: ConfChangeType, node_id: str,
+                     addresses: Addresses | None) -> int:
+        """Propose one change and wait until it is applied; its log index."""
+        context = addresses.to_bytes() if addresses else b""
         try:
-            fields = json.loads(data)
-            return cls(str(fields["raft"]), str(fields["client"]))
-        except (ValueError, KeyError, TypeError):
-            return None
+            index = self.core.propose_conf_change(ConfChange(op, node_id, context))
+        except CoreNotLeader:
+            raise NotLeader(None) from None
+        except ConfChangePending as error:
+            raise Unavailable(f"membership change in progress: {error}") from None
+        except ConfChangeError as error:
+            raise MembershipRefused(str(error)) from None
+        except RaftError as error:
+            raise Unavailable(str(error)) from None
+        future = asyncio.get_running_loop().create_future()
+        self.proposals.track(index, future)
+        self.wake()
+        await future
+        return index
 
+    def promote_learners(self) -> None:
+        """On the leader: propose the first caught-up learner as a voter."""
+        core = self.core
+        if core.role is not Role.LEADER or not core.conf.learners:
+            return
+        committed = core.log.committed
+        for learner in core.conf.learners:
+            progress = core.prs.get(learner)
+            if (progress is None or progress.match == 0 or not progress.recent_active
+                    or committed - progress.match > PROMOTE_LAG):
+                continue  # not caught up yet: a voter that lags would hurt the quorum
+            addresses = self.book.get(learner)
+            try:
+                core.propose_conf_change(ConfChange(
+                    ConfChangeType.ADD_VOTER, learner,
+                    addresses.to_bytes() if addresses else b""))
+            except (RaftError, ConfChangeError):
+                return
+            logger.info("promoting learner", extra={"member": learner, "group": self.name})
+            return
 
-@dataclass
-class NodeInfo:
-    node_id: str
-    cluster_id: str
-    removed: bool = False
-    # per group: log index of the change that added this node (absent: founder)
-    joined_at: dict[str, int] = field(default_factory=dict)
-    shards: int = 1  # Raft groups of the cluster (node.json from before sharding: 1)
+    # -- applying ----------------------------------------------------------------
 
+    def applied(self, entry: Entry) -> None:
+        """A membership change entry is being applied."""
+        change = decode_conf_change(entry.data)
+        addresses = Addresses.from_bytes(change.context) if change.context else None
+        if addresses is not None:
+            self.book.learn(change.node_id, addresses)
+        if change.op is ConfChangeType.REMOVE:
+            self._removed(change.node_id, entry.index)
+            return
+        logger.info("member added", extra={"member": change.node_id, "op": change.op.name,
+                                           "index": entry.index, "group": self.name})
+        self.removed_members.pop(change.node_id, None)
+        self.removed_at.pop(change.node_id, None)
+        if addresses is not None:
+            self.transport.set_peer(change.node_id, addresses.raft)
 
-def write_json_atomically(path: Path, value: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    def _removed(self, node_id: str, index: int) -> None:
+        logger.info("member removed", extra={"member": node_id, "index": index,
+                                             "group": self.name})
+        if node_id == self.node_id:
+            if index <= self.joined_at:
+                # an earlier membership of this node id, before it left and joined
+                # again: history, not news
+                logger.info("ignoring an earlier removal of this node id",
+                            extra={"index": index, "joined_at": self.joined_at})
+            else:
+                asyncio.get_running_loop().call_soon(self.on_removed)
+            return
+        self.transport.drop_peer(node_id)
+        self.removed_members.setdefault(node_id, 0.0)
+        self.removed_at[node_id] = index
+        if node_id not in self.core.conf:  # the latest: not re-added since?
+            self._notify_removed(node_id, index)
 
+    # -- removed members -----------------------------------------------------------
 
-def load_node_info(directory: Path) -> NodeInfo | None:
-    path = directory / "node.json"
-    if not path.exists():
-        return None
-    fields = json.loads(path.read_text())
-    joined_at = fields.get("joined_at", {})
-    if isinstance(joined_at, int):  # written by a single-group version
-        joined_at = {"g0": joined_at}
-    return NodeInfo(fields["node_id"], fields["cluster_id"], bool(fields.get("removed")),
-                    {str(k): int(v) for k, v in joined_at.items()}, int(fields.get("shards", 1)))
+    def is_removed_sender(self, sender: str) -> bool:
+        """A removed node that missed the news (it was down, say) still talks to us:
+        tell it again (at most once a second); its message is to be dropped."""
+        if sender in self.removed_members and sender not in self.core.conf:
+            self._notify_removed(sender, self.removed_at.get(sender, 0))
+            return True
+        return False
 
+    def removal_notice(self, sender: str, index: int) -> None:
+        """A member applied our removal (committed at ``index``): stop serving."""
+        if index <= self.joined_at:
+            return  # a removal from before this node joined (again)
+        logger.warning("removed from the cluster", extra={"told_by": sender, "index": index,
+                                                          "group": self.name})
+        asyncio.get_running_loop().call_soon(self.on_removed)
 
-def save_node_info(directory: Path, info: NodeInfo) -> None:
-    write_json_atomically(directory / "node.json", asdict(info))
-
-
-def new_cluster_id() -> str:
-    return uuid.uuid4().hex
-
-
-def cluster_node_id(node_id: str) -> str:
-    """The 40-hex id Redis Cluster clients expect, derived from our node id."""
-    return hashlib.sha1(node_id.encode()).hexdigest()
-
-
-class AddressBook:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, Addresses] = {}
-        if path.exists():
-            for node, fields in json.loads(path.read_text()).items():
-                self.entries[node] = Addresses(fields["raft"], fields["client"])
-
-    def get(self, node_id: str) -> Addresses | None:
-        return self.entries.get(node_id)
-
-    def learn(self, node_id: str, addresses: Addresses) -> None:
-        if self.entries.get(node_id) != addresses:
-            self.entries[node_id] = addresses
-            self.save()
-
-    def merge(self, others: dict[str, Addresses]) -> None:
-        changed = False
-        for node, addresses in others.items():
-            if self.entries.get(node) != addresses:
-                self.entries[node] = addresses
-                changed = True
-        if changed:
-            self.save()
-
-    def save(self) -> None:
-        write_json_atomically(self.path, {n: asdict(a) for n, a in self.entries.items()})
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({n: asdict(a) for n, a in self.entries.items()}).encode()
-
-    @staticmethod
-    def parse(data: bytes) -> dict[str, Addresses]:
-        try:
-            fields = json.loads(data)
-            return {n: Addresses(f["raft"], f["client"]) for n, f in fields.items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return {}
+    def _notify_removed(self, node_id: str, index: int) -> None:
+        now = time.monotonic()
+        if now - self.removed_members.get(node_id, 0.0) < NOTIFY_EVERY:
+            return
+        self.removed_members[node_id] = now
+        addresses = self.book.get(node_id)
+        if addresses is not None:
+            self.transport.notify_removed(node_id, addresses.raft, self.name, index)

@@ -13,7 +13,6 @@ command line says about joining.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import socket
@@ -23,10 +22,10 @@ from pathlib import Path
 
 from respkv.config import Config
 from respkv.protocol.reply import RespError
+from respkv.replication.addresses import AddressBook, Addresses
+from respkv.replication.balancer import LeaderBalancer, hand_over_leadership, preferred_leader
 from respkv.replication.group import RaftGroup
-from respkv.replication.membership import (
-    AddressBook,
-    Addresses,
+from respkv.replication.identity import (
     NodeInfo,
     NodeRefused,
     load_node_info,
@@ -36,19 +35,19 @@ from respkv.replication.membership import (
 from respkv.replication.rpc import ask
 from respkv.replication.slots import group_name, slot_owners
 from respkv.replication.transport import Transport
+from respkv.state.machine import ApplyCommand
 from respkv.storage.nodelog import NodeLog
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 60.0
-BALANCE_INTERVAL = 0.25  # seconds between looks at where the leaders are
 SETTLE_TIMEOUT = 15.0  # a new member serves clients after this long even if not settled
-BALANCE_SETTLE = 1.0  # a leader keeps its lead this long before handing it to the preferred node
 
 
 class ClusterNode:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, apply_command: ApplyCommand) -> None:
         self.config = config
+        self.apply_command = apply_command  # what each group's state machine applies with
         self.dir = Path(config.dir)
         self.info: NodeInfo | None = None
         self.transport: Transport | None = None
@@ -57,8 +56,8 @@ class ClusterNode:
         self.book = AddressBook(self.dir / "peers.json")
         self.removed_from: set[str] = set()
         self.on_removed: Callable[[], None] | None = None
-        self._balancer: asyncio.Task[None] | None = None
-        self.log: NodeLog | None = None  # the WAL all groups share
+        self.balancer: LeaderBalancer | None = None
+        self.wal: NodeLog | None = None  # the WAL all groups share
 
     @property
     def node_id(self) -> str:
@@ -73,7 +72,7 @@ class ClusterNode:
 
     async def start(self) -> None:
         if self.config.faults:
-            log.warning("UNSAFE TEST FAULTS ON: %s", self.config.faults.describe())
+            logger.warning("UNSAFE TEST FAULTS ON: %s", self.config.faults.describe())
         info = load_node_info(self.dir)
         bootstrap = None
         joining = info is None and bool(self.config.join)
@@ -84,7 +83,7 @@ class ClusterNode:
             else:
                 cluster_id, shards, joined_at = new_cluster_id(), self.config.shards, {}
                 bootstrap = self.addresses
-                log.info("bootstrapping a new cluster",
+                logger.info("bootstrapping a new cluster",
                          extra={"cluster": cluster_id, "shards": shards})
             info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at, shards=shards)
             save_node_info(self.dir, info)
@@ -102,19 +101,18 @@ class ClusterNode:
         self.transport.peer_in_use = self._is_member
         await self.transport.start()
         self.slot_owner = slot_owners(info.shards)
-        self.log = NodeLog(self.dir / "raft" / "wal")
-        self.log.before_sync = self.transport.flush
+        self.wal = NodeLog(self.dir / "raft" / "wal")
+        self.wal.before_sync = self.transport.flush
         for index in range(info.shards):
             name = group_name(index)
-            group = RaftGroup(name, self.node_id, self.config, self.dir, self.transport,
-                              self.book, self.log.view(index), bootstrap,
-                              info.joined_at.get(name, 0))
-            group.on_removed = functools.partial(self._removed, name)
-            self.groups.append(group)
+            self.groups.append(RaftGroup(
+                name, self.config, self.dir, self.transport, self.book, self.wal.view(index),
+                self.apply_command, functools.partial(self._removed, name), bootstrap,
+                info.joined_at.get(name, 0)))
         for group in self.groups:
             await group.start()
-        if len(self.groups) > 1:
-            self._balancer = asyncio.create_task(self._balance_leaders(), name="balancer")
+        self.balancer = LeaderBalancer(self.node_id, self.groups, self.config)
+        self.balancer.start()
         if joining:
             await self._settle_after_join()
 
@@ -126,10 +124,10 @@ class ClusterNode:
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline:
             if all(self._settled(index, group) for index, group in enumerate(self.groups)):
-                log.info("caught up in every group")
+                logger.info("caught up in every group")
                 return
             await asyncio.sleep(0.05)
-        log.warning("serving before being a caught-up voter of every group "
+        logger.warning("serving before being a caught-up voter of every group "
                     "(still catching up, or the leaders are busy)")
 
     def _settled(self, index: int, group: RaftGroup) -> bool:
@@ -137,14 +135,8 @@ class ClusterNode:
             return False
         if group.applied_index < group.commit_index:
             return False
-        return group.is_leader() or self._preferred_leader(index, group) != self.node_id
-
-    def _preferred_leader(self, index: int, group: RaftGroup) -> str | None:
-        """Group i prefers the i-th voter by id; None when leaders are not balanced."""
-        voters = sorted(group.members().voters)
-        if not self.config.balance_leaders or len(self.groups) < 2 or not voters:
-            return None
-        return voters[index % len(voters)]
+        return (group.is_leader()
+                or preferred_leader(index, group, len(self.groups), self.config) != self.node_id)
 
     def _is_member(self, node_id: str) -> bool:
         """A member of any of this node's groups (as far as each group knows)."""
@@ -172,9 +164,9 @@ class ClusterNode:
         """Removed from one group; once out of every group, the node is gone."""
         self.removed_from.add(group)
         if len(self.removed_from) < len(self.groups):
-            log.warning("this node was removed from a group", extra={"group": group})
+            logger.warning("this node was removed from a group", extra={"group": group})
             return
-        log.warning("this node was removed from the cluster; shutting down")
+        logger.warning("this node was removed from the cluster; shutting down")
         if self.info is not None:
             self.info.removed = True
             save_node_info(self.dir, self.info)
@@ -195,63 +187,30 @@ class ClusterNode:
                 words = str(reply if isinstance(reply, str) else reply.decode()).split()
                 cluster_id, shards = words[0], int(words[1])
                 joined_at = {group_name(i): int(w) for i, w in enumerate(words[2:])}
-                log.info("joined cluster", extra={"cluster": cluster_id, "via": seed,
+                logger.info("joined cluster", extra={"cluster": cluster_id, "via": seed,
                                                   "shards": shards, "index": joined_at})
                 return cluster_id, shards, joined_at
             if time.monotonic() > deadline:
                 raise NodeRefused(f"could not join through {seed}: {reply.text}")
-            log.info("join not done yet: %s", reply.text)
+            logger.info("join not done yet: %s", reply.text)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
-        if self._balancer is not None:
-            self._balancer.cancel()
-        await asyncio.gather(*(self.hand_over_leadership(group, "before shutdown")
+        if self.balancer is not None:
+            self.balancer.stop()
+        await asyncio.gather(*(hand_over_leadership(group, "before shutdown")
                                for group in self.groups))
         for group in self.groups:
             await group.stop()
-        if self.log is not None:
+        if self.wal is not None:
             try:
-                self.log.close()
+                self.wal.close()
             except (OSError, RuntimeError) as error:
-                log.error("log not closed cleanly (restart replays what is on disk): %s", error)
+                logger.error("log not closed cleanly (restart replays what is on disk): %s",
+                             error)
         if self.transport is not None:
             await self.transport.stop()
-
-    async def hand_over_leadership(self, group: RaftGroup, why: str,
-                                   timeout: float = 3.0) -> None:
-        """A leader that stops or leaves first makes an up-to-date follower the leader."""
-        if not group.is_leader():
-            return
-        target = group.best_transfer_target()
-        if target is None:
-            return
-        log.info(f"transferring leadership {why}", extra={"to": target, "group": group.name})
-        try:
-            group.transfer_leadership(target)
-        except Exception as error:  # best effort: stopping anyway
-            log.warning("leadership transfer failed: %s", error)
-            return
-        deadline = time.monotonic() + timeout
-        while group.is_leader() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-
-    async def _balance_leaders(self) -> None:
-        """Spread the leaders: group i prefers the i-th voter (by id). A leader hands
-        its group to the preferred node once that node is up to date, so writes
-        are spread over the machines, and come back after a restart."""
-        while True:
-            await asyncio.sleep(BALANCE_INTERVAL)
-            for index, group in enumerate(self.groups):
-                if not group.is_leader() or group.leader_for() < BALANCE_SETTLE:
-                    continue
-                preferred = self._preferred_leader(index, group)  # None: balance-leaders no
-                if preferred not in (None, self.node_id) and group.is_caught_up(preferred):
-                    log.info("handing leadership to the preferred node",
-                             extra={"group": group.name, "to": preferred})
-                    with contextlib.suppress(Exception):
-                        group.transfer_leadership(preferred)
 
 
 def _check_log_layout(directory: Path) -> None:

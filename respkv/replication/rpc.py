@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from respkv.protocol.reply import Reply, RespError, Simple
-from respkv.replication.transport import split_address
+from respkv.replication.addresses import split_address
 
 
 async def call(address: str, args: list[bytes], timeout: float = 10.0) -> bytes:

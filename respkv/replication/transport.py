@@ -20,14 +20,15 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from respkv.background import spawn
 from respkv.raft.codec import decode_message, encode_message
 from respkv.raft.messages import Message
-from respkv.storage.store import ChunkWriter, iter_chunks
+from respkv.replication.addresses import split_address
+from respkv.storage.files import ChunkWriter, iter_chunks
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">IB")
 HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED = 1, 2, 3, 4, 5, 6, 7
@@ -50,9 +51,16 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return kind, await reader.readexactly(length - 1)
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+class GroupEndpoint(Protocol):
+    """What the transport hands a group's traffic to (a RaftGroup)."""
+
+    def on_message(self, message: Message) -> None: ...
+
+    def on_snapshot(self, message: Message, path: Path) -> None: ...
+
+    def on_removed_notice(self, sender: str, index: int) -> None: ...
+
+    def on_unreachable(self, node_id: str) -> None: ...
 
 
 class Peer:
@@ -102,19 +110,19 @@ class Peer:
                 reader, writer = await self.transport.dial(self.address, self.node_id)
             except (OSError, ConnectionError, asyncio.IncompleteReadError) as error:
                 self.transport.on_unreachable(self.node_id)
-                log.debug("cannot reach %s at %s: %s", self.node_id, self.address, error)
+                logger.debug("cannot reach %s at %s: %s", self.node_id, self.address, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
             self.writer = writer
-            log.info("connected to peer", extra={"peer": self.node_id, "addr": self.address})
+            logger.info("connected to peer", extra={"peer": self.node_id, "addr": self.address})
             with contextlib.suppress(OSError):
                 await reader.read()  # the acceptor never sends: EOF means closed
             self.writer = None
             writer.close()
             self.transport.on_unreachable(self.node_id)
-            log.info("lost peer connection", extra={"peer": self.node_id})
+            logger.info("lost peer connection", extra={"peer": self.node_id})
             await asyncio.sleep(backoff)
 
     async def close(self) -> None:
@@ -138,7 +146,7 @@ class Transport:
         self.port = port
         self.snapshot_dir = snapshot_dir  # group -> where incoming snapshots are written
         self.peers: dict[str, Peer] = {}
-        self.handlers: dict[str, Any] = {}  # group name -> RaftGroup
+        self.handlers: dict[str, GroupEndpoint] = {}  # by group name
         self.peer_in_use: Callable[[str], bool] = lambda node_id: False  # set by the node
         self.server: asyncio.AbstractServer | None = None
         self.inbound: set[Inbound] = set()
@@ -230,7 +238,7 @@ class Transport:
         try:
             reader, writer = await self.dial(address, node_id)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as error:
-            log.info("cannot tell %s it was removed: %s", node_id, error)
+            logger.info("cannot tell %s it was removed: %s", node_id, error)
             return
         try:
             writer.write(data)
@@ -260,7 +268,7 @@ class Transport:
                 sent += len(chunk)
                 if time.monotonic() - told >= SNAPSHOT_PROGRESS_EVERY:
                     told = time.monotonic()
-                    log.info("snapshot progress", extra={
+                    logger.info("snapshot progress", extra={
                         "peer": message.to, "group": message.group, "bytes": sent,
                         "total": total, "index": message.snapshot.index})
             writer.write(frame(SNAP_END, encode_message(message)))
@@ -269,7 +277,7 @@ class Transport:
             await asyncio.wait_for(reader.read(), 30)
         finally:
             writer.close()
-        log.info("snapshot sent", extra={"peer": message.to, "bytes": sent,
+        logger.info("snapshot sent", extra={"peer": message.to, "bytes": sent,
                                           "index": message.snapshot.index})
 
     # -- receiving -------------------------------------------------------------
@@ -284,7 +292,7 @@ class Transport:
         if not isinstance(hello, dict):
             return None
         if hello.get("cluster") != self.cluster_id or hello.get("to") != self.node_id:
-            log.warning("refused raft connection", extra={
+            logger.warning("refused raft connection", extra={
                 "peer": hello.get("from"), "their_cluster": hello.get("cluster"),
                 "to": hello.get("to")})
             return None
@@ -350,10 +358,10 @@ class Inbound(asyncio.Protocol):
         try:
             self._split(data)
         except ConnectionError as error:
-            log.info("bad raft connection from %s: %s", self.peer, error)
+            logger.info("bad raft connection from %s: %s", self.peer, error)
             self.close()
         except Exception:
-            log.exception("bad raft connection")
+            logger.exception("bad raft connection")
             self.close()
 
     def _split(self, data: bytes) -> None:

@@ -17,16 +17,40 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from respkv.commands.errors import SHUTTING_DOWN
+from respkv.commands.table import Command
+from respkv.config import Config
 from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Reply, RespError, encode
+from respkv.replication.outcomes import ReplicationError
+from respkv.server.dispatch import (
+    AfterWrites,
+    Barrier,
+    Dispatcher,
+    Gated,
+    Pending,
+    Proposed,
+)
+from respkv.server.refusals import reply_for
+from respkv.server.router import ReadTarget
+from respkv.server.stats import Stats
 
-if TYPE_CHECKING:
-    from respkv.server.server import Server
+logger = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
+
+class ClientHost(Protocol):
+    """What a connection needs from the server that accepted it."""
+
+    config: Config
+    stats: Stats
+    dispatcher: Dispatcher
+
+    def register(self, client: Client) -> bool:
+        """Count the connection in; False when maxclients is reached."""
+
+    def unregister(self, client: Client) -> None: ...
 
 _CLOSE = object()  # queued after the last reply of a connection that must close
 _MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
@@ -35,10 +59,10 @@ _MAX_INFLIGHT_BYTES = 16 << 20  # bytes of proposed, unapplied writes before we 
 
 
 class Client(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.id = server.next_client_id()
-        self.parser = RequestParser(server.config.proto_max_bulk_len)
+    def __init__(self, host: ClientHost, client_id: int) -> None:
+        self.host = host
+        self.id = client_id
+        self.parser = RequestParser(host.config.proto_max_bulk_len)
         self.transport: asyncio.Transport | None = None
         self.resp3 = False
         self.name = b""
@@ -61,7 +85,8 @@ class Client(asyncio.Protocol):
         self.barrier_covers: dict[str, int] = {}
         self.barrier_error: RespError | None = None  # a failed barrier, for the read waiting on it
         self.barrier_wait: tuple[tuple[str, ...], int] = ((), 0)  # (groups, commands it covers)
-        self.after_barrier: tuple[list[bytes], Any, Any] | None = None  # (args, command, route)
+        # a read waiting on its barrier: (args, command, target), kept by dispatch
+        self.after_barrier: tuple[list[bytes], Command, ReadTarget] | None = None
         self.received = 0
         self.executed = 0
         self.reading_paused = False
@@ -78,18 +103,18 @@ class Client(asyncio.Protocol):
         sock = transport.get_extra_info("sockname") or ("?", 0)
         self.addr = f"{peer[0]}:{peer[1]}"
         self.laddr = f"{sock[0]}:{sock[1]}"
-        if not self.server.register(self):
+        if not self.host.register(self):
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()
             self.closing = True
             return
-        limit = self.server.config.client_output_buffer_limit
+        limit = self.host.config.client_output_buffer_limit
         self.transport.set_write_buffer_limits(high=min(limit, 1 << 20))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.commands.clear()
-        self.server.unregister(self)
+        self.host.unregister(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -102,7 +127,7 @@ class Client(asyncio.Protocol):
             self.commands.extend(frames)
             self.commands.append([_CLOSE, error.reply_text])  # type: ignore[list-item]
             self.received += len(frames) + 1
-            self.server.stats.protocol_errors += 1
+            self.host.stats.protocol_errors += 1
             self.transport.pause_reading()
             self.reading_paused = True
             self.run()
@@ -127,7 +152,7 @@ class Client(asyncio.Protocol):
     def run(self) -> None:
         """Run queued commands in order until one has to wait."""
         commands = self.commands
-        dispatch = self.server.dispatcher.dispatch
+        dispatch = self.host.dispatcher.dispatch
         held = 0  # bytes of replies produced and not yet written
         while commands and self.waiting is None and not self.closing:
             if held > _FLUSH_AT:
@@ -144,30 +169,31 @@ class Client(asyncio.Protocol):
                 self.replies.append(_CLOSE)
                 break
             outcome = dispatch(self, args)
-            if outcome.__class__ is bytes:
+            kind = outcome.__class__
+            if kind is bytes:
                 commands.popleft()
                 self.executed += 1
                 self.replies.append(outcome)
-                held += len(outcome)
+                held += len(outcome)  # type: ignore[arg-type]
                 if self.close_pending:
                     self.replies.append(_CLOSE)
                     break
                 continue
-            kind, value = outcome
-            if kind == "blocked":  # _write_done runs the queue again
+            if kind is Proposed:  # a future for the applied reply
+                commands.popleft()
+                self.executed += 1
+                self._add_write(outcome.future, sum(map(len, args)))  # type: ignore[union-attr]
+            elif kind is AfterWrites:  # _write_done runs the queue again
                 break
-            if kind == "write":  # a future for the applied reply
+            elif kind is Barrier:  # wait for a read barrier, then run it again
+                self._wait_barrier(outcome.future, outcome.groups)  # type: ignore[union-attr]
+            elif kind is Gated:  # wait for the write over several groups, then again
+                self._wait_for(outcome.future)  # type: ignore[union-attr]
+            else:  # Pending: a server command that awaits something
+                assert isinstance(outcome, Pending)
                 commands.popleft()
                 self.executed += 1
-                self._add_write(value, sum(map(len, args)))
-            elif kind == "wait":  # wait for writes before it, then retry
-                self._wait_for(value)
-            elif kind == "barrier":  # wait for a read barrier, then retry
-                self._wait_barrier(*value)
-            else:  # "async": a server command that awaits something
-                commands.popleft()
-                self.executed += 1
-                future = asyncio.ensure_future(value)
+                future = asyncio.ensure_future(outcome.awaitable)
                 self.replies.append((future, self.resp3))
                 self._wait_for(future)
         self.flush()
@@ -185,9 +211,11 @@ class Client(asyncio.Protocol):
         self.inflight += 1
         self.inflight_bytes += size
         self.replies.append((future, self.resp3))
-        future.add_done_callback(lambda _: self._write_done(size))
+        future.add_done_callback(lambda done: self._write_done(done, size))
 
-    def _write_done(self, size: int) -> None:
+    def _write_done(self, future: asyncio.Future[Reply], size: int) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: a closed connection never encodes it
         self.inflight -= 1
         self.inflight_bytes -= size
         self.flush()
@@ -212,8 +240,7 @@ class Client(asyncio.Protocol):
         if barrier.cancelled():
             self.barrier_error = RespError("ERR read cancelled")
         elif (error := barrier.exception()) is not None:
-            self.barrier_error = (
-                error if isinstance(error, RespError) else RespError(f"ERR {error}"))
+            self.barrier_error = _error_reply(error)
         else:
             for name in groups:
                 self.barrier_covers[name] = covers
@@ -252,10 +279,7 @@ class Client(asyncio.Protocol):
             return encode(RespError("ERR command cancelled"), resp3)
         error = future.exception()
         if error is not None:
-            if isinstance(error, RespError):
-                return encode(error, resp3)
-            log.error("command failed", exc_info=error)
-            return encode(RespError(f"ERR {error.__class__.__name__}: {error}"), resp3)
+            return encode(_error_reply(error), resp3)
         return encode(future.result(), resp3)
 
     def _write(self, out: list[bytes]) -> None:
@@ -336,3 +360,13 @@ class Client(asyncio.Protocol):
             "lib-ver": self.lib_ver.decode("utf-8", "replace"),
         }
         return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def _error_reply(error: BaseException) -> RespError:
+    """The reply for a request that failed instead of answering."""
+    if isinstance(error, RespError):
+        return error
+    if isinstance(error, ReplicationError):
+        return reply_for(error)
+    logger.error("command failed", exc_info=error)
+    return RespError(f"ERR {error.__class__.__name__}: {error}")

@@ -1,46 +1,103 @@
 """From an argument list to a reply: lookup, arity, routing, consistency.
 
-``dispatch`` answers at once with encoded bytes when it can, or says what
-the connection must wait for:
-
-- ``("write", future)``: proposed to the log; the future holds the reply.
-- ``("blocked", None)``: writes of this connection are still in flight and
-  this command must see them: run it again once they are applied.
-- ``("wait", future)``: writes in flight on the node (a cross-group write): run the
-  command again when it resolves.
-- ``("barrier", (future, groups))``: a read barrier on these groups; run the command
-  again once it has passed.
-- ``("async", awaitable)``: a server command that awaits something.
+``dispatch`` answers at once with encoded bytes when it can, or with one of the
+outcomes below, which say what the connection must wait for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import Protocol
 
+from respkv.clock import now_ms
 from respkv.commands import errors
-from respkv.commands.table import COMMANDS, Command, Kind
-from respkv.protocol.reply import RespError, encode
-from respkv.server.router import Blocked
+from respkv.commands.context import ServerContext, Session
+from respkv.commands.table import Command, Kind, lookup
+from respkv.protocol.reply import Reply, RespError, encode
+from respkv.replication.outcomes import ReplicationError
+from respkv.server.refusals import reply_for
+from respkv.server.router import ReadTarget, Router
+from respkv.server.stats import Stats
 
-if TYPE_CHECKING:
-    from respkv.server.client import Client
-    from respkv.server.server import Server
+logger = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
+
+class Proposed:
+    """Proposed to the log: the future holds the reply once applied."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Reply]) -> None:
+        self.future = future
+
+
+class AfterWrites:
+    """Writes of this connection are in flight and this command must see them:
+    run it again once they are applied."""
+
+    __slots__ = ()
+
+
+AFTER_WRITES = AfterWrites()
+
+
+class Gated:
+    """A write over several groups holds the node: run the command again after."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+
+
+class Barrier:
+    """A read barrier on these groups: run the command again once it has passed."""
+
+    __slots__ = ("future", "groups")
+
+    def __init__(self, future: asyncio.Future[None], groups: tuple[str, ...]) -> None:
+        self.future = future
+        self.groups = groups
+
+
+class Pending:
+    """A server command that awaits something: its reply comes later."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Reply]) -> None:
+        self.awaitable = awaitable
+
+
+Outcome = bytes | Proposed | AfterWrites | Gated | Barrier | Pending
+
+
+class Caller(Session, Protocol):
+    """The connection dispatch runs a command for: a session, and what dispatch
+    reads and keeps on it."""
+
+    resp3: bool
+    inflight: int  # writes proposed and not yet applied
+    read_consistency: str | None
+    last_command: str
+    # set by dispatch when a read waits on its barrier: (args, command, target)
+    after_barrier: tuple[list[bytes], Command, ReadTarget] | None
+    barrier_error: RespError | None  # a failed barrier, for the read waiting on it
+
+    def needs_barrier(self, groups: tuple[str, ...]) -> bool: ...
 
 
 class Dispatcher:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.stats = server.stats
-        self.calls = server.stats.calls
-        self.router = server.router
-        self.route = server.router.route
+    def __init__(self, router: Router, stats: Stats, context: ServerContext) -> None:
+        self.router = router
+        self.calls = stats.calls
+        self.context = context
+        self.config = context.config
 
-    def dispatch(self, client: Client, args: list[bytes]) -> bytes | tuple[str, Any]:
+    def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
         after = client.after_barrier
         if after is not None:  # this command's read barrier has just resolved
             client.after_barrier = None
@@ -49,56 +106,54 @@ class Dispatcher:
                 return encode(error, client.resp3)
             if after[0] is args and self.router.gate is None:
                 return self._execute(client, after[1], after[2], args)  # routed already
-        try:
-            command = COMMANDS[args[0].decode("latin-1").lower()]
-        except KeyError:
-            command = None
+        command = lookup(args[0])
         if command is None or command.internal:
             return encode(errors.unknown_command(args[0], args[1:]), client.resp3)
-        arity, argc = command.arity, len(args)
-        if argc != arity if arity >= 0 else argc < -arity:
+        if not command.arity_ok(len(args)):
             return encode(errors.wrong_arity(command.name), client.resp3)
         kind = command.kind
+        router = self.router
         if kind is Kind.WRITE:
-            routed = self.route(command, args)
-            if routed.__class__ is RespError:
-                return encode(routed, client.resp3)
-            if routed.__class__ is Blocked:
-                return ("wait", routed.future)
+            if router.gate is not None:
+                return Gated(router.gate)
+            try:
+                future = router.write(command, args)
+            except RespError as error:
+                return encode(error, client.resp3)
             client.last_command = name = command.name
             self.calls[name] += 1
-            return ("write", routed.propose(args))
+            return Proposed(future)
         if client.inflight:
-            return ("blocked", None)
-        routed = None
+            return AFTER_WRITES
+        target = None
         if kind is Kind.READ:
-            routed = self.route(command, args)
-            if routed.__class__ is RespError:
-                return encode(routed, client.resp3)
-            if routed.__class__ is Blocked:
-                return ("wait", routed.future)
-            if not routed.reads_local and client.needs_barrier(routed.names):
-                mode = client.read_consistency or self.server.config.read_consistency
-                barrier = routed.read_barrier(mode)
+            if router.gate is not None:
+                return Gated(router.gate)
+            target = router.read_target(command, args)
+            if not target.reads_local and client.needs_barrier(target.names):
+                mode = client.read_consistency or self.config.read_consistency
+                barrier = target.read_barrier(mode)
                 if barrier is not None:
-                    client.after_barrier = (args, command, routed)
-                    return ("barrier", (barrier, routed.names))
-        return self._execute(client, command, routed, args)
+                    client.after_barrier = (args, command, target)
+                    return Barrier(barrier, target.names)
+        return self._execute(client, command, target, args)
 
-    def _execute(self, client: Client, command: Command, routed: Any,
-                 args: list[bytes]) -> bytes | tuple[str, Any]:
+    def _execute(self, client: Caller, command: Command, target: ReadTarget | None,
+                 args: list[bytes]) -> Outcome:
         client.last_command = name = command.name
         self.calls[name] += 1
         try:
-            if routed is not None:
-                reply = command.handler(routed.keyspace, args, int(time.time() * 1000))
+            if target is not None:
+                reply = command.handler(target.keyspace, args, now_ms())
             else:
-                reply = command.handler(client, args)
+                reply = command.handler(self.context, client, args)
                 if inspect.isawaitable(reply):
-                    return ("async", reply)
+                    return Pending(reply)
         except RespError as error:
             reply = error
+        except ReplicationError as error:
+            reply = reply_for(error)
         except Exception as error:  # a bug: answer, log, keep serving
-            log.exception("command %s failed", command.name)
+            logger.exception("command %s failed", command.name)
             reply = RespError(f"ERR internal error: {error.__class__.__name__}")
         return encode(reply, client.resp3)

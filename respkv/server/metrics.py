@@ -1,36 +1,40 @@
 """Prometheus metrics, served on --metrics-port (off when 0).
 
-Values are read from the server when scraped, so the hot path pays nothing.
+Values are read when scraped, so the hot path pays nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from respkv.server.server import Server
+from respkv.config import Config
+from respkv.replication.node import ClusterNode
+from respkv.server.stats import Stats
 
 
 class ServerCollector(Collector):
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, config: Config, stats: Stats, clients: Mapping[int, object],
+                 node: ClusterNode) -> None:
+        self.config = config
+        self.stats = stats
+        self.clients = clients
+        self.node = node
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        server = self.server
-        node = server.config.node_id
+        node_id = self.config.node_id
+        groups = self.node.groups
         commands = CounterMetricFamily("respkv_commands", "Commands run, by name",
                                        labels=["node", "command"])
-        for name, calls in server.stats.calls.items():
-            commands.add_metric([node, name], calls)
+        for name, calls in self.stats.calls.items():
+            commands.add_metric([node_id, name], calls)
         yield commands
         clients = GaugeMetricFamily("respkv_connected_clients", "Open client connections",
                                     labels=["node"])
-        clients.add_metric([node], len(server.clients))
+        clients.add_metric([node_id], len(self.clients))
         yield clients
         labels = ["node", "group"]
         for name, help_text, read in (
@@ -44,16 +48,16 @@ class ServerCollector(Collector):
             ("respkv_keys", "Keys in the group's keyspace", lambda g: len(g.keyspace)),
         ):
             gauge = GaugeMetricFamily(name, help_text, labels=labels)
-            for group in server.groups:
-                gauge.add_metric([node, group.name], read(group))
+            for group in groups:
+                gauge.add_metric([node_id, group.name], read(group))
             yield gauge
         changes = CounterMetricFamily("respkv_raft_leader_changes", "Leader changes seen",
                                       labels=labels)
-        for group in server.groups:
-            changes.add_metric([node, group.name], group.leader_changes)
+        for group in groups:
+            changes.add_metric([node_id, group.name], group.leader_changes)
         yield changes
 
 
-def serve_metrics(server: Server) -> None:
-    REGISTRY.register(ServerCollector(server))
-    start_http_server(server.config.metrics_port, addr=server.config.bind)
+def serve_metrics(collector: ServerCollector) -> None:
+    REGISTRY.register(collector)
+    start_http_server(collector.config.metrics_port, addr=collector.config.bind)

@@ -1,4 +1,4 @@
-"""From a command to the Raft group(s) that serve it on this node, or what to reply.
+"""From a command to the Raft group(s) that serve it on this node, or the refusal.
 
 A key's group is the one owning its hash slot. Writes go to the group's leader:
 elsewhere they get -MOVED <slot> <leader>, as from a Redis Cluster replica.
@@ -8,48 +8,45 @@ Commands whose keys live in several groups:
 - reads (MGET, EXISTS...) read the groups' keyspaces as one (``Span``), after
   a read barrier on each;
 - writes (MSET, DEL, RENAME, MSETNX...) run on a node that leads every group
-  involved (``CrossWrite``): the node stops taking commands, lets the groups'
-  pending writes apply, runs the command against a draft of the keyspaces and
-  proposes the resulting values to each group. No other command of this node
-  runs in between, but the groups commit separately: other nodes may see one
-  group's share before the other's, and a crash may keep only one. Elsewhere
-  such writes get -CROSSSLOT, as in Redis Cluster.
+  involved (respkv.server.crosswrite); elsewhere they get -CROSSSLOT, as in
+  Redis Cluster.
 Keyless commands cover the groups this node leads (a Redis Cluster master's
 slots), or for reads every group on a node that leads none; a keyless write
 on a node that leads nothing is sent to the first group's leader.
+
+Refusals are raised as the RespError to reply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Protocol
 
 from respkv.commands.errors import CROSSSLOT, DISK_FULL
-from respkv.commands.table import COMMANDS, Command
-from respkv.protocol.reply import Reply, RespError
+from respkv.commands.table import Command
+from respkv.protocol.reply import Reply
+from respkv.replication.group import RaftGroup
+from respkv.replication.node import ClusterNode
 from respkv.replication.slots import key_slot
-from respkv.state.keyspace import KeyspaceDraft, KeyspaceUnion
-
-if TYPE_CHECKING:
-    from respkv.replication.group import RaftGroup
-    from respkv.replication.node import ClusterNode
-
-log = logging.getLogger(__name__)
-
-SETTLE_TIMEOUT = 10.0  # seconds a cross-group write waits for the groups' pending writes
-MOVED_AWAY = RespError("TRYAGAIN leadership moved during a write over several groups; retry")
+from respkv.server.crosswrite import CrossWrite
+from respkv.server.futures import all_of, first_failure_or_reply
+from respkv.server.refusals import moved
+from respkv.state.keyspace import KeyspaceView
+from respkv.state.views import KeyspaceUnion
 
 
-class Blocked:
-    """A cross-group write is running: run the command again once it is done."""
+class ReadTarget(Protocol):
+    """What a read runs against: one group (RaftGroup) or several (Span)."""
 
-    __slots__ = ("future",)
+    names: tuple[str, ...]  # the groups it reads
+    keyspace: KeyspaceView
 
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
+    @property
+    def reads_local(self) -> bool:
+        """No barrier needed: this node's state is the linearizable state."""
+
+    def read_barrier(self, mode: str) -> asyncio.Future[None] | None: ...
 
 
 class Router:
@@ -57,7 +54,7 @@ class Router:
         self.node = node
         self.groups: list[RaftGroup] = []
         self.owner: list[int] = []
-        self.gate: asyncio.Future[None] | None = None  # set while a CrossWrite runs
+        self.gate: asyncio.Future[None] | None = None  # set while a cross-group write runs
 
     def start(self) -> None:
         """Once the node has opened its groups."""
@@ -65,64 +62,78 @@ class Router:
         self.owner = self.node.slot_owner
 
     def group_of(self, key: bytes) -> RaftGroup:
-        return self.node.group_of_slot(key_slot(key))
+        return self.groups[self.owner[key_slot(key)]]
 
-    def route(self, command: Command, args: list[bytes]) -> Any:
-        """What runs ``command``: a RaftGroup, a Span or a CrossWrite; else Blocked
-        or the RespError to reply."""
-        if self.gate is not None:
-            return Blocked(self.gate)
+    # -- writes ----------------------------------------------------------------
+
+    def write(self, command: Command, args: list[bytes]) -> asyncio.Future[Reply]:
+        """Propose a write where it belongs: its reply once applied."""
         first = command.first_key
         if first <= 0 or len(args) <= first:
-            return self._keyless(command, args)
+            return self._keyless_write(args)
         groups = self.groups
-        if len(groups) == 1:
-            group = groups[0]
-        else:
-            owner = self.owner
-            group = groups[owner[key_slot(args[first])]]
-            if command.last_key != first:
-                keys = command.key_indexes(len(args))
-                involved = {groups[owner[key_slot(args[i])]] for i in keys}
-                if len(involved) > 1:
-                    return self._multi_group(command, [g for g in groups if g in involved])
-        if not command.is_write:
-            return group
-        if group.is_leader():
-            return DISK_FULL if group.disk_full else group
-        return group.redirect(command, args)
+        slot = key_slot(args[first])
+        group = groups[self.owner[slot]] if len(groups) > 1 else groups[0]
+        if command.last_key != first and len(groups) > 1:
+            involved = self._involved(command, args)
+            if len(involved) > 1:
+                return self._cross_write(command, args, involved)
+        if not group.is_leader():
+            raise moved(slot, group.leader_client_address())
+        if group.disk_full:
+            raise DISK_FULL
+        return group.propose(args, slot)
 
-    def _multi_group(self, command: Command, involved: list[RaftGroup]) -> Any:
-        if not command.is_write:
-            return Span(involved, self.group_of)
-        if not all(g.is_leader() for g in involved):
-            return CROSSSLOT
-        if any(g.disk_full for g in involved):
-            return DISK_FULL
-        self.gate = asyncio.get_running_loop().create_future()
-        return CrossWrite(self, involved)
-
-    def _keyless(self, command: Command, args: list[bytes]) -> Any:
+    def _keyless_write(self, args: list[bytes]) -> asyncio.Future[Reply]:
         led = [g for g in self.groups if g.is_leader()]
-        if command.is_write:
-            if not led:
-                return self.groups[0].redirect(command, args)
-            if any(g.disk_full for g in led):
-                return DISK_FULL
-        elif not led:
-            led = self.groups
-        return led[0] if len(led) == 1 else Span(led, self.group_of)
+        if not led:
+            raise moved(0, self.groups[0].leader_client_address())
+        if any(g.disk_full for g in led):
+            raise DISK_FULL
+        return first_failure_or_reply([group.propose(args) for group in led])
 
-    def open_gate(self) -> None:
-        gate, self.gate = self.gate, None
-        if gate is not None and not gate.done():
+    def _cross_write(self, command: Command, args: list[bytes],
+                     involved: list[RaftGroup]) -> asyncio.Future[Reply]:
+        if not all(g.is_leader() for g in involved):
+            raise CROSSSLOT
+        if any(g.disk_full for g in involved):
+            raise DISK_FULL
+        self.gate = gate = asyncio.get_running_loop().create_future()
+        return CrossWrite(involved, self.group_of, lambda: self._open(gate)).start(command, args)
+
+    def _open(self, gate: asyncio.Future[None]) -> None:
+        if self.gate is gate:
+            self.gate = None
+        if not gate.done():
             gate.set_result(None)
+
+    # -- reads -------------------------------------------------------------------
+
+    def read_target(self, command: Command, args: list[bytes]) -> ReadTarget:
+        first = command.first_key
+        groups = self.groups
+        if first <= 0 or len(args) <= first:
+            led = [g for g in groups if g.is_leader()] or groups
+            return led[0] if len(led) == 1 else Span(led, self.group_of)
+        if len(groups) == 1:
+            return groups[0]
+        if command.last_key != first:
+            involved = self._involved(command, args)
+            if len(involved) > 1:
+                return Span(involved, self.group_of)
+        return groups[self.owner[key_slot(args[first])]]
+
+    def _involved(self, command: Command, args: list[bytes]) -> list[RaftGroup]:
+        """The groups a multi-key command's keys belong to, in group order."""
+        groups, owner = self.groups, self.owner
+        indexes = {owner[key_slot(args[i])] for i in command.key_indexes(len(args))}
+        return [groups[i] for i in sorted(indexes)]
 
 
 class Span:
-    """Reads over several groups of this node; keyless writes (FLUSHALL) sent to each."""
+    """Reads over several groups of this node, as one keyspace."""
 
-    def __init__(self, groups: list[RaftGroup], group_of: Any) -> None:
+    def __init__(self, groups: list[RaftGroup], group_of: Callable[[bytes], RaftGroup]) -> None:
         self.groups = groups
         self.names = tuple(g.name for g in groups)
         self.keyspace = KeyspaceUnion([g.keyspace for g in groups],
@@ -136,106 +147,4 @@ class Span:
         barriers = [b for g in self.groups if (b := g.read_barrier(mode)) is not None]
         if len(barriers) <= 1:
             return barriers[0] if barriers else None
-        return _all_of(barriers)
-
-    def propose(self, args: list[bytes]) -> asyncio.Future[Reply]:
-        return _combine([group.propose(args) for group in self.groups])
-
-
-class CrossWrite:
-    """A write over keys of several groups, all led here (see the module's docstring).
-    The router's gate is closed when this is made; ``propose`` opens it when done."""
-
-    def __init__(self, router: Router, groups: list[RaftGroup]) -> None:
-        self.router = router
-        self.groups = groups
-
-    def propose(self, args: list[bytes]) -> asyncio.Future[Reply]:
-        return asyncio.ensure_future(self._run(args))
-
-    async def _run(self, args: list[bytes]) -> Reply:
-        try:
-            return await self._write(args)
-        except Exception as error:  # a bug: answer, log, keep serving
-            log.exception("write over several groups failed")
-            return RespError(f"ERR internal error: {error.__class__.__name__}")
-        finally:
-            self.router.open_gate()
-
-    async def _write(self, args: list[bytes]) -> Reply:
-        if not await self._settle():
-            return MOVED_AWAY
-        command = COMMANDS[args[0].decode("latin-1").lower()]
-        group_of = self.router.group_of
-        now = int(time.time() * 1000)
-        draft = KeyspaceDraft(lambda key: group_of(key).keyspace, now)
-        try:
-            reply = command.handler(draft, args, now)
-        except RespError as error:
-            return error
-        shares: dict[RaftGroup, list[bytes]] = {}
-        for key, (value, expire_at) in draft.changes.items():
-            share = shares.setdefault(group_of(key), [b"respkv.put"])
-            if value is None:
-                share += [key, b"0", b"", b""]
-            else:
-                share += [key, b"1", value, b"" if expire_at is None else b"%d" % expire_at]
-        if shares:
-            outcome = await _combine([g.propose(share) for g, share in shares.items()])
-            if isinstance(outcome, RespError):
-                return outcome
-        return reply
-
-    async def _settle(self) -> bool:
-        """Wait until every write proposed to the groups is applied; False if this
-        node stopped leading one of them."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            if not all(g.is_leader() for g in self.groups):
-                return False
-            busy = [g for g in self.groups if not g.settled()]
-            if not busy:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(g.when_settled() for g in busy)), left)
-
-
-def _combine(futures: list[asyncio.Future[Reply]]) -> asyncio.Future[Reply]:
-    """One reply for writes sent to several groups: the first error, else the
-    first reply."""
-    combined: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-
-    def done(_: Any) -> None:
-        if combined.done() or not all(f.done() for f in futures):
-            return
-        replies = [f.result() for f in futures]
-        errors = [r for r in replies if isinstance(r, RespError)]
-        combined.set_result(errors[0] if errors else replies[0])
-
-    for future in futures:
-        future.add_done_callback(done)
-    return combined
-
-
-def _all_of(futures: list[asyncio.Future[None]]) -> asyncio.Future[None]:
-    """Resolves when every future has; fails with the first failure."""
-    combined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def done(future: asyncio.Future[None]) -> None:
-        if combined.done():
-            if not future.cancelled():
-                future.exception()  # retrieved: no "never retrieved" warning
-            return
-        if future.cancelled():
-            combined.cancel()
-        elif future.exception() is not None:
-            combined.set_exception(future.exception())
-        elif all(f.done() for f in futures):
-            combined.set_result(None)
-
-    for future in futures:
-        future.add_done_callback(done)
-    return combined
+        return all_of(barriers)

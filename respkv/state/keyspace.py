@@ -2,8 +2,8 @@
 
 Values live in ``data``; absolute expiry times (ms since the epoch) in
 ``expires``, as Redis keeps them. The durable copy lives in SQLite
-(respkv.storage.store): every key a write touches is remembered in ``dirty``
-and written out once per applied batch.
+(respkv.storage.store): every key a write touches is remembered in ``dirty``,
+and the state machine writes those out now and then (``persist``).
 
 Two ways to look a key up, because expiry is judged against a clock:
 
@@ -16,12 +16,44 @@ Two ways to look a key up, because expiry is judged against a clock:
 
 from __future__ import annotations
 
-import itertools
-from collections import ChainMap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 # The Python types a value may have, and the name TYPE reports for each.
 TYPE_NAMES: dict[type, str] = {bytes: "string"}
+
+
+class KeyspaceView(Protocol):
+    """What a read command may do with a keyspace: a group's (Keyspace), several
+    groups' (KeyspaceUnion), or a draft of a write over several (KeyspaceDraft)."""
+
+    def get_for_read(self, key: bytes, now: int) -> object | None: ...
+
+    def exists_for_read(self, key: bytes, now: int) -> bool: ...
+
+    def ttl_ms(self, key: bytes) -> int | None: ...
+
+    def live_count(self, now: int) -> int: ...
+
+    def live_keys(self, now: int) -> Iterator[bytes]: ...
+
+
+class WritableKeyspace(KeyspaceView, Protocol):
+    """What a write command may do: the above, and change keys (inside apply)."""
+
+    def get_for_write(self, key: bytes, now: int) -> object | None: ...
+
+    def is_expired(self, key: bytes, now: int) -> bool: ...
+
+    def set(self, key: bytes, value: object, expire_at: int | None = None) -> None: ...
+
+    def set_keep_ttl(self, key: bytes, value: object) -> None: ...
+
+    def set_expire(self, key: bytes, expire_at: int | None) -> None: ...
+
+    def delete(self, key: bytes) -> bool: ...
+
+    def clear(self) -> None: ...
 
 
 class Keyspace:
@@ -145,87 +177,3 @@ class Keyspace:
 
 def type_name(value: object) -> str:
     return TYPE_NAMES.get(type(value), "none")
-
-
-class KeyspaceUnion:
-    """Several groups' keyspaces read as one: multi-key reads whose keys live in
-    different groups, and KEYS, SCAN, DBSIZE, RANDOMKEY over a node's groups.
-    Read-only: writes always go to one group's keyspace, through its log."""
-
-    __slots__ = ("data", "owner", "parts")
-
-    def __init__(self, parts: list[Keyspace], owner: Callable[[bytes], Keyspace]) -> None:
-        self.parts = parts
-        self.owner = owner  # the keyspace a key belongs in
-        self.data = ChainMap(*(part.data for part in parts))
-
-    def __len__(self) -> int:
-        return sum(len(part) for part in self.parts)
-
-    def get_for_read(self, key: bytes, now: int) -> object | None:
-        return self.owner(key).get_for_read(key, now)
-
-    def exists_for_read(self, key: bytes, now: int) -> bool:
-        return self.owner(key).exists_for_read(key, now)
-
-    def ttl_ms(self, key: bytes) -> int | None:
-        return self.owner(key).ttl_ms(key)
-
-    def live_count(self, now: int) -> int:
-        return sum(part.live_count(now) for part in self.parts)
-
-    def live_keys(self, now: int) -> Iterator[bytes]:
-        return itertools.chain.from_iterable(part.live_keys(now) for part in self.parts)
-
-
-class KeyspaceDraft:
-    """A write over keys of several groups, run ahead of the log on their leader.
-
-    The command's handler runs against this draft: it reads the groups' keyspaces
-    and keeps its own changes aside, in ``changes`` (key -> (value, expire_at),
-    value None for a deletion). Those exact values are then proposed to each key's
-    group (``respkv.put``), so apply stays a pure function of the entry."""
-
-    __slots__ = ("changes", "now", "owner")
-
-    def __init__(self, owner: Callable[[bytes], Keyspace], now: int) -> None:
-        self.owner = owner
-        self.now = now
-        self.changes: dict[bytes, tuple[object | None, int | None]] = {}
-
-    def _current(self, key: bytes) -> tuple[object | None, int | None]:
-        if key in self.changes:
-            return self.changes[key]
-        keyspace = self.owner(key)
-        value = keyspace.get_for_read(key, self.now)
-        return value, keyspace.ttl_ms(key) if value is not None else None
-
-    def get_for_write(self, key: bytes, now: int) -> object | None:
-        return self._current(key)[0]
-
-    get_for_read = get_for_write
-
-    def exists_for_read(self, key: bytes, now: int) -> bool:
-        return self._current(key)[0] is not None
-
-    def is_expired(self, key: bytes, now: int) -> bool:
-        return False  # _current already treats an expired key as absent
-
-    def ttl_ms(self, key: bytes) -> int | None:
-        return self._current(key)[1]
-
-    def set(self, key: bytes, value: object, expire_at: int | None = None) -> None:
-        self.changes[key] = (value, expire_at)
-
-    def set_keep_ttl(self, key: bytes, value: object) -> None:
-        self.changes[key] = (value, self._current(key)[1])
-
-    def set_expire(self, key: bytes, expire_at: int | None) -> None:
-        value = self._current(key)[0]
-        if value is not None:
-            self.changes[key] = (value, expire_at)
-
-    def delete(self, key: bytes) -> bool:
-        existed = self._current(key)[0] is not None
-        self.changes[key] = (None, None)
-        return existed

@@ -1,72 +1,45 @@
 """The replicated state machine: log entries in, keyspace changes and replies out.
 
-A log entry's data is one client command, RESP-encoded with the leader's clock
-in front: ``[now_ms, name, arg...]``. Apply is a pure function of (keyspace,
-entry): the time every node uses for expiry is the one in the entry, so every
-node ends in the same state (see respkv/commands/table.py for the contract).
+A log entry's data is one client command with the leader's clock in front
+(respkv.state.entry). Apply is a pure function of (keyspace, entry): the time
+every node uses for expiry is the one in the entry, so every node ends in the
+same state. What a command does is not known here: the state machine is given
+the function that runs one (``ApplyCommand``), as the command table makes it.
+
+The seam the replication layer uses is small, as hashicorp/raft's FSM: apply,
+snapshot, restore; plus persist (write what was applied to the durable store).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import hiredis
-
-from respkv.commands.table import COMMANDS
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.types import Entry, EntryKind
+from respkv.state.entry import BadEntry, decode_command
 from respkv.state.keyspace import Keyspace
 from respkv.storage.store import StateStore, StoreError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-# Applied batches are written to the store on a timer (the driver calls
+# Applied entries are written to the store on a timer (the driver calls
 # ``persist``), or at once when this many keys are waiting.
 PERSIST_DIRTY_KEYS = 50_000
 
-
-def encode_command(now_ms: int, args: Sequence[bytes]) -> bytes:
-    return hiredis.pack_command((now_ms, *args))
-
-
-_decoder = hiredis.Reader()  # one entry is always one whole frame: the reader ends empty
-
-
-def decode_command(data: bytes) -> tuple[int, list[bytes]]:
-    global _decoder
-    _decoder.feed(data)
-    try:
-        frame = _decoder.gets()
-    except hiredis.ProtocolError:
-        frame = False
-    if frame is False or _decoder.has_data():  # not exactly one frame: start clean
-        _decoder = hiredis.Reader()
-        raise ValueError("log entry is not one RESP frame")
-    return int(frame[0]), frame[1:]
-
-
-def apply_command(db: Keyspace, args: list[bytes], now_ms: int) -> Reply:
-    """Run one write command; errors are replies, never exceptions."""
-    command = COMMANDS.get(args[0].decode("latin-1").lower())
-    if command is None or not command.is_write:
-        return RespError(f"ERR cannot apply {args[0][:64]!r}")
-    try:
-        return command.handler(db, args, now_ms)
-    except RespError as error:
-        return error
-    except Exception:  # a bug in a handler: same on every node, so log and go on
-        log.exception("apply failed", extra={"command": args[0][:64]})
-        return RespError("ERR internal error while applying the command")
+# Runs one write command against the keyspace at the entry's time; errors are replies.
+ApplyCommand = Callable[[Keyspace, list[bytes], int], Reply]
 
 
 class StateMachine:
     """The keyspace plus the durable store it is written through, per group."""
 
-    def __init__(self, keyspace: Keyspace, store: StateStore) -> None:
+    def __init__(self, keyspace: Keyspace, store: StateStore,
+                 apply_command: ApplyCommand) -> None:
         self.keyspace = keyspace
         self.store = store
+        self.apply_command = apply_command
         applied_index, applied_term, records = store.load()
         keyspace.load(records)
         self.applied_index = applied_index
@@ -83,6 +56,7 @@ class StateMachine:
         """
         replies: list[Reply] = []
         db = self.keyspace
+        apply_command = self.apply_command
         for entry in entries:
             if entry.index <= self.applied_index:
                 replies.append(None)  # already in the store: replay after a restart
@@ -90,8 +64,8 @@ class StateMachine:
             if entry.kind is EntryKind.NORMAL and entry.data:
                 try:
                     now_ms, args = decode_command(entry.data)
-                except (ValueError, TypeError, IndexError):  # same bytes on every node
-                    log.error("undecodable log entry", extra={"index": entry.index})
+                except BadEntry:  # the same bytes on every node: skipped everywhere
+                    logger.error("undecodable log entry", extra={"index": entry.index})
                     replies.append(RespError("ERR undecodable log entry"))
                 else:
                     replies.append(apply_command(db, args, now_ms))
@@ -115,7 +89,7 @@ class StateMachine:
         except StoreError as error:
             # This batch, or an earlier one still in flight, did not make it (a full
             # disk): the store is intact but behind. rebuild_store() catches it up.
-            log.error("state store write failed, will rebuild it: %s", error)
+            logger.error("state store write failed, will rebuild it: %s", error)
             self.store_failed = True
             return
         self.persisted_index = self.applied_index
@@ -139,10 +113,45 @@ class StateMachine:
         self.keyspace.dirty.clear()
         self.persisted_index = self.applied_index
         self.store_failed = False
-        log.info("state store rebuilt", extra={"applied": self.applied_index})
+        logger.info("state store rebuilt", extra={"applied": self.applied_index})
 
-    def reload(self) -> None:
-        """Re-read everything from the store (after a snapshot was installed)."""
-        self.applied_index, self.applied_term, records = self.store.load()
-        self.persisted_index = self.applied_index
-        self.keyspace.load(records)
+    # -- snapshots ---------------------------------------------------------
+
+    def snapshot(self, dest: Path) -> tuple[int, int]:
+        """Write a durable copy of the persisted state to ``dest``; the (index, term) it
+        covers. Runs beside apply (the store copies its committed file): for a worker
+        thread, after a ``persist()`` on the loop."""
+        return self.store.snapshot_to(dest)
+
+    def pause(self) -> None:
+        """Stop writing to the store until ``restore``: its file is about to be replaced."""
+        self.paused = True
+
+    def flush(self) -> None:
+        """Block until everything queued to the store is committed."""
+        self.store.flush()
+
+    def restore(self, snapshot: Path) -> None:
+        """Replace the whole state by a snapshot's (the file is moved into place)."""
+        try:
+            self.store.restore_from(snapshot)
+            self.applied_index, self.applied_term, records = self.store.load()
+            self.persisted_index = self.applied_index
+            self.keyspace.load(records)
+        finally:
+            self.paused = False
+
+    def close(self) -> None:
+        """Write out what is applied, then close the store (errors are logged: the
+        log holds everything the store may lack, and a restart replays it)."""
+        try:
+            self.persist()
+            if not self.store_failed:
+                self.store.flush()
+        except (OSError, StoreError) as error:
+            logger.error("state store not flushed at shutdown: %s", error)
+        finally:
+            try:
+                self.store.close()
+            except (OSError, StoreError) as error:
+                logger.error("state store not closed cleanly: %s", error)

@@ -1,6 +1,8 @@
-"""Local durable storage of a Raft group: its log (WAL) and its state machine (StateStore)."""
+"""Local durable storage: the node's Raft log (WAL), the state store (SQLite), and
+durable files (snapshots streamed in chunks, small JSON files)."""
 
-from respkv.storage.store import ChunkWriter, StateStore, StoreError, iter_chunks
+from respkv.storage.files import ChunkWriter, iter_chunks
+from respkv.storage.store import StateStore, StoreError
 from respkv.storage.wal import WAL, CorruptLogError, WalState
 
 __all__ = [

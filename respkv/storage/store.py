@@ -30,9 +30,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Self
 
 from sqlitedict import SqliteDict
+
+from respkv.storage.files import fsync_path
 
 TABLE = "kv"
 APPLIED_KEY = "@applied"  # data keys all start with "k": no collision possible
@@ -84,14 +86,6 @@ def _chunk_sizes(rows: int) -> Iterator[int]:
         size = min(_MAX_CHUNK, 1 << (rows.bit_length() - 1))
         yield size
         rows -= size
-
-
-def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
@@ -227,10 +221,10 @@ class StateStore:
         finally:
             conn.close()
         # VACUUM INTO does not fsync its output; the Raft log may be compacted on its word.
-        _fsync_path(tmp)
+        fsync_path(tmp)
         covered = self._applied_of(tmp)
         os.replace(tmp, dest)
-        _fsync_path(dest.parent)
+        fsync_path(dest.parent)
         return covered
 
     @staticmethod
@@ -244,7 +238,7 @@ class StateStore:
     def restore_from(self, src: Path) -> None:
         """Atomically replace the DB with a snapshot file (same file system); then load()."""
         src = Path(src)
-        _fsync_path(src)
+        fsync_path(src)
         with self._lock:
             self._db.close(force=self._failed is not None)
             try:
@@ -253,7 +247,7 @@ class StateStore:
                 for suffix in ("-wal", "-shm"):
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
                 os.replace(src, self.path)
-                _fsync_path(self.path.parent)
+                fsync_path(self.path.parent)
                 self._failed = None
             finally:
                 self._db = self._open()  # the new file, or the old one if the rename failed
@@ -293,63 +287,3 @@ def _read_all(conn: sqlite3.Connection) -> tuple[int, int, dict[bytes, object]]:
         elif skey == APPLIED_KEY:
             applied = loads(value)
     return applied[0], applied[1], data
-
-
-# ---- streaming snapshot files -------------------------------------------------------------
-
-
-def iter_chunks(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes in chunks, never all of it in memory."""
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            yield chunk
-
-
-class ChunkWriter:
-    """Receives a streamed file into `dest_tmp_path`; finish() makes it durable at `dest`.
-
-    `dest` defaults to `dest_tmp_path` without its last suffix (``snap.sqlite.part`` ->
-    ``snap.sqlite``); both must be on one file system for the rename to be atomic.
-    """
-
-    def __init__(self, dest_tmp_path: Path, dest: Path | None = None) -> None:
-        self.tmp_path = Path(dest_tmp_path)
-        self.dest = Path(dest) if dest is not None else self.tmp_path.with_suffix("")
-        if self.dest == self.tmp_path:
-            raise ValueError(f"{self.tmp_path}: cannot tell the final name; pass dest")
-        # Not a `with`: the file stays open across write() calls until finish() or abort().
-        self._file: BinaryIO | None = open(self.tmp_path, "wb")  # noqa: SIM115
-        self.bytes_written = 0
-
-    def write(self, chunk: bytes) -> None:
-        if self._file is None:
-            raise ValueError("ChunkWriter already finished or aborted")
-        self._file.write(chunk)
-        self.bytes_written += len(chunk)
-
-    def finish(self) -> Path:
-        """fsync, rename into place, fsync the directory; returns the final path."""
-        if self._file is None:
-            raise ValueError("ChunkWriter already finished or aborted")
-        f, self._file = self._file, None
-        with f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(self.tmp_path, self.dest)
-        _fsync_path(self.dest.parent)
-        return self.dest
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-            self.tmp_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif self._file is not None:
-            self.finish()

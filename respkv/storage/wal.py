@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Self
 
 from respkv.raft.types import Entry, EntryKind, HardState
+from respkv.storage.files import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,6 @@ def _hard_state_record(group: int, hs: HardState) -> bytes:
 
 def _segment_path(directory: Path, seq: int) -> Path:
     return directory / f"{seq:016x}{_SUFFIX}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -521,7 +514,7 @@ class WAL:
                     raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
                 raise
             # Make the name durable before any later segment can exist.
-            _fsync_dir(self._dir)
+            fsync_path(self._dir)
         if chunks:
             start = os.lseek(seg.fd, 0, os.SEEK_END)
             try:
@@ -554,7 +547,7 @@ class WAL:
         while len(self._segments) > 1 and self._covered(self._segments[0]):
             seg = self._segments.pop(0)
             seg.path.unlink()
-            _fsync_dir(self._dir)
+            fsync_path(self._dir)
 
     def close(self) -> None:
         if self._closed:

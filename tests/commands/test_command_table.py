@@ -75,9 +75,9 @@ def test_key_positions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "group"),
+    ("name", "family"),
     [("get", "string"), ("incrbyfloat", "string"), ("del", "generic"), ("ttl", "generic"),
      ("dbsize", "server"), ("flushall", "server")],
 )
-def test_groups(name: str, group: str) -> None:
-    assert COMMANDS[name].group == group
+def test_families(name: str, family: str) -> None:
+    assert COMMANDS[name].family == family

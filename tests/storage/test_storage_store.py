@@ -11,15 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlitedict import SqliteDict
 
+from respkv.storage.files import ChunkWriter, iter_chunks
 from respkv.storage.store import (
     APPLIED_KEY,
     TABLE,
-    ChunkWriter,
     StateStore,
     StoreError,
     decode_key,
     encode_key,
-    iter_chunks,
 )
 
 NASTY_KEYS = [b"", b"\x00", b"a\x00b", b"\r\n", b"\n", b"\xff\xfe", b"k", b"@applied", b"\x00" * 5]

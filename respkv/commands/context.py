@@ -1,0 +1,50 @@
+"""What connection, server and cluster commands are handed: the calling session and
+a narrow view of the server (its config, counters, clients, cluster admin, INFO
+and shutdown), never the server itself. The server layer provides both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from respkv.config import Config
+from respkv.replication.admin import ClusterAdmin
+
+
+class Session(Protocol):
+    """The connection a command runs on, as commands may see and change it."""
+
+    id: int
+    name: bytes
+    lib_name: bytes
+    lib_ver: bytes
+    resp3: bool
+    readonly: bool
+    read_consistency: str | None  # None: the server's
+    addr: str
+    laddr: str
+
+    def close_after_replies(self) -> None:
+        """Close once the replies queued so far are written (QUIT)."""
+
+    def close(self) -> None: ...
+
+    def info_line(self) -> str:
+        """This connection as one CLIENT LIST line."""
+
+
+class Counters(Protocol):
+    started: float  # the server's start, seconds since the epoch
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerContext:
+    config: Config
+    stats: Counters
+    sessions: Callable[[], Iterable[Session]]  # the open client connections
+    cluster: ClusterAdmin
+    info: Callable[[list[str]], str]  # INFO's text for the sections asked
+    request_shutdown: Callable[[], None]

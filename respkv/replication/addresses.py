@@ -1,0 +1,78 @@
+"""Where the other nodes are: the address book.
+
+It maps node ids to their raft and client addresses. Addresses travel in the
+context of membership-change log entries and beside snapshots; each node keeps
+its book in peers.json, written before the change that taught it is applied, so
+a restart never forgets an address it needs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from respkv.storage.files import write_json_atomically
+
+
+@dataclass
+class Addresses:
+    raft: str
+    client: str
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"raft": self.raft, "client": self.client}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Addresses | None:
+        try:
+            fields = json.loads(data)
+            return cls(str(fields["raft"]), str(fields["client"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) as (host, port); raises ValueError."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class AddressBook:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, Addresses] = {}
+        if path.exists():
+            for node, fields in json.loads(path.read_text()).items():
+                self.entries[node] = Addresses(fields["raft"], fields["client"])
+
+    def get(self, node_id: str) -> Addresses | None:
+        return self.entries.get(node_id)
+
+    def learn(self, node_id: str, addresses: Addresses) -> None:
+        if self.entries.get(node_id) != addresses:
+            self.entries[node_id] = addresses
+            self.save()
+
+    def merge(self, others: dict[str, Addresses]) -> None:
+        changed = False
+        for node, addresses in others.items():
+            if self.entries.get(node) != addresses:
+                self.entries[node] = addresses
+                changed = True
+        if changed:
+            self.save()
+
+    def save(self) -> None:
+        write_json_atomically(self.path, {n: asdict(a) for n, a in self.entries.items()})
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({n: asdict(a) for n, a in self.entries.items()}).encode()
+
+    @staticmethod
+    def parse(data: bytes) -> dict[str, Addresses]:
+        try:
+            fields = json.loads(data)
+            return {n: Addresses(f["raft"], f["client"]) for n, f in fields.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {}

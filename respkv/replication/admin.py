@@ -1,0 +1,242 @@
+"""The cluster as its operators and cluster commands see it: who leads which slots,
+who the members are, and the changes that span every group (join, leave,
+leadership transfer), each carried out on the group's leader.
+
+A change to every group is proposed here for the groups this node leads, and
+forwarded (``CLUSTER JOIN|LEAVE ... GROUP <name>`` on the client port, following
+MOVED) to the leaders of the others. Failures are respkv.replication.outcomes
+errors; a peer's refusal is a PeerRefused carrying its reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+from respkv.protocol.reply import Reply, RespError
+from respkv.raft.confchange import ConfChangeType
+from respkv.replication.addresses import Addresses
+from respkv.replication.balancer import hand_over_leadership
+from respkv.replication.group import RaftGroup
+from respkv.replication.node import ClusterNode
+from respkv.replication.outcomes import (
+    MembershipRefused,
+    NotLeader,
+    PeerRefused,
+    ReplicationError,
+    Unavailable,
+)
+from respkv.replication.rpc import ask
+from respkv.replication.slots import key_slot, slot_ranges
+
+FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election
+RETRY_PAUSE = 0.2
+HAND_OVER_WAIT = 2.0  # seconds a leaving leader waits for its successor to be known
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node_id: str
+    addresses: Addresses
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One group as cluster clients see it: a slot range and its nodes."""
+
+    name: str
+    first_slot: int
+    last_slot: int
+    leader: str | None
+    term: int
+    applied_index: int  # this node's
+    members: tuple[Member, ...]  # those whose addresses are known, the leader first
+
+
+class ClusterAdmin:
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
+
+    @property
+    def cluster_id(self) -> str:
+        return self.node.info.cluster_id if self.node.info else ""
+
+    @property
+    def groups(self) -> list[RaftGroup]:
+        return self.node.groups
+
+    # -- the view --------------------------------------------------------------
+
+    def shards(self) -> list[Shard]:
+        groups = self.node.groups
+        return [self._shard(group, first, last)
+                for group, (first, last) in zip(groups, slot_ranges(len(groups)), strict=True)]
+
+    def _shard(self, group: RaftGroup, first: int, last: int) -> Shard:
+        conf = group.members()
+        lead = group.leader_id()
+        nodes = sorted((*conf.voters, *conf.learners), key=lambda n: (n != lead, n))
+        book = self.node.book
+        members = tuple(Member(node, addresses) for node in nodes
+                        if (addresses := book.get(node)) is not None)
+        return Shard(group.name, first, last, lead, group.term, group.applied_index, members)
+
+    def leads_any(self) -> bool:
+        """Leads a group: Redis Cluster calls such a node a master."""
+        return any(group.is_leader() for group in self.node.groups)
+
+    def shown_shard(self) -> Shard:
+        """The group ROLE and INFO replication describe: the first this node leads
+        (a master), else the first group (a replica of its leader)."""
+        shards = self.shards()
+        return next((s for s in shards if s.leader == self.node_id), shards[0])
+
+    def leader_address(self, shard: Shard) -> str | None:
+        group = self._group(shard.name)
+        return group.leader_client_address()
+
+    def keys_in_slot(self, slot: int) -> Iterator[bytes]:
+        group = self.node.group_of_slot(slot)
+        return (key for key in group.keyspace.data if key_slot(key) == slot)
+
+    def replicas_in_sync(self) -> int:
+        """WAIT's answer: the followers holding every entry of each group led here."""
+        return min((group.in_sync_followers() for group in self.node.groups
+                    if group.is_leader()), default=0)
+
+    def has_group(self, name: str) -> bool:
+        return any(group.name == name for group in self.node.groups)
+
+    def slow_disk(self, seconds: float) -> None:
+        """Every fsync of the log takes this much longer (DEBUG FSYNC-DELAY)."""
+        if self.node.wal is not None:
+            self.node.wal.slow_down(seconds)
+
+    def _group(self, name: str) -> RaftGroup:
+        for group in self.node.groups:
+            if group.name == name:
+                return group
+        raise MembershipRefused(f"unknown group {name}")
+
+    # -- leadership ------------------------------------------------------------------
+
+    def transfer(self, target: str, group_name: str | None = None) -> None:
+        """Hand leadership of a group (default: of every group led here) to ``target``."""
+        if group_name is not None:
+            groups = [self._group(group_name)]
+            self._must_lead(groups[0])
+        else:
+            groups = [g for g in self.node.groups if g.is_leader()]
+            if not groups:
+                self._must_lead(self.node.groups[0])
+        for group in groups:
+            try:
+                group.transfer_leadership(target)
+            except ValueError as error:
+                raise MembershipRefused(str(error)) from None
+
+    @staticmethod
+    def _must_lead(group: RaftGroup) -> None:
+        if not group.is_leader():
+            raise NotLeader(group.leader_client_address())
+
+    # -- joining ---------------------------------------------------------------------
+
+    async def join(self, node_id: str, addresses: Addresses,
+                   group_name: str | None = None) -> bytes:
+        """Add a node as a learner of every group (or of one, on its leader):
+        ``<cluster-id> <shards> <index>...`` with per group the log index of the
+        change that added it (0 when it already was a member); for one group,
+        ``<cluster-id> <index>``."""
+        if group_name is not None:
+            group = self._group(group_name)
+            self._must_lead(group)
+            return await self._add_learner(group, node_id, addresses)
+        request = [b"CLUSTER", b"JOIN", node_id.encode(), addresses.raft.encode(),
+                   addresses.client.encode()]
+        indexes = []
+        for group in self.node.groups:
+            reply = await self._on_leader(
+                group, lambda g=group: self._add_learner(g, node_id, addresses),
+                [*request, b"GROUP", group.name.encode()])
+            indexes.append(bytes(reply).split()[-1])
+        return b" ".join([self.cluster_id.encode(), b"%d" % len(self.node.groups), *indexes])
+
+    async def _add_learner(self, group: RaftGroup, node_id: str, addresses: Addresses) -> bytes:
+        cluster_id = self.cluster_id.encode()
+        if node_id in group.members():
+            if self.node.book.get(node_id) == addresses:
+                return cluster_id + b" 0"
+            raise MembershipRefused(f"node {node_id} is already a member with other addresses")
+        index = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
+        return cluster_id + b" %d" % index  # the joiner ignores older removals of its id
+
+    # -- leaving -------------------------------------------------------------------
+
+    async def leave(self, node_id: str, group_name: str | None = None) -> None:
+        """Remove a node from every group (or from one, on its leader; a leader that
+        leaves hands over first and sends the caller to its successor)."""
+        if group_name is not None:
+            group = self._group(group_name)
+            self._must_lead(group)
+            await self._remove(group, node_id)
+            return
+        if not any(node_id in g.members() for g in self.node.groups):
+            raise MembershipRefused(f"node {node_id} is not a member")
+        request = [b"CLUSTER", b"LEAVE", node_id.encode()]
+        for group in self.node.groups:
+            await self._on_leader(group, lambda g=group: self._remove(g, node_id),
+                                  [*request, b"GROUP", group.name.encode()])
+
+    async def _remove(self, group: RaftGroup, node_id: str) -> bytes:
+        if node_id not in group.members():
+            return b"OK"  # already out of this group
+        if node_id == self.node_id:  # the leader leaving: hand over, send the caller on
+            await hand_over_leadership(group, "before leaving")
+            deadline = asyncio.get_running_loop().time() + HAND_OVER_WAIT
+            while asyncio.get_running_loop().time() < deadline:
+                address = group.leader_client_address()
+                if not group.is_leader() and address is not None:
+                    raise NotLeader(address)
+                await asyncio.sleep(0.02)
+            raise Unavailable("could not hand over leadership; retry")
+        await group.change_membership(ConfChangeType.REMOVE, node_id, None)
+        return b"OK"
+
+    # -- on each group's leader -------------------------------------------------------
+
+    async def _on_leader(self, group: RaftGroup, local: Callable[[], Awaitable[bytes]],
+                         forward: list[bytes]) -> bytes:
+        """Run ``local`` if this node leads ``group``, else send ``forward`` to the
+        leader; follow a hand-over and wait out elections, a few times."""
+        last: ReplicationError = NotLeader(None)
+        for _ in range(FORWARD_ATTEMPTS):
+            try:
+                if group.is_leader():
+                    return await local()
+                target = group.leader_client_address()
+                if target is not None:
+                    return await _forward(target, forward)
+            except NotLeader as moved:  # this node handed over meanwhile
+                last = moved
+                if moved.leader is not None:
+                    try:
+                        return await _forward(moved.leader, forward)
+                    except ReplicationError as error:
+                        last = error
+            except ReplicationError as error:
+                last = error
+            await asyncio.sleep(RETRY_PAUSE)
+        raise last
+
+
+async def _forward(address: str, args: list[bytes]) -> bytes:
+    reply: Reply = await ask(address, args)
+    if isinstance(reply, RespError):
+        raise PeerRefused(reply.text)
+    return reply if isinstance(reply, bytes) else str(reply).encode()

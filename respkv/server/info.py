@@ -1,0 +1,178 @@
+"""INFO: the sections Redis clients read, and respkv's own (raft)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from respkv import REDIS_VERSION, __version__
+from respkv.config import Config
+from respkv.gcpolicy import GcPolicy
+from respkv.replication.admin import ClusterAdmin
+from respkv.replication.group import RaftGroup
+from respkv.replication.node import ClusterNode
+from respkv.server.stats import Stats
+
+DEFAULT_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication",
+                    "cpu", "cluster", "keyspace", "raft"]
+
+
+class Info:
+    def __init__(self, config: Config, stats: Stats, clients: Mapping[int, object],
+                 node: ClusterNode, cluster: ClusterAdmin, gc: GcPolicy) -> None:
+        self.config = config
+        self.stats = stats
+        self.clients = clients
+        self.node = node
+        self.cluster = cluster
+        self.gc = gc
+        self.sections: dict[str, Callable[[], dict[str, Any]]] = {
+            "server": self._server,
+            "clients": self._clients,
+            "memory": self._memory,
+            "persistence": self._persistence,
+            "stats": self._stats,
+            "replication": self._replication,
+            "cpu": self._cpu,
+            "cluster": lambda: {"cluster_enabled": 1},
+            "keyspace": self._keyspace,
+            "raft": self._raft,
+            "commandstats": self._commandstats,
+        }
+
+    def text(self, wanted: list[str]) -> str:
+        if not wanted or wanted == ["default"]:
+            names = DEFAULT_SECTIONS
+        elif any(w in ("all", "everything") for w in wanted):
+            names = list(self.sections)
+        else:
+            names = [w for w in wanted if w in self.sections]
+        parts = []
+        for name in names:
+            body = "".join(f"{k}:{v}\r\n" for k, v in self.sections[name]().items())
+            parts.append(f"# {name.capitalize()}\r\n{body}")
+        return "\r\n".join(parts)
+
+    @property
+    def groups(self) -> list[RaftGroup]:
+        return self.node.groups
+
+    def _server(self) -> dict[str, Any]:
+        uptime = int(time.time() - self.stats.started)
+        return {
+            "redis_version": REDIS_VERSION,
+            "respkv_version": __version__,
+            "redis_mode": "cluster",
+            "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "arch_bits": 64,
+            "process_id": os.getpid(),
+            "run_id": self.config.node_id,
+            "tcp_port": self.config.port,
+            "uptime_in_seconds": uptime,
+            "uptime_in_days": uptime // 86400,
+            "executable": "respkv",
+        }
+
+    def _clients(self) -> dict[str, Any]:
+        return {"connected_clients": len(self.clients), "maxclients": self.config.maxclients,
+                "blocked_clients": 0}
+
+    def _memory(self) -> dict[str, Any]:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {"used_memory": rss, "used_memory_human": f"{rss / (1 << 20):.2f}M",
+                "used_memory_rss": rss, "maxmemory": 0, "maxmemory_policy": "noeviction",
+                **self.gc.info()}
+
+    def _persistence(self) -> dict[str, Any]:
+        return {"loading": 0, "rdb_changes_since_last_save": 0, "aof_enabled": 1,
+                "wal_fsync": "always"}
+
+    def _stats(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "total_connections_received": stats.connections_received,
+            "total_commands_processed": stats.total_commands,
+            "rejected_connections": stats.rejected_connections,
+            "total_protocol_errors": stats.protocol_errors,
+            "expired_keys": 0,
+            "keyspace_hits": 0,
+            "keyspace_misses": 0,
+        }
+
+    def _replication(self) -> dict[str, Any]:
+        """A node leading a group is a master; one leading none is a replica of the
+        first group's leader, as CLUSTER NODES shows it."""
+        if not self.groups:
+            return {"role": "master"}
+        shard = self.cluster.shown_shard()
+        me = self.config.node_id
+        if shard.leader == me:
+            fields: dict[str, Any] = {"role": "master",
+                                      "connected_slaves": len(shard.members) - 1}
+        else:
+            address = self.cluster.leader_address(shard) or "?:0"
+            host, _, port = address.rpartition(":")
+            fields = {"role": "slave", "master_host": host, "master_port": port,
+                      "master_link_status": "up" if shard.leader else "down"}
+        fields.update(self._raft())
+        return fields
+
+    def _cpu(self) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"used_cpu_sys": f"{usage.ru_stime:.6f}", "used_cpu_user": f"{usage.ru_utime:.6f}"}
+
+    def _keyspace(self) -> dict[str, Any]:
+        keys = sum(len(group.keyspace) for group in self.groups)
+        if not keys:
+            return {}
+        expires = sum(len(group.keyspace.expires) for group in self.groups)
+        return {"db0": f"keys={keys},expires={expires},avg_ttl=0"}
+
+    def _raft(self) -> dict[str, Any]:
+        """The node, the first group (g0) unprefixed, then a line per group."""
+        if not self.groups:
+            return {}
+        fields: dict[str, Any] = {
+            "raft_node_id": self.config.node_id,
+            "raft_cluster_id": self.cluster.cluster_id,
+            "raft_shards": len(self.groups),
+            "raft_leads": ",".join(g.name for g in self.groups if g.is_leader()),
+            "raft_wal_fsyncs": self.node.wal.fsyncs if self.node.wal else 0,
+        }
+        per_group = [group_fields(group) for group in self.groups]
+        for name, value in per_group[0].items():
+            fields[f"raft_{name}"] = value
+        for group, values in zip(self.groups, per_group, strict=True):
+            fields[f"raft_group_{group.name}"] = ",".join(  # member lists: | between ids
+                f"{k}={str(v).replace(',', '|')}" for k, v in values.items() if k != "group")
+        return fields
+
+    def _commandstats(self) -> dict[str, Any]:
+        return {f"cmdstat_{name}": f"calls={calls},usec=0,usec_per_call=0.00,"
+                "rejected_calls=0,failed_calls=0"
+                for name, calls in sorted(self.stats.calls.items())}
+
+
+def group_fields(group: RaftGroup) -> dict[str, Any]:
+    members = group.members()
+    rounds, reads = group.read_rounds()
+    return {
+        "group": group.name,
+        "role": group.role,
+        "term": group.term,
+        "leader": group.leader_id() or "",
+        "commit_index": group.commit_index,
+        "applied_index": group.applied_index,
+        "last_log_index": group.last_index,
+        "snapshot_index": group.snapshot_index,
+        "voters": ",".join(members.voters),
+        "learners": ",".join(members.learners),
+        "leader_changes": group.leader_changes,
+        "read_rounds": rounds,
+        "reads_in_rounds": reads,
+    }
+

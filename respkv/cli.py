@@ -64,11 +64,12 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
     from respkv.gcpolicy import POLICY
     from respkv.replication.identity import NodeRefused
     from respkv.server.server import DirectoryLocked, Server
+    from respkv.storage.store import StoreFormatError
 
     POLICY.install()
     try:
         run_async(Server(config).serve())
-    except (DirectoryLocked, NodeRefused) as error:
+    except (DirectoryLocked, NodeRefused, StoreFormatError) as error:
         log.error("%s", error)
         sys.exit(1)
     except OSError as error:

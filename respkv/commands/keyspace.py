@@ -17,7 +17,8 @@ from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.glob import stringmatch
 from respkv.commands.table import Kind, command
-from respkv.protocol.reply import OK, Reply, Simple
+from respkv.protocol.reply import OK, Reply, RespError, Simple
+from respkv.state.codec import CodecError, decode_value
 from respkv.state.keyspace import Keyspace, type_name
 
 _DB_COUNT = 16  # what Redis' range check on a DB index uses ("databases")
@@ -295,18 +296,25 @@ def flushall(db: Keyspace, args: list[bytes], now: int) -> Reply:
 
 
 @command(
-    "respkv.put", -5, Kind.WRITE, flags=("internal",), keys=(1, -1, 4), since="0.1.0",
+    "respkv.put", -3, Kind.WRITE, flags=("internal",), keys=(1, -1, 2), since="0.1.0",
     summary="Give keys exact values, or delete them: one group's share of a write over "
     "several groups (proposed by the leader)",
 )
 def put(db: Keyspace, args: list[bytes], now: int) -> Reply:
-    """Quadruples (key, b"1" to set or b"0" to delete, value, expire-at ms or b"")."""
-    for i in range(1, len(args) - 3, 4):
-        key, present, value, expire_at = args[i:i + 4]
-        if present == b"1":
-            db.set(key, value, int(expire_at) if expire_at else None)
-        else:
+    """Pairs (key, value record in the value codec, or b"" to delete the key)."""
+    if len(args) % 2 == 0:
+        raise errors.wrong_arity("respkv.put")
+    changes = []
+    for key, record in zip(args[1::2], args[2::2], strict=True):
+        try:
+            changes.append((key, decode_value(record) if record else None))
+        except CodecError as error:  # validated in full before the first change
+            raise RespError(f"ERR respkv.put: {error}") from None
+    for key, change in changes:
+        if change is None:
             db.delete(key)
+        else:
+            db.set(key, change[0], change[1])
     return OK
 
 

@@ -25,7 +25,7 @@ from respkv.faults import CrashPoint, Faults
 from respkv.raft.core import RaftCore
 from respkv.raft.messages import ConfState, Message, SnapshotMeta
 from respkv.replication.addresses import AddressBook
-from respkv.state.machine import StateMachine
+from respkv.state.machine import BadSnapshot, StateMachine
 from respkv.storage.files import write_json_atomically
 from respkv.storage.nodelog import GroupLog
 from respkv.storage.wal import DiskFull
@@ -171,12 +171,27 @@ class Snapshots:
     # -- receiving and installing --------------------------------------------------
 
     def receive(self, message: Message, path: Path) -> None:
-        """A snapshot file arrived with its MsgSnap: keep it, and step the message."""
-        assert message.snapshot is not None
+        """A snapshot file arrived with its MsgSnap: check it, keep it, step the message."""
+        spawn(self._accept(message, path))
+
+    async def _accept(self, message: Message, path: Path) -> None:
+        meta = message.snapshot
+        assert meta is not None
+        try:
+            covered = await asyncio.to_thread(self.machine.check_snapshot, path)
+            if covered != (meta.index, meta.term):
+                raise BadSnapshot(f"it covers {covered}, its message claims "
+                                  f"{(meta.index, meta.term)}")
+        except BadSnapshot as error:
+            # Not stepped: the core never hears of it, and the leader sends again.
+            logger.error("refusing a snapshot from %s: %s", message.from_, error,
+                         extra={"group": self.name})
+            path.unlink(missing_ok=True)
+            return
         if message.context:
             self.book.merge(AddressBook.parse(message.context))
             self.learn_peers()
-        self.incoming[message.snapshot.index] = path
+        self.incoming[meta.index] = path
         self.step(message)
 
     async def install(self, meta: SnapshotMeta) -> None:

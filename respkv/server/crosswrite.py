@@ -3,7 +3,7 @@
 The router closes its gate when one starts: the node takes no other command
 until it is done. It waits until the groups' pending writes are applied, runs
 the command against a draft of their keyspaces, and proposes the resulting
-values to each group (``respkv.put``), so apply stays a pure function of the
+values to each group (``respkv.put``, in the value codec), so apply stays a pure function of the
 entry. No other command of this node runs in between, but the groups commit
 separately: other nodes may see one group's share before the other's, and a
 crash may keep only one.
@@ -23,6 +23,7 @@ from respkv.protocol.reply import Reply, RespError
 from respkv.replication.group import RaftGroup
 from respkv.replication.outcomes import ReplicationError
 from respkv.server.futures import first_failure_or_reply
+from respkv.state.codec import encode_value
 from respkv.state.views import KeyspaceDraft
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,7 @@ class CrossWrite:
         shares: dict[RaftGroup, list[bytes]] = {}
         for key, (value, expire_at) in draft.changes.items():
             share = shares.setdefault(group_of(key), [b"respkv.put"])
-            if value is None:
-                share += [key, b"0", b"", b""]
-            else:
-                share += [key, b"1", value, b"" if expire_at is None else b"%d" % expire_at]
+            share += [key, b"" if value is None else encode_value(value, expire_at)]
         if shares:
             outcome = await first_failure_or_reply(
                 [g.propose(share) for g, share in shares.items()])

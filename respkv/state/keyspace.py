@@ -16,7 +16,7 @@ Two ways to look a key up, because expiry is judged against a clock:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 # The Python types a value may have, and the name TYPE reports for each.
@@ -164,12 +164,12 @@ class Keyspace:
         self.dirty.clear()
         return upserts, deletes
 
-    def load(self, records: dict[bytes, object]) -> None:
-        """Fill from the durable store's (value, expire_at) records."""
+    def load(self, records: Iterable[tuple[bytes, tuple[object, int | None]]]) -> None:
+        """Fill from the durable store's (key, (value, expire_at)) records."""
         self.data.clear()
         self.expires.clear()
         self.dirty.clear()
-        for key, (value, expire_at) in records.items():  # type: ignore[misc]
+        for key, (value, expire_at) in records:
             self.data[key] = value
             if expire_at is not None:
                 self.expires[key] = expire_at

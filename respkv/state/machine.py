@@ -13,14 +13,15 @@ snapshot, restore; plus persist (write what was applied to the durable store).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.types import Entry, EntryKind
+from respkv.state.codec import CodecError, decode_value, encode_value
 from respkv.state.entry import BadEntry, decode_command
 from respkv.state.keyspace import Keyspace
-from respkv.storage.store import StateStore, StoreError
+from respkv.storage.store import StateStore, StoreError, StoreFormatError, scan_file
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,18 @@ PERSIST_DIRTY_KEYS = 50_000
 ApplyCommand = Callable[[Keyspace, list[bytes], int], Reply]
 
 
+class BadSnapshot(Exception):
+    """A snapshot file that is not a whole, well-formed copy of a state store."""
+
+
+def decode_records(
+    records: Iterable[tuple[bytes, bytes]],
+) -> Iterator[tuple[bytes, tuple[object, int | None]]]:
+    """The store's records as (key, (value, expire_at)); raises CodecError."""
+    for key, blob in records:
+        yield key, decode_value(blob)
+
+
 class StateMachine:
     """The keyspace plus the durable store it is written through, per group."""
 
@@ -40,8 +53,8 @@ class StateMachine:
         self.keyspace = keyspace
         self.store = store
         self.apply_command = apply_command
-        applied_index, applied_term, records = store.load()
-        keyspace.load(records)
+        applied_index, applied_term, records = store.scan()
+        keyspace.load(decode_records(records))
         self.applied_index = applied_index
         self.applied_term = applied_term
         self.persisted_index = applied_index
@@ -83,7 +96,9 @@ class StateMachine:
             self.persisted_index == self.applied_index and not self.keyspace.dirty
         ):
             return
-        upserts, deletes = self.keyspace.take_dirty()
+        changed, deletes = self.keyspace.take_dirty()
+        upserts = {key: encode_value(value, expire_at)
+                   for key, (value, expire_at) in changed.items()}
         try:
             self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
         except StoreError as error:
@@ -104,7 +119,8 @@ class StateMachine:
         fresh = StateStore(fresh_path)
         try:
             db = self.keyspace
-            records = {key: (value, db.expires.get(key)) for key, value in db.data.items()}
+            records = {key: encode_value(value, db.expires.get(key))
+                       for key, value in db.data.items()}
             fresh.write_batch(records, (), self.applied_index, self.applied_term)
             fresh.flush()
         finally:
@@ -123,6 +139,19 @@ class StateMachine:
         thread, after a ``persist()`` on the loop."""
         return self.store.snapshot_to(dest)
 
+    @staticmethod
+    def check_snapshot(path: Path) -> tuple[int, int]:
+        """The (index, term) a snapshot file covers, once every record in it has been
+        read and decoded; raises BadSnapshot. A snapshot is a file a peer sends:
+        nothing replaces the state before it passes."""
+        try:
+            index, term, records = scan_file(path)
+            for _key, blob in records:
+                decode_value(blob)
+        except (StoreFormatError, CodecError, OSError) as error:
+            raise BadSnapshot(f"{path.name}: {error}") from None
+        return index, term
+
     def pause(self) -> None:
         """Stop writing to the store until ``restore``: its file is about to be replaced."""
         self.paused = True
@@ -135,9 +164,9 @@ class StateMachine:
         """Replace the whole state by a snapshot's (the file is moved into place)."""
         try:
             self.store.restore_from(snapshot)
-            self.applied_index, self.applied_term, records = self.store.load()
+            self.applied_index, self.applied_term, records = self.store.scan()
             self.persisted_index = self.applied_index
-            self.keyspace.load(records)
+            self.keyspace.load(decode_records(records))
         finally:
             self.paused = False
 

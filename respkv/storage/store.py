@@ -4,9 +4,12 @@ The caller keeps the data in a dict (the hot read path) and writes each applied 
 with ``write_batch``; this module is only the durable copy, read once at start-up.
 
 Layout: one table ``kv (key TEXT PRIMARY KEY, value BLOB)``, as sqlitedict creates it.
-Data keys are ``"k" + key.hex()`` (lossless for any bytes, NUL/CR/LF included); the applied
-(index, term) lives in the same table under ``"@applied"``, which no data key can equal.
-Values are pickled, as sqlitedict does, so the file also reads as a plain ``SqliteDict``.
+Data keys are ``"k" + key.hex()`` (lossless for any bytes, NUL/CR/LF included); values are
+the caller's bytes, stored as given (the state layer's value codec writes them). Beside the
+data, under names no data key can equal: ``"@format"`` (this layout's version, so a file
+of another layout, or not written by respkv, is refused) and ``"@applied"`` (index and
+term, two little-endian u64). sqlitedict is used for its writer thread only, with its own
+value encoding switched off: no Python object is ever rebuilt from the file.
 
 Atomicity: a batch is staged into a TEMP table, then applied by ONE statement (an INSERT
 into a view whose INSTEAD OF trigger upserts, deletes and clears the stage), guarded by the
@@ -24,8 +27,8 @@ copy) or installed by ``restore_from``, never up to an applied index merely writ
 from __future__ import annotations
 
 import os
-import pickle
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -38,6 +41,9 @@ from respkv.storage.files import fsync_path
 
 TABLE = "kv"
 APPLIED_KEY = "@applied"  # data keys all start with "k": no collision possible
+FORMAT_KEY = "@format"
+FORMAT = b"respkv-store 2"
+_APPLIED = struct.Struct("<QQ")
 _MAX_CHUNK = 1024  # rows per staging statement: 3072 parameters, well under SQLite's 32766
 _OP_DELETE, _OP_UPSERT = 0, 1
 
@@ -62,16 +68,21 @@ class StoreError(Exception):
     """The store failed earlier; its file is consistent but behind what the caller applied."""
 
 
+class StoreFormatError(Exception):
+    """The file is not a state store of this layout (an older respkv's, or not ours)."""
+
+
+def _as_is(value: object) -> object:
+    """sqlitedict's value encoding, switched off: we store our own bytes."""
+    return value
+
+
 def encode_key(key: bytes) -> str:
     return "k" + key.hex()
 
 
 def decode_key(skey: str) -> bytes:
     return bytes.fromhex(skey[1:])
-
-
-def _encode_value(value: object) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @cache
@@ -94,7 +105,14 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
 
 def _read_applied(conn: sqlite3.Connection) -> tuple[int, int]:
     row = conn.execute(f'SELECT value FROM "{TABLE}" WHERE key = ?', (APPLIED_KEY,)).fetchone()
-    return pickle.loads(row[0]) if row else (0, 0)
+    return _decode_applied(row[0]) if row else (0, 0)
+
+
+def _decode_applied(value: object) -> tuple[int, int]:
+    if not isinstance(value, bytes) or len(value) != _APPLIED.size:
+        raise StoreFormatError("the applied index record is damaged")
+    index, term = _APPLIED.unpack(value)
+    return index, term
 
 
 class StateStore:
@@ -113,34 +131,44 @@ class StateStore:
         self._db = self._open()
 
     def _open(self) -> SqliteDict:
+        fresh = not self.path.exists() or is_empty(self.path)
+        if not fresh:
+            check_format(self.path)
         db = SqliteDict(
             str(self.path),
             tablename=TABLE,
             autocommit=False,
             journal_mode="WAL",
             outer_stack=False,  # True captures a stack per statement: slow
+            encode=_as_is,
+            decode=_as_is,
         )
         db.conn.execute("PRAGMA synchronous=NORMAL")
         for sql in _SCHEMA:
             db.conn.execute(sql)
+        if fresh:
+            db.conn.execute(f'REPLACE INTO "{TABLE}" (key, value) VALUES (?, ?)',
+                            (FORMAT_KEY, FORMAT))
+            db.conn.execute("COMMIT")
         return db
 
     # ---- reading -----------------------------------------------------------------
 
-    def load(self) -> tuple[int, int, dict[bytes, object]]:
-        """(applied_index, applied_term, data) as committed; one read transaction."""
+    def load(self) -> tuple[int, int, dict[bytes, bytes]]:
+        """(applied_index, applied_term, data) as committed."""
         self.flush()
-        conn = _connect_ro(self.path)
-        try:
-            return _read_all(conn)
-        finally:
-            conn.close()
+        return read_file(self.path)
+
+    def scan(self) -> tuple[int, int, Iterator[tuple[bytes, bytes]]]:
+        """``load`` with the records streamed (see ``scan_file``)."""
+        self.flush()
+        return scan_file(self.path)
 
     # ---- writing -----------------------------------------------------------------
 
     def write_batch(
         self,
-        upserts: dict[bytes, object],
+        upserts: dict[bytes, bytes],
         deletes: Iterable[bytes],
         applied_index: int,
         applied_term: int,
@@ -149,10 +177,10 @@ class StateStore:
         and `deletes` ends up deleted."""
         params: list[object] = []
         for key, value in upserts.items():
-            params += (_OP_UPSERT, "k" + key.hex(), _encode_value(value))
+            params += (_OP_UPSERT, "k" + key.hex(), value)
         for key in deletes:
             params += (_OP_DELETE, "k" + key.hex(), None)
-        params += (_OP_UPSERT, APPLIED_KEY, _encode_value((applied_index, applied_term)))
+        params += (_OP_UPSERT, APPLIED_KEY, _APPLIED.pack(applied_index, applied_term))
         with self._lock:
             self._enqueue_batch(params)
 
@@ -197,7 +225,8 @@ class StateStore:
     def clear(self) -> None:
         """Delete all data and reset the applied index to (0, 0)."""
         with self._lock:
-            self._execute_all([(f'DELETE FROM "{TABLE}"', ()), ("COMMIT", ())])
+            self._execute_all([(f'DELETE FROM "{TABLE}" WHERE key != ?', (FORMAT_KEY,)),
+                               ("COMMIT", ())])
         self.flush()
 
     # ---- snapshots -----------------------------------------------------------------
@@ -238,6 +267,7 @@ class StateStore:
     def restore_from(self, src: Path) -> None:
         """Atomically replace the DB with a snapshot file (same file system); then load()."""
         src = Path(src)
+        check_format(src)  # before anything is replaced
         fsync_path(src)
         with self._lock:
             self._db.close(force=self._failed is not None)
@@ -277,13 +307,81 @@ class StateStore:
             raise StoreError(f"state store {self.path} failed earlier: {self._failed!r}")
 
 
-def _read_all(conn: sqlite3.Connection) -> tuple[int, int, dict[bytes, object]]:
-    data: dict[bytes, object] = {}
-    applied = (0, 0)
-    fromhex, loads = bytes.fromhex, pickle.loads
-    for skey, value in conn.execute(f'SELECT key, value FROM "{TABLE}"'):
-        if skey[0] == "k":
-            data[fromhex(skey[1:])] = loads(value)
-        elif skey == APPLIED_KEY:
-            applied = loads(value)
-    return applied[0], applied[1], data
+def is_empty(path: Path) -> bool:
+    """A file with no data at all (a store created but never written, a crash before its
+    first commit): what a new store starts from."""
+    try:
+        conn = _connect_ro(path)
+    except sqlite3.Error:
+        return False
+    try:
+        return conn.execute(f'SELECT 1 FROM "{TABLE}" LIMIT 1').fetchone() is None
+    except sqlite3.Error:  # no table yet, or not a database: check_format tells which
+        return path.stat().st_size == 0
+    finally:
+        conn.close()
+
+
+def check_format(path: Path) -> None:
+    """Refuse a file that is not a state store of this layout."""
+    try:
+        conn = _connect_ro(path)
+    except sqlite3.Error as error:
+        raise StoreFormatError(f"{path} is not an SQLite database: {error}") from None
+    try:
+        row = conn.execute(f'SELECT value FROM "{TABLE}" WHERE key = ?',
+                           (FORMAT_KEY,)).fetchone()
+    except sqlite3.Error as error:
+        raise StoreFormatError(f"{path} is not a respkv state store: {error}") from None
+    finally:
+        conn.close()
+    if row is None:
+        raise StoreFormatError(
+            f"{path} is a state store of an older respkv (Python-serialized values), which this "
+            "version does not read: start this node on an empty --dir and let it join the "
+            "cluster (it receives a snapshot), or read the data out with the older version")
+    if row[0] != FORMAT:
+        raise StoreFormatError(f"{path} has store format {row[0]!r}, not {FORMAT!r}")
+
+
+def read_file(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
+    """(applied_index, applied_term, data) of a store file (the store's own, or a
+    snapshot of it), checking its format; raises StoreFormatError."""
+    index, term, records = scan_file(path)
+    return index, term, dict(records)
+
+
+def scan_file(path: Path) -> tuple[int, int, Iterator[tuple[bytes, bytes]]]:
+    """Like ``read_file``, with the records read one by one as the iterator is consumed,
+    so that a big store is never held twice; errors surface while iterating. The applied
+    index and the records come from one read transaction."""
+    check_format(path)
+    conn = _connect_ro(path)
+    conn.isolation_level = None  # transactions by hand: BEGIN below
+    try:
+        conn.execute("BEGIN")
+        index, term = _read_applied(conn)
+    except sqlite3.Error as error:
+        conn.close()
+        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+    return index, term, _records(path, conn)
+
+
+def _records(path: Path, conn: sqlite3.Connection) -> Iterator[tuple[bytes, bytes]]:
+    fromhex = bytes.fromhex
+    try:
+        for skey, value in conn.execute(f'SELECT key, value FROM "{TABLE}"'):
+            if skey[:1] == "k":
+                if not isinstance(value, bytes):
+                    raise StoreFormatError(f"the value of {skey[:40]} is not bytes")
+                try:
+                    key = fromhex(skey[1:])
+                except ValueError:
+                    raise StoreFormatError(f"bad key {skey[:40]!r}") from None
+                yield key, value
+            elif skey not in (APPLIED_KEY, FORMAT_KEY):
+                raise StoreFormatError(f"unexpected record {skey[:40]!r}")
+    except sqlite3.Error as error:
+        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+    finally:
+        conn.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -259,3 +260,22 @@ def test_dir_with_a_per_group_log_of_an_older_version_is_refused(fresh: Node) ->
     assert fresh.proc.wait(30) == 1
     log = fresh.log()
     assert "per-group Raft log" in log and str(old) in log, log
+
+
+def test_dir_with_a_store_of_python_serialized_values_is_refused(fresh: Node) -> None:
+    """An older respkv stored values in Python's own serialization, which must never be
+    read back: such a dir is refused, with the way out, and nothing in it is read."""
+    client = fresh.client()
+    assert client.set("kept", "in the old store") is True
+    client.close()
+    assert fresh.stop() == 0
+    store = fresh.dir / "data" / "g0.sqlite"
+    conn = sqlite3.connect(store)
+    conn.execute("DELETE FROM kv WHERE key = '@format'")  # as the older layout had none
+    conn.commit()
+    conn.close()
+    fresh.start(wait=False)
+    assert fresh.proc.wait(30) == 1
+    log = fresh.log()
+    assert "older respkv" in log and "let it join" in log, log
+    assert "Traceback" not in log, log

@@ -36,7 +36,8 @@ store = StateStore(Path(sys.argv[1]))
 index, _, _ = store.load()
 while True:
     index += 1
-    store.write_batch({b"n": index, b"k%d" % (index % 500): index}, [b"gone"], index, 1)
+    value = b"%d" % index
+    store.write_batch({b"n": value, b"k%d" % (index % 500): value}, [b"gone"], index, 1)
     if index % 20 == 0:
         store.flush()
         print(index, flush=True)
@@ -75,4 +76,4 @@ def test_store_survives_kill_9(tmp_path: Path) -> None:
         with StateStore(path) as store:
             index, term, data = store.load()
         assert index >= reported and term == 1
-        assert data[b"n"] == index and data[b"k%d" % (index % 500)] == index
+        assert data[b"n"] == b"%d" % index and data[b"k%d" % (index % 500)] == b"%d" % index

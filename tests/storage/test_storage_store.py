@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlitedict import SqliteDict
 
 from respkv.storage.files import ChunkWriter, iter_chunks
 from respkv.storage.store import (
     APPLIED_KEY,
+    FORMAT,
+    FORMAT_KEY,
     TABLE,
     StateStore,
     StoreError,
+    StoreFormatError,
     decode_key,
     encode_key,
+    read_file,
 )
 
 NASTY_KEYS = [b"", b"\x00", b"a\x00b", b"\r\n", b"\n", b"\xff\xfe", b"k", b"@applied", b"\x00" * 5]
 
 
-def reopened(path: Path) -> tuple[int, int, dict[bytes, object]]:
+def reopened(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
     with StateStore(path) as store:
         return store.load()
 
@@ -38,8 +42,8 @@ def test_new_store_is_empty(tmp_path: Path) -> None:
 
 def test_round_trip_with_binary_keys(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
-    values: dict[bytes, object] = {k: (b"v" + k, 1.5, None, [k]) for k in NASTY_KEYS}
-    values[bytes(range(256))] = {"nested": b"\x00"}
+    values: dict[bytes, bytes] = {k: b"v" + k for k in NASTY_KEYS}
+    values[bytes(range(256))] = bytes(range(256))
     with StateStore(path) as store:
         store.write_batch(values, [], 10, 2)
         store.write_batch({b"later": b"x"}, [b"\r\n", b"absent"], 11, 3)
@@ -60,16 +64,16 @@ def test_key_encoding_is_lossless_and_never_reserved(keys: list[bytes]) -> None:
 
 def test_a_key_in_both_upserts_and_deletes_ends_up_deleted(tmp_path: Path) -> None:
     with StateStore(tmp_path / "s.sqlite") as store:
-        store.write_batch({b"a": 1, b"b": 2}, [b"a"], 1, 1)
-        assert store.load() == (1, 1, {b"b": 2})
+        store.write_batch({b"a": b"1", b"b": b"2"}, [b"a"], 1, 1)
+        assert store.load() == (1, 1, {b"b": b"2"})
 
 
 def test_batches_of_every_chunk_shape(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
-    expected: dict[bytes, object] = {}
+    expected: dict[bytes, bytes] = {}
     with StateStore(path) as store:
         for n, size in enumerate([1, 2, 3, 1023, 1024, 1025, 3000]):
-            batch = {b"%d:%d" % (n, i): i for i in range(size)}
+            batch = {b"%d:%d" % (n, i): b"%d" % i for i in range(size)}
             gone = [k for k in expected if k.endswith(b"7")]
             for k in gone:
                 del expected[k]
@@ -84,31 +88,23 @@ def test_applied_index_is_atomic_with_data(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with StateStore(path) as store:
         for i in range(1, 51):
-            store.write_batch({b"n": i, b"k%d" % i: i}, [b"k%d" % (i - 1)], i, 1)
+            store.write_batch({b"n": b"%d" % i, b"k%d" % i: b"x"}, [b"k%d" % (i - 1)], i, 1)
             if i % 10 == 0:
                 store.flush()
                 assert store.backlog() == 0
                 index, _, data = reopened_concurrently(path)
-                assert data[b"n"] == index and set(data) == {b"n", b"k%d" % index}
+                assert data[b"n"] == b"%d" % index and set(data) == {b"n", b"k%d" % index}
 
 
-def reopened_concurrently(path: Path) -> tuple[int, int, dict[bytes, object]]:
+def reopened_concurrently(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
     # A second reader of the same file (as a restarted process would see it).
-    import sqlite3
-
-    from respkv.storage.store import _read_all
-
-    conn = sqlite3.connect(path)
-    try:
-        return _read_all(conn)
-    finally:
-        conn.close()
+    return read_file(path)
 
 
 def test_failed_statement_applies_nothing_and_poisons_the_store(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store = StateStore(path)
-    store.write_batch({b"a": 1}, [], 1, 1)
+    store.write_batch({b"a": b"1"}, [], 1, 1)
     store.flush()
     # Sabotage one staging statement, as a disk-full error would: the guarded apply must
     # then change nothing, and the applied index must not move.
@@ -117,32 +113,90 @@ def test_failed_statement_applies_nothing_and_poisons_the_store(tmp_path: Path) 
         "CREATE TEMP TABLE stage (op INTEGER NOT NULL, key TEXT NOT NULL, value BLOB,"
         " CHECK (key != 'k62'))"
     )
-    store.write_batch({b"a": 2, b"b": 2}, [b"a"], 2, 1)
+    store.write_batch({b"a": b"2", b"b": b"2"}, [b"a"], 2, 1)
     with pytest.raises(StoreError):
         store.flush()
     with pytest.raises(StoreError):
-        store.write_batch({b"c": 3}, [], 3, 1)
+        store.write_batch({b"c": b"3"}, [], 3, 1)
     store.close()
-    assert reopened(path) == (1, 1, {b"a": 1})
+    assert reopened(path) == (1, 1, {b"a": b"1"})
 
 
-def test_values_are_readable_as_a_plain_sqlitedict(tmp_path: Path) -> None:
+def test_values_are_stored_as_given_beside_the_format_and_applied_index(
+        tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with StateStore(path) as store:
-        store.write_batch({b"\x00key": [1, 2]}, [], 5, 1)
-    with SqliteDict(str(path), tablename=TABLE, flag="r", journal_mode="WAL") as db:
-        assert db[encode_key(b"\x00key")] == [1, 2]
-        assert db[APPLIED_KEY] == (5, 1)
+        store.write_batch({b"\x00key": b"\x01\x02"}, [], 5, 1)
+    conn = sqlite3.connect(path)
+    try:
+        rows = dict(conn.execute(f'SELECT key, value FROM "{TABLE}"'))
+    finally:
+        conn.close()
+    assert rows == {encode_key(b"\x00key"): b"\x01\x02", FORMAT_KEY: FORMAT,
+                    APPLIED_KEY: (5).to_bytes(8, "little") + (1).to_bytes(8, "little")}
+
+
+def _old_store(path: Path) -> None:
+    """A store file as an older respkv wrote it: no format record, values in Python's
+    own serialization (bytes that start with its protocol marker)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(f'CREATE TABLE "{TABLE}" (key TEXT PRIMARY KEY, value BLOB)')
+        conn.execute(f'INSERT INTO "{TABLE}" VALUES (?, ?)', (APPLIED_KEY, b"\x80\x05K\x05."))
+        conn.execute(f'INSERT INTO "{TABLE}" VALUES (?, ?)', (encode_key(b"k"), b"\x80\x05."))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_store_of_an_older_layout_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _old_store(path)
+    with pytest.raises(StoreFormatError, match=r"older respkv.*empty --dir and let it join"):
+        StateStore(path)
+
+
+def test_files_that_are_not_stores_are_refused(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreFormatError):
+        read_file(garbage)
+    with pytest.raises(StoreFormatError):
+        StateStore(garbage)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreFormatError):
+        read_file(other)
+
+
+def test_restore_from_checks_the_file_before_replacing_anything(tmp_path: Path) -> None:
+    path, old = tmp_path / "s.sqlite", tmp_path / "old.sqlite"
+    _old_store(old)
+    with StateStore(path) as store:
+        store.write_batch({b"a": b"1"}, [], 3, 1)
+        with pytest.raises(StoreFormatError):
+            store.restore_from(old)
+        assert store.load() == (3, 1, {b"a": b"1"})
+
+
+def test_a_store_created_but_never_written_starts_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"")  # a crash before the first commit
+    with StateStore(path) as store:
+        assert store.load() == (0, 0, {})
 
 
 def test_clear(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with StateStore(path) as store:
-        store.write_batch({b"a": 1}, [], 3, 1)
+        store.write_batch({b"a": b"1"}, [], 3, 1)
         store.clear()
         assert store.load() == (0, 0, {})
-        store.write_batch({b"b": 1}, [], 4, 1)
-    assert reopened(path) == (4, 1, {b"b": 1})
+        store.write_batch({b"b": b"1"}, [], 4, 1)
+    assert reopened(path) == (4, 1, {b"b": b"1"})
 
 
 def test_snapshot_to_and_restore_from_round_trip(tmp_path: Path) -> None:
@@ -153,7 +207,7 @@ def test_snapshot_to_and_restore_from_round_trip(tmp_path: Path) -> None:
     with StateStore(a) as source:
         source.write_batch(data, [], 100, 7)
         assert source.snapshot_to(snap) == (100, 7)
-        source.write_batch({b"after": 1}, [], 101, 7)  # not in the snapshot
+        source.write_batch({b"after": b"1"}, [], 101, 7)  # not in the snapshot
     assert not snap.with_name(snap.name + ".tmp").exists()
     # stream it, as the transport would, into the follower's directory
     with ChunkWriter(tmp_path / "incoming.sqlite.part") as writer:
@@ -162,12 +216,12 @@ def test_snapshot_to_and_restore_from_round_trip(tmp_path: Path) -> None:
     received = tmp_path / "incoming.sqlite"
     assert received.read_bytes() == snap.read_bytes()
     with StateStore(b) as follower:
-        follower.write_batch({b"old": 1}, [], 50, 3)
+        follower.write_batch({b"old": b"1"}, [], 50, 3)
         follower.restore_from(received)
         assert follower.load() == (100, 7, data)
-        follower.write_batch({b"new": 1}, [], 101, 7)
+        follower.write_batch({b"new": b"1"}, [], 101, 7)
     assert not received.exists()
-    assert reopened(b) == (101, 7, {**data, b"new": 1})
+    assert reopened(b) == (101, 7, {**data, b"new": b"1"})
 
 
 def test_snapshot_in_a_worker_thread_beside_writes(tmp_path: Path) -> None:
@@ -175,10 +229,10 @@ def test_snapshot_in_a_worker_thread_beside_writes(tmp_path: Path) -> None:
 
     async def main() -> tuple[int, int]:
         with StateStore(path) as store:
-            store.write_batch({b"x%d" % i: i for i in range(5000)}, [], 1, 1)
+            store.write_batch({b"x%d" % i: b"x" for i in range(5000)}, [], 1, 1)
             task = asyncio.create_task(asyncio.to_thread(store.snapshot_to, snap))
             for i in range(2, 50):
-                store.write_batch({b"n": i}, [], i, 1)
+                store.write_batch({b"n": b"%d" % i}, [], i, 1)
                 await asyncio.sleep(0)
             return await task
 
@@ -188,7 +242,7 @@ def test_snapshot_in_a_worker_thread_beside_writes(tmp_path: Path) -> None:
         got_index, got_term, data = restored.load()
     # whatever the snapshot caught, its index and data agree
     assert (got_index, got_term) == (index, term)
-    assert data.get(b"n", 1) == index and len([k for k in data if k != b"n"]) == 5000
+    assert int(data.get(b"n", b"1")) == index and len([k for k in data if k != b"n"]) == 5000
 
 
 def test_closed_store_refuses_use(tmp_path: Path) -> None:

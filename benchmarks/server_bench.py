@@ -74,19 +74,19 @@ from testsupport.ports import free_ports
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
 
-# Targets from issues 2 and 4: (respkv target, test, baseline target, minimum ratio).
+# The speed goals: (respkv target, test, baseline target, minimum ratio, what it means).
 # A test also matches the labels that add a "(...)" note to it ("GET 1 node (2/3 follower)").
 # On the sharded cluster, SET and GET are the redis-benchmark --cluster rows.
 TARGETS = [
-    ("respkv", "SET", "redis-aof", 0.5, "issue 2: SET, 50 clients, vs appendfsync always"),
-    ("respkv", "GET", "redis", 0.7, "issue 2: GET, 50 clients, vs in-memory redis"),
-    ("respkv", "GET -P16", "redis", 0.3, "issue 2: GET -P 16 vs in-memory redis"),
+    ("respkv", "SET", "redis-aof", 0.5, "single node: SET, 50 clients, vs appendfsync always"),
+    ("respkv", "GET", "redis", 0.7, "single node: GET, 50 clients, vs in-memory redis"),
+    ("respkv", "GET -P16", "redis", 0.3, "single node: GET -P 16 vs in-memory redis"),
     ("respkv-3", "SET", "redis-aof", 0.3,
-     "issue 4: cluster SET (key's group leader) vs appendfsync always"),
-    ("respkv-3", "GET", "redis", 0.6, "issue 4: linearizable GET (key's group leader) vs redis"),
-    ("respkv-3", "GET follower", "redis", 0.6, "issue 4: linearizable GET (follower) vs redis"),
+     "cluster SET (key's group leader) vs appendfsync always"),
+    ("respkv-3", "GET", "redis", 0.6, "linearizable GET (key's group leader) vs redis"),
+    ("respkv-3", "GET follower", "redis", 0.6, "linearizable GET (follower) vs redis"),
     ("respkv-3", "GET 1 node", "redis", 0.6,
-     "issue 4: linearizable GET on one node (mostly follower reads) vs redis"),
+     "linearizable GET on one node (mostly follower reads) vs redis"),
 ]
 READ_MODES = ("lease", "stale")  # --read-modes: cluster GET rows without a ReadIndex round
 FAILOVER_KEY = "failover:{fo}:"  # one hash tag: every key of the writer in one group

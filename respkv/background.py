@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 _running: set[asyncio.Task[Any]] = set()
 
 
@@ -21,4 +21,4 @@ def spawn(coroutine: Coroutine[Any, Any, Any], name: str | None = None) -> async
 def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        logger.error("background task %s failed", task.get_name(), exc_info=task.exception())

@@ -11,7 +11,7 @@ import click
 from respkv import logs
 from respkv.config import Config, ConfigError
 
-log = logging.getLogger("respkv")
+logger = logging.getLogger("respkv")
 
 
 def run_async(main) -> None:
@@ -70,10 +70,10 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
     try:
         run_async(Server(config).serve())
     except (DirectoryLocked, NodeRefused, StoreFormatError) as error:
-        log.error("%s", error)
+        logger.error("%s", error)
         sys.exit(1)
     except OSError as error:
-        log.error("cannot start: %s", error)
+        logger.error("cannot start: %s", error)
         sys.exit(1)
 
 

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class EntryKind(IntEnum):
-    NORMAL = 0  # a client command (RESP-encoded, see respkv/statemachine/entry.py)
+    NORMAL = 0  # a client command (RESP-encoded, see respkv/state/entry.py)
     NOOP = 1  # the empty entry a new leader commits at the start of its term
     CONF_CHANGE = 2  # a membership change; data encoded by the Raft core
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from respkv.raft.types import Entry, HardState
 from respkv.storage.wal import WAL, WalState
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class NodeLog:
@@ -67,7 +67,7 @@ class NodeLog:
             try:
                 self.before_sync()
             except Exception:  # sending is best effort; the fsync must happen
-                log.exception("before_sync hook failed")
+                logger.exception("before_sync hook failed")
         try:
             self.sync()
         except BaseException as error:  # DiskFull: each group retries on its own

@@ -52,7 +52,7 @@ from typing import Self
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.storage.files import fsync_path
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("<IIB")  # crc, payload length, type
 _HEAD_SIZE = _HEAD.size
@@ -343,7 +343,7 @@ class WAL:
     def _cut_tail(self, seg: _Segment, bad: _BadRecord) -> None:
         # A write interrupted by a crash: never synced, so never acknowledged. Cut it off
         # so that later appends do not land after garbage.
-        log.warning(
+        logger.warning(
             "WAL %s: cutting torn tail at byte offset %d (%s)", seg.path, bad.offset, bad.reason
         )
         os.truncate(seg.path, bad.offset)

@@ -2,11 +2,11 @@
 the middle of a segment, a missing snapshot file, a full disk.
 
 Each test damages one node's files while it is down (kill -9), restarts it and checks
-what the issue asks: a torn tail is cut and the node catches up with nothing
+what an operator expects: a torn tail is cut and the node catches up with nothing
 acknowledged missing; a corrupt record in the middle is refused with a message naming
 the file and the offset; a lost snapshot file does not leave a hole in the data; a
 full disk refuses writes with a clear error, keeps serving reads and resumes once space
-is freed (that last one fails today: see its xfail reason).
+is freed.
 """
 
 from __future__ import annotations

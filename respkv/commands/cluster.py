@@ -14,7 +14,6 @@ parses the arguments and shapes the replies.
 from __future__ import annotations
 
 import hashlib
-import time
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
@@ -24,6 +23,7 @@ from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 from respkv.replication.addresses import Addresses, split_address
 from respkv.replication.admin import Member, Shard
+from respkv.replication.health import Health
 from respkv.replication.slots import SLOTS, key_slot
 
 
@@ -101,24 +101,39 @@ def _slot_arg(raw: bytes) -> int:
     return slot
 
 
+def _health(server: ServerContext, node: str | None) -> Health:
+    return server.cluster.peer(node).health if node is not None else Health.FAILED
+
+
 @_sub("info", 2)
 def cluster_info(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """Redis Cluster's fields, as this node sees the cluster: a slot is ok while its
+    group's leader is heard, pfail while it is suspected, fail with no leader or a
+    failed one; the state is ok with no slot failed and most nodes heard."""
     shards = server.cluster.shards()
-    slots_ok = sum(s.last_slot - s.first_slot + 1 for s in shards if s.leader is not None)
+    size = {Health.UP: 0, Health.SUSPECT: 0, Health.FAILED: 0}
+    for shard in shards:
+        size[_health(server, shard.leader)] += shard.last_slot - shard.first_slot + 1
+    members = _all_members(shards)
+    heard = sum(1 for node in members if server.cluster.peer(node).health is Health.UP)
+    majority = heard > len(members) // 2
     leaders = {s.leader for s in shards} - {None}
     me = server.config.node_id
+    sent, received = server.cluster.pings()
     fields = {
-        "cluster_state": "ok" if slots_ok == SLOTS else "fail",
+        "cluster_state": "ok" if size[Health.FAILED] == 0 and majority else "fail",
         "cluster_slots_assigned": SLOTS,
-        "cluster_slots_ok": slots_ok,
-        "cluster_slots_pfail": 0,
-        "cluster_slots_fail": SLOTS - slots_ok,
-        "cluster_known_nodes": len(_all_members(shards)),
+        "cluster_slots_ok": size[Health.UP],
+        "cluster_slots_pfail": size[Health.SUSPECT],
+        "cluster_slots_fail": size[Health.FAILED],
+        "cluster_known_nodes": len(members),
         "cluster_size": len(leaders),
         "cluster_current_epoch": max(s.term for s in shards),
         "cluster_my_epoch": max((s.term for s in shards if s.leader == me), default=0),
-        "cluster_stats_messages_sent": 0,
-        "cluster_stats_messages_received": 0,
+        "cluster_stats_messages_ping_sent": sent,
+        "cluster_stats_messages_sent": sent,
+        "cluster_stats_messages_ping_received": received,
+        "cluster_stats_messages_received": received,
         "total_cluster_links_buffer_limit_exceeded": 0,
     }
     return Verbatim("".join(f"{k}:{v}\r\n" for k, v in fields.items()))
@@ -126,23 +141,38 @@ def cluster_info(server: ServerContext, session: Session, args: list[bytes]) -> 
 
 @_sub("slots", 2)
 def cluster_slots(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    """One entry per group: its leader, then its members that lead no group. A node
-    is a master or a replica, as in Redis Cluster: cluster clients (redis-py) give
-    a node the role of its first appearance, so a master listed as another range's
-    replica would lose its master role there."""
-    shards = server.cluster.shards()
-    leaders = {s.leader for s in shards}
-    entries = []
+    """Each group's range: its leader, then its other voters and learners (a failed
+    one left out, as Redis leaves out failed replicas).
+
+    A node here can be a master of one range and a replica of others, which Redis
+    Cluster never is; cluster clients (redis-py) give a node the role of its first
+    appearance in this reply. So a leader that would first appear as another
+    range's replica is announced first: the first slot of its range, listing it
+    alone, leads the reply, and the rest of that range follows with every replica."""
+    shards = [s for s in server.cluster.shards() if s.leader is not None]
+    listed = {shard.name: [m for m in shard.members if m.node_id == shard.leader
+                           or server.cluster.peer(m.node_id).health is not Health.FAILED]
+              for shard in shards}
+    first_role: dict[str, bool] = {}  # node -> first appears as a master
     for shard in shards:
-        if shard.leader is None:
-            continue
-        entry: list = [shard.first_slot, shard.last_slot]
-        for member in shard.members:
-            if member.node_id == shard.leader or member.node_id not in leaders:
-                host, port = _client_endpoint(member)
-                entry.append([host, port, cluster_node_id(member.node_id), []])
-        entries.append(entry)
-    return entries
+        for member in listed[shard.name]:
+            first_role.setdefault(member.node_id, member.node_id == shard.leader)
+    announce = {s.leader for s in shards if s.leader and not first_role[s.leader]}
+    heads, entries = [], []
+    for shard in shards:
+        first = shard.first_slot
+        if shard.leader in announce:
+            announce.discard(shard.leader)
+            heads.append([first, first, _slot_node(listed[shard.name][0])])
+            first += 1
+        if first <= shard.last_slot:
+            entries.append([first, shard.last_slot, *map(_slot_node, listed[shard.name])])
+    return heads + entries
+
+
+def _slot_node(member: Member) -> list:
+    host, port = _client_endpoint(member)
+    return [host, port, cluster_node_id(member.node_id), []]
 
 
 @_sub("shards", 2)
@@ -150,17 +180,21 @@ def cluster_shards(server: ServerContext, session: Session, args: list[bytes]) -
     me = server.config.node_id
     shards = []
     for shard in server.cluster.shards():
+        matches = server.cluster.follower_matches(shard)
         nodes = []
         for member in shard.members:
             host, port = _client_endpoint(member)
+            health = server.cluster.peer(member.node_id).health
+            offset = shard.applied_index if member.node_id == me else matches.get(
+                member.node_id, 0)
             nodes.append({
                 "id": cluster_node_id(member.node_id),
                 "port": port,
                 "ip": host,
                 "endpoint": host,
                 "role": "master" if member.node_id == shard.leader else "replica",
-                "replication-offset": shard.applied_index if member.node_id == me else 0,
-                "health": "online",
+                "replication-offset": offset,
+                "health": "online" if health is Health.UP else "failed",
             })
         shards.append({"slots": [shard.first_slot, shard.last_slot], "nodes": nodes})
     return shards
@@ -172,23 +206,30 @@ def cluster_nodes(server: ServerContext, session: Session, args: list[bytes]) ->
 
 
 def _node_lines(server: ServerContext) -> list[str]:
+    """One line per node, Redis Cluster's format. A node is shown as a master of the
+    ranges it leads, or (leading none) as a replica of the first group's leader: a
+    line has one role, so a leader's place as a replica of the other groups is not
+    shown here (CLUSTER SLOTS and SHARDS show it)."""
     shards = server.cluster.shards()
     me = server.config.node_id
-    first = next((s.leader for s in shards if s.leader), None)
+    first = shards[0].leader
     first_hex = cluster_node_id(first) if first else "-"
     epoch = max(s.term for s in shards)
-    now = int(time.time() * 1000)
     lines = []
     for node, member in _all_members(shards).items():
         host, port = _client_endpoint(member)
         _, raft_port = split_address(member.addresses.raft)
         ranges = _led_ranges(shards, node)
+        peer = server.cluster.peer(node)
         flags = ["myself"] if node == me else []
         flags.append("master" if ranges else "slave")
+        if peer.health is not Health.UP:
+            flags.append(peer.health.value)
         master = "-" if ranges else first_hex
         slots = "".join(f" {a}-{b}" if a != b else f" {a}" for a, b in ranges)
+        link = "connected" if peer.link_up else "disconnected"
         lines.append(f"{cluster_node_id(node)} {host}:{port}@{raft_port} {','.join(flags)} "
-                     f"{master} 0 {now} {epoch} connected{slots}")
+                     f"{master} 0 {peer.last_heard_ms} {epoch} {link}{slots}")
     return lines
 
 
@@ -287,15 +328,17 @@ def role(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     shard = server.cluster.shown_shard()
     me = server.config.node_id
     if shard.leader == me:
+        matches = server.cluster.follower_matches(shard)
         replicas = []
         for member in shard.members:
             if member.node_id != me:
                 host, port = _client_endpoint(member)
-                replicas.append([host.encode(), str(port).encode(), b"0"])
+                offset = matches.get(member.node_id, 0)
+                replicas.append([host.encode(), str(port).encode(), str(offset).encode()])
         return [b"master", shard.applied_index, replicas]
-    address = server.cluster.leader_address(shard)
-    host, port = split_address(address) if address else ("?", 0)
-    state = b"connected" if address else b"connect"
+    leader = next((m for m in shard.members if m.node_id == shard.leader), None)
+    host, port = _client_endpoint(leader) if leader else ("?", 0)
+    state = b"connected" if server.cluster.leader_address(shard) else b"connect"
     return [b"slave", host.encode(), port, state, shard.applied_index]
 
 

@@ -11,6 +11,7 @@ errors; a peer's refusal is a PeerRefused carrying its reply.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from respkv.raft.confchange import ConfChangeType
 from respkv.replication.addresses import Addresses
 from respkv.replication.balancer import hand_over_leadership
 from respkv.replication.group import RaftGroup
+from respkv.replication.health import Health
 from respkv.replication.node import ClusterNode
 from respkv.replication.outcomes import (
     MembershipRefused,
@@ -54,6 +56,15 @@ class Shard:
     members: tuple[Member, ...]  # those whose addresses are known, the leader first
 
 
+@dataclass(frozen=True, slots=True)
+class PeerView:
+    """What this node knows of another node's liveness (itself: always up)."""
+
+    health: Health
+    link_up: bool  # this node's connection to it is open and it is heard
+    last_heard_ms: int  # Unix milliseconds; 0 = never
+
+
 class ClusterAdmin:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
@@ -85,6 +96,25 @@ class ClusterAdmin:
         members = tuple(Member(node, addresses) for node in nodes
                         if (addresses := book.get(node)) is not None)
         return Shard(group.name, first, last, lead, group.term, group.applied_index, members)
+
+    def peer(self, node_id: str) -> PeerView:
+        transport = self.node.transport
+        if node_id == self.node_id or transport is None:
+            return PeerView(Health.UP, True, int(time.time() * 1000))
+        health = transport.health
+        return PeerView(health.of(node_id), transport.link_up(node_id),
+                        health.last_heard_unix_ms(node_id))
+
+    def pings(self) -> tuple[int, int]:
+        """Liveness pings sent to and received from peers since this node started."""
+        transport = self.node.transport
+        if transport is None:
+            return 0, 0
+        return transport.health.pings_sent, transport.health.pings_received
+
+    def follower_matches(self, shard: Shard) -> dict[str, int]:
+        """On the group's leader: each other member's highest matching log index."""
+        return self._group(shard.name).follower_matches()
 
     def leads_any(self) -> bool:
         """Leads a group: Redis Cluster calls such a node a master."""

@@ -177,11 +177,16 @@ class RaftGroup:
         return self.core.lead
 
     def leader_client_address(self) -> str | None:
+        """Where a client goes for what only the leader does: None while no leader is
+        known, or while the one known has not been heard for an election timeout (it
+        is probably gone; an election is on its way)."""
         lead = self.core.lead
         if lead is None:
             return None
         if lead == self.node_id:
             return self.config.client_address
+        if not self.transport.health.reachable(lead):
+            return None
         addresses = self.book.get(lead)
         return addresses.client if addresses else None
 
@@ -203,6 +208,13 @@ class RaftGroup:
         last = self.last_index
         return sum(1 for node, progress in self.core.prs.items()
                    if node != self.node_id and progress.match >= last)
+
+    def follower_matches(self) -> dict[str, int]:
+        """On the leader: each follower's and learner's highest entry known to match."""
+        if not self.is_leader():
+            return {}
+        return {node: progress.match for node, progress in self.core.prs.items()
+                if node != self.node_id}
 
     def best_transfer_target(self) -> str | None:
         """On the leader: the voter with the most of the log."""

@@ -25,6 +25,7 @@ from respkv.protocol.reply import RespError
 from respkv.replication.addresses import AddressBook, Addresses
 from respkv.replication.balancer import LeaderBalancer, hand_over_leadership, preferred_leader
 from respkv.replication.group import RaftGroup
+from respkv.replication.health import PeerHealth
 from respkv.replication.identity import (
     NodeInfo,
     NodeRefused,
@@ -97,6 +98,7 @@ class ClusterNode:
             lambda group: self.dir / "raft" / group / "snap",
             {"raft": self.addresses.raft, "client": self.addresses.client},
             self._on_hello,
+            PeerHealth(suspect_after=self.config.tick_ms * self.config.election_ticks / 1000),
         )
         self.transport.peer_in_use = self._is_member
         await self.transport.start()

@@ -5,6 +5,9 @@ one-way: the dialing node sends, the accepting node receives; each node dials
 every peer it has to talk to. The first frame is a HELLO naming the cluster
 and both node ids; a mismatch is refused (and logged) by the acceptor.
 
+Every node also sends each peer a PING frame every ping interval (see
+respkv.replication.health): any frame received from a peer marks it as heard.
+
 Snapshots travel on a connection of their own, in chunks, so heartbeats never
 queue behind megabytes of data; ``drain()`` after each chunk is the flow
 control, and the file is read chunk by chunk, never whole.
@@ -26,12 +29,13 @@ from respkv.background import spawn
 from respkv.raft.codec import decode_message, encode_message
 from respkv.raft.messages import Message
 from respkv.replication.addresses import split_address
+from respkv.replication.health import PeerHealth
 from respkv.storage.files import ChunkWriter, iter_chunks
 
 logger = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">IB")
-HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED = 1, 2, 3, 4, 5, 6, 7
+HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED, PING = 1, 2, 3, 4, 5, 6, 7, 8
 MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
@@ -41,6 +45,9 @@ SNAPSHOT_PROGRESS_EVERY = 1.0  # seconds between progress lines of a snapshot se
 
 def frame(kind: int, payload: bytes) -> bytes:
     return _HEAD.pack(len(payload) + 1, kind) + payload
+
+
+PING_FRAME = frame(PING, b"")
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -137,8 +144,10 @@ class Peer:
 class Transport:
     def __init__(self, node_id: str, cluster_id: str, bind: str, port: int,
                  snapshot_dir: Callable[[str], Path], advertise: dict[str, str],
-                 on_hello: Callable[[str, dict[str, str]], None]) -> None:
+                 on_hello: Callable[[str, dict[str, str]], None],
+                 health: PeerHealth | None = None) -> None:
         self.node_id = node_id
+        self.health = health if health is not None else PeerHealth(suspect_after=0.5)
         self.advertise = advertise  # our addresses, told to every peer we dial
         self.on_hello = on_hello  # a peer told us where it is: we can answer it
         self.cluster_id = cluster_id
@@ -150,6 +159,7 @@ class Transport:
         self.peer_in_use: Callable[[str], bool] = lambda node_id: False  # set by the node
         self.server: asyncio.AbstractServer | None = None
         self.inbound: set[Inbound] = set()
+        self.pinger: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -158,8 +168,13 @@ class Transport:
         self.server = await loop.create_server(
             lambda: Inbound(self), self.bind, self.port, reuse_address=True
         )
+        self.pinger = asyncio.create_task(self._ping(), name="raft-ping")
 
     async def stop(self) -> None:
+        if self.pinger is not None:
+            self.pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pinger
         if self.server is not None:
             self.server.close()
         for inbound in list(self.inbound):
@@ -191,6 +206,20 @@ class Transport:
             spawn(peer.close())
 
     # -- sending -------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        health = self.health
+        while True:
+            await asyncio.sleep(health.ping_interval)
+            for peer in self.peers.values():
+                if peer.send(PING_FRAME):
+                    health.pings_sent += 1
+
+    def link_up(self, node_id: str) -> bool:
+        """This node's connection to ``node_id`` is open and the peer is heard."""
+        peer = self.peers.get(node_id)
+        return (peer is not None and peer.writer is not None
+                and not peer.writer.is_closing() and self.health.reachable(node_id))
 
     def flush(self) -> None:
         """Write every peer's queued frames now: the loop is about to block in an
@@ -348,6 +377,8 @@ class Inbound(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
+        if self.peer is not None:
+            self.owner.health.heard[self.peer] = time.monotonic()
         buffer = self.buffer
         if buffer:
             buffer += data
@@ -390,6 +421,8 @@ class Inbound(asyncio.Protocol):
                 group.on_message(message)
         elif self.peer is None:
             self._hello(kind, bytes(payload))
+        elif kind == PING:
+            owner.health.pings_received += 1
         elif kind == SNAP_CHUNK:
             (size,) = struct.unpack_from(">H", payload)
             if self.snapshot is None:
@@ -416,6 +449,7 @@ class Inbound(asyncio.Protocol):
             self.close()  # after the refusal is written
             return
         self.peer = peer
+        self.owner.health.heard[peer] = time.monotonic()
         self.transport.write(frame(HELLO_OK, b""))
 
     async def _finish_snapshot(self, message: Message) -> None:

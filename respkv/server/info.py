@@ -12,8 +12,9 @@ from typing import Any
 from respkv import REDIS_VERSION, __version__
 from respkv.config import Config
 from respkv.gcpolicy import GcPolicy
-from respkv.replication.admin import ClusterAdmin
+from respkv.replication.admin import ClusterAdmin, Shard
 from respkv.replication.group import RaftGroup
+from respkv.replication.health import Health
 from respkv.replication.node import ClusterNode
 from respkv.server.stats import Stats
 
@@ -104,21 +105,49 @@ class Info:
         }
 
     def _replication(self) -> dict[str, Any]:
-        """A node leading a group is a master; one leading none is a replica of the
-        first group's leader, as CLUSTER NODES shows it."""
+        """A node leading a group is a master, its replicas that group's other members;
+        one leading none is a replica of the first group's leader, as ROLE and CLUSTER
+        NODES show it."""
         if not self.groups:
             return {"role": "master"}
-        shard = self.cluster.shown_shard()
+        cluster = self.cluster
+        shard = cluster.shown_shard()
         me = self.config.node_id
         if shard.leader == me:
-            fields: dict[str, Any] = {"role": "master",
-                                      "connected_slaves": len(shard.members) - 1}
+            fields = self._master_fields(shard)
         else:
-            address = self.cluster.leader_address(shard) or "?:0"
-            host, _, port = address.rpartition(":")
+            leader = next((m for m in shard.members if m.node_id == shard.leader), None)
+            host, _, port = leader.addresses.client.rpartition(":") if leader else ("?", "", "0")
+            peer = cluster.peer(shard.leader) if shard.leader else None
+            up = peer is not None and cluster.leader_address(shard) is not None
             fields = {"role": "slave", "master_host": host, "master_port": port,
-                      "master_link_status": "up" if shard.leader else "down"}
+                      "master_link_status": "up" if up else "down",
+                      "master_last_io_seconds_ago": _seconds_ago(peer.last_heard_ms)
+                      if peer and peer.last_heard_ms else -1,
+                      "master_sync_in_progress": 0,
+                      "slave_repl_offset": shard.applied_index,
+                      "slave_read_only": 1}
+        fields["master_repl_offset"] = shard.applied_index
         fields.update(self._raft())
+        return fields
+
+    def _master_fields(self, shard: Shard) -> dict[str, Any]:
+        matches = self.cluster.follower_matches(shard)
+        fields: dict[str, Any] = {"role": "master"}
+        replicas = []
+        for member in shard.members:
+            if member.node_id == self.config.node_id:
+                continue
+            peer = self.cluster.peer(member.node_id)
+            if peer.health is not Health.UP:
+                continue  # Redis lists the replicas connected to it
+            host, _, port = member.addresses.client.rpartition(":")
+            replicas.append(f"ip={host},port={port},state=online,"
+                            f"offset={matches.get(member.node_id, 0)},"
+                            f"lag={_seconds_ago(peer.last_heard_ms)}")
+        fields["connected_slaves"] = len(replicas)
+        for index, line in enumerate(replicas):
+            fields[f"slave{index}"] = line
         return fields
 
     def _cpu(self) -> dict[str, Any]:
@@ -176,3 +205,6 @@ def group_fields(group: RaftGroup) -> dict[str, Any]:
         "reads_in_rounds": reads,
     }
 
+
+def _seconds_ago(unix_ms: int) -> int:
+    return max(0, int(time.time() - unix_ms / 1000))

@@ -149,7 +149,9 @@ def cluster_slots(server: ServerContext, session: Session, args: list[bytes]) ->
     appearance in this reply. So a leader that would first appear as another
     range's replica is announced first: the first slot of its range, listing it
     alone, leads the reply, and the rest of that range follows with every replica."""
-    shards = [s for s in server.cluster.shards() if s.leader is not None]
+    # a leader whose address is not known yet cannot be sent to: its range waits
+    shards = [s for s in server.cluster.shards()
+              if s.members and s.members[0].node_id == s.leader]
     listed = {shard.name: [m for m in shard.members if m.node_id == shard.leader
                            or server.cluster.peer(m.node_id).health is not Health.FAILED]
               for shard in shards}

@@ -150,8 +150,7 @@ def cluster_slots(server: ServerContext, session: Session, args: list[bytes]) ->
     range's replica is announced first: the first slot of its range, listing it
     alone, leads the reply, and the rest of that range follows with every replica."""
     # a leader whose address is not known yet cannot be sent to: its range waits
-    shards = [s for s in server.cluster.shards()
-              if s.members and s.members[0].node_id == s.leader]
+    shards = [s for s in server.cluster.shards() if s.leader_member is not None]
     listed = {shard.name: [m for m in shard.members if m.node_id == shard.leader
                            or server.cluster.peer(m.node_id).health is not Health.FAILED]
               for shard in shards}
@@ -330,15 +329,12 @@ def role(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     shard = server.cluster.shown_shard()
     me = server.config.node_id
     if shard.leader == me:
-        matches = server.cluster.follower_matches(shard)
         replicas = []
-        for member in shard.members:
-            if member.node_id != me:
-                host, port = _client_endpoint(member)
-                offset = matches.get(member.node_id, 0)
-                replicas.append([host.encode(), str(port).encode(), str(offset).encode()])
+        for member, offset, _peer in server.cluster.connected_replicas(shard):
+            host, port = _client_endpoint(member)
+            replicas.append([host.encode(), str(port).encode(), str(offset).encode()])
         return [b"master", shard.applied_index, replicas]
-    leader = next((m for m in shard.members if m.node_id == shard.leader), None)
+    leader = shard.leader_member
     host, port = _client_endpoint(leader) if leader else ("?", 0)
     state = b"connected" if server.cluster.leader_address(shard) else b"connect"
     return [b"slave", host.encode(), port, state, shard.applied_index]

@@ -55,6 +55,12 @@ class Shard:
     applied_index: int  # this node's
     members: tuple[Member, ...]  # those whose addresses are known, the leader first
 
+    @property
+    def leader_member(self) -> Member | None:
+        """The leader, when it is known and so is its address."""
+        first = self.members[0] if self.members else None
+        return first if first is not None and first.node_id == self.leader else None
+
 
 @dataclass(frozen=True, slots=True)
 class PeerView:
@@ -63,6 +69,7 @@ class PeerView:
     health: Health
     link_up: bool  # this node's connection to it is open and it is heard
     last_heard_ms: int  # Unix milliseconds; 0 = never
+    silent_for: float | None  # seconds since it was last heard; None = never
 
 
 class ClusterAdmin:
@@ -100,10 +107,12 @@ class ClusterAdmin:
     def peer(self, node_id: str) -> PeerView:
         transport = self.node.transport
         if node_id == self.node_id or transport is None:
-            return PeerView(Health.UP, True, int(time.time() * 1000))
+            return PeerView(Health.UP, True, int(time.time() * 1000), 0.0)
         health = transport.health
+        heard = node_id in health.heard
         return PeerView(health.of(node_id), transport.link_up(node_id),
-                        health.last_heard_unix_ms(node_id))
+                        health.last_heard_unix_ms(node_id),
+                        health.silent_for(node_id) if heard else None)
 
     def pings(self) -> tuple[int, int]:
         """Liveness pings sent to and received from peers since this node started."""
@@ -115,6 +124,19 @@ class ClusterAdmin:
     def follower_matches(self, shard: Shard) -> dict[str, int]:
         """On the group's leader: each other member's highest matching log index."""
         return self._group(shard.name).follower_matches()
+
+    def connected_replicas(self, shard: Shard) -> list[tuple[Member, int, PeerView]]:
+        """On the group's leader: its other members that are heard, each with its
+        matching log index (the replication offset ROLE and INFO report)."""
+        matches = self.follower_matches(shard)
+        found = []
+        for member in shard.members:
+            if member.node_id == self.node_id:
+                continue
+            peer = self.peer(member.node_id)
+            if peer.health is Health.UP:  # Redis lists the replicas connected to it
+                found.append((member, matches.get(member.node_id, 0), peer))
+        return found
 
     def leads_any(self) -> bool:
         """Leads a group: Redis Cluster calls such a node a master."""

@@ -51,7 +51,7 @@ class PeerHealth:
         return Health.UP
 
     def reachable(self, node: str) -> bool:
-        return self.silent_for(node) <= self.suspect_after
+        return self.of(node) is Health.UP
 
     def last_heard_unix_ms(self, node: str) -> int:
         """When ``node`` was last heard, in Unix milliseconds (0: never)."""

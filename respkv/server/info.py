@@ -14,7 +14,6 @@ from respkv.config import Config
 from respkv.gcpolicy import GcPolicy
 from respkv.replication.admin import ClusterAdmin, Shard
 from respkv.replication.group import RaftGroup
-from respkv.replication.health import Health
 from respkv.replication.node import ClusterNode
 from respkv.server.stats import Stats
 
@@ -116,14 +115,13 @@ class Info:
         if shard.leader == me:
             fields = self._master_fields(shard)
         else:
-            leader = next((m for m in shard.members if m.node_id == shard.leader), None)
+            leader = shard.leader_member
             host, _, port = leader.addresses.client.rpartition(":") if leader else ("?", "", "0")
-            peer = cluster.peer(shard.leader) if shard.leader else None
-            up = peer is not None and cluster.leader_address(shard) is not None
+            silent = cluster.peer(leader.node_id).silent_for if leader else None
+            up = cluster.leader_address(shard) is not None
             fields = {"role": "slave", "master_host": host, "master_port": port,
                       "master_link_status": "up" if up else "down",
-                      "master_last_io_seconds_ago": _seconds_ago(peer.last_heard_ms)
-                      if peer and peer.last_heard_ms else -1,
+                      "master_last_io_seconds_ago": int(silent) if silent is not None else -1,
                       "master_sync_in_progress": 0,
                       "slave_repl_offset": shard.applied_index,
                       "slave_read_only": 1}
@@ -132,22 +130,12 @@ class Info:
         return fields
 
     def _master_fields(self, shard: Shard) -> dict[str, Any]:
-        matches = self.cluster.follower_matches(shard)
-        fields: dict[str, Any] = {"role": "master"}
-        replicas = []
-        for member in shard.members:
-            if member.node_id == self.config.node_id:
-                continue
-            peer = self.cluster.peer(member.node_id)
-            if peer.health is not Health.UP:
-                continue  # Redis lists the replicas connected to it
+        replicas = self.cluster.connected_replicas(shard)
+        fields: dict[str, Any] = {"role": "master", "connected_slaves": len(replicas)}
+        for index, (member, offset, peer) in enumerate(replicas):
             host, _, port = member.addresses.client.rpartition(":")
-            replicas.append(f"ip={host},port={port},state=online,"
-                            f"offset={matches.get(member.node_id, 0)},"
-                            f"lag={_seconds_ago(peer.last_heard_ms)}")
-        fields["connected_slaves"] = len(replicas)
-        for index, line in enumerate(replicas):
-            fields[f"slave{index}"] = line
+            fields[f"slave{index}"] = (f"ip={host},port={port},state=online,offset={offset},"
+                                       f"lag={int(peer.silent_for or 0)}")
         return fields
 
     def _cpu(self) -> dict[str, Any]:
@@ -204,7 +192,3 @@ def group_fields(group: RaftGroup) -> dict[str, Any]:
         "read_rounds": rounds,
         "reads_in_rounds": reads,
     }
-
-
-def _seconds_ago(unix_ms: int) -> int:
-    return max(0, int(time.time() - unix_ms / 1000))

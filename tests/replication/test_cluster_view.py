@@ -98,32 +98,56 @@ def test_cluster_state_fails_on_a_node_cut_off_from_the_majority(
     wait_for(lambda: cluster_info(lone)["cluster_state"] == "ok", 20, "state ok again")
 
 
-def test_follower_stops_redirecting_to_a_silent_leader(
-        make_cluster: Callable[..., Cluster]) -> None:
-    """Once the leader has not been heard for an election timeout, a follower tells
-    writers the cluster is down (they retry) instead of -MOVED to the silent node."""
-    cluster = make_cluster()
-    leader = cluster.leader()
-    follower = cluster.followers()[0]
-    assert answer(follower.port, "SET", "k", "v").endswith(f" 127.0.0.1:{leader.port}")
-
-    leader.proc.send_signal(signal.SIGSTOP)
+def writes_answered_while_stopped(follower: Node, stopped_nodes: list[Node],
+                                  silent: Node, seconds: float) -> list[tuple[float, str]]:
+    """SET sent to ``follower`` every 20 ms while ``stopped_nodes`` are paused, until a
+    leader other than ``silent`` answers or ``seconds`` pass: (time since the pause,
+    reply) for each. A -MOVED to the silent leader fails the test once it has been
+    silent for an election timeout (plus scheduling slack)."""
+    for node in stopped_nodes:
+        node.proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     seen: list[tuple[float, str]] = []
     try:
-        deadline = stopped + 15
-        while time.monotonic() < deadline:
+        while time.monotonic() < stopped + seconds:
             sent = time.monotonic()
             text = answer(follower.port, "SET", "k", "v")
             seen.append((round(sent - stopped, 3), text))
-            if text.startswith("MOVED") and text.endswith(f":{leader.port}"):
+            if text.startswith("MOVED") and text.endswith(f":{silent.port}"):
                 assert sent - stopped < ELECTION_TIMEOUT + 0.3, seen
             elif text == "OK" or text.startswith("MOVED"):
                 break  # a new leader: this node, or another that it can hear
             time.sleep(0.02)
     finally:
-        leader.proc.send_signal(signal.SIGCONT)
-    assert any(text.startswith("CLUSTERDOWN") for _, text in seen), seen
+        for node in stopped_nodes:
+            node.proc.send_signal(signal.SIGCONT)
+    return seen
+
+
+def test_follower_stops_redirecting_to_a_silent_leader(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Once the leader has not been heard for an election timeout, a follower tells
+    writers the cluster is down (they retry) instead of -MOVED to the silent node.
+    The other follower is paused too, so no new leader can end the wait."""
+    cluster = make_cluster()
+    leader = cluster.leader()
+    follower, other = cluster.followers()[:2]
+    assert answer(follower.port, "SET", "k", "v").endswith(f" 127.0.0.1:{leader.port}")
+
+    seen = writes_answered_while_stopped(follower, [leader, other], leader,
+                                         6 * ELECTION_TIMEOUT)
+    assert seen[-1][0] > 5 * ELECTION_TIMEOUT, f"no leader without a majority: {seen}"
+    late = [text for at, text in seen if at > ELECTION_TIMEOUT + 0.3]
+    assert late and all(text.startswith("CLUSTERDOWN") for text in late), seen
+
+
+def test_follower_redirects_to_the_new_leader(make_cluster: Callable[..., Cluster]) -> None:
+    """With only the leader paused, the follower's answers move from the old leader
+    (no later than an election timeout) to a new one, possibly through CLUSTERDOWN."""
+    cluster = make_cluster()
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    seen = writes_answered_while_stopped(follower, [leader], leader, 15)
     assert seen[-1][1] == "OK" or seen[-1][1].startswith("MOVED"), seen
     assert not seen[-1][1].endswith(f":{leader.port}"), seen
 

@@ -4,7 +4,11 @@ from respkv.commands import (  # noqa: F401
     cluster,
     connection,
     expiry,
+    hashes,
     keyspace,
+    lists,
     server,
+    sets,
     strings,
+    zsets,
 )

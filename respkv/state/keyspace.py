@@ -19,8 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSetValue
+
 # The Python types a value may have, and the name TYPE reports for each.
-TYPE_NAMES: dict[type, str] = {bytes: "string"}
+TYPE_NAMES: dict[type, str] = {
+    bytes: "string", HashValue: "hash", ListValue: "list", SetValue: "set", ZSetValue: "zset",
+}
 
 
 class KeyspaceView(Protocol):
@@ -50,6 +54,9 @@ class WritableKeyspace(KeyspaceView, Protocol):
     def set_keep_ttl(self, key: bytes, value: object) -> None: ...
 
     def set_expire(self, key: bytes, expire_at: int | None) -> None: ...
+
+    def touch(self, key: bytes) -> None:
+        """The collection at ``key`` was changed in place, through its own methods."""
 
     def delete(self, key: bytes) -> bool: ...
 
@@ -119,6 +126,8 @@ class Keyspace:
 
     def set(self, key: bytes, value: object, expire_at: int | None = None) -> None:
         """Store a value; drops any TTL unless ``expire_at`` is given."""
+        if isinstance(value, Collection):
+            value.mark_rewrite()  # new to this key: none of its rows are stored under it
         self.data[key] = value
         if expire_at is None:
             self.expires.pop(key, None)
@@ -127,7 +136,12 @@ class Keyspace:
         self.dirty.add(key)
 
     def set_keep_ttl(self, key: bytes, value: object) -> None:
+        if isinstance(value, Collection):
+            value.mark_rewrite()
         self.data[key] = value
+        self.dirty.add(key)
+
+    def touch(self, key: bytes) -> None:
         self.dirty.add(key)
 
     def set_expire(self, key: bytes, expire_at: int | None) -> None:

@@ -8,6 +8,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterator
 
 from respkv.state.keyspace import Keyspace
+from respkv.state.values import Collection
 
 
 class KeyspaceUnion:
@@ -63,10 +64,20 @@ class KeyspaceDraft:
         value = keyspace.get_for_read(key, self.now)
         return value, keyspace.ttl_ms(key) if value is not None else None
 
-    def get_for_write(self, key: bytes, now: int) -> object | None:
+    def get_for_read(self, key: bytes, now: int) -> object | None:
         return self._current(key)[0]
 
-    get_for_read = get_for_write
+    def get_for_write(self, key: bytes, now: int) -> object | None:
+        """The value, a collection copied into the draft first: the command may change
+        it in place, and the live one must not change before the log says so."""
+        value, expire_at = self._current(key)
+        if isinstance(value, Collection) and key not in self.changes:
+            value = value.copy()
+            self.changes[key] = (value, expire_at)
+        return value
+
+    def touch(self, key: bytes) -> None:
+        pass  # get_for_write put the changed copy in ``changes`` already
 
     def exists_for_read(self, key: bytes, now: int) -> bool:
         return self._current(key)[0] is not None

@@ -1,7 +1,8 @@
 """Fixtures for the command tests: a fresh keyspace and a runner bound to it.
 
 ``run("SET", "k", "v")`` calls the handler as the dispatcher would (see
-commands_support.call); ``err(reply)`` is the text of a reply that must be an error.
+commands_support.call); ``err(reply)`` is the text of a reply that must be an error;
+``differ(...)`` runs a command here and on a real redis-server (see redis_diff).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from commands_support import NOW, call, error_text
+from redis_diff import differ, redis_port  # noqa: F401  (fixtures for every module)
 
 from respkv.protocol.reply import Reply
 from respkv.state.keyspace import Keyspace

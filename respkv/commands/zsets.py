@@ -1,0 +1,3 @@
+"""Sorted set commands, with Redis 7.0's semantics."""
+
+from __future__ import annotations

@@ -6,7 +6,6 @@ COPY ... DB n answers as Redis Cluster does.
 
 from __future__ import annotations
 
-import copy as copying
 import heapq
 import random
 import re
@@ -156,8 +155,8 @@ def copy(db: Keyspace, args: list[bytes], now: int) -> Reply:
         return 0
     if db.get_for_write(dst, now) is not None and not replace:
         return 0
-    if type(value) is not bytes:  # bytes are immutable; other types must not be shared
-        value = copying.deepcopy(value)
+    if type(value) is not bytes:  # bytes are immutable; collections must not be shared
+        value = value.copy()  # type: ignore[attr-defined]
     db.set(dst, value, db.ttl_ms(src))
     return 1
 

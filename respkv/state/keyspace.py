@@ -3,7 +3,9 @@
 Values live in ``data``; absolute expiry times (ms since the epoch) in
 ``expires``, as Redis keeps them. The durable copy lives in SQLite
 (respkv.storage.store): every key a write touches is remembered in ``dirty``,
-and the state machine writes those out now and then (``persist``).
+and the state machine writes those out now and then (``persist``). A collection's
+members are stored as rows of their own: ``cleared`` remembers the keys whose stored
+members must all go (the collection was deleted or replaced).
 
 Two ways to look a key up, because expiry is judged against a clock:
 
@@ -64,12 +66,13 @@ class WritableKeyspace(KeyspaceView, Protocol):
 
 
 class Keyspace:
-    __slots__ = ("data", "dirty", "expires")
+    __slots__ = ("cleared", "data", "dirty", "expires")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
         self.expires: dict[bytes, int] = {}
         self.dirty: set[bytes] = set()
+        self.cleared: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -128,6 +131,9 @@ class Keyspace:
         """Store a value; drops any TTL unless ``expire_at`` is given."""
         if isinstance(value, Collection):
             value.mark_rewrite()  # new to this key: none of its rows are stored under it
+        old = self.data.get(key)
+        if old is not None and type(old) is not bytes and old is not value:
+            self.cleared.add(key)
         self.data[key] = value
         if expire_at is None:
             self.expires.pop(key, None)
@@ -138,6 +144,9 @@ class Keyspace:
     def set_keep_ttl(self, key: bytes, value: object) -> None:
         if isinstance(value, Collection):
             value.mark_rewrite()
+        old = self.data.get(key)
+        if old is not None and type(old) is not bytes and old is not value:
+            self.cleared.add(key)
         self.data[key] = value
         self.dirty.add(key)
 
@@ -152,14 +161,18 @@ class Keyspace:
         self.dirty.add(key)
 
     def delete(self, key: bytes) -> bool:
-        if self.data.pop(key, None) is None:
+        value = self.data.pop(key, None)
+        if value is None:
             return False
+        if type(value) is not bytes:
+            self.cleared.add(key)
         self.expires.pop(key, None)
         self.dirty.add(key)
         return True
 
     def clear(self) -> None:
         self.dirty.update(self.data)
+        self.cleared.update(key for key, value in self.data.items() if type(value) is not bytes)
         self.data.clear()
         self.expires.clear()
 
@@ -178,11 +191,17 @@ class Keyspace:
         self.dirty.clear()
         return upserts, deletes
 
+    def take_cleared(self) -> set[bytes]:
+        """Keys whose stored members must all go, since the last call."""
+        cleared, self.cleared = self.cleared, set()
+        return cleared
+
     def load(self, records: Iterable[tuple[bytes, tuple[object, int | None]]]) -> None:
         """Fill from the durable store's (key, (value, expire_at)) records."""
         self.data.clear()
         self.expires.clear()
         self.dirty.clear()
+        self.cleared.clear()
         for key, (value, expire_at) in records:
             self.data[key] = value
             if expire_at is not None:

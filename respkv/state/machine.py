@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from respkv.protocol.reply import Reply, RespError
 from respkv.raft.types import Entry, EntryKind
-from respkv.state.codec import CodecError, decode_value, encode_value
+from respkv.state.codec import (
+    CodecError,
+    all_item_records,
+    decode_value,
+    encode_header,
+    item_record,
+    load_items,
+)
 from respkv.state.entry import BadEntry, decode_command
 from respkv.state.keyspace import Keyspace
-from respkv.storage.store import StateStore, StoreError, StoreFormatError, scan_file
+from respkv.state.values import Collection
+from respkv.storage.store import Record, StateStore, StoreError, StoreFormatError, scan_file
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +47,72 @@ class BadSnapshot(Exception):
 
 
 def decode_records(
-    records: Iterable[tuple[bytes, bytes]],
+    records: Iterable[Record],
 ) -> Iterator[tuple[bytes, tuple[object, int | None]]]:
-    """The store's records as (key, (value, expire_at)); raises CodecError."""
-    for key, blob in records:
-        yield key, decode_value(blob)
+    """The store's records as (key, (value, expire_at)), a collection with its members
+    gathered from their item records; raises CodecError."""
+    collections: dict[bytes, tuple[Collection, int | None]] = {}
+    items: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for key, item, blob in records:
+        if item is not None:
+            items.setdefault(key, []).append((item, blob))
+            continue
+        value, expire_at = decode_value(blob)
+        if isinstance(value, Collection):  # its members may still be on their way
+            collections[key] = (value, expire_at)
+        else:
+            yield key, (value, expire_at)
+    for key, (value, expire_at) in collections.items():
+        load_items(key, value, items.pop(key, ()))
+        yield key, (value, expire_at)
+    if items:
+        raise CodecError(f"members stored for {len(items)} keys that do not exist")
+
+
+@dataclass(slots=True)
+class StoreChanges:
+    """What to write to the store to bring it up to the keyspace."""
+
+    upserts: dict[bytes, bytes]  # key -> value record (a collection's header)
+    deletes: list[bytes]
+    items: dict[tuple[bytes, bytes], bytes | None]  # (key, item) -> item record, None: delete
+    cleared: set[bytes]  # keys whose item records all go first
+
+
+def take_changes(keyspace: Keyspace) -> StoreChanges:
+    """The changes since the last call, encoded; the keyspace then counts them as stored."""
+    changed, deletes = keyspace.take_dirty()
+    cleared = keyspace.take_cleared()
+    upserts: dict[bytes, bytes] = {}
+    items: dict[tuple[bytes, bytes], bytes | None] = {}
+    for key, (value, expire_at) in changed.items():
+        upserts[key] = encode_header(value, expire_at)
+        if isinstance(value, Collection):
+            if value.rewrite:
+                cleared.add(key)
+                for item, record in all_item_records(key, value):
+                    items[key, item] = record
+            else:
+                for member in value.changed:
+                    item, found = item_record(key, value, member)
+                    items[key, item] = found
+            value.mark_stored()
+    return StoreChanges(upserts, deletes, items, cleared)
+
+
+def all_changes(keyspace: Keyspace) -> StoreChanges:
+    """The whole keyspace as changes to an empty store."""
+    upserts: dict[bytes, bytes] = {}
+    items: dict[tuple[bytes, bytes], bytes | None] = {}
+    for key, value in keyspace.data.items():
+        upserts[key] = encode_header(value, keyspace.expires.get(key))
+        if isinstance(value, Collection):
+            for item, record in all_item_records(key, value):
+                items[key, item] = record
+            value.mark_stored()
+    keyspace.dirty.clear()
+    keyspace.cleared.clear()
+    return StoreChanges(upserts, [], items, set())
 
 
 class StateMachine:
@@ -96,11 +166,10 @@ class StateMachine:
             self.persisted_index == self.applied_index and not self.keyspace.dirty
         ):
             return
-        changed, deletes = self.keyspace.take_dirty()
-        upserts = {key: encode_value(value, expire_at)
-                   for key, (value, expire_at) in changed.items()}
+        changes = take_changes(self.keyspace)
         try:
-            self.store.write_batch(upserts, deletes, self.applied_index, self.applied_term)
+            self.store.write_batch(changes.upserts, changes.deletes, self.applied_index,
+                                   self.applied_term, changes.items, changes.cleared)
         except StoreError as error:
             # This batch, or an earlier one still in flight, did not make it (a full
             # disk): the store is intact but behind. rebuild_store() catches it up.
@@ -118,15 +187,13 @@ class StateMachine:
             leftover.unlink(missing_ok=True)
         fresh = StateStore(fresh_path)
         try:
-            db = self.keyspace
-            records = {key: encode_value(value, db.expires.get(key))
-                       for key, value in db.data.items()}
-            fresh.write_batch(records, (), self.applied_index, self.applied_term)
+            changes = all_changes(self.keyspace)
+            fresh.write_batch(changes.upserts, (), self.applied_index, self.applied_term,
+                              changes.items)
             fresh.flush()
         finally:
             fresh.close()
         self.store.restore_from(fresh_path)
-        self.keyspace.dirty.clear()
         self.persisted_index = self.applied_index
         self.store_failed = False
         logger.info("state store rebuilt", extra={"applied": self.applied_index})
@@ -146,8 +213,8 @@ class StateMachine:
         nothing replaces the state before it passes."""
         try:
             index, term, records = scan_file(path)
-            for _key, blob in records:
-                decode_value(blob)
+            for _ in decode_records(records):
+                pass
         except (StoreFormatError, CodecError, OSError) as error:
             raise BadSnapshot(f"{path.name}: {error}") from None
         return index, term

@@ -5,7 +5,10 @@ with ``write_batch``; this module is only the durable copy, read once at start-u
 
 Layout: one table ``kv (key TEXT PRIMARY KEY, value BLOB)``, as sqlitedict creates it.
 Data keys are ``"k" + key.hex()`` (lossless for any bytes, NUL/CR/LF included); values are
-the caller's bytes, stored as given (the state layer's value codec writes them). Beside the
+the caller's bytes, stored as given (the state layer's value codec writes them). A key may
+also have item records (a collection's members, one row each, so that changing one member
+writes one row), under ``"m" + key.hex() + "." + item.hex()``: a key's items sort together
+and can be dropped as one range. Beside the
 data, under names no data key can equal: ``"@format"`` (this layout's version, so a file
 of another layout, or not written by respkv, is refused) and ``"@applied"`` (index and
 term, two little-endian u64). sqlitedict is used for its writer thread only, with its own
@@ -45,7 +48,7 @@ FORMAT_KEY = "@format"
 FORMAT = b"respkv-store 2"
 _APPLIED = struct.Struct("<QQ")
 _MAX_CHUNK = 1024  # rows per staging statement: 3072 parameters, well under SQLite's 32766
-_OP_DELETE, _OP_UPSERT = 0, 1
+_OP_DELETE, _OP_UPSERT, _OP_CLEAR = 0, 1, 2
 
 # Per-connection (TEMP) objects, created on each open; the trigger body is one statement
 # from the outside, so it is applied or rolled back as a whole.
@@ -54,6 +57,9 @@ _SCHEMA = (
     "CREATE TEMP VIEW IF NOT EXISTS apply_stage AS SELECT 0 AS expected",
     f"""CREATE TEMP TRIGGER IF NOT EXISTS apply_stage_trigger INSTEAD OF INSERT ON apply_stage
     BEGIN
+        DELETE FROM "{TABLE}" WHERE rowid IN (
+            SELECT "{TABLE}".rowid FROM stage CROSS JOIN "{TABLE}"  -- a range seek per key
+            WHERE stage.op = 2 AND "{TABLE}".key >= stage.key AND "{TABLE}".key < stage.value);
         REPLACE INTO "{TABLE}" (key, value) SELECT key, value FROM stage WHERE op = 1;
         DELETE FROM "{TABLE}" WHERE key IN (SELECT key FROM stage WHERE op = 0);
         DELETE FROM stage;
@@ -83,6 +89,12 @@ def encode_key(key: bytes) -> str:
 
 def decode_key(skey: str) -> bytes:
     return bytes.fromhex(skey[1:])
+
+
+def item_range(key: bytes) -> tuple[str, str]:
+    """The [low, high) range of a key's item records ("." + 1 is "/")."""
+    prefix = "m" + key.hex()
+    return prefix + ".", prefix + "/"
 
 
 @cache
@@ -172,14 +184,22 @@ class StateStore:
         deletes: Iterable[bytes],
         applied_index: int,
         applied_term: int,
+        items: dict[tuple[bytes, bytes], bytes | None] | None = None,
+        cleared: Iterable[bytes] = (),
     ) -> None:
         """Queue one transaction; returns without waiting for it. A key in both `upserts`
-        and `deletes` ends up deleted."""
+        and `deletes` ends up deleted. ``cleared`` keys lose all their item records first;
+        then ``items`` ((key, item) -> record, None to delete it) are written."""
         params: list[object] = []
+        for key in cleared:
+            params += (_OP_CLEAR, *item_range(key))
         for key, value in upserts.items():
             params += (_OP_UPSERT, "k" + key.hex(), value)
         for key in deletes:
             params += (_OP_DELETE, "k" + key.hex(), None)
+        for (key, item), record in (items or {}).items():
+            skey = "m" + key.hex() + "." + item.hex()
+            params += (_OP_DELETE, skey, None) if record is None else (_OP_UPSERT, skey, record)
         params += (_OP_UPSERT, APPLIED_KEY, _APPLIED.pack(applied_index, applied_term))
         with self._lock:
             self._enqueue_batch(params)
@@ -346,14 +366,20 @@ def check_format(path: Path) -> None:
 
 def read_file(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
     """(applied_index, applied_term, data) of a store file (the store's own, or a
-    snapshot of it), checking its format; raises StoreFormatError."""
+    snapshot of it), checking its format; raises StoreFormatError. Key records only:
+    ``scan_file`` has the item records too."""
     index, term, records = scan_file(path)
-    return index, term, dict(records)
+    return index, term, {key: value for key, item, value in records if item is None}
 
 
-def scan_file(path: Path) -> tuple[int, int, Iterator[tuple[bytes, bytes]]]:
-    """Like ``read_file``, with the records read one by one as the iterator is consumed,
-    so that a big store is never held twice; errors surface while iterating. The applied
+# One record: (key, None, value) for a key's own record, (key, item, value) for an item.
+Record = tuple[bytes, bytes | None, bytes]
+
+
+def scan_file(path: Path) -> tuple[int, int, Iterator[Record]]:
+    """The applied index and term, and every record, read one by one as the iterator is
+    consumed, so that a big store is never held twice (in no particular order: a key's
+    items may come before its own record); errors surface while iterating. The applied
     index and the records come from one read transaction."""
     check_format(path)
     conn = _connect_ro(path)
@@ -367,18 +393,24 @@ def scan_file(path: Path) -> tuple[int, int, Iterator[tuple[bytes, bytes]]]:
     return index, term, _records(path, conn)
 
 
-def _records(path: Path, conn: sqlite3.Connection) -> Iterator[tuple[bytes, bytes]]:
+def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
     fromhex = bytes.fromhex
     try:
         for skey, value in conn.execute(f'SELECT key, value FROM "{TABLE}"'):
-            if skey[:1] == "k":
+            tag = skey[:1]
+            if tag == "k" or tag == "m":
                 if not isinstance(value, bytes):
                     raise StoreFormatError(f"the value of {skey[:40]} is not bytes")
                 try:
-                    key = fromhex(skey[1:])
+                    if tag == "k":
+                        yield fromhex(skey[1:]), None, value
+                    else:
+                        key, dot, item = skey[1:].partition(".")
+                        if not dot:
+                            raise ValueError(skey)
+                        yield fromhex(key), fromhex(item), value
                 except ValueError:
                     raise StoreFormatError(f"bad key {skey[:40]!r}") from None
-                yield key, value
             elif skey not in (APPLIED_KEY, FORMAT_KEY):
                 raise StoreFormatError(f"unexpected record {skey[:40]!r}")
     except sqlite3.Error as error:

@@ -3,8 +3,10 @@
 ``call(db, "SET", "k", "v")`` runs a command the way the dispatcher and the
 state machine will: looks it up in the table, checks its arity, calls
 ``handler(db, args, now)`` and returns the reply or the RespError. On the way
-it checks the handler contract: a READ leaves the keyspace untouched, and a
-WRITE that fails leaves the live data as it was.
+it checks the handler contract: a READ leaves the keyspace untouched, a WRITE
+that fails leaves the live data as it was, and after a WRITE the rows the state
+store would be sent (a collection's changed members) rebuild exactly the keyspace
+(so a command that changed a collection without recording it fails here).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from respkv.commands import errors
 from respkv.commands.table import COMMANDS, Kind
 from respkv.protocol.reply import Reply, RespError
 from respkv.state.keyspace import Keyspace
+from respkv.state.machine import decode_records, take_changes
 
 NOW = 1_700_000_000_000  # ms: the "leader's clock" of every call unless told otherwise
 BINARY = b"k\x00\r\n\xff"  # a key or value with NUL, CR, LF and a non-UTF-8 byte
@@ -44,7 +47,43 @@ def call(db: Keyspace, *args: object, now: int = NOW) -> Reply:
         assert (db.data, db.expires, db.dirty) == before, f"{cmd.name} (READ) mutated"
     elif isinstance(reply, RespError):
         assert live_view(db, now) == live_before, f"{cmd.name} failed after mutating"
+    if cmd.kind is Kind.WRITE:
+        _check_store_rows(db, cmd.name)
     return reply
+
+
+# The rows a store would hold for each keyspace the tests write to: id(db) -> (db, rows).
+_STORES: dict[int, tuple[Keyspace, dict[tuple[bytes, bytes | None], bytes]]] = {}
+_CHECKED_ROWS = 5_000  # bigger stores are kept up to date but not reloaded every call
+
+
+def _check_store_rows(db: Keyspace, name: str) -> None:
+    """Send the keyspace's changes to a store of rows, as persist does; then a reload of
+    those rows must equal the keyspace."""
+    rows = _STORES.setdefault(id(db), (db, {}))[1]
+    dirty = set(db.dirty)
+    changes = take_changes(db)
+    db.dirty.update(dirty)  # left for the tests that look at it; writing it again is harmless
+    for key in changes.cleared:
+        for row in [row for row in rows if row[0] == key and row[1] is not None]:
+            del rows[row]
+    for key, record in changes.upserts.items():
+        rows[key, None] = record
+    for key in changes.deletes:
+        rows.pop((key, None), None)
+    for (key, item), record in changes.items.items():
+        if record is None:
+            rows.pop((key, item), None)
+        else:
+            rows[key, item] = record
+    if len(rows) > _CHECKED_ROWS:
+        return
+    reloaded = dict(decode_records((key, item, blob) for (key, item), blob in rows.items()))
+    assert reloaded == {key: (value, db.expires.get(key)) for key, value in db.data.items()}, \
+        f"{name}: the store rows do not rebuild the keyspace"
+    for key, (value, _) in reloaded.items():  # a set's order is state too (SPOP picks by it)
+        if type(value).__name__ == "SetValue":
+            assert value.members == db.data[key].members, f"{name}: set order lost"
 
 
 def error_text(reply: Reply) -> str:

@@ -9,6 +9,7 @@ from commands_support import BINARY, NOW
 
 from respkv.commands.keyspace import parse_cursor, scan_hash
 from respkv.state.keyspace import Keyspace
+from respkv.state.values import ListValue
 
 SYNTAX = "ERR syntax error"
 NOT_INT = "ERR value is not an integer or out of range"
@@ -42,7 +43,7 @@ def test_exists_counts_repeats(run, db, name):
 
 def test_type(run, db):
     fill(db, "s")
-    db.set(b"l", ["x"])
+    db.set(b"l", ListValue([b"x"]))
     fill(db, "gone", ttl_at=NOW)
     assert run("TYPE", "s") == "string"
     assert type(run("TYPE", "s")).__name__ == "Simple"
@@ -100,11 +101,11 @@ def test_copy(run, err, db):
     assert run("GET", BINARY) == b"1"
 
 
-def test_copy_deep_copies_other_types(run, db):
-    db.set(b"l", ["x"])
+def test_copy_makes_an_independent_collection(run, db):
+    db.set(b"l", ListValue([b"x"]))
     assert run("COPY", "l", "m") == 1
-    db.data[b"m"].append("y")
-    assert db.data[b"l"] == ["x"]
+    db.data[b"m"].push_right(b"y")
+    assert list(db.data[b"l"].items) == [b"x"]
 
 
 @pytest.mark.parametrize(
@@ -192,7 +193,7 @@ def test_scan_guarantee_under_churn(run, db):
 
 def test_scan_match_and_type(run, db):
     fill(db, "user:1", "user:2", "item:1")
-    db.set(b"user:list", ["x"])
+    db.set(b"user:list", ListValue([b"x"]))
     assert sorted(scan_all(run, 100, "MATCH", "user:*")) == [b"user:1", b"user:2", b"user:list"]
     assert sorted(scan_all(run, 100, "MATCH", "user:*", "TYPE", "STRING")) == [b"user:1", b"user:2"]
     assert scan_all(run, 100, "TYPE", "hash") == []

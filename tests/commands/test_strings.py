@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from commands_support import BINARY, NOW
 
+from respkv.state.values import ListValue
+
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 NOT_INT = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
@@ -15,7 +17,7 @@ TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 @pytest.fixture
 def with_list(db):
     """A key of another type, as the other type modules will store it."""
-    db.set(b"l", ["a"])
+    db.set(b"l", ListValue([b"a"]))
     return db
 
 

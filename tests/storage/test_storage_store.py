@@ -23,6 +23,7 @@ from respkv.storage.store import (
     decode_key,
     encode_key,
     read_file,
+    scan_file,
 )
 
 NASTY_KEYS = [b"", b"\x00", b"a\x00b", b"\r\n", b"\n", b"\xff\xfe", b"k", b"@applied", b"\x00" * 5]
@@ -282,3 +283,31 @@ def test_iter_chunks_and_chunk_writer(tmp_path: Path) -> None:
         w.write(b"x")
         raise RuntimeError("transfer broke")
     assert not (tmp_path / "third.bin.part").exists()
+
+
+def items_of(path: Path) -> dict[tuple[bytes, bytes], bytes]:
+    _, _, records = scan_file(path)
+    return {(key, item): value for key, item, value in records if item is not None}
+
+
+def test_item_records_are_written_deleted_and_cleared_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    keys = [b"ab", b"abc", b"a", b"", b"\x00", b"a."]  # prefixes of one another
+    with StateStore(path) as store:
+        rows = {(key, item): b"v" + key + item for key in keys
+                for item in (b"", b"x", b"\x00", b".")}
+        store.write_batch({key: b"h" for key in keys}, [], 1, 1, items=dict(rows))
+        store.flush()
+        assert items_of(path) == rows
+        store.write_batch({}, [b"ab"], 2, 1, items={(b"abc", b"x"): None}, cleared=[b"ab"])
+        store.flush()
+        expected = {row: value for row, value in rows.items()
+                    if row[0] != b"ab" and row != (b"abc", b"x")}
+        assert items_of(path) == expected
+        # cleared first, then the new items: a collection written again from scratch
+        store.write_batch({}, [], 3, 1, items={(b"a", b"new"): b"n"}, cleared=[b"a"])
+        store.flush()
+    expected = {row: value for row, value in expected.items() if row[0] != b"a"}
+    expected[b"a", b"new"] = b"n"
+    assert items_of(path) == expected
+    assert reopened(path)[2] == {key: b"h" for key in keys if key != b"ab"}

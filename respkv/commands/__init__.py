@@ -10,5 +10,6 @@ from respkv.commands import (  # noqa: F401
     server,
     sets,
     strings,
+    transactions,
     zsets,
 )

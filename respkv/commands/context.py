@@ -4,11 +4,12 @@ and shutdown), never the server itself. The server layer provides both."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from respkv.config import Config
+from respkv.protocol.reply import Reply
 from respkv.replication.admin import ClusterAdmin
 
 
@@ -32,6 +33,20 @@ class Session(Protocol):
 
     def info_line(self) -> str:
         """This connection as one CLIENT LIST line."""
+
+
+class Transactions(Protocol):
+    """MULTI/EXEC and WATCH for a session, as the server carries them out."""
+
+    def multi(self, session: Session) -> Reply: ...
+
+    def exec(self, session: Session) -> Reply | Awaitable[Reply]: ...
+
+    def discard(self, session: Session) -> Reply: ...
+
+    def watch(self, session: Session, keys: list[bytes]) -> Reply: ...
+
+    def unwatch(self, session: Session) -> Reply: ...
 
 
 class Counters(Protocol):

@@ -13,6 +13,9 @@ Three kinds of handler:
 - SERVER: ``handler(server: ServerContext, session: Session, args) -> Reply``
           (or an awaitable of one), for commands about the connection, the
           server or the cluster (respkv.commands.context); they never touch the log.
+- TRANSACTION: ``handler(transactions: Transactions, session, args) -> Reply`` (or
+          an awaitable): MULTI, EXEC, DISCARD, WATCH, UNWATCH, which the server's
+          transaction layer carries out (respkv.commands.context.Transactions).
 
 ``args[0]`` is the command name as the client sent it.
 """
@@ -35,6 +38,7 @@ class Kind(Enum):
     READ = "read"
     WRITE = "write"
     SERVER = "server"
+    TRANSACTION = "transaction"
 
 
 @dataclass(slots=True)
@@ -76,7 +80,8 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 
-_FLAGS_BY_KIND = {Kind.READ: ("readonly",), Kind.WRITE: ("write",), Kind.SERVER: ()}
+_FLAGS_BY_KIND = {Kind.READ: ("readonly",), Kind.WRITE: ("write",), Kind.SERVER: (),
+                  Kind.TRANSACTION: ()}
 
 
 def command(

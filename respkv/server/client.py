@@ -36,6 +36,7 @@ from respkv.server.dispatch import (
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget
 from respkv.server.stats import Stats
+from respkv.server.transactions import Transaction, Watching
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class Client(asyncio.Protocol):
         self.closing = False
         self.close_pending = False  # QUIT, CLIENT KILL of itself: close after this reply
         self.draining = False  # the server shuts down: read no more
+        self.transaction: Transaction | None = None  # between MULTI and EXEC
+        self.watching: list[Watching] = []  # WATCHed keys
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -114,6 +117,8 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.commands.clear()
+        self.transaction = None
+        self.host.dispatcher.transactions.forget(self)
         self.host.unregister(self)
 
     def data_received(self, data: bytes) -> None:

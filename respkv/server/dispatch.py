@@ -14,13 +14,14 @@ from typing import Protocol
 
 from respkv.clock import now_ms
 from respkv.commands import errors
-from respkv.commands.context import ServerContext, Session
+from respkv.commands.context import ServerContext
 from respkv.commands.table import Command, Kind, lookup
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.replication.outcomes import ReplicationError
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget, Router
 from respkv.server.stats import Stats
+from respkv.server.transactions import TransactionLayer, TransactionSession
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Pending:
 Outcome = bytes | Proposed | AfterWrites | Gated | Barrier | Pending
 
 
-class Caller(Session, Protocol):
+class Caller(TransactionSession, Protocol):
     """The connection dispatch runs a command for: a session, and what dispatch
     reads and keeps on it."""
 
@@ -96,6 +97,7 @@ class Dispatcher:
         self.calls = stats.calls
         self.context = context
         self.config = context.config
+        self.transactions = TransactionLayer(router, context)
 
     def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
         after = client.after_barrier
@@ -108,11 +110,15 @@ class Dispatcher:
                 return self._execute(client, after[1], after[2], args)  # routed already
         command = lookup(args[0])
         if command is None or command.internal:
-            return encode(errors.unknown_command(args[0], args[1:]), client.resp3)
+            return self._refuse(client, errors.unknown_command(args[0], args[1:]))
         if not command.arity_ok(len(args)):
-            return encode(errors.wrong_arity(command.name), client.resp3)
+            return self._refuse(client, errors.wrong_arity(command.name))
         kind = command.kind
         router = self.router
+        if client.transaction is not None and kind is not Kind.TRANSACTION:
+            return encode(self.transactions.queue(client, command, args), client.resp3)
+        if kind is Kind.TRANSACTION:
+            return self._transaction(client, command, args)
         if kind is Kind.WRITE:
             if router.gate is not None:
                 return Gated(router.gate)
@@ -137,6 +143,29 @@ class Dispatcher:
                     client.after_barrier = (args, command, target)
                     return Barrier(barrier, target.names)
         return self._execute(client, command, target, args)
+
+    def _refuse(self, client: Caller, error: RespError) -> bytes:
+        return encode(self.transactions.refuse(client, error), client.resp3)
+
+    def _transaction(self, client: Caller, command: Command, args: list[bytes]) -> Outcome:
+        """MULTI, EXEC, DISCARD, WATCH, UNWATCH."""
+        name = command.name
+        if name in ("exec", "watch"):
+            if self.router.gate is not None:
+                return Gated(self.router.gate)
+            if client.inflight and name == "watch":
+                return AFTER_WRITES  # WATCH after this connection's own writes, as Redis
+        client.last_command = name
+        self.calls[name] += 1
+        try:
+            reply = command.handler(self.transactions, client, args)
+        except RespError as error:
+            reply = error
+        except ReplicationError as error:
+            reply = reply_for(error)
+        if inspect.isawaitable(reply):
+            return Pending(reply)
+        return encode(reply, client.resp3)
 
     def _execute(self, client: Caller, command: Command, target: ReadTarget | None,
                  args: list[bytes]) -> Outcome:

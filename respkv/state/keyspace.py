@@ -65,14 +65,25 @@ class WritableKeyspace(KeyspaceView, Protocol):
     def clear(self) -> None: ...
 
 
+class Watch:
+    """One WATCHed key of one connection: ``touched`` once any change reaches the key."""
+
+    __slots__ = ("key", "touched")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.touched = False
+
+
 class Keyspace:
-    __slots__ = ("cleared", "data", "dirty", "expires")
+    __slots__ = ("cleared", "data", "dirty", "expires", "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
         self.expires: dict[bytes, int] = {}
         self.dirty: set[bytes] = set()
         self.cleared: set[bytes] = set()
+        self.watched: dict[bytes, list[Watch]] = {}  # WATCHes of this node's connections
 
     def __len__(self) -> int:
         return len(self.data)
@@ -134,6 +145,8 @@ class Keyspace:
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        if self.watched:
+            self._touch_watches(key)
         self.data[key] = value
         if expire_at is None:
             self.expires.pop(key, None)
@@ -147,13 +160,19 @@ class Keyspace:
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        if self.watched:
+            self._touch_watches(key)
         self.data[key] = value
         self.dirty.add(key)
 
     def touch(self, key: bytes) -> None:
+        if self.watched:
+            self._touch_watches(key)
         self.dirty.add(key)
 
     def set_expire(self, key: bytes, expire_at: int | None) -> None:
+        if self.watched:
+            self._touch_watches(key)
         if expire_at is None:
             self.expires.pop(key, None)
         else:
@@ -166,15 +185,41 @@ class Keyspace:
             return False
         if type(value) is not bytes:
             self.cleared.add(key)
+        if self.watched:
+            self._touch_watches(key)
         self.expires.pop(key, None)
         self.dirty.add(key)
         return True
 
     def clear(self) -> None:
+        self._touch_all_watches()
         self.dirty.update(self.data)
         self.cleared.update(key for key, value in self.data.items() if type(value) is not bytes)
         self.data.clear()
         self.expires.clear()
+
+    # -- WATCH -------------------------------------------------------------
+
+    def watch(self, key: bytes) -> Watch:
+        watch = Watch(key)
+        self.watched.setdefault(key, []).append(watch)
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        watches = self.watched.get(watch.key)
+        if watches is not None and watch in watches:
+            watches.remove(watch)
+            if not watches:
+                del self.watched[watch.key]
+
+    def _touch_watches(self, key: bytes) -> None:
+        for watch in self.watched.get(key, ()):
+            watch.touched = True
+
+    def _touch_all_watches(self) -> None:
+        for watches in self.watched.values():
+            for watch in watches:
+                watch.touched = True
 
     # -- durable copy ----------------------------------------------------
 
@@ -202,6 +247,7 @@ class Keyspace:
         self.expires.clear()
         self.dirty.clear()
         self.cleared.clear()
+        self._touch_all_watches()  # a snapshot replaced everything
         for key, (value, expire_at) in records:
             self.data[key] = value
             if expire_at is not None:

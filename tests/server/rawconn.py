@@ -8,6 +8,11 @@ import time
 import hiredis
 
 
+def resp(*args: bytes | str) -> bytes:
+    """One command as RESP."""
+    return hiredis.pack_command(tuple(args))
+
+
 class RawConn:
     def __init__(self, port: int, timeout: float = 10.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)

@@ -5,17 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-import hiredis
 import pytest
-from rawconn import RawConn
+from rawconn import RawConn, resp
 
 from testsupport.ports import free_port
 from testsupport.processes import Node
 from testsupport.waiting import wait_for
-
-
-def resp(*args: bytes | str) -> bytes:
-    return hiredis.pack_command(tuple(args))
 
 
 @pytest.fixture

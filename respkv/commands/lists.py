@@ -21,7 +21,7 @@ from operator import eq
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
-from respkv.commands.table import Kind, command
+from respkv.commands.table import Kind, command, numkeys_at
 from respkv.protocol.reply import NULL_ARRAY, OK, Reply, RespError
 from respkv.state.keyspace import Keyspace, KeyspaceView
 from respkv.state.values import ListValue
@@ -325,6 +325,7 @@ def rpoplpush(db: Keyspace, args: list[bytes], now: int) -> Reply:
 @command(
     "lmpop", -4, Kind.WRITE, flags=("movablekeys",), family="list",
     summary="Pop elements from a list", since="7.0.0",
+    find_keys=numkeys_at(1),
 )
 def lmpop(db: Keyspace, args: list[bytes], now: int) -> Reply:
     keys, left, count = parse_mpop(args, 1)

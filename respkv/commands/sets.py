@@ -24,7 +24,7 @@ from respkv.commands.args import parse_int
 from respkv.commands.glob import stringmatch
 from respkv.commands.keyspace import parse_cursor
 from respkv.commands.randomness import entry_random
-from respkv.commands.table import Kind, command
+from respkv.commands.table import Kind, command, numkeys_at
 from respkv.protocol.reply import Reply, RespError, RSet
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import SetValue
@@ -333,6 +333,7 @@ def sinter(db: Keyspace, args: list[bytes], now: int) -> Reply:
     "sintercard", -3, Kind.READ, flags=("movablekeys",), family="set",
     summary="Intersect multiple sets and return the cardinality of the result",
     since="7.0.0",
+    find_keys=numkeys_at(1),
 )
 def sintercard(db: Keyspace, args: list[bytes], now: int) -> Reply:
     numkeys = range_long(args[1], 1, _LONG_MAX, NUMKEYS_NOT_POSITIVE)

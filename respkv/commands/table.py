@@ -23,7 +23,7 @@ Three kinds of handler:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -55,6 +55,9 @@ class Command:
     summary: str = ""
     since: str = "1.0.0"
     subcommands: dict[str, Command] = field(default_factory=dict)
+    # Commands whose keys are counted by an argument (LMPOP, ZUNIONSTORE...): the key
+    # positions in a given call; first/last/step then only say what COMMAND reports.
+    find_keys: Callable[[list[bytes]], Sequence[int]] | None = None
     internal: bool = False  # proposed by the server itself; clients never reach it
     is_write: bool = False  # kind is WRITE (kept as a field: read on every write)
 
@@ -73,9 +76,34 @@ class Command:
         last = self.last_key if self.last_key >= 0 else argc + self.last_key
         return range(self.first_key, min(last, argc - 1) + 1, self.step or 1)
 
+    def key_positions(self, args: list[bytes]) -> Sequence[int]:
+        """Positions of the keys in this call, movable keys included."""
+        if self.find_keys is not None:
+            return self.find_keys(args)
+        return self.key_indexes(len(args))
+
     def keys(self, args: list[bytes]) -> Iterator[bytes]:
-        for i in self.key_indexes(len(args)):
+        for i in self.key_positions(args):
             yield args[i]
+
+
+def numkeys_at(position: int,
+               also: tuple[int, ...] = ()) -> Callable[[list[bytes]], Sequence[int]]:
+    """A key finder: ``args[position]`` counts the keys that follow it (LMPOP 1, BLMPOP 2,
+    EVAL 2...). ``also``: fixed key positions before it (a STORE destination). A count
+    that is not a fitting number finds no keys: the handler then answers the error."""
+
+    def find(args: list[bytes]) -> Sequence[int]:
+        try:
+            count = int(args[position])
+        except (IndexError, ValueError):
+            count = 0
+        first = position + 1
+        if count <= 0 or first + count > len(args):
+            return also
+        return (*also, *range(first, first + count)) if also else range(first, first + count)
+
+    return find
 
 
 COMMANDS: dict[str, Command] = {}
@@ -95,6 +123,7 @@ def command(
     summary: str = "",
     since: str = "1.0.0",
     parent: str | None = None,
+    find_keys: Callable[[list[bytes]], Sequence[int]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a handler in the table (or as a subcommand of ``parent``)."""
 
@@ -111,6 +140,7 @@ def command(
             family=family,
             summary=summary,
             since=since,
+            find_keys=find_keys,
         )
         table = COMMANDS[parent].subcommands if parent else COMMANDS
         if name in table:

@@ -68,6 +68,8 @@ class Router:
 
     def write(self, command: Command, args: list[bytes]) -> asyncio.Future[Reply]:
         """Propose a write where it belongs: its reply once applied."""
+        if command.find_keys is not None:
+            return self._write_movable(command, args)
         first = command.first_key
         if first <= 0 or len(args) <= first:
             return self._keyless_write(args)
@@ -78,6 +80,22 @@ class Router:
             involved = self._involved(command, args)
             if len(involved) > 1:
                 return self._cross_write(command, args, involved)
+        if not group.is_leader():
+            raise moved(slot, group.leader_client_address())
+        if group.disk_full:
+            raise DISK_FULL
+        return group.propose(args, slot)
+
+    def _write_movable(self, command: Command, args: list[bytes]) -> asyncio.Future[Reply]:
+        """A write whose keys an argument counts (LMPOP, ZUNIONSTORE...)."""
+        positions = command.key_positions(args)
+        if not positions:  # a bad key count: any group answers the error
+            return self._keyless_write(args)
+        involved = self._involved(command, args)
+        if len(involved) > 1:
+            return self._cross_write(command, args, involved)
+        slot = key_slot(args[positions[0]])
+        group = involved[0]
         if not group.is_leader():
             raise moved(slot, group.leader_client_address())
         if group.disk_full:
@@ -110,6 +128,12 @@ class Router:
     # -- reads -------------------------------------------------------------------
 
     def read_target(self, command: Command, args: list[bytes]) -> ReadTarget:
+        if command.find_keys is not None and len(self.groups) > 1:
+            involved = self._involved(command, args)
+            if len(involved) == 1:
+                return involved[0]
+            if len(involved) > 1:
+                return Span(involved, self.group_of)
         first = command.first_key
         groups = self.groups
         if first <= 0 or len(args) <= first:
@@ -126,7 +150,7 @@ class Router:
     def _involved(self, command: Command, args: list[bytes]) -> list[RaftGroup]:
         """The groups a multi-key command's keys belong to, in group order."""
         groups, owner = self.groups, self.owner
-        indexes = {owner[key_slot(args[i])] for i in command.key_indexes(len(args))}
+        indexes = {owner[key_slot(args[i])] for i in command.key_positions(args)}
         return [groups[i] for i in sorted(indexes)]
 
 

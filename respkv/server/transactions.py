@@ -108,7 +108,7 @@ class TransactionLayer:
 
     def _place(self, transaction: Transaction, command: Command, args: list[bytes]) -> None:
         router = self.router
-        for index in command.key_indexes(len(args)):
+        for index in command.key_positions(args):
             slot = key_slot(args[index])
             group = router.groups[router.owner[slot]]
             if transaction.group is None:

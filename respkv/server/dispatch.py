@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from respkv.clock import now_ms
 from respkv.commands import errors
+from respkv.commands.blocking import TIMEOUTS
 from respkv.commands.context import ServerContext
 from respkv.commands.table import Command, Kind, lookup
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.replication.outcomes import ReplicationError
+from respkv.server.blocking import BlockedPops
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget, Router
 from respkv.server.stats import Stats
@@ -98,6 +100,7 @@ class Dispatcher:
         self.context = context
         self.config = context.config
         self.transactions = TransactionLayer(router, context)
+        self.blocked = BlockedPops(router, stats)
 
     def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
         after = client.after_barrier
@@ -122,6 +125,9 @@ class Dispatcher:
         if kind is Kind.WRITE:
             if router.gate is not None:
                 return Gated(router.gate)
+            timeout = TIMEOUTS.get(command.name)
+            if timeout is not None:
+                return self._blocking(client, command, args, timeout)
             try:
                 future = router.write(command, args)
             except RespError as error:
@@ -143,6 +149,18 @@ class Dispatcher:
                     client.after_barrier = (args, command, target)
                     return Barrier(barrier, target.names)
         return self._execute(client, command, target, args)
+
+    def _blocking(self, client: Caller, command: Command, args: list[bytes],
+                  timeout: Callable[[list[bytes]], int]) -> Outcome:
+        if client.inflight:
+            return AFTER_WRITES  # block only once this connection's writes are in
+        try:
+            timeout_ms = timeout(args)
+        except RespError as error:
+            return encode(error, client.resp3)
+        client.last_command = command.name
+        self.calls[command.name] += 1
+        return Pending(self.blocked.run(command, args, timeout_ms))
 
     def _refuse(self, client: Caller, error: RespError) -> bytes:
         return encode(self.transactions.refuse(client, error), client.resp3)

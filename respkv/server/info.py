@@ -79,7 +79,7 @@ class Info:
 
     def _clients(self) -> dict[str, Any]:
         return {"connected_clients": len(self.clients), "maxclients": self.config.maxclients,
-                "blocked_clients": 0}
+                "blocked_clients": self.stats.blocked_clients}
 
     def _memory(self) -> dict[str, Any]:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -13,6 +13,7 @@ class Stats:
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
+        self.blocked_clients = 0  # connections waiting in a blocking pop now (not reset)
 
     @property
     def total_commands(self) -> int:

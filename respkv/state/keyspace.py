@@ -18,7 +18,7 @@ Two ways to look a key up, because expiry is judged against a clock:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSetValue
@@ -66,13 +66,15 @@ class WritableKeyspace(KeyspaceView, Protocol):
 
 
 class Watch:
-    """One WATCHed key of one connection: ``touched`` once any change reaches the key."""
+    """A key watched by a connection (WATCH, or a blocked pop waiting for data):
+    ``touched`` once any change reaches the key, and ``wake`` called then."""
 
-    __slots__ = ("key", "touched")
+    __slots__ = ("key", "touched", "wake")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, wake: Callable[[], None] | None = None) -> None:
         self.key = key
         self.touched = False
+        self.wake = wake
 
 
 class Keyspace:
@@ -200,8 +202,8 @@ class Keyspace:
 
     # -- WATCH -------------------------------------------------------------
 
-    def watch(self, key: bytes) -> Watch:
-        watch = Watch(key)
+    def watch(self, key: bytes, wake: Callable[[], None] | None = None) -> Watch:
+        watch = Watch(key, wake)
         self.watched.setdefault(key, []).append(watch)
         return watch
 
@@ -215,11 +217,15 @@ class Keyspace:
     def _touch_watches(self, key: bytes) -> None:
         for watch in self.watched.get(key, ()):
             watch.touched = True
+            if watch.wake is not None:
+                watch.wake()
 
     def _touch_all_watches(self) -> None:
         for watches in self.watched.values():
             for watch in watches:
                 watch.touched = True
+                if watch.wake is not None:
+                    watch.wake()
 
     # -- durable copy ----------------------------------------------------
 

@@ -8,6 +8,7 @@ from respkv.commands import (  # noqa: F401
     hashes,
     keyspace,
     lists,
+    pubsub,
     server,
     sets,
     strings,

@@ -15,6 +15,9 @@ from respkv.protocol.reply import OK, PONG, Reply, RespError, Simple, Verbatim
 def ping(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 2:
         raise errors.wrong_arity("ping")
+    subs = session.subscriptions
+    if not session.resp3 and (subs["channel"] or subs["pattern"] or subs["shard"]):
+        return [b"pong", args[1] if len(args) == 2 else b""]  # Redis' subscribed form
     return args[1] if len(args) == 2 else PONG
 
 
@@ -76,6 +79,7 @@ def quit_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
 
 @command("reset", 1, Kind.SERVER, flags=("fast", "noauth"), family="connection", since="6.2.0")
 def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    session.forget_state()
     session.resp3 = False
     session.name = b""
     session.readonly = False

@@ -34,6 +34,12 @@ class Session(Protocol):
     def info_line(self) -> str:
         """This connection as one CLIENT LIST line."""
 
+    # pub/sub: kind ("channel", "pattern", "shard") -> the names subscribed to
+    subscriptions: dict[str, set[bytes]]
+
+    def forget_state(self) -> None:
+        """Leave MULTI, drop every WATCH, leave every channel (RESET)."""
+
 
 class Transactions(Protocol):
     """MULTI/EXEC and WATCH for a session, as the server carries them out."""
@@ -47,6 +53,22 @@ class Transactions(Protocol):
     def watch(self, session: Session, keys: list[bytes]) -> Reply: ...
 
     def unwatch(self, session: Session) -> Reply: ...
+
+
+class PubSub(Protocol):
+    """Subscriptions and delivery (respkv.server.pubsub.PubSubHub)."""
+
+    def subscribe(self, session: Session, kind: str, names: list[bytes]) -> Reply: ...
+
+    def unsubscribe(self, session: Session, kind: str, names: list[bytes]) -> Reply: ...
+
+    def publish(self, channel: bytes, message: bytes, shard: bool = False) -> int: ...
+
+    def names(self, kind: str, pattern: bytes | None) -> list[bytes]: ...
+
+    def numsub(self, kind: str, names: list[bytes]) -> dict[bytes, int]: ...
+
+    def numpat(self) -> int: ...
 
 
 class Counters(Protocol):
@@ -63,3 +85,4 @@ class ServerContext:
     cluster: ClusterAdmin
     info: Callable[[list[str]], str]  # INFO's text for the sections asked
     request_shutdown: Callable[[], None]
+    pubsub: PubSub

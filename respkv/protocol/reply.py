@@ -11,6 +11,8 @@ protocol version the client chose with HELLO:
     RSet         -> set (RESP3) / array (RESP2)
     Verbatim     -> verbatim string (RESP3) / bulk (RESP2)
     NULL_ARRAY   -> null (RESP3) / *-1 (RESP2)
+    Push         -> push (RESP3) / array (RESP2): pub/sub messages
+    Frames       -> several replies, one after the other (SUBSCRIBE a b: one per channel)
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ class Verbatim(str):
 
 class RSet(list):
     """An unordered collection: a set in RESP3, an array in RESP2."""
+
+
+class Push(list):
+    """Out-of-band data (a pub/sub message): a push in RESP3, an array in RESP2."""
+
+
+class Frames(list):
+    """Several replies sent for one command, each a frame of its own."""
 
 
 class _NullArray:
@@ -108,8 +118,12 @@ def _encode(reply: Reply, resp3: bool, out: list[bytes]) -> None:
         for key, value in reply.items():
             _encode(key, resp3, out)
             _encode(value, resp3, out)
-    elif kind is RSet:
-        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(reply))
+    elif kind is RSet or kind is Push:
+        mark = (b"~" if kind is RSet else b">") if resp3 else b"*"
+        out.append(b"%s%d\r\n" % (mark, len(reply)))
+        for item in reply:
+            _encode(item, resp3, out)
+    elif kind is Frames:
         for item in reply:
             _encode(item, resp3, out)
     elif kind is Verbatim:

@@ -8,6 +8,9 @@ and both node ids; a mismatch is refused (and logged) by the acceptor.
 Every node also sends each peer a PING frame every ping interval (see
 respkv.replication.health): any frame received from a peer marks it as heard.
 
+BROADCAST frames carry the layer above's messages to every peer (pub/sub), at most
+once: a peer that is not connected misses them, as Redis Cluster's bus does.
+
 Snapshots travel on a connection of their own, in chunks, so heartbeats never
 queue behind megabytes of data; ``drain()`` after each chunk is the flow
 control, and the file is read chunk by chunk, never whole.
@@ -36,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">IB")
 HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED, PING = 1, 2, 3, 4, 5, 6, 7, 8
+BROADCAST = 9
 MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
@@ -157,6 +161,7 @@ class Transport:
         self.peers: dict[str, Peer] = {}
         self.handlers: dict[str, GroupEndpoint] = {}  # by group name
         self.peer_in_use: Callable[[str], bool] = lambda node_id: False  # set by the node
+        self.on_broadcast: Callable[[bytes], None] = lambda payload: None  # set above
         self.server: asyncio.AbstractServer | None = None
         self.inbound: set[Inbound] = set()
         self.pinger: asyncio.Task[None] | None = None
@@ -229,6 +234,11 @@ class Transport:
         works, and their fsyncs overlap its own."""
         for peer in self.peers.values():
             peer.flush()
+
+    def broadcast(self, payload: bytes) -> int:
+        """Send an opaque message to every connected peer; how many it was queued for."""
+        data = frame(BROADCAST, payload)
+        return sum(1 for peer in self.peers.values() if peer.send(data))
 
     def send(self, message: Message) -> None:
         peer = self.peers.get(message.to)
@@ -423,6 +433,8 @@ class Inbound(asyncio.Protocol):
             self._hello(kind, bytes(payload))
         elif kind == PING:
             owner.health.pings_received += 1
+        elif kind == BROADCAST:
+            owner.on_broadcast(bytes(payload))
         elif kind == SNAP_CHUNK:
             (size,) = struct.unpack_from(">H", payload)
             if self.snapshot is None:

@@ -33,6 +33,7 @@ from respkv.server.dispatch import (
     Pending,
     Proposed,
 )
+from respkv.server.pubsub import PubSubHub
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget
 from respkv.server.stats import Stats
@@ -47,6 +48,7 @@ class ClientHost(Protocol):
     config: Config
     stats: Stats
     dispatcher: Dispatcher
+    pubsub: PubSubHub
 
     def register(self, client: Client) -> bool:
         """Count the connection in; False when maxclients is reached."""
@@ -97,6 +99,8 @@ class Client(asyncio.Protocol):
         self.draining = False  # the server shuts down: read no more
         self.transaction: Transaction | None = None  # between MULTI and EXEC
         self.watching: list[Watching] = []  # WATCHed keys
+        self.subscriptions: dict[str, set[bytes]] = {"channel": set(), "pattern": set(),
+                                                     "shard": set()}
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -117,8 +121,7 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.commands.clear()
-        self.transaction = None
-        self.host.dispatcher.transactions.forget(self)
+        self.forget_state()
         self.host.unregister(self)
 
     def data_received(self, data: bytes) -> None:
@@ -315,6 +318,23 @@ class Client(asyncio.Protocol):
         failed = encode(SHUTTING_DOWN, self.resp3)
         self.replies.extend([failed] * len(self.commands))
         self.commands.clear()
+        self.flush()
+
+    @property
+    def subscribed(self) -> bool:
+        subs = self.subscriptions
+        return bool(subs["channel"] or subs["pattern"] or subs["shard"])
+
+    def forget_state(self) -> None:
+        self.transaction = None
+        self.host.dispatcher.transactions.forget(self)
+        self.host.pubsub.forget(self)
+
+    def push(self, data: bytes) -> None:
+        """A pub/sub message: after the replies queued so far."""
+        if self.closing or self.transport is None:
+            return
+        self.replies.append(data)
         self.flush()
 
     def close_after_replies(self) -> None:

@@ -92,6 +92,15 @@ class Caller(TransactionSession, Protocol):
 
     def needs_barrier(self, groups: tuple[str, ...]) -> bool: ...
 
+    @property
+    def subscribed(self) -> bool:
+        """Subscribed to any channel, pattern or shard channel."""
+
+
+# What a RESP2 connection may send while it is subscribed (RESP3 may send anything).
+_WHILE_SUBSCRIBED = frozenset({"subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+                               "ssubscribe", "sunsubscribe", "ping", "quit", "reset"})
+
 
 class Dispatcher:
     def __init__(self, router: Router, stats: Stats, context: ServerContext) -> None:
@@ -118,6 +127,10 @@ class Dispatcher:
             return self._refuse(client, errors.wrong_arity(command.name))
         kind = command.kind
         router = self.router
+        if client.subscribed and not client.resp3 and command.name not in _WHILE_SUBSCRIBED:
+            return encode(RespError(
+                f"ERR Can't execute '{command.name}': only (P|S)SUBSCRIBE / "
+                "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), False)
         if client.transaction is not None and kind is not Kind.TRANSACTION:
             return encode(self.transactions.queue(client, command, args), client.resp3)
         if kind is Kind.TRANSACTION:

@@ -31,6 +31,7 @@ from respkv.replication.node import ClusterNode
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.info import Info
+from respkv.server.pubsub import PubSubHub
 from respkv.server.router import Router
 from respkv.server.stats import Stats
 
@@ -70,8 +71,9 @@ class Server:
         self.cluster = ClusterAdmin(self.node)
         self.router = Router(self.node)
         self.info = Info(config, self.stats, self.clients, self.node, self.cluster, POLICY)
+        self.pubsub = PubSubHub(self._broadcast)
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
-                                     self.info.text, self.request_shutdown)
+                                     self.info.text, self.request_shutdown, self.pubsub)
         self.dispatcher = Dispatcher(self.router, self.stats, self.context)
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
@@ -93,6 +95,8 @@ class Server:
             start_serving=False,
         )
         await self.node.start()
+        assert self.node.transport is not None
+        self.node.transport.on_broadcast = self.pubsub.on_broadcast
         self.router.start()
         await self.listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
@@ -160,6 +164,10 @@ class Server:
     def _new_client(self) -> Client:
         self._client_ids += 1
         return Client(self, self._client_ids)
+
+    def _broadcast(self, payload: bytes) -> int:
+        transport = self.node.transport
+        return 0 if transport is None else transport.broadcast(payload)
 
     def sessions(self) -> list[Session]:
         return list(self.clients.values())

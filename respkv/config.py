@@ -60,6 +60,13 @@ class Config:
     min_free_disk: int = 1 << 20  # refuse writes while the data dir has less free space
     snapshot_chunk_bytes: int = 1 << 20
     databases: int = 1
+    # The sizes up to which Redis keeps a collection compact (listpack, intset); only
+    # OBJECT ENCODING reports them here: respkv's own representation does not change.
+    hash_max_listpack_entries: int = 128
+    hash_max_listpack_value: int = 64
+    set_max_intset_entries: int = 512
+    zset_max_listpack_entries: int = 128
+    zset_max_listpack_value: int = 64
     # Reported for clients that ask (redis-benchmark reads these); the WAL
     # fsyncs every acknowledged write whatever they say.
     save: str = ""

@@ -14,8 +14,9 @@ from hashlib import blake2b
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
+from respkv.commands.encoding import encoding_of, is_int64
 from respkv.commands.glob import stringmatch
-from respkv.commands.table import Kind, command
+from respkv.commands.table import Kind, command, lookup
 from respkv.protocol.reply import OK, Reply, RespError, Simple
 from respkv.state.codec import CodecError, decode_value
 from respkv.state.keyspace import Keyspace, type_name
@@ -328,3 +329,87 @@ def reap(db: Keyspace, args: list[bytes], now: int) -> Reply:
         if db.is_expired(key, now) and db.delete(key):
             reaped += 1
     return reaped
+
+
+# -- OBJECT ------------------------------------------------------------------
+
+
+def _object_key(args: list[bytes]) -> range:
+    return range(2, 3) if len(args) > 2 else range(0)
+
+
+@command(
+    "object", -2, Kind.READ, family="generic", since="2.2.3", find_keys=_object_key,
+    summary="A container for object introspection commands",
+)
+def object_(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    parent = lookup(args[0])
+    assert parent is not None
+    sub = lookup(args[1], parent.subcommands)
+    if sub is None:
+        raise errors.unknown_subcommand("object", args[1])
+    if not sub.arity_ok(len(args)):
+        raise errors.wrong_arity(f"object|{sub.name}")
+    return sub.handler(db, args, now)
+
+
+def _object_sub(name: str, arity: int, since: str, summary: str):
+    return command(name, arity, Kind.READ, keys=(2, 2, 1) if arity == 3 else (0, 0, 0),
+                   family="generic", since=since, summary=summary, parent="object")
+
+
+@_object_sub("encoding", 3, "2.2.3", "Inspect the internal encoding of a Redis object")
+def object_encoding(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    value = db.get_for_read(args[2], now)
+    return None if value is None else encoding_of(value)
+
+
+@_object_sub("freq", 3, "4.0.0", "Get the logarithmic access frequency counter of a Redis "
+             "object")
+def object_freq(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    if db.get_for_read(args[2], now) is None:
+        return None
+    raise RespError(  # respkv does not evict, so it counts no accesses (noeviction)
+        "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please "
+        "note that when switching between policies at runtime LRU and LFU data will take "
+        "some time to adjust.")
+
+
+@_object_sub("idletime", 3, "2.2.3", "Get the time since a Redis object was last accessed")
+def object_idletime(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    # No access times are kept (nothing is evicted): every key counts as just used.
+    return None if db.get_for_read(args[2], now) is None else 0
+
+
+_SHARED_INTEGERS = 10_000  # Redis shares the objects of 0..9999: their refcount is "max"
+
+
+@_object_sub("refcount", 3, "2.2.3", "Get the number of references to the value of the key")
+def object_refcount(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    value = db.get_for_read(args[2], now)
+    if value is None:
+        return None
+    if type(value) is bytes and is_int64(value) and 0 <= int(value) < _SHARED_INTEGERS:
+        return (1 << 31) - 1
+    return 1
+
+
+@_object_sub("help", 2, "6.2.0", "Show helpful text about the different subcommands")
+def object_help(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return [Simple(line) for line in (
+        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ENCODING <key>",
+        "    Return the kind of internal representation used in order to store the value",
+        "    associated with a <key>.",
+        "FREQ <key>",
+        "    Return the access frequency index of the <key>. The returned integer is",
+        "    proportional to the logarithm of the recent access frequency of the key.",
+        "IDLETIME <key>",
+        "    Return the idle time of the <key>, that is the approximated number of",
+        "    seconds elapsed since the last access to the key.",
+        "REFCOUNT <key>",
+        "    Return the number of references of the value associated with the specified",
+        "    <key>.",
+        "HELP",
+        "    Prints this help.",
+    )]

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from respkv.commands import errors
+from respkv.commands import encoding, errors
 from respkv.commands.args import parse_float, parse_int
 from respkv.commands.context import ServerContext, Session
 from respkv.commands.glob import stringmatch
@@ -213,6 +213,7 @@ def config_set(server: ServerContext, session: Session, args: list[bytes]) -> Re
                             f"'{pairs[0][0]}'") from None
         raise RespError(f"ERR CONFIG SET failed (possibly related to argument "
                         f"'{pairs[0][0]}') - {error}") from None
+    encoding.configure(config)
     return OK
 
 

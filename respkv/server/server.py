@@ -22,6 +22,7 @@ from typing import Any
 
 from respkv import commands  # noqa: F401  (registers every command in the table)
 from respkv.clock import now_ms
+from respkv.commands import encoding
 from respkv.commands.context import ServerContext, Session
 from respkv.commands.table import apply_write
 from respkv.config import Config
@@ -64,6 +65,7 @@ def lock_directory(directory: Path) -> int:
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
+        encoding.configure(config)
         self.stats = Stats()
         self.clients: dict[int, Client] = {}
         self._client_ids = 0

@@ -78,3 +78,14 @@ def test_commands_with_counted_keys_find_their_group(fresh: Node) -> None:
     with pytest.raises(redis.ResponseError, match="numkeys"):
         client.execute_command("LMPOP", 0, "x", "LEFT")
     client.close()
+
+
+def test_object_encoding_follows_config_set(fresh: Node) -> None:
+    client = fresh.client()
+    client.sadd("ints", 1, 2, 3)
+    assert client.object("encoding", "ints") == b"intset"
+    assert client.config_set("set-max-intset-entries", 2)
+    assert client.config_get("set-max-intset-entries") == {"set-max-intset-entries": "2"}
+    assert client.object("encoding", "ints") == b"hashtable"
+    assert client.object("encoding", "missing") is None
+    client.close()

@@ -170,6 +170,20 @@ def client_list(server: ServerContext, session: Session, args: list[bytes]) -> R
     return Verbatim("".join(c.info_line() + "\n" for c in clients))
 
 
+@_client_sub("unblock", -3)
+def client_unblock(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    if len(args) > 4:
+        raise errors.SYNTAX
+    client_id = parse_int(args[2])
+    with_error = False
+    if len(args) == 4:
+        mode = args[3].upper()
+        if mode not in (b"TIMEOUT", b"ERROR"):
+            raise RespError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        with_error = mode == b"ERROR"
+    return int(server.unblock(client_id, with_error))
+
+
 @_client_sub("kill", -3)
 def client_kill(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     clients = list(server.sessions())

@@ -86,3 +86,4 @@ class ServerContext:
     info: Callable[[list[str]], str]  # INFO's text for the sections asked
     request_shutdown: Callable[[], None]
     pubsub: PubSub
+    unblock: Callable[[int, bool], bool]  # CLIENT UNBLOCK: (client id, as an error?)

@@ -17,21 +17,43 @@ import time
 
 from respkv.commands import errors
 from respkv.commands.table import Command
-from respkv.protocol.reply import NULL_ARRAY, Reply
+from respkv.protocol.reply import NULL_ARRAY, Reply, RespError
 from respkv.replication.slots import key_slot
 from respkv.server.refusals import moved
 from respkv.server.router import Router
 from respkv.server.stats import Stats
 
 _LEADERSHIP_CHECK = 0.2  # seconds between checks that this node still leads the group
+UNBLOCKED = RespError("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+
+
+class Waiter:
+    """One blocked connection: woken by a change to its keys, or by CLIENT UNBLOCK."""
+
+    __slots__ = ("unblocked", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.unblocked: Reply | None = None  # what CLIENT UNBLOCK makes it answer
 
 
 class BlockedPops:
     def __init__(self, router: Router, stats: Stats) -> None:
         self.router = router
         self.stats = stats  # blocked_clients: connections waiting now
+        self.waiters: dict[int, Waiter] = {}  # by connection id
 
-    async def run(self, command: Command, args: list[bytes], timeout_ms: int) -> Reply:
+    def unblock(self, client_id: int, with_error: bool) -> bool:
+        """CLIENT UNBLOCK: end a connection's wait, as a timeout or with an error."""
+        waiter = self.waiters.get(client_id)
+        if waiter is None or waiter.unblocked is not None:
+            return False
+        waiter.unblocked = UNBLOCKED if with_error else NULL_ARRAY
+        waiter.woken.set()
+        return True
+
+    async def run(self, client_id: int, command: Command, args: list[bytes],
+                  timeout_ms: int) -> Reply:
         router = self.router
         keys = [args[i] for i in command.key_positions(args)]
         groups = {id(router.group_of(key)): router.group_of(key) for key in keys}
@@ -40,25 +62,30 @@ class BlockedPops:
         group = next(iter(groups.values()))
         slot = key_slot(keys[0])
         deadline = None if timeout_ms == 0 else time.monotonic() + timeout_ms / 1000
+        waiter = self.waiters[client_id] = Waiter()
         self.stats.blocked_clients += 1
         try:
             while True:
                 if not group.is_leader():
                     return moved(slot, group.leader_client_address())
-                woken = asyncio.Event()
+                waiter.woken.clear()
                 keyspace = group.keyspace
-                watches = [keyspace.watch(key, woken.set) for key in keys]
+                watches = [keyspace.watch(key, waiter.woken.set) for key in keys]
                 try:
                     reply = await group.propose(args, slot)
                     if reply is not None and reply is not NULL_ARRAY:
                         return reply
-                    if not await self._wait(woken, deadline, group.is_leader):
+                    if waiter.unblocked is None and not await self._wait(
+                            waiter.woken, deadline, group.is_leader):
                         return reply  # timed out: the null reply
+                    if waiter.unblocked is not None:
+                        return UNBLOCKED if waiter.unblocked is UNBLOCKED else reply
                 finally:
                     for watch in watches:
                         keyspace.unwatch(watch)
         finally:
             self.stats.blocked_clients -= 1
+            del self.waiters[client_id]
 
     @staticmethod
     async def _wait(woken: asyncio.Event, deadline: float | None, leading) -> bool:

@@ -103,13 +103,14 @@ _WHILE_SUBSCRIBED = frozenset({"subscribe", "unsubscribe", "psubscribe", "punsub
 
 
 class Dispatcher:
-    def __init__(self, router: Router, stats: Stats, context: ServerContext) -> None:
+    def __init__(self, router: Router, stats: Stats, context: ServerContext,
+                 blocked: BlockedPops) -> None:
         self.router = router
         self.calls = stats.calls
         self.context = context
         self.config = context.config
         self.transactions = TransactionLayer(router, context)
-        self.blocked = BlockedPops(router, stats)
+        self.blocked = blocked
 
     def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
         after = client.after_barrier
@@ -173,7 +174,7 @@ class Dispatcher:
             return encode(error, client.resp3)
         client.last_command = command.name
         self.calls[command.name] += 1
-        return Pending(self.blocked.run(command, args, timeout_ms))
+        return Pending(self.blocked.run(client.id, command, args, timeout_ms))
 
     def _refuse(self, client: Caller, error: RespError) -> bytes:
         return encode(self.transactions.refuse(client, error), client.resp3)

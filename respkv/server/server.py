@@ -29,6 +29,7 @@ from respkv.config import Config
 from respkv.gcpolicy import POLICY
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.node import ClusterNode
+from respkv.server.blocking import BlockedPops
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.info import Info
@@ -74,9 +75,11 @@ class Server:
         self.router = Router(self.node)
         self.info = Info(config, self.stats, self.clients, self.node, self.cluster, POLICY)
         self.pubsub = PubSubHub(self._broadcast)
+        self.blocked = BlockedPops(self.router, self.stats)
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
-                                     self.info.text, self.request_shutdown, self.pubsub)
-        self.dispatcher = Dispatcher(self.router, self.stats, self.context)
+                                     self.info.text, self.request_shutdown, self.pubsub,
+                                     self.blocked.unblock)
+        self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked)
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()

@@ -77,3 +77,23 @@ def test_in_multi_they_do_not_block(node: Node, r: redis.Redis) -> None:
         conn.send(resp("MULTI") + resp("BLPOP", "{x}none", "0") + resp("RPUSH", "{x}l", "1") +
                   resp("BLPOP", "{x}l", "0") + resp("EXEC"))
         assert conn.replies(5)[4] == [None, 1, [b"{x}l", b"1"]]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [((), b"*-1\r\n"), (("TIMEOUT",), b"*-1\r\n"),
+                                                (("ERROR",), b"-UNBLOCKED client unblocked "
+                                                 b"via CLIENT UNBLOCK\r\n")])
+def test_client_unblock(node: Node, r: redis.Redis, mode: tuple[str, ...],
+                        expected: bytes) -> None:
+    with RawConn(node.port) as blocked:
+        blocked.send(resp("CLIENT", "ID"))
+        (client_id,) = blocked.replies(1)
+        blocked.send(resp("BLPOP", "{u}nothing", "0"))
+        wait_for(lambda: r.info("clients")["blocked_clients"] == 1, 5, "the client blocked")
+        assert r.execute_command("CLIENT", "UNBLOCK", client_id, *mode) == 1
+        blocked.expect(expected)
+        assert r.execute_command("CLIENT", "UNBLOCK", client_id) == 0  # no longer blocked
+    with RawConn(node.port) as other:
+        other.send(resp("CLIENT", "UNBLOCK", "x") + resp("CLIENT", "UNBLOCK", "1", "LATER"))
+        assert [str(e) for e in other.replies(2)] == [
+            "ERR value is not an integer or out of range",
+            "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"]

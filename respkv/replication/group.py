@@ -232,14 +232,17 @@ class RaftGroup:
 
     # -- writes and reads ------------------------------------------------------------
 
-    def propose(self, args: list[bytes], slot: int = 0) -> asyncio.Future[Reply]:
+    def propose(self, args: list[bytes], slot: int = 0,
+                at: int | None = None) -> asyncio.Future[Reply]:
         """Append a write command to the log: its reply once applied. ``slot`` is the
-        hash slot of its first key, for the redirect if leadership has moved."""
+        hash slot of its first key, for the redirect if leadership has moved. ``at``:
+        the time the entry carries, when the command already ran at that time on a
+        draft (a script's effects); otherwise the clock's."""
         if self.stopping:
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
             future.set_exception(ShuttingDown())
             return future
-        future = self.proposals.submit(args, slot)
+        future = self.proposals.submit(args, slot, at)
         self.loop.wakeup.set()
         return future
 

@@ -48,7 +48,8 @@ class Proposals:
     def __init__(self, core: RaftCore, leader_address: Callable[[], str | None]) -> None:
         self.core = core
         self.leader_address = leader_address  # where NotLeader sends the client
-        self.queue: list[tuple[list[bytes], int, asyncio.Future[Reply]]] = []
+        # (args, slot, future, the entry's time or None for the clock's at hand-over)
+        self.queue: list[tuple[list[bytes], int, asyncio.Future[Reply], int | None]] = []
         self.waiters: dict[int, Waiter] = {}  # by log index
 
     @property
@@ -56,9 +57,10 @@ class Proposals:
         """Nothing queued or in flight."""
         return not self.queue and not self.waiters
 
-    def submit(self, args: list[bytes], slot: int) -> asyncio.Future[Reply]:
+    def submit(self, args: list[bytes], slot: int,
+               at: int | None = None) -> asyncio.Future[Reply]:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self.queue.append((args, slot, future))
+        self.queue.append((args, slot, future, at))
         return future
 
     def hand_over(self) -> None:
@@ -68,20 +70,21 @@ class Proposals:
         batch, self.queue = self.queue, []
         now = now_ms()
         try:
-            last = self.core.propose_batch([encode_command(now, args) for args, _, _ in batch])
+            last = self.core.propose_batch(
+                [encode_command(now if at is None else at, args) for args, _, _, at in batch])
         except CoreNotLeader:  # leadership moved since the router said "here"
             leader = self.leader_address()
-            for _, slot, future in batch:
+            for _, slot, future, _ in batch:
                 fail(future, NotLeader(leader, slot))
             return
         except RaftError as error:
-            for _, _, future in batch:
+            for _, _, future, _ in batch:
                 fail(future, Unavailable(str(error)))
             return
         term = self.core.term
         deadline = time.monotonic() + PROPOSAL_TIMEOUT
         first = last - len(batch) + 1
-        for offset, (_, _, future) in enumerate(batch):
+        for offset, (_, _, future, _) in enumerate(batch):
             self.waiters[first + offset] = Waiter(term, future, deadline)
 
     def track(self, index: int, future: asyncio.Future[Reply]) -> None:

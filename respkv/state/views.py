@@ -50,11 +50,13 @@ class KeyspaceDraft:
     value None for a deletion). Those exact values are then proposed to each key's
     group (``respkv.put``), so apply stays a pure function of the entry."""
 
-    __slots__ = ("changes", "now", "owner")
+    __slots__ = ("changes", "now", "owner", "parts")
 
-    def __init__(self, owner: Callable[[bytes], Keyspace], now: int) -> None:
+    def __init__(self, owner: Callable[[bytes], Keyspace], now: int,
+                 parts: list[Keyspace] | None = None) -> None:
         self.owner = owner
         self.now = now
+        self.parts = parts or []  # the keyspaces drafted over, for keyless reads
         self.changes: dict[bytes, tuple[object | None, int | None]] = {}
 
     def _current(self, key: bytes) -> tuple[object | None, int | None]:
@@ -103,3 +105,17 @@ class KeyspaceDraft:
         existed = self._current(key)[0] is not None
         self.changes[key] = (None, None)
         return existed
+
+    def live_keys(self, now: int) -> Iterator[bytes]:
+        changes = self.changes
+        kept = [key for part in self.parts for key in part.live_keys(now)
+                if key not in changes]
+        added = [key for key, (value, _) in changes.items() if value is not None]
+        return iter(kept + added)
+
+    def live_count(self, now: int) -> int:
+        return sum(1 for _ in self.live_keys(now))
+
+    def clear(self) -> None:
+        for key in list(self.live_keys(self.now)):
+            self.changes[key] = (None, None)

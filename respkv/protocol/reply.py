@@ -37,6 +37,11 @@ class Push(list):
     """Out-of-band data (a pub/sub message): a push in RESP3, an array in RESP2."""
 
 
+class Pairs(list):
+    """(a, b) pairs: an array of 2-element arrays in RESP3, one flat array in RESP2
+    (HRANDFIELD ... WITHVALUES, ZRANGE ... WITHSCORES)."""
+
+
 class Frames(list):
     """Several replies sent for one command, each a frame of its own."""
 
@@ -64,14 +69,13 @@ Reply = Any
 
 
 def format_double(value: float) -> bytes:
-    """Redis 7's double formatting: shortest repr, inf/-inf/nan spelled out."""
+    """Redis 7.0's addReplyDouble: printf("%.17g") (1.1 is 1.1000000000000001), with
+    inf/-inf/nan spelled out. (Redis 7.2 moved to the shortest form; 7.0 did not.)"""
     if math.isinf(value):
         return b"inf" if value > 0 else b"-inf"
     if math.isnan(value):
         return b"nan"
-    if value == int(value) and abs(value) < 1e17:
-        return b"%d" % int(value)
-    return repr(value).encode()
+    return b"%.17g" % value
 
 
 def encode(reply: Reply, resp3: bool) -> bytes:
@@ -123,6 +127,13 @@ def _encode(reply: Reply, resp3: bool, out: list[bytes]) -> None:
         out.append(b"%s%d\r\n" % (mark, len(reply)))
         for item in reply:
             _encode(item, resp3, out)
+    elif kind is Pairs:
+        out.append(b"*%d\r\n" % (len(reply) if resp3 else 2 * len(reply)))
+        for first, second in reply:
+            if resp3:
+                out.append(b"*2\r\n")
+            _encode(first, resp3, out)
+            _encode(second, resp3, out)
     elif kind is Frames:
         for item in reply:
             _encode(item, resp3, out)

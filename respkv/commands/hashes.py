@@ -29,6 +29,7 @@ from respkv.commands.args import (
 from respkv.commands.glob import stringmatch
 from respkv.commands.keyspace import parse_cursor
 from respkv.commands.table import Kind, command
+from respkv.commands.typed import read_typed, write_typed
 from respkv.protocol.reply import OK, Pairs, Reply, RespError
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import HashValue
@@ -55,18 +56,12 @@ _FAMILY = "hash"
 
 def read_hash(db: Keyspace, key: bytes, now: int) -> HashValue | None:
     """A hash for a reader, or WRONGTYPE."""
-    value = db.get_for_read(key, now)
-    if value is not None and type(value) is not HashValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return read_typed(db, key, now, HashValue)
 
 
 def write_hash(db: Keyspace, key: bytes, now: int) -> HashValue | None:
     """A hash for a writer (an expired key is deleted), or WRONGTYPE."""
-    value = db.get_for_write(key, now)
-    if value is not None and type(value) is not HashValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return write_typed(db, key, now, HashValue)
 
 
 def _put(db: Keyspace, key: bytes, value: HashValue | None, field: bytes,

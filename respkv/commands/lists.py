@@ -22,6 +22,7 @@ from operator import eq
 from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.table import Kind, command, numkeys_at
+from respkv.commands.typed import read_typed, write_typed
 from respkv.protocol.reply import NULL_ARRAY, OK, Reply, RespError
 from respkv.state.keyspace import Keyspace, KeyspaceView
 from respkv.state.values import ListValue
@@ -47,18 +48,12 @@ MPOP_COUNT_NOT_POSITIVE = RespError("ERR count should be greater than 0")
 
 def read_list(db: KeyspaceView, key: bytes, now: int) -> ListValue | None:
     """A list for a reader, or WRONGTYPE."""
-    value = db.get_for_read(key, now)
-    if value is not None and type(value) is not ListValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return read_typed(db, key, now, ListValue)
 
 
 def write_list(db: Keyspace, key: bytes, now: int) -> ListValue | None:
     """A list for a writer (an expired key is deleted), or WRONGTYPE."""
-    value = db.get_for_write(key, now)
-    if value is not None and type(value) is not ListValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return write_typed(db, key, now, ListValue)
 
 
 def keyword(raw: bytes) -> bytes:

@@ -25,6 +25,7 @@ from respkv.commands.glob import stringmatch
 from respkv.commands.keyspace import parse_cursor
 from respkv.commands.randomness import entry_random
 from respkv.commands.table import Kind, command, numkeys_at
+from respkv.commands.typed import read_typed, write_typed
 from respkv.protocol.reply import Reply, RespError, RSet
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import SetValue
@@ -44,18 +45,12 @@ TOO_MANY_NUMKEYS = RespError("ERR Number of keys can't be greater than number of
 
 def read_set(db: Keyspace, key: bytes, now: int) -> SetValue | None:
     """A set for a reader, or WRONGTYPE."""
-    value = db.get_for_read(key, now)
-    if value is not None and type(value) is not SetValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return read_typed(db, key, now, SetValue)
 
 
 def write_set(db: Keyspace, key: bytes, now: int) -> SetValue | None:
     """A set for a writer (an expired key is deleted), or WRONGTYPE."""
-    value = db.get_for_write(key, now)
-    if value is not None and type(value) is not SetValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return write_typed(db, key, now, SetValue)
 
 
 def read_sets(db: Keyspace, keys: Sequence[bytes], now: int) -> list[SetValue | None]:

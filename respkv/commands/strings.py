@@ -18,6 +18,7 @@ from respkv.commands.args import (
     round_long_double,
 )
 from respkv.commands.table import Kind, command
+from respkv.commands.typed import read_typed, write_typed
 from respkv.protocol.reply import OK, Reply
 from respkv.state.keyspace import Keyspace
 
@@ -29,18 +30,12 @@ _UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
 
 def get_string(db: Keyspace, key: bytes, now: int) -> bytes | None:
     """A string value for a reader, or WRONGTYPE."""
-    value = db.get_for_read(key, now)
-    if value is not None and type(value) is not bytes:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return read_typed(db, key, now, bytes)
 
 
 def write_string(db: Keyspace, key: bytes, now: int) -> bytes | None:
     """A string value for a writer (an expired key is deleted), or WRONGTYPE."""
-    value = db.get_for_write(key, now)
-    if value is not None and type(value) is not bytes:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return write_typed(db, key, now, bytes)
 
 
 def expire_time(unit: bytes, raw: bytes, now: int, name: str) -> int:

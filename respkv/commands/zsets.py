@@ -32,6 +32,7 @@ from respkv.commands.args import parse_float, parse_int
 from respkv.commands.glob import stringmatch
 from respkv.commands.keyspace import parse_cursor
 from respkv.commands.table import Kind, command, numkeys_at
+from respkv.commands.typed import read_typed, write_typed
 from respkv.protocol.reply import NULL_ARRAY, Pairs, Reply, RespError
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import SetValue, ZSetValue
@@ -230,18 +231,12 @@ def _long_or(raw: bytes, error: RespError, low: int, high: int) -> int:
 
 def read_zset(db: Keyspace, key: bytes, now: int) -> ZSetValue | None:
     """A sorted set for a reader, or WRONGTYPE."""
-    value = db.get_for_read(key, now)
-    if value is not None and type(value) is not ZSetValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return read_typed(db, key, now, ZSetValue)
 
 
 def write_zset(db: Keyspace, key: bytes, now: int) -> ZSetValue | None:
     """A sorted set for a writer (an expired key is deleted), or WRONGTYPE."""
-    value = db.get_for_write(key, now)
-    if value is not None and type(value) is not ZSetValue:
-        raise errors.WRONGTYPE
-    return value  # type: ignore[return-value]
+    return write_typed(db, key, now, ZSetValue)
 
 
 def is_small(value: ZSetValue) -> bool:

@@ -12,9 +12,7 @@ crash may keep only one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 from respkv.clock import now_ms
@@ -22,7 +20,7 @@ from respkv.commands.table import Command
 from respkv.protocol.reply import Reply, RespError
 from respkv.replication.group import RaftGroup
 from respkv.replication.outcomes import ReplicationError
-from respkv.server.futures import first_failure_or_reply
+from respkv.server.futures import first_failure_or_reply, settle
 from respkv.state.codec import encode_value
 from respkv.state.views import KeyspaceDraft
 
@@ -54,7 +52,7 @@ class CrossWrite:
             self.done()
 
     async def _write(self, command: Command, args: list[bytes]) -> Reply:
-        if not await self._settle():
+        if not await settle(self.groups, SETTLE_TIMEOUT):
             return MOVED_AWAY
         group_of = self.group_of
         now = now_ms()
@@ -73,19 +71,3 @@ class CrossWrite:
             if isinstance(outcome, RespError):
                 return outcome
         return reply
-
-    async def _settle(self) -> bool:
-        """Wait until every write proposed to the groups is applied; False if this
-        node stopped leading one of them."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            if not all(g.is_leader() for g in self.groups):
-                return False
-            busy = [g for g in self.groups if not g.settled()]
-            if not busy:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(g.when_settled() for g in busy)), left)

@@ -1,11 +1,42 @@
-"""Several futures seen as one: a write sent to several groups, a read barrier on
-several groups."""
+"""Waiting on several groups at once: a write sent to several groups, a read barrier on
+several groups, and their pending writes settling before a check-then-propose."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from respkv.protocol.reply import Reply, RespError
+
+
+class Settling(Protocol):
+    """A group whose pending writes can be waited for (a RaftGroup)."""
+
+    def is_leader(self) -> bool: ...
+
+    def settled(self) -> bool: ...
+
+    def when_settled(self) -> asyncio.Future[None]: ...
+
+
+async def settle(groups: Sequence[Settling], timeout: float) -> bool:
+    """Wait until every write proposed to the groups is applied; False if this node
+    stopped leading one of them, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not all(g.is_leader() for g in groups):
+            return False
+        busy = [g for g in groups if not g.settled()]
+        if not busy:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(g.when_settled() for g in busy)), left)
 
 
 def first_failure_or_reply(futures: list[asyncio.Future[Reply]]) -> asyncio.Future[Reply]:

@@ -19,9 +19,7 @@ to the group is applied, checks, proposes, and opens the gate again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +32,7 @@ from respkv.commands.transactions import exec_entry
 from respkv.protocol.reply import NULL_ARRAY, OK, QUEUED, Reply, RespError
 from respkv.replication.group import RaftGroup
 from respkv.replication.slots import key_slot
+from respkv.server.futures import settle
 from respkv.server.refusals import moved
 from respkv.server.router import Router
 from respkv.state.keyspace import Keyspace, Watch
@@ -166,7 +165,7 @@ class TransactionLayer:
             await asyncio.shield(router.gate)
         router.gate = gate = asyncio.get_running_loop().create_future()
         try:
-            if not await self._settle(group):
+            if not await settle([group], SETTLE_TIMEOUT):
                 return MOVED_AWAY
             if self._watch_broken(watching, now_ms()):
                 return NULL_ARRAY
@@ -176,21 +175,6 @@ class TransactionLayer:
             router.gate = None
             gate.set_result(None)
         return self._server_replies(session, transaction, list(await future))
-
-    @staticmethod
-    async def _settle(group: RaftGroup) -> bool:
-        """Wait until every write proposed to the group is applied; False if this node
-        stopped leading it."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while group.is_leader():
-            if group.settled():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(group.when_settled(), left)
-        return False
 
     def _server_replies(self, session: TransactionSession, transaction: Transaction,
                         data_replies: list[Reply]) -> Reply:

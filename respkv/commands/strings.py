@@ -19,7 +19,7 @@ from respkv.commands.args import (
 )
 from respkv.commands.table import Kind, command
 from respkv.commands.typed import read_typed, write_typed
-from respkv.protocol.reply import OK, Reply
+from respkv.protocol.reply import OK, Reply, RespError
 from respkv.state.keyspace import Keyspace
 
 _INT64_MIN = -(1 << 63)
@@ -398,3 +398,129 @@ def setrange(db: Keyspace, args: list[bytes], now: int) -> Reply:
     value = base[:offset] + patch + base[offset + len(patch) :]
     db.set_keep_ttl(key, value)
     return len(value)
+
+
+# -- LCS ---------------------------------------------------------------------
+
+
+def c_word(raw: bytes) -> bytes:
+    """An option name as Redis' strcasecmp sees it: upper-cased, up to any NUL byte."""
+    return raw.split(b"\0", 1)[0].upper()
+
+
+LCS_WRONGTYPE = RespError("ERR The specified keys must contain string values")
+LCS_LEN_AND_IDX = RespError("ERR If you want both the length and indexes, please just use IDX.")
+LCS_TOO_BIG = RespError(
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+)
+
+
+def _lcs_options(args: list[bytes]) -> tuple[bool, bool, bool, int]:
+    """(LEN, IDX, WITHMATCHLEN, MINMATCHLEN) from LCS' options."""
+    want_len = want_idx = with_len = False
+    min_len = 0
+    i = 3
+    while i < len(args):
+        option = c_word(args[i])
+        if option == b"IDX":
+            want_idx = True
+        elif option == b"LEN":
+            want_len = True
+        elif option == b"WITHMATCHLEN":
+            with_len = True
+        elif option == b"MINMATCHLEN" and i + 1 < len(args):
+            min_len = max(parse_int(args[i + 1]), 0)
+            i += 1
+        else:
+            raise errors.SYNTAX
+        i += 1
+    if want_len and want_idx:
+        raise LCS_LEN_AND_IDX
+    return want_len, want_idx, with_len, min_len
+
+
+def lcs_rows(a: bytes, b: bytes, keep: bool = True) -> list[int]:
+    """The LCS table of a and b, one int per row (bit-parallel, Hyyro's recurrence).
+
+    Row i stands for LCS(a[:i], b[:j]) for every j: bit j-1 of it is 0 exactly when
+    LCS(i, j) = LCS(i, j-1) + 1. So LCS(i, j) counts the zero bits below bit j, and
+    a row costs a few big-int operations of len(b) bits instead of len(b) steps.
+    Without ``keep``, only the last row is returned.
+    """
+    full = (1 << len(b)) - 1
+    reversed_b = b[::-1]
+    masks = {  # bit k set where b[k] == char, made at C speed
+        char: int(reversed_b.translate(bytes(49 if x == char else 48 for x in range(256))), 2)
+        for char in set(a) & set(b)
+    }
+    row = full
+    rows = [row]
+    for char in a:
+        match = row & masks.get(char, 0)
+        row = ((row + match) | (row - match)) & full
+        if keep:
+            rows.append(row)
+    return rows if keep else [row]
+
+
+def lcs_walk(
+    a: bytes, b: bytes, rows: list[int], min_len: int, with_len: bool
+) -> tuple[bytes, list[list[object]]]:
+    """The LCS and its matching ranges, walked back from the end as Redis does (same
+    tie-breaks, so the same string and ranges)."""
+    i, j = len(a), len(b)
+    chars = bytearray()
+    ranges: list[list[object]] = []
+    a_start = a_end = b_start = b_end = -1  # -1: no range open
+    row_i, row_bytes = -1, b""
+    while i > 0 and j > 0:
+        emit = False
+        if a[i - 1] == b[j - 1]:
+            chars.append(a[i - 1])
+            if a_start < 0:
+                a_start = a_end = i - 1
+                b_start = b_end = j - 1
+            else:  # a match right after one always extends the range backward
+                a_start, b_start = a_start - 1, b_start - 1
+            emit = a_start == 0 or b_start == 0
+            i, j = i - 1, j - 1
+        else:
+            if row_i != i:
+                row_i, row_bytes = i, rows[i].to_bytes((len(b) + 7) // 8, "little")
+            # LCS(i, j-1) < LCS(i, j) (bit j-1 is 0) means LCS(i-1, j) is the larger.
+            if not row_bytes[(j - 1) >> 3] >> ((j - 1) & 7) & 1:
+                i -= 1
+            else:
+                j -= 1
+            emit = a_start >= 0
+        if emit:
+            length = a_end - a_start + 1
+            if length >= min_len:
+                match: list[object] = [[a_start, a_end], [b_start, b_end]]
+                ranges.append([*match, length] if with_len else match)
+            a_start = -1
+    chars.reverse()
+    return bytes(chars), ranges
+
+
+@command(
+    "lcs", -3, Kind.READ, keys=(1, 2, 1), family="string",
+    summary="Find longest common substring", since="7.0.0",
+)
+def lcs(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    a, b = db.get_for_read(args[1], now), db.get_for_read(args[2], now)
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise LCS_WRONGTYPE
+    a, b = a or b"", b or b""
+    assert isinstance(a, bytes) and isinstance(b, bytes)
+    want_len, want_idx, with_len, min_len = _lcs_options(args)
+    if (len(a) + 1) * (len(b) + 1) * 4 > MAX_STRING:  # Redis' table would be too big
+        raise LCS_TOO_BIG
+    rows = lcs_rows(a, b, keep=not want_len)
+    length = len(b) - rows[-1].bit_count()
+    if want_len:
+        return length
+    common, ranges = lcs_walk(a, b, rows, min_len, with_len)
+    if want_idx:
+        return {b"matches": ranges, b"len": length}
+    return common

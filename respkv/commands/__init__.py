@@ -7,6 +7,7 @@ from respkv.commands import (  # noqa: F401
     connection,
     expiry,
     hashes,
+    hyperloglog,
     keyspace,
     lists,
     pubsub,

@@ -50,7 +50,11 @@ def encoding_of(value: object) -> str:
     if type(value) is bytes:
         if is_int64(value):
             return "int"
-        return "embstr" if len(value) <= _EMBSTR_LIMIT else "raw"
+        # PFADD builds its strings raw, whatever their length; the encoding is read
+        # from the contents, so a value with HyperLogLog's magic counts as one.
+        if len(value) <= _EMBSTR_LIMIT and value[:4] != b"HYLL":
+            return "embstr"
+        return "raw"
     if type(value) is ListValue:
         return "quicklist"
     if type(value) is SetValue:

@@ -5,6 +5,7 @@ from respkv.commands import (  # noqa: F401
     blocking,
     cluster,
     connection,
+    dump,
     expiry,
     hashes,
     hyperloglog,

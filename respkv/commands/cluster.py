@@ -304,25 +304,27 @@ def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> 
         "LEAVE <node-id> [GROUP <group>]", "HELP")]
 
 
-@command("readonly", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster")
+@command("readonly", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster",
+         since="3.0.0")
 def readonly(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.readonly = True
     return OK
 
 
-@command("readwrite", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster")
+@command("readwrite", 1, Kind.SERVER, flags=("fast", "loading", "stale"), family="cluster",
+         since="3.0.0")
 def readwrite(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.readonly = False
     return OK
 
 
-@command("asking", 1, Kind.SERVER, flags=("fast",), family="cluster")
+@command("asking", 1, Kind.SERVER, flags=("fast",), family="cluster", since="3.0.0")
 def asking(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
 @command("role", 1, Kind.SERVER, flags=("noscript", "loading", "stale", "fast"),
-         family="server")
+         family="server", since="2.8.12")
 def role(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """A master when it leads a group (its replicas: that group's other members),
     else a replica of the first group's leader."""

@@ -99,7 +99,7 @@ def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
-@command("client", -2, Kind.SERVER, family="connection")
+@command("client", -2, Kind.SERVER, family="connection", since="2.4.0")
 def client_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return subcommand(server, session, args)
 

@@ -97,7 +97,7 @@ def pubsub_shardnumsub(server: ServerContext, session: Session, args: list[bytes
     return server.pubsub.numsub("shard", args[2:])
 
 
-@_pubsub_sub("help", 2)
+@_pubsub_sub("help", 2, since="6.2.0")
 def pubsub_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple(line) for line in (
         "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
+from collections.abc import Mapping, Sequence
 
-from respkv.commands import encoding, errors
+from respkv.commands import docs, encoding, errors
 from respkv.commands.args import parse_float, parse_int
 from respkv.commands.context import ServerContext, Session
 from respkv.commands.glob import stringmatch
@@ -15,68 +17,151 @@ from respkv.commands.table import COMMANDS, Command, Kind, command, lookup
 from respkv.config import ConfigError
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 
-# -- COMMAND: everything derived from the table ----------------------------
+# -- COMMAND: the table, documented by respkv.commands.docs -------------------------
+#
+# What a command is (name, arity, flags, key positions, family, subcommands) is the
+# table's; its arguments, complexity, history, tips and key specs are the
+# documentation data's: Redis 7.0's own for the commands Redis has, respkv.json's for
+# the others. Summary and since are the table's where it gives them.
 
 
 def _visible(table: dict[str, Command]) -> list[Command]:
     return [c for c in table.values() if not c.internal]
 
 
+# The order Redis 7.0 lists flags in (addReplyCommandFlags in server.c), and its
+# spelling where the table keeps Redis 6's.
+_FLAG_ORDER = {flag: rank for rank, flag in enumerate((
+    "write", "readonly", "denyoom", "module", "admin", "pubsub", "noscript", "blocking",
+    "loading", "stale", "skip_monitor", "skip_slowlog", "asking", "fast", "no_auth",
+    "may_replicate", "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys",
+    "allow_busy"))}
+_FLAG_SPELLING = {"noauth": "no_auth"}
+
+
+def reported_flags(cmd: Command) -> list[str]:
+    """The table's flags as COMMAND INFO reports them (any Redis does not know last)."""
+    names = dict.fromkeys(_FLAG_SPELLING.get(f, f) for f in cmd.flags if f != "internal")
+    return sorted(names, key=lambda name: _FLAG_ORDER.get(name, len(_FLAG_ORDER)))
+
+
+# ACL categories in Redis' order (ACLCommandCategories in acl.c).
+_CATEGORY_ORDER = {category: rank for rank, category in enumerate((
+    "@keyspace", "@read", "@write", "@set", "@sortedset", "@list", "@hash", "@string",
+    "@bitmap", "@hyperloglog", "@geo", "@stream", "@pubsub", "@admin", "@fast", "@slow",
+    "@blocking", "@dangerous", "@connection", "@transaction", "@scripting"))}
+# For commands Redis does not have: the category their family suggests.
+_FAMILY_CATEGORY = {"generic": "@keyspace", "string": "@string", "list": "@list",
+                    "hash": "@hash", "set": "@set", "sorted-set": "@sortedset",
+                    "connection": "@connection", "transactions": "@transaction",
+                    "scripting": "@scripting"}
+
+
+def _implied_categories(flags: Sequence[str], explicit: set[str]) -> set[str]:
+    """The categories Redis derives from a command's flags (setImplicitACLCategories)."""
+    implied = set()
+    if "write" in flags:
+        implied.add("@write")
+    if "readonly" in flags and "@scripting" not in explicit:
+        implied.add("@read")
+    if "admin" in flags:
+        implied |= {"@admin", "@dangerous"}
+    if "pubsub" in flags:
+        implied.add("@pubsub")
+    if "fast" in flags:
+        implied.add("@fast")
+    if "blocking" in flags:
+        implied.add("@blocking")
+    if "@fast" not in implied | explicit:
+        implied.add("@slow")
+    return implied
+
+
+def acl_categories(cmd: Command, full_name: str | None = None) -> list[str]:
+    """Redis' ACL categories: those the table's flags imply, and those Redis' data gives
+    the command beyond what its own flags imply (@keyspace, @string, @dangerous...)."""
+    ref = docs.reference(full_name or cmd.name)
+    if ref is not None and ref.has_info:
+        redis_explicit = set(ref.acl_categories)
+        explicit = redis_explicit - _implied_categories(ref.flags, redis_explicit)
+    else:
+        explicit = {_FAMILY_CATEGORY[cmd.family]} if cmd.family in _FAMILY_CATEGORY else set()
+    flags = reported_flags(cmd)
+    categories = _implied_categories(flags, explicit) | explicit
+    return sorted(categories, key=lambda c: _CATEGORY_ORDER.get(c, len(_CATEGORY_ORDER)))
+
+
+def _table_key_specs(cmd: Command) -> list[dict]:
+    """Key specs for the table's fixed key range, where the data has none that fit."""
+    if cmd.first_key <= 0:
+        return []
+    return [{
+        "flags": ["RW" if cmd.is_write else "RO"],
+        "begin_search": {"type": "index", "spec": {"index": cmd.first_key}},
+        "find_keys": {
+            "type": "range",
+            "spec": {
+                "lastkey": cmd.last_key - cmd.first_key if cmd.last_key >= 0 else cmd.last_key,
+                "keystep": cmd.step,
+                "limit": 0,
+            },
+        },
+    }]
+
+
+def key_specs(cmd: Command, full_name: str | None = None) -> Sequence[Mapping]:
+    """Redis' key specs (keynum ones for LMPOP, ZUNIONSTORE...) where the table places
+    keys as Redis does: the same first/last/step and movable or not alike; else what
+    the table's key range says."""
+    ref = docs.reference(full_name or cmd.name)
+    if (ref is not None and ref.has_info
+            and ref.keys == (cmd.first_key, cmd.last_key, cmd.step)
+            and ("movablekeys" in cmd.flags) == ("movablekeys" in ref.flags)):
+        return ref.key_specs
+    return _table_key_specs(cmd)
+
+
 def command_info(cmd: Command, parent: str = "") -> list:
     name = f"{parent}|{cmd.name}" if parent else cmd.name
-    key_specs = []
-    if cmd.first_key > 0:
-        key_specs.append({
-            "flags": [Simple("RW" if cmd.is_write else "RO")],
-            "begin_search": {"type": "index", "spec": {"index": cmd.first_key}},
-            "find_keys": {
-                "type": "range",
-                "spec": {
-                    "lastkey": cmd.last_key - cmd.first_key if cmd.last_key >= 0 else cmd.last_key,
-                    "keystep": cmd.step,
-                    "limit": 0,
-                },
-            },
-        })
-    return [
-        name,
-        cmd.arity,
-        [Simple(flag) for flag in cmd.flags],
-        cmd.first_key,
-        cmd.last_key,
-        cmd.step,
-        [Simple(category) for category in acl_categories(cmd)],
-        [],
-        key_specs,
-        [command_info(sub, cmd.name) for sub in _visible(cmd.subcommands)],
-    ]
+    ref = docs.reference(name)
+    return docs.info_reply(
+        name, cmd.arity, reported_flags(cmd), (cmd.first_key, cmd.last_key, cmd.step),
+        acl_categories(cmd, name), ref.tips if ref is not None else (), key_specs(cmd, name),
+        [command_info(sub, name) for sub in _visible(cmd.subcommands)]
+        if cmd.subcommands else None,
+    )
 
 
-_FAMILY_CATEGORY = {"generic": "@keyspace", "string": "@string", "connection": "@connection"}
-
-
-def acl_categories(cmd: Command) -> list[str]:
-    """Redis' ACL categories, derived from the flags and the family."""
-    categories = []
-    if "readonly" in cmd.flags:
-        categories.append("@read")
-    if "write" in cmd.flags:
-        categories.append("@write")
-    if cmd.family in _FAMILY_CATEGORY:
-        categories.append(_FAMILY_CATEGORY[cmd.family])
-    categories.append("@fast" if "fast" in cmd.flags else "@slow")
-    if "admin" in cmd.flags:
-        categories += ["@admin", "@dangerous"]
-    return categories
-
-
-def command_docs(cmd: Command) -> dict:
-    docs: dict = {"summary": cmd.summary or cmd.name, "since": cmd.since, "group": cmd.family}
+def command_docs(cmd: Command, parent: str = "") -> dict:
+    name = f"{parent}|{cmd.name}" if parent else cmd.name
+    ref = docs.reference(name)
+    documented = ref.docs if ref is not None else {}
+    fields: dict = {}
+    # Redis leaves out a summary it does not have; so does respkv.
+    summary = cmd.summary or documented.get("summary")
+    if summary:
+        fields["summary"] = summary
+    fields["since"] = cmd.since if cmd.since_given else documented.get("since", cmd.since)
+    fields["group"] = cmd.family
+    fields.update((k, v) for k, v in documented.items() if k not in ("summary", "since", "group"))
+    reply = docs.docs_reply(fields)
     if cmd.subcommands:
-        docs["subcommands"] = {
-            f"{cmd.name}|{sub.name}": command_docs(sub) for sub in _visible(cmd.subcommands)
-        }
-    return docs
+        reply["subcommands"] = {f"{name}|{sub.name}": command_docs(sub, name)
+                                for sub in _visible(cmd.subcommands)}
+    return reply
+
+
+def _find(name: bytes) -> tuple[Command, str] | None:
+    """A command, or a subcommand named "parent|sub" as Redis 7 allows, that clients may
+    name (internal ones are not shown), with its parent's name ("" for a command)."""
+    parent_name, bar, sub_name = name.partition(b"|")
+    found = lookup(parent_name)
+    if found is None or found.internal:
+        return None
+    if not bar:
+        return found, ""
+    sub = lookup(sub_name, found.subcommands)
+    return None if sub is None or sub.internal else (sub, found.name)
 
 
 def _lookup(name: bytes) -> Command | None:
@@ -85,7 +170,8 @@ def _lookup(name: bytes) -> Command | None:
     return None if found is None or found.internal else found
 
 
-@command("command", -1, Kind.SERVER, flags=("loading", "stale"), family="server")
+@command("command", -1, Kind.SERVER, flags=("loading", "stale"), family="server",
+         since="2.8.13")
 def command_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) == 1:
         return [command_info(c) for c in _visible(COMMANDS)]
@@ -103,14 +189,24 @@ def command_count(server: ServerContext, session: Session, args: list[bytes]) ->
 
 @_command_sub("info", -2)
 def command_info_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    names = args[2:] or [c.name.encode() for c in _visible(COMMANDS)]
-    return [command_info(c) if (c := _lookup(n)) else None for n in names]
+    if len(args) == 2:
+        return [command_info(c) for c in _visible(COMMANDS)]
+    return [command_info(*found) if (found := _find(n)) else None for n in args[2:]]
 
 
 @_command_sub("docs", -2)
 def command_docs_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    found = [_lookup(n) for n in args[2:]] if len(args) > 2 else _visible(COMMANDS)
-    return {c.name: command_docs(c) for c in found if c is not None}
+    if len(args) == 2:
+        return {c.name: command_docs(c) for c in _visible(COMMANDS)}
+    # A name asked for twice is answered once: a map's keys are unique here (Redis
+    # repeats the pair).
+    reply = {}
+    for name in args[2:]:
+        found = _find(name)
+        if found is not None:
+            cmd, parent = found
+            reply[f"{parent}|{cmd.name}" if parent else cmd.name] = command_docs(cmd, parent)
+    return reply
 
 
 @_command_sub("list", -2)
@@ -134,16 +230,48 @@ def command_list(server: ServerContext, session: Session, args: list[bytes]) -> 
 
 @_command_sub("getkeys", -4)  # COMMAND GETKEYS command arg [arg ...]
 def command_getkeys(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    target = _lookup(args[2])
+    call = args[2:]
+    target, name = _lookup(call[0]), ""
+    # A container's keys are its subcommand's (OBJECT ENCODING key), as Redis looks it up.
+    if target is not None and target.subcommands and len(call) > 1:
+        name = target.name
+        sub = lookup(call[1], target.subcommands)
+        target = None if sub is None or sub.internal else sub
     if target is None:
         raise RespError("ERR Invalid command specified")
-    call = args[2:]
+    name = f"{name}|{target.name}" if name else target.name
+    # Shard channels (SSUBSCRIBE, SPUBLISH) are placed like keys by the table, but Redis'
+    # key specs mark them not_key: not keys to GETKEYS.
+    specs = key_specs(target, name)
+    channels_only = bool(specs) and all("not_key" in spec["flags"] for spec in specs)
+    if (target.first_key <= 0 and target.find_keys is None) or channels_only:
+        raise RespError("ERR The command has no key arguments")
     if not target.arity_ok(len(call)):
         raise RespError("ERR Invalid number of arguments specified for command")
     keys = list(target.keys(call))
-    if not keys:
-        raise RespError("ERR The command has no key arguments")
+    # Keys counted by an argument that counts none, or more than there are: an error
+    # even where the table still finds a fixed key (ZUNIONSTORE's destination).
+    if not keys or not all(_counted_keys_fit(spec, call) for spec in specs):
+        raise RespError("ERR Invalid arguments specified for command")
     return keys
+
+
+# How C's atoi reads a number: what Redis' key finders read a key count with (for a
+# count its key specs refuse, "+1", Redis falls back to them).
+_ATOI = re.compile(rb"\s*([-+]?[0-9]+)")
+
+
+def _counted_keys_fit(spec: Mapping, call: list[bytes]) -> bool:
+    """A "keynum" key spec's count is at least one, and that many keys follow it."""
+    begin, find = spec["begin_search"], spec["find_keys"]
+    if find["type"] != "keynum" or begin["type"] != "index":
+        return True
+    first = begin["spec"]["index"]
+    at = first + find["spec"]["keynumidx"]
+    number = _ATOI.match(call[at]) if at < len(call) else None
+    count = int(number.group(1)) if number else 0
+    last = first + find["spec"]["firstkey"] + (count - 1) * find["spec"]["keystep"]
+    return count >= 1 and last < len(call)
 
 
 @_command_sub("help", 2)
@@ -164,7 +292,7 @@ def info(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
 
 
 @command("config", -2, Kind.SERVER, flags=("admin", "noscript", "loading", "stale"),
-         family="server")
+         family="server", since="2.0.0")
 def config_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return subcommand(server, session, args)
 
@@ -236,7 +364,8 @@ def config_help(server: ServerContext, session: Session, args: list[bytes]) -> R
 # -- the rest ----------------------------------------------------------------
 
 
-@command("time", 1, Kind.SERVER, flags=("loading", "stale", "fast"), family="server")
+@command("time", 1, Kind.SERVER, flags=("loading", "stale", "fast"), family="server",
+         since="2.6.0")
 def time_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     now = time.time_ns() // 1000
     return [str(now // 1_000_000).encode(), str(now % 1_000_000).encode()]
@@ -247,7 +376,7 @@ def lastsave(server: ServerContext, session: Session, args: list[bytes]) -> Repl
     return int(server.stats.started)
 
 
-@command("wait", 3, Kind.SERVER, family="generic")
+@command("wait", 3, Kind.SERVER, family="generic", since="3.0.0")
 def wait(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     parse_int(args[1])
     if parse_int(args[2]) < 0:

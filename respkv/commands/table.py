@@ -52,8 +52,11 @@ class Command:
     last_key: int = 0
     step: int = 0
     family: str = "generic"  # COMMAND DOCS "group": string, generic, server, connection...
-    summary: str = ""
+    summary: str = ""  # empty: not given; COMMAND DOCS then takes the documentation's
     since: str = "1.0.0"
+    # False when the registration left since out: "1.0.0" is then only a default, and
+    # COMMAND DOCS says what the documentation data says (respkv.commands.docs).
+    since_given: bool = True
     subcommands: dict[str, Command] = field(default_factory=dict)
     # Commands whose keys are counted by an argument (LMPOP, ZUNIONSTORE...): the key
     # positions in a given call; first/last/step then only say what COMMAND reports.
@@ -121,7 +124,7 @@ def command(
     keys: tuple[int, int, int] = (0, 0, 0),
     family: str = "generic",
     summary: str = "",
-    since: str = "1.0.0",
+    since: str | None = None,
     parent: str | None = None,
     find_keys: Callable[[list[bytes]], Sequence[int]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -139,7 +142,8 @@ def command(
             step=keys[2],
             family=family,
             summary=summary,
-            since=since,
+            since="1.0.0" if since is None else since,
+            since_given=since is not None,
             find_keys=find_keys,
         )
         table = COMMANDS[parent].subcommands if parent else COMMANDS

@@ -25,14 +25,14 @@ logger = logging.getLogger(__name__)
 _FLAGS = ("noscript", "loading", "stale", "fast", "allow_busy")
 
 
-@command("multi", 1, Kind.TRANSACTION, flags=_FLAGS, family="transactions",
+@command("multi", 1, Kind.TRANSACTION, flags=_FLAGS, family="transactions", since="1.2.0",
          summary="Mark the start of a transaction block")
 def multi(transactions: Transactions, session: Session, args: list[bytes]) -> Reply:
     return transactions.multi(session)
 
 
 @command("exec", 1, Kind.TRANSACTION, flags=("noscript", "loading", "stale", "skip_slowlog"),
-         family="transactions", summary="Execute all commands issued after MULTI")
+         family="transactions", since="1.2.0", summary="Execute all commands issued after MULTI")
 def exec_(transactions: Transactions, session: Session,
           args: list[bytes]) -> Reply | Awaitable[Reply]:
     return transactions.exec(session)

@@ -6,6 +6,16 @@ protocols means the reply has the shape the client library expects.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
 import time
 
 import pytest
@@ -27,9 +37,14 @@ def _s(value: object) -> object:
         return value.decode()
     if isinstance(value, list | tuple):
         return [_s(v) for v in value]
+    if isinstance(value, set | frozenset):  # a RESP3 set, as a parser may give it
+        return sorted(_s(v) for v in value)
     if isinstance(value, dict):
         return {_s(k): _s(v) for k, v in value.items()}
     return value
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colours and cursor moves
 
 
 def _pairs(reply: object) -> dict:
@@ -172,6 +187,97 @@ def test_command_docs(c: redis.Redis) -> None:
     get_docs = _pairs(docs["get"])
     assert get_docs["group"] == "string"
     assert get_docs["since"] == "1.0.0"
+    assert get_docs["summary"] == "Get the value of a key"
+    assert get_docs["complexity"] == "O(1)"
+    assert [_pairs(a) for a in get_docs["arguments"]] == [
+        {"name": "key", "type": "key", "key_spec_index": 0}]
+
+
+def test_command_docs_arguments(c: redis.Redis) -> None:
+    set_docs = _pairs(_pairs(c.execute_command("COMMAND DOCS", "set"))["set"])
+    arguments = [_pairs(a) for a in set_docs["arguments"]]
+    assert [a["name"] for a in arguments] == ["key", "value", "condition", "get", "expiration"]
+    condition = arguments[2]
+    assert condition["type"] == "oneof" and condition["flags"] == ["optional"]
+    assert [_pairs(a)["token"] for a in condition["arguments"]] == ["NX", "XX"]
+    assert ["6.0.0", "Added the `KEEPTTL` option."] in set_docs["history"]
+    getset = _pairs(_pairs(c.execute_command("COMMAND DOCS", "getset"))["getset"])
+    assert getset["doc_flags"] == ["deprecated"] and getset["deprecated_since"] == "6.2.0"
+    # a subcommand by its full name, and respkv's own commands, documented by hand
+    config_get = _pairs(c.execute_command("COMMAND DOCS", "config|get"))
+    assert _pairs(config_get["config|get"])["summary"] == \
+        "Get the values of configuration parameters"
+    transfer = _pairs(_pairs(c.execute_command("COMMAND DOCS", "respkv.transfer"))[
+        "respkv.transfer"])
+    assert [_pairs(a)["name"] for a in transfer["arguments"]] == ["node-id", "group"]
+    cluster = _pairs(_pairs(c.execute_command("COMMAND DOCS", "cluster"))["cluster"])
+    assert "cluster|join" in _pairs(cluster["subcommands"])
+    assert c.execute_command("COMMAND DOCS", "respkv.put") in ([], {})  # internal: hidden
+    everything = _pairs(c.execute_command("COMMAND DOCS"))
+    assert len(everything) == c.command_count()
+
+
+def test_command_info_key_specs(c: redis.Redis) -> None:
+    """Key specs as Redis 7.0's: keynum ones for keys an argument counts."""
+    (entry,) = c.execute_command("COMMAND INFO", "lmpop")
+    assert "movablekeys" in _s(entry[2]) and entry[3:6] == [0, 0, 0]
+    (spec,) = [_pairs(s) for s in entry[8]]
+    assert sorted(spec["flags"]) == ["RW", "access", "delete"]
+    assert _pairs(spec["begin_search"])["type"] == "index"
+    find_keys = _pairs(spec["find_keys"])
+    assert find_keys["type"] == "keynum"
+    assert _pairs(find_keys["spec"]) == {"keynumidx": 0, "firstkey": 1, "keystep": 1}
+    (entry,) = c.execute_command("COMMAND INFO", "zunionstore")
+    assert [_pairs(_pairs(s)["find_keys"])["type"] for s in entry[8]] == ["range", "keynum"]
+
+
+def test_redis_cli_help(node: Node) -> None:
+    """redis-cli builds its help from COMMAND DOCS' arguments."""
+    cli = shutil.which("redis-cli")
+    assert cli is not None, "redis-cli is not installed"
+    shown = subprocess.run([cli, "-p", str(node.port), "help", "SET"], capture_output=True,
+                           text=True, timeout=30, check=True).stdout
+    lines = [line.strip() for line in _ANSI.sub("", shown).splitlines() if line.strip()]
+    assert lines == [
+        "SET key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|"
+        "PXAT unix-time-milliseconds|KEEPTTL]",
+        "summary: Set the string value of a key",
+        "since: 1.0.0",
+        "group: string",
+    ]
+    shown = subprocess.run([cli, "-p", str(node.port), "help", "CLUSTER", "JOIN"],
+                           capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "CLUSTER JOIN node-id raft-address client-address [GROUP group]" in \
+        _ANSI.sub("", shown)
+
+
+def test_redis_cli_hints(node: Node) -> None:
+    """Typing a command in redis-cli shows the arguments still to come as a hint."""
+    cli = shutil.which("redis-cli")
+    assert cli is not None, "redis-cli is not installed"
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: redis-cli on the terminal
+        os.execv(cli, [cli, "-p", str(node.port)])
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
+    shown = bytearray()
+
+    def screen_has(text: bytes) -> bool:
+        while select.select([terminal], [], [], 0.05)[0]:
+            chunk = os.read(terminal, 65536)
+            shown.extend(chunk)
+            # the line editor asks where the cursor is; a terminal answers
+            os.write(terminal, b"\x1b[1;1R" * chunk.count(b"\x1b[6n"))
+        return text in _ANSI.sub("", shown.decode("utf-8", "replace")).encode()
+
+    try:
+        wait_for(lambda: screen_has(b"> "), 10, "the redis-cli prompt")
+        os.write(terminal, b"set k ")
+        wait_for(lambda: screen_has(b"set k value [NX|XX] [GET] [EX seconds|PX milliseconds"),
+                 10, "the SET hint")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(terminal)
 
 
 def test_command_getkeys(c: redis.Redis) -> None:
@@ -186,6 +292,15 @@ def test_command_getkeys(c: redis.Redis) -> None:
     with pytest.raises(redis.ResponseError,
                        match=r"^wrong number of arguments for 'command\|getkeys' command$"):
         c.command_getkeys("GET")
+    # keys an argument counts, through the table's key finders
+    assert _s(c.command_getkeys("LMPOP", 2, "a", "b", "LEFT")) == ["a", "b"]
+    assert _s(c.command_getkeys("ZUNIONSTORE", "d", 2, "a", "b", "WEIGHTS", 1, 2)) == \
+        ["d", "a", "b"]
+    assert _s(c.command_getkeys("SINTERCARD", 1, "s", "LIMIT", 3)) == ["s"]
+    assert _s(c.command_getkeys("OBJECT", "ENCODING", "k")) == ["k"]
+    for call in (("LMPOP", 3, "a", "LEFT"), ("ZUNIONSTORE", "d", 0, "a")):
+        with pytest.raises(redis.ResponseError, match="Invalid arguments specified"):
+            c.command_getkeys(*call)
 
 
 @pytest.mark.parametrize(("args", "name"), [

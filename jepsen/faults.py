@@ -17,6 +17,9 @@ Fault kinds (``--faults``, comma separated):
 
 The schedule (which fault, which target, how long) is drawn from a
 ``random.Random(seed)``; what the leader is at that moment is not seeded.
+With ``schedule="cycle"`` the kinds come in the order given, round and
+round (targets and lengths still drawn): a short run with ``kill,pause``
+then surely has both.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import redis
 
 from jepsen.history import History
 from jepsen.nodes import JCluster, JNode
+from jepsen.proxy import Rule
 from testsupport.processes import command
 from testsupport.waiting import wait_for
 
 KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
          "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member",
          "slow-disk")
+SCHEDULES = ("random", "cycle")
 
 
 @dataclass
@@ -59,11 +64,15 @@ class Nemesis(threading.Thread):
     def __init__(self, cluster: JCluster, history: History, kinds: list[str], seed: int,
                  stop: threading.Event, quiet: tuple[float, float] = (1.0, 3.0),
                  length: tuple[float, float] = (1.5, 4.0), rejoin_same_id: bool = False,
-                 names: dict[int, str] | None = None) -> None:
+                 names: dict[int, str] | None = None, schedule: str = "random") -> None:
         super().__init__(name="nemesis", daemon=True)
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)} (known: {KINDS})")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r} (known: {SCHEDULES})")
+        self.schedule = schedule
+        self.injected = 0
         self.cluster = cluster
         self.history = history
         self.kinds = kinds
@@ -88,7 +97,11 @@ class Nemesis(threading.Thread):
                 break
             if not self.kinds:
                 continue
-            kind = self.random.choice(self.kinds)
+            if self.schedule == "cycle":
+                kind = self.kinds[self.injected % len(self.kinds)]
+            else:
+                kind = self.random.choice(self.kinds)
+            self.injected += 1
             try:
                 self.inject(kind, self.random.uniform(*self.length))
             except Exception as error:  # a fault that could not be applied is logged
@@ -160,8 +173,6 @@ class Nemesis(threading.Thread):
             self.sleep(length)
             self.network.heal()
         elif kind == "delay":
-            from respkv.jepsen.proxy import Rule
-
             target = rng.choice(nodes)
             delay = rng.uniform(0.05, 0.3)
             event = self.record(kind, [target], detail=f"{delay * 1000:.0f} ms")
@@ -172,8 +183,6 @@ class Nemesis(threading.Thread):
             self.sleep(length)
             self.network.heal()
         elif kind == "drop":
-            from respkv.jepsen.proxy import Rule
-
             rate = rng.uniform(0.2, 0.6)
             event = self.record(kind, list(nodes), detail=f"{rate:.0%} of messages")
             for a in nodes:

@@ -2,8 +2,10 @@
 
 One ``Op`` per client operation: who ran it, against which node, its kind
 (``read``, ``write``, ``cas`` = ``SET k new GET``, ``incr``, ``mset``,
-``mget``), the key, the value written, when it was invoked and when it
-completed (``time.monotonic_ns`` of the runner process), and how it ended:
+``mget``; ``transfer`` and ``balances`` for the bank, ``txn`` for
+list-append, whose value is its micro-ops), the key, the value written,
+when it was invoked and when it completed (``time.monotonic_ns`` of the
+runner process), and how it ended:
 
 - ``ok``: acknowledged; ``result`` is what the server answered;
 - ``fail``: definitely did not happen (MOVED/CLUSTERDOWN before proposing,
@@ -65,11 +67,32 @@ class Op:
         what = {"read": f"GET {self.key}", "write": f"SET {self.key} {self.value}",
                 "cas": f"SET {self.key} {self.value} GET", "incr": f"INCR {self.key}",
                 "mset": f"MSET {self.key}={self.value}", "mget": f"MGET {self.key}"}
-        text = what.get(self.kind, f"{self.kind} {self.key} {self.value}")
+        if self.kind == "txn":  # list-append: [[f, key, value], ...]
+            text = "txn " + " ".join(_mop(m) for m in self.value or [])
+            done = self.result if isinstance(self.result, list) else None
+            got = f" -> {' '.join(_mop(m) for m in done)}" if done else \
+                f" -> {self.result!r}" if self.result is not None else ""
+            return (f"#{self.id} c{self.client}@{self.node or '?'} [{start:.3f}, {end}] {text}: "
+                    f"{self.status}{got if self.status == OK else ''}"
+                    f"{' (' + self.error + ')' if self.error else ''}")
+        if self.kind == "transfer":  # bank
+            v = self.value or {}
+            text = f"transfer {v.get('amount')} {v.get('from')} -> {v.get('to')}"
+            if "read" in self.extra:
+                text += f" (read {self.extra['read']})"
+        else:
+            text = what.get(self.kind, f"{self.kind} {self.key} {self.value}")
         got = "" if self.result is None and self.kind == "write" else f" -> {self.result!r}"
         return (f"#{self.id} c{self.client}@{self.node or '?'} [{start:.3f}, {end}] {text}: "
                 f"{self.status}{got if self.status == OK else ''}"
                 f"{' (' + self.error + ')' if self.error else ''}")
+
+
+def _mop(mop: list[Any]) -> str:
+    f, key, value = mop
+    if f == "append":
+        return f"[append {key} {value}]"
+    return f"[r {key}{'' if value is None else ' ' + repr(value)}]"
 
 
 def op_from_json(line: str) -> Op:

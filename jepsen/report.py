@@ -32,17 +32,14 @@ def op_counts(ops: list[Op]) -> dict[str, dict[str, int]]:
     return {"total": dict(total), **{k: dict(v) for k, v in sorted(counts.items())}}
 
 
-def verdict_line(result: dict[str, Any], registers, counter, ledger) -> str:
+def verdict_line(result: dict[str, Any], problems: list[str]) -> str:
+    """One line: the verdict, the run's size, and the workloads' problems (short)."""
     ops = result["ops"]["total"]
     head = (f"respkv-jepsen {result['verdict']}: seed={result['seed']} nodes={result['nodes']} "
             f"duration={result['duration']}s ops={sum(ops.values())} "
             f"(ok {ops.get(OK, 0)}, unknown {ops.get(UNKNOWN, 0)}) "
             f"faults={len(result['faults'])} ({result['fault_seconds']}s)")
-    problems = [f"{r.key}: {r.message}" for r in registers.values() if r.valid is not True]
-    if not counter.valid:
-        problems.append(f"counter: {counter.problems[0]}")
-    if not ledger.valid:
-        problems.append(f"ledger: {len(ledger.problems)} problems, first: {ledger.problems[0]}")
+    problems = list(problems)
     if not result.get("recovered", True):
         problems.append("cluster did not recover")
     return head + (" -- " + "; ".join(problems) if problems else "")

@@ -2,6 +2,20 @@
 
     python -m jepsen.runner --nodes 3 --duration 20 --seed 1 \\
         --faults kill,pause,partition --out /tmp/jepsen-1
+    python -m jepsen.runner --workload bank,list-append --faults kill,pause,partition
+
+Workloads (--workload, comma separated, --clients threads each):
+
+- registers: GET/SET/SET GET on registers, INCR, write-once keys, MSET/MGET
+  pairs; per-key linearizability, counter bounds, no acknowledged write lost.
+- bank: accounts under one hash tag with a fixed total; transfers as WATCH,
+  GETs, MULTI DECRBY INCRBY EXEC (never overdrawing), balance reads as MGET in
+  MULTI/EXEC and as a plain MGET; every read sees the total, no balance below
+  zero, the final balances are explained by the transfers.
+- list-append: transactions of RPUSH and LRANGE micro-ops on a few keys under
+  one hash tag, as MULTI/EXEC; checked for strict serializability as Elle's
+  list-append does (version orders from read prefixes, ww/wr/rw and real-time
+  edges, a cycle search; duplicates, lost appends, aborted and garbage reads).
 
 Exit status: 0 pass, 1 violation, 2 unknown (a search ran out of budget),
 3 the cluster did not recover (or the run broke).
@@ -19,17 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 import respkv
 from jepsen import checker, report
-from jepsen.faults import Nemesis
-from jepsen.history import FAIL, OK, History
-from jepsen.nodes import JCluster, JNode
+from jepsen.bank import BankWorkload
+from jepsen.faults import SCHEDULES, Nemesis
+from jepsen.history import History
+from jepsen.listappend import ListAppendWorkload
+from jepsen.nodes import JCluster
 from jepsen.proxy import Network
-from jepsen.workloads import Client, Mix
-from testsupport.processes import command
+from jepsen.workloads import BaseClient, RegisterWorkload, Workload
 from testsupport.waiting import wait_for
+
+WORKLOADS: dict[str, type[Workload]] = {
+    "registers": RegisterWorkload, "bank": BankWorkload, "list-append": ListAppendWorkload}
 
 
 class Monitor(threading.Thread):
@@ -86,60 +102,6 @@ def leader_changes(samples: list[dict[str, Any]]) -> list[list[Any]]:
     return changes
 
 
-def final_reads(cluster: JCluster, history: History, registers: int,
-                ledger_keys: list[str], timeout: float = 5.0,
-                ) -> tuple[dict[str, list[int]], dict[str, dict]]:
-    """Every node's view after recovery: register/pair reads recorded as ops, the
-    counter values and the ledger keys (node -> key -> value). A node that fails a
-    read is not asked again."""
-    counters: dict[str, list[int]] = {}
-    ledgers: dict[str, dict[str, Any]] = {}
-    for node in cluster.nodes:
-        try:
-            for k in range(registers):
-                op = history.invoke(-1, "read", f"r{k}", node=node.node_id)
-                _final_op(history, op, node, timeout, "GET", f"r{k}")
-                op = history.invoke(-1, "mget", f"m{k}", node=node.node_id)
-                _final_op(history, op, node, timeout, "MGET", f"{{m{k}}}a", f"{{m{k}}}b")
-            value = _read(node, timeout, "GET", "c0")
-            counters.setdefault("c0", []).append(int(value or 0))
-            values: dict[str, Any] = {}
-            for i in range(0, len(ledger_keys), 500):
-                batch = ledger_keys[i:i + 500]
-                got = _read(node, timeout * 2, "MGET", *batch)
-                values.update({k: v.decode() for k, v in zip(batch, got, strict=True)
-                               if v is not None})
-            ledgers[node.node_id] = values
-        except (redis.RedisError, OSError) as error:
-            print(f"final read on {node.node_id} failed: {error}", file=sys.stderr)
-    return counters, ledgers
-
-
-def _read(node: JNode, timeout: float, *args: object) -> Any:
-    """A read, retried while the key's group is between leaders (CLUSTERDOWN,
-    TRYAGAIN: the leaders may still be moving back to their preferred nodes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return command(node.port, *args, timeout=timeout)
-        except redis.ResponseError as error:
-            retry = isinstance(error, (redis.exceptions.ClusterDownError,
-                                       redis.exceptions.TryAgainError)) \
-                or str(error).startswith(("CLUSTERDOWN", "TRYAGAIN"))
-            if not retry or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # pacing between retries, not a wait on state
-
-
-def _final_op(history: History, op, node: JNode, timeout: float, *args) -> None:
-    try:
-        reply = _read(node, timeout, *args)
-    except (redis.RedisError, OSError) as error:
-        history.complete(op, FAIL, error=str(error))
-        raise
-    history.complete(op, OK, Client.decode(op, reply))
-
-
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -173,17 +135,19 @@ def run(args: argparse.Namespace) -> int:
                               "faults_enabled": faults, "unsafe": args.unsafe or None,
                               "server_code": result_code}
     nemesis = None
-    clients: list[Client] = []
+    clients: list[BaseClient] = []
+    workloads = [WORKLOADS[name](args) for name in args.workload]
+    result["workloads"] = list(args.workload)
     try:
         cluster.start()
         names = {n.port: n.node_id for n in cluster.nodes}
-        clients = [Client(i, history, names, cluster.nodes[i % len(cluster.nodes)].port,
-                          args.seed, stop_clients, registers=args.registers,
-                          timeout=args.timeout, think=args.think, mix=Mix())
-                   for i in range(args.clients)]
+        for workload in workloads:
+            workload.setup(cluster, history)
+            clients += workload.clients(len(clients), history, names, cluster, stop_clients)
         nemesis = Nemesis(cluster, history, faults, args.seed, stop_faults,
                           quiet=tuple(args.quiet), length=tuple(args.fault_length),
-                          rejoin_same_id=args.rejoin_same_id, names=names)
+                          rejoin_same_id=args.rejoin_same_id, names=names,
+                          schedule=args.schedule)
         monitor.start()
         for client in clients:
             client.start()
@@ -205,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
             recovered = False
             result["recovery_error"] = str(error)
         result["recovery_seconds"] = round(time.monotonic() - recovery_started, 2)
-        ledger_keys = sorted({op.key for op in history.ops if op.kind == "ledger"})
-        counters, ledgers = final_reads(cluster, history, args.registers, ledger_keys,
-                                        timeout=5.0 if recovered else 1.0)
+        for workload in workloads:
+            workload.final_reads(cluster, history, timeout=5.0 if recovered else 1.0)
         monitor.sample()
     finally:
         stop_clients.set()
@@ -219,16 +182,12 @@ def run(args: argparse.Namespace) -> int:
     ops = list(history.ops)
     history.save(out / "history.jsonl")
     check_started = time.monotonic()
-    registers = checker.check_registers(ops, budget_seconds=args.check_budget)
-    counter = checker.check_counter("c0", [o for o in ops if o.key == "c0"],
-                                    counters.get("c0", []))
-    ledger = checker.check_ledger(ops, ledgers)
-    missing_nodes = sorted({n.node_id for n in cluster.nodes} - set(ledgers))
+    checks = [workload.check(ops) for workload in workloads]
+    everyone = {n.node_id for n in cluster.nodes}
+    missing_nodes = sorted(set().union(*(everyone - w.read_nodes for w in workloads)))
     bad_replies = checker.check_replies(ops)
     crashes = [c for client in clients for c in client.crashes]
-    verdicts = [r.valid for r in registers.values()] + [counter.valid, ledger.valid,
-                                                          not bad_replies]
-    verdict = checker.combine(verdicts)
+    verdict = checker.combine([c.valid for c in checks] + [not bad_replies])
     result.update({
         "verdict": {True: "pass", False: "FAIL"}.get(verdict, "unknown")
         if recovered and not missing_nodes else ("FAIL" if verdict is False else "no-recovery"),
@@ -242,15 +201,16 @@ def run(args: argparse.Namespace) -> int:
                                    (nemesis.events if nemesis else [])) / 1e9, 1),
         "nemesis_errors": nemesis.errors if nemesis else [],
         "proxy_frames": dict(network.frames),
-        "registers": {k: r.summary() for k, r in registers.items()},
-        "counter": counter.summary(),
-        "ledger": ledger.summary(),
+    })
+    for check in checks:
+        result.update(check.fields)
+    result.update({
         "bad_replies": bad_replies[:50],
         "client_crashes": crashes[:50],
         "server_restarts": {n.node_id: n.starts - 1 for n in cluster.nodes},
         "leaders": leader_changes(monitor.samples),
     })
-    line = report.verdict_line(result, registers, counter, ledger)
+    line = report.verdict_line(result, [p for c in checks for p in c.problems])
     if bad_replies:
         line += f"; {len(bad_replies)} unexpected replies, first: {bad_replies[0]}"
     result["verdict_line"] = line
@@ -259,29 +219,50 @@ def run(args: argparse.Namespace) -> int:
     report.timeline(out / "timeline.html", result, ops, monitor.samples,
                     nemesis.events if nemesis else [])
     print(line)
-    for r in registers.values():
-        if r.valid is False:
-            print(f"  {r.key}: {r.message}")
-            for op in r.witness[:40]:
-                print(f"    {op.describe()}")
-    for problem in counter.problems[:10] + ledger.problems[:10] + bad_replies[:10]:
+    for check in checks:
+        for detail in check.details:
+            print(f"  {detail}")
+    for problem in bad_replies[:10]:
         print(f"  {problem}")
     status = result["verdict"]
     return {"pass": 0, "FAIL": 1, "unknown": 2}.get(status, 3)
 
 
+def workload_names(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {unknown or text!r} (known: {', '.join(WORKLOADS)})")
+    return list(dict.fromkeys(names))
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jepsen.runner",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m jepsen.runner", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--workload", type=workload_names, default=["registers"],
+                        metavar="NAME[,NAME]",
+                        help=f"what the clients do: {', '.join(WORKLOADS)} (default "
+                             "registers); several run side by side, --clients each")
     parser.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of faults")
     parser.add_argument("--shards", type=int, default=3, help="Raft groups of the cluster")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", default="kill,pause,partition",
-                        help="comma separated; see respkv.jepsen.faults")
+                        help="comma separated; see jepsen.faults")
     parser.add_argument("--out", default="jepsen-out")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=8, help="client threads per workload")
     parser.add_argument("--registers", type=int, default=3, help="register keys (and pairs)")
+    parser.add_argument("--accounts", type=int, default=5,
+                        help="bank: accounts ({acct}0..), 10 each at the start")
+    parser.add_argument("--active-keys", type=int, default=3,
+                        help="list-append: keys in use at a time ({la}0..)")
+    parser.add_argument("--max-txn-length", type=int, default=4,
+                        help="list-append: micro-ops per transaction, at most")
+    parser.add_argument("--max-writes-per-key", type=int, default=32,
+                        help="list-append: appends to a key before it is retired for a "
+                             "fresh one (keeps lists and reads short)")
     parser.add_argument("--timeout", type=float, default=1.5, help="client socket timeout")
     parser.add_argument("--think", type=float, default=0.003, help="mean pause between ops")
     parser.add_argument("--check-budget", type=float, default=60.0,
@@ -289,6 +270,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery-timeout", type=float, default=60.0)
     parser.add_argument("--unsafe", default="",
                         help="test only: unsafe server switches, e.g. stale-reads,early-ack")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="random",
+                        help="random: each fault drawn from --faults; cycle: the --faults "
+                             "in the order given, round and round (each kind surely "
+                             "happens in a short run)")
     parser.add_argument("--quiet", type=float, nargs=2, default=(1.0, 3.0),
                         metavar=("MIN", "MAX"), help="seconds between faults")
     parser.add_argument("--fault-length", type=float, nargs=2, default=(1.5, 4.0),

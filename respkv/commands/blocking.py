@@ -1,4 +1,4 @@
-"""Blocking list pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP.
+"""Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP.
 
 In the log each is its non-blocking self: apply pops if there is something to
 pop and answers the null reply otherwise (inside MULTI, as in Redis, they never
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from respkv.commands import zsets
 from respkv.commands.args import parse_float
 from respkv.commands.lists import move, mpop, parse_mpop, parse_where, pop_from
 from respkv.commands.table import Kind, command, numkeys_at
@@ -19,18 +20,16 @@ from respkv.state.keyspace import Keyspace
 
 TIMEOUT_NOT_FLOAT = RespError("ERR timeout is not a float or out of range")
 TIMEOUT_NEGATIVE = RespError("ERR timeout is negative")
-TIMEOUT_OUT_OF_RANGE = RespError("ERR timeout is out of range")
 _MAX_MS = (1 << 63) - 1
 
 
 def parse_timeout(raw: bytes) -> int:
     """A timeout in seconds (a float; 0 waits for ever) as milliseconds."""
     seconds = parse_float(raw, TIMEOUT_NOT_FLOAT)
-    if seconds < 0:
-        raise TIMEOUT_NEGATIVE
     ms = seconds * 1000
-    if ms > _MAX_MS:
-        raise TIMEOUT_OUT_OF_RANGE
+    # Redis casts to a long long: past its range that is negative on x86, so "negative".
+    if ms < 0 or ms > _MAX_MS:
+        raise TIMEOUT_NEGATIVE
     return int(ms)
 
 
@@ -76,7 +75,7 @@ def brpoplpush(db: Keyspace, args: list[bytes], now: int) -> Reply:
     return move(db, args[1], args[2], False, True, now)
 
 
-@command("blmpop", -5, Kind.WRITE, flags=("movablekeys", "noscript", "blocking"),
+@command("blmpop", -5, Kind.WRITE, flags=("blocking", "movablekeys"),
          family="list", since="7.0.0", find_keys=numkeys_at(2),
          summary="Pop elements from a list, or block until one is available")
 def blmpop(db: Keyspace, args: list[bytes], now: int) -> Reply:
@@ -86,12 +85,55 @@ def blmpop(db: Keyspace, args: list[bytes], now: int) -> Reply:
     return NULL_ARRAY if popped is None else [popped[0], popped[1]]
 
 
+# -- sorted sets -------------------------------------------------------------
+
+
+def _bzpop(db: Keyspace, args: list[bytes], now: int, highest: bool) -> Reply:
+    parse_timeout(args[-1])
+    popped = zsets.mpop(db, args[1:-1], 1, highest, now)
+    if popped is None:
+        return NULL_ARRAY
+    key, [(member, score)] = popped
+    return [key, member, score]
+
+
+@command("bzpopmin", -3, Kind.WRITE, flags=("noscript", "blocking", "fast"),
+         keys=(1, -2, 1), family=zsets.FAMILY, since="5.0.0",
+         summary="Remove and return the member with the lowest score from one or more "
+         "sorted sets, or block until one is available")
+def bzpopmin(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _bzpop(db, args, now, highest=False)
+
+
+@command("bzpopmax", -3, Kind.WRITE, flags=("noscript", "blocking", "fast"),
+         keys=(1, -2, 1), family=zsets.FAMILY, since="5.0.0",
+         summary="Remove and return the member with the highest score from one or more "
+         "sorted sets, or block until one is available")
+def bzpopmax(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    return _bzpop(db, args, now, highest=True)
+
+
+@command("bzmpop", -5, Kind.WRITE, flags=("blocking", "movablekeys"), family=zsets.FAMILY,
+         since="7.0.0", find_keys=numkeys_at(2),
+         summary="Remove and return members with scores in a sorted set or block until "
+         "one is available")
+def bzmpop(db: Keyspace, args: list[bytes], now: int) -> Reply:
+    keys, highest, count = zsets.parse_mpop(args, 2)
+    parse_timeout(args[1])
+    return zsets.mpop_reply(zsets.mpop(db, keys, count, highest, now))
+
+
 def _last(args: list[bytes]) -> int:
     return parse_timeout(args[-1])
 
 
 def _blmpop_timeout(args: list[bytes]) -> int:
     parse_mpop(args, 2)  # its errors come first, as in Redis
+    return parse_timeout(args[1])
+
+
+def _bzmpop_timeout(args: list[bytes]) -> int:
+    zsets.parse_mpop(args, 2)
     return parse_timeout(args[1])
 
 
@@ -105,4 +147,5 @@ def _blmove_timeout(args: list[bytes]) -> int:
 TIMEOUTS: dict[str, Callable[[list[bytes]], int]] = {
     "blpop": _last, "brpop": _last, "brpoplpush": _last,
     "blmove": _blmove_timeout, "blmpop": _blmpop_timeout,
+    "bzpopmin": _last, "bzpopmax": _last, "bzmpop": _bzmpop_timeout,
 }

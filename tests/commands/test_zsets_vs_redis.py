@@ -26,6 +26,7 @@ ZSET_COMMANDS = (
     "zrevrangebylex", "zrevrange", "zrangestore", "zremrangebyrank", "zremrangebyscore",
     "zremrangebylex", "zpopmin", "zpopmax", "zmpop", "zrandmember", "zunion", "zinter",
     "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard", "zscan",
+    "bzpopmin", "bzpopmax", "bzmpop",
 )
 SCORES = ["1.1", "0.1", "1e300", "1e-310", "-0", "inf", "-inf", "+inf", "Infinity", "0x10",
           "1e16", "1e17", "123456789012345678", "9007199254740993", "4503599627370497.5",
@@ -467,6 +468,27 @@ def test_zmpop(differ: Differ) -> None:
                  [1, "b", "MIN", "COUNT", 5]):
         differ("ZMPOP", *args)
         contents(differ, "a", "b")
+
+
+def test_blocking_pops_when_there_is_something_to_pop(differ: Differ) -> None:
+    """What BZPOPMIN/BZPOPMAX/BZMPOP answer without blocking (in MULTI, or with data, or
+    after a short timeout on keys that do not exist), and their argument errors."""
+    other_types(differ)
+    for name in ("BZPOPMIN", "BZPOPMAX"):
+        scored(differ, "a")
+        differ("ZADD", "b", 1, "x", 2, "y")
+        for args in (["a", 0], ["nokey", "b", "0.5"], ["a", "b", 1], ["nokey", "0.01"],
+                     ["str", 0], ["nokey", "s", 0], ["a", "x"], ["a", -1], ["a", "1e400"],
+                     ["a", "inf"], ["a", ""]):
+            differ(name, *args)
+            contents(differ, "a", "b")
+    scored(differ, "a")
+    for args in ([0, 1, "a", "MIN"], ["0.5", 2, "nokey", "a", "MAX", "COUNT", 2],
+                 ["0.01", 1, "nokey", "MIN"], [0, 1, "str", "MIN"], ["x", 1, "a", "MIN"],
+                 [-1, 1, "a", "MIN"], [0, 0, "a", "MIN"], [0, 1, "a", "UP"],
+                 [0, 1, "a", "MIN", "COUNT", 0], [0, 2, "a", "MIN"]):
+        differ("BZMPOP", *args)
+        contents(differ, "a")
 
 
 # -- ZRANDMEMBER -----------------------------------------------------------------------

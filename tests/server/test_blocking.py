@@ -29,6 +29,41 @@ def test_blpop_wakes_on_a_push_from_another_client(node: Node, r: redis.Redis) -
     waiter.close()
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_bzpopmin_wakes_on_a_zadd_from_another_client(node: Node, r: redis.Redis,
+                                                      protocol: int) -> None:
+    with RawConn(node.port) as waiter:
+        if protocol == 3:
+            waiter.send(resp("HELLO", "3"))
+            waiter.replies(1)
+        waiter.send(resp("BZPOPMIN", f"{{z{protocol}}}1", f"{{z{protocol}}}2", "0"))
+        wait_for(lambda: r.info("clients")["blocked_clients"] == 1, 5, "the client blocked")
+        r.zadd(f"{{z{protocol}}}2", {"low": 1.5, "high": 3})
+        key = f"{{z{protocol}}}2".encode()
+        if protocol == 2:
+            waiter.expect(b"*3\r\n$%d\r\n%s\r\n$3\r\nlow\r\n$3\r\n1.5\r\n" % (len(key), key))
+        else:
+            waiter.expect(b"*3\r\n$%d\r\n%s\r\n$3\r\nlow\r\n,1.5\r\n" % (len(key), key))
+    assert r.zrange(f"{{z{protocol}}}2", 0, -1) == [b"high"]  # popped through the log
+
+
+def test_bzmpop_and_bzpopmax_wake_and_pop_through_the_log(node: Node, r: redis.Redis) -> None:
+    result: list[object] = []
+    waiter = node.client(socket_timeout=10)
+    thread = threading.Thread(target=lambda: result.append(waiter.execute_command(
+        "BZMPOP", 0, 2, "{b}1", "{b}2", "MAX", "COUNT", 2)))
+    thread.start()
+    wait_for(lambda: r.info("clients")["blocked_clients"] == 1, 5, "the client blocked")
+    r.zadd("{b}1", {"a": 1, "b": 2, "c": 3})
+    thread.join(10)
+    assert result and result[0][0] == b"{b}1"
+    assert [(m, float(s)) for m, s in result[0][1]] == [(b"c", 3.0), (b"b", 2.0)]
+    assert r.bzpopmax(["{b}2", "{b}1"], 1) == (b"{b}1", b"a", 1.0)
+    assert r.exists("{b}1") == 0
+    assert r.info("clients")["blocked_clients"] == 0
+    waiter.close()
+
+
 def test_data_already_there_is_popped_at_once(node: Node, r: redis.Redis) -> None:
     r.rpush("ready", "a", "b")
     assert r.brpop(["ready"], 1) == (b"ready", b"b")
@@ -52,10 +87,13 @@ def test_timeouts_answer_null(node: Node, protocol: int) -> None:
         for command, null in ((("BLPOP", "none", "0.2"), null_array),
                               (("BLMOVE", "{n}a", "{n}b", "LEFT", "LEFT", "0.1"), null_bulk),
                               (("BRPOPLPUSH", "{n}a", "{n}b", "0.1"), null_bulk),
-                              (("BLMPOP", "0.1", "1", "none", "RIGHT"), null_array)):
+                              (("BLMPOP", "0.1", "1", "none", "RIGHT"), null_array),
+                              (("BZPOPMIN", "none", "0.1"), null_array),
+                              (("BZPOPMAX", "none", "0.1"), null_array),
+                              (("BZMPOP", "0.1", "1", "none", "MIN"), null_array)):
             conn.send(resp(*command))
             conn.expect(null)
-        assert time.monotonic() - started >= 0.5
+        assert time.monotonic() - started >= 0.8
 
 
 def test_argument_errors(node: Node, r: redis.Redis) -> None:

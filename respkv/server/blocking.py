@@ -66,6 +66,8 @@ class BlockedPops:
         self.stats.blocked_clients += 1
         try:
             while True:
+                while router.gate is not None:  # a watched EXEC or a script holds the node
+                    await asyncio.shield(router.gate)
                 if not group.is_leader():
                     return moved(slot, group.leader_client_address())
                 waiter.woken.clear()

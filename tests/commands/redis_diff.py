@@ -30,6 +30,9 @@ SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(SERVER is None, reason="redis-server is not installed")
 
 
+_MORE = object()
+
+
 class RawConnection:
     """One connection to redis-server; ``call`` returns one reply's exact bytes."""
 
@@ -40,9 +43,10 @@ class RawConnection:
             self.call(b"HELLO", b"3")
         self.call(b"SELECT", b"%d" % db)
 
-    def call(self, *args: bytes) -> bytes:
-        self.sock.sendall(hiredis.pack_command(args))
-        reader = hiredis.Reader()
+    def call(self, *args: object) -> bytes:
+        self.sock.sendall(hiredis.pack_command(tuple(to_bytes(a) for a in args)))
+        # A sentinel for "not enough data": a whole RESP3 reply may be false (#f).
+        reader = hiredis.Reader(notEnoughData=_MORE)
         raw = b""
         while True:
             chunk = self.sock.recv(1 << 20)
@@ -50,7 +54,7 @@ class RawConnection:
                 raise ConnectionError("redis-server closed the connection")
             raw += chunk
             reader.feed(chunk)
-            if reader.gets() is not False:
+            if reader.gets() is not _MORE:
                 return raw
 
     def close(self) -> None:

@@ -60,6 +60,7 @@ class Config:
     min_free_disk: int = 1 << 20  # refuse writes while the data dir has less free space
     snapshot_chunk_bytes: int = 1 << 20
     databases: int = 1
+    busy_reply_threshold: int = 5000  # ms a script runs before others are told -BUSY
     # The sizes up to which Redis keeps a collection compact (listpack, intset); only
     # OBJECT ENCODING reports them here: respkv's own representation does not change.
     hash_max_listpack_entries: int = 128

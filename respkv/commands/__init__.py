@@ -12,6 +12,7 @@ from respkv.commands import (  # noqa: F401
     keyspace,
     lists,
     pubsub,
+    scripting,
     server,
     sets,
     strings,

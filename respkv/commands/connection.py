@@ -26,7 +26,8 @@ def echo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return args[1]
 
 
-@command("hello", -1, Kind.SERVER, flags=("fast", "noauth"), family="connection", since="6.0.0")
+@command("hello", -1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection",
+         since="6.0.0")
 def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     resp3 = session.resp3
     if len(args) >= 2:
@@ -71,13 +72,14 @@ def select(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
-@command("quit", -1, Kind.SERVER, flags=("fast", "noauth"), family="connection")
+@command("quit", -1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection")
 def quit_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.close_after_replies()
     return OK
 
 
-@command("reset", 1, Kind.SERVER, flags=("fast", "noauth"), family="connection", since="6.2.0")
+@command("reset", 1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection",
+         since="6.2.0")
 def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.forget_state()
     session.resp3 = False
@@ -87,7 +89,7 @@ def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return Simple("RESET")
 
 
-@command("auth", -2, Kind.SERVER, flags=("fast", "noauth"), family="connection")
+@command("auth", -2, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection")
 def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 3:
         raise errors.SYNTAX

@@ -71,6 +71,21 @@ class PubSub(Protocol):
     def numpat(self) -> int: ...
 
 
+class Scripts(Protocol):
+    """The script cache and runner (respkv.server.scripts.ScriptRunner)."""
+
+    def eval(self, source: bytes | None, sha: bytes | None, keys: list[bytes],
+             argv: list[bytes], session: Session, read_only: bool) -> Awaitable[Reply]: ...
+
+    def load(self, source: bytes) -> Reply: ...
+
+    def exists(self, shas: list[bytes]) -> list[int]: ...
+
+    def flush(self) -> Reply: ...
+
+    def kill(self) -> Reply: ...
+
+
 class Counters(Protocol):
     started: float  # the server's start, seconds since the epoch
 
@@ -87,3 +102,4 @@ class ServerContext:
     request_shutdown: Callable[[], None]
     pubsub: PubSub
     unblock: Callable[[int, bool], bool]  # CLIENT UNBLOCK: (client id, as an error?)
+    scripts: Scripts

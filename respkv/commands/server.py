@@ -385,7 +385,8 @@ def wait(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return server.cluster.replicas_in_sync()
 
 
-@command("shutdown", -1, Kind.SERVER, flags=("admin", "noscript", "loading", "stale"),
+@command("shutdown", -1, Kind.SERVER,
+         flags=("admin", "noscript", "loading", "stale", "allow_busy"),
          family="server")
 def shutdown(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     for option in args[1:]:

@@ -22,6 +22,7 @@ from respkv.replication.outcomes import ReplicationError
 from respkv.server.blocking import BlockedPops
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget, Router
+from respkv.server.scripts import BUSY, ScriptRunner
 from respkv.server.stats import Stats
 from respkv.server.transactions import TransactionLayer, TransactionSession
 
@@ -102,15 +103,24 @@ _WHILE_SUBSCRIBED = frozenset({"subscribe", "unsubscribe", "psubscribe", "punsub
                                "ssubscribe", "sunsubscribe", "ping", "quit", "reset"})
 
 
+def _allowed_busy(command: Command, args: list[bytes]) -> bool:
+    """May run while a script is busy (SCRIPT KILL, SHUTDOWN...): flagged so, itself or
+    the subcommand called."""
+    if command.subcommands and len(args) > 1:
+        command = lookup(args[1], command.subcommands) or command
+    return "allow_busy" in command.flags
+
+
 class Dispatcher:
     def __init__(self, router: Router, stats: Stats, context: ServerContext,
-                 blocked: BlockedPops) -> None:
+                 blocked: BlockedPops, scripts: ScriptRunner) -> None:
         self.router = router
         self.calls = stats.calls
         self.context = context
         self.config = context.config
-        self.transactions = TransactionLayer(router, context)
+        self.transactions = TransactionLayer(router, context, scripts)
         self.blocked = blocked
+        self.scripts = scripts
 
     def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
         after = client.after_barrier
@@ -128,6 +138,8 @@ class Dispatcher:
             return self._refuse(client, errors.wrong_arity(command.name))
         kind = command.kind
         router = self.router
+        if router.gate is not None and self.scripts.busy() and not _allowed_busy(command, args):
+            return self._refuse(client, BUSY)
         if client.subscribed and not client.resp3 and command.name not in _WHILE_SUBSCRIBED:
             return encode(RespError(
                 f"ERR Can't execute '{command.name}': only (P|S)SUBSCRIBE / "

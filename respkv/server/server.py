@@ -35,6 +35,7 @@ from respkv.server.dispatch import Dispatcher
 from respkv.server.info import Info
 from respkv.server.pubsub import PubSubHub
 from respkv.server.router import Router
+from respkv.server.scripts import ScriptRunner
 from respkv.server.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,13 @@ class Server:
         self.info = Info(config, self.stats, self.clients, self.node, self.cluster, POLICY)
         self.pubsub = PubSubHub(self._broadcast)
         self.blocked = BlockedPops(self.router, self.stats)
+        self.scripts = ScriptRunner(self.router, config)
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
                                      self.info.text, self.request_shutdown, self.pubsub,
-                                     self.blocked.unblock)
-        self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked)
+                                     self.blocked.unblock, self.scripts)
+        self.scripts.context = self.context
+        self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked,
+                                     self.scripts)
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
@@ -146,6 +150,7 @@ class Server:
             self.listener.close()  # 1. stop accepting, and reading from the clients
         for client in list(self.clients.values()):
             client.drain()
+        self.scripts.stop()  # a script still running ends; its writes were never logged
         for task in self.tasks:
             task.cancel()
         await self._drain_clients(deadline=5.0)  # 2. finish in-flight writes

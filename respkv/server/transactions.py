@@ -7,7 +7,9 @@ every node. Its keys must all live in one group (Redis Cluster asks for one slot
 one group is enough here, since one entry is atomic either way), which this node
 must lead; otherwise the command gets -CROSSSLOT or -MOVED and EXEC then fails
 with EXECABORT, as in Redis Cluster. Connection and server commands queued in a
-transaction run at EXEC on this node, their replies in their places.
+transaction run at EXEC on this node, their replies in their places. A transaction
+that holds a script (EVAL, EVALSHA) runs on a draft instead, as a script does (see
+respkv.server.scripts): its writes still reach the log as one entry.
 
 WATCH marks keys in the group's keyspace; any change applied to one of them (or
 its expiry passing) makes the EXEC answer a null array. The check and the
@@ -27,6 +29,7 @@ from typing import Protocol
 from respkv.clock import now_ms
 from respkv.commands import errors
 from respkv.commands.context import ServerContext, Session
+from respkv.commands.scripting import SCRIPT_CALLS
 from respkv.commands.table import Command, Kind
 from respkv.commands.transactions import exec_entry
 from respkv.protocol.reply import NULL_ARRAY, OK, QUEUED, Reply, RespError
@@ -35,6 +38,7 @@ from respkv.replication.slots import key_slot
 from respkv.server.futures import settle
 from respkv.server.refusals import moved
 from respkv.server.router import Router
+from respkv.server.scripts import ScriptRunner
 from respkv.state.keyspace import Keyspace, Watch
 
 SETTLE_TIMEOUT = 10.0  # seconds an EXEC with WATCH waits for the group's earlier writes
@@ -70,12 +74,18 @@ class TransactionSession(Session, Protocol):
     watching: list[Watching]
 
 
+def _runs_on_data(command: Command) -> bool:
+    """A data command or a script: placed by its keys, run in the group's order."""
+    return command.kind in (Kind.READ, Kind.WRITE) or command.name in SCRIPT_CALLS
+
+
 class TransactionLayer:
     """The Transactions the MULTI family's handlers are given."""
 
-    def __init__(self, router: Router, context: ServerContext) -> None:
+    def __init__(self, router: Router, context: ServerContext, scripts: ScriptRunner) -> None:
         self.router = router
         self.context = context
+        self.scripts = scripts  # runs a transaction that holds a script
 
     # -- MULTI ... EXEC --------------------------------------------------------
 
@@ -91,7 +101,7 @@ class TransactionLayer:
         transaction = session.transaction
         assert transaction is not None
         try:
-            if command.kind in (Kind.READ, Kind.WRITE):
+            if _runs_on_data(command):
                 self._place(transaction, command, args)
         except RespError as error:
             transaction.failed = True
@@ -134,7 +144,7 @@ class TransactionLayer:
         if transaction.failed:
             self._unwatch(watching)
             return EXECABORT
-        data = [q for q in transaction.queued if q.command.kind in (Kind.READ, Kind.WRITE)]
+        data = [q for q in transaction.queued if _runs_on_data(q.command)]
         if not data:
             aborted = self._watch_broken(watching, now_ms())
             self._unwatch(watching)
@@ -143,6 +153,8 @@ class TransactionLayer:
         if not group.is_leader():
             self._unwatch(watching)
             return moved(transaction.slot, group.leader_client_address())
+        if any(q.command.name in SCRIPT_CALLS for q in data):
+            return self._run_scripted(session, transaction, group, data, watching)
         if not watching:
             return self._run(session, transaction, group, data, [])
         return self._run_watched(session, transaction, group, data, watching)
@@ -176,13 +188,26 @@ class TransactionLayer:
             gate.set_result(None)
         return self._server_replies(session, transaction, list(await future))
 
+    async def _run_scripted(self, session: TransactionSession, transaction: Transaction,
+                            group: RaftGroup, data: list[Queued],
+                            watching: list[Watching]) -> Reply:
+        try:
+            replies = await self.scripts.run_transaction(
+                group, transaction.slot, [(q.command, q.args) for q in data], session,
+                aborted=lambda now: self._watch_broken(watching, now))
+        finally:
+            self._unwatch(watching)
+        if not isinstance(replies, list):
+            return replies  # aborted by a watched key (a null array), or an error
+        return self._server_replies(session, transaction, replies)
+
     def _server_replies(self, session: TransactionSession, transaction: Transaction,
                         data_replies: list[Reply]) -> Reply:
         """EXEC's reply: the data commands' replies (from the log), the others run here."""
         replies: list[Reply] = []
         pending = iter(data_replies)
         for queued in transaction.queued:
-            if queued.command.kind in (Kind.READ, Kind.WRITE):
+            if _runs_on_data(queued.command):
                 replies.append(next(pending))
                 continue
             try:

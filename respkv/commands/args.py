@@ -43,7 +43,10 @@ def parse_float(raw: bytes, error=errors.NOT_FLOAT) -> float:
     if _DECIMAL.fullmatch(raw):
         value = float(raw)
     elif _HEX.fullmatch(raw):
-        value = float.fromhex(raw.decode("ascii"))
+        try:
+            value = float.fromhex(raw.decode("ascii"))
+        except OverflowError:  # out of range: infinite, as float() makes "1e400"
+            value = -math.inf if raw.startswith(b"-") else math.inf
     else:
         raise error
     if math.isnan(value):

@@ -80,7 +80,8 @@ def normalize(reply: object) -> object:
 
 KEYS = [b"a", b"b", b"c", b"n", b"f", BINARY, b""]
 INTS = [b"0", b"1", b"-1", b"10", b"9223372036854775807", b"-9223372036854775808", b"x", b"01"]
-FLOATS = [b"1.5", b"0.1", b"-3.0e3", b"1e400", b"inf", b"5.", b"abc", b"0x10", b"1e-20"]
+FLOATS = [b"1.5", b"0.1", b"-3.0e3", b"1e400", b"inf", b"5.", b"abc", b"0x10", b"1e-20",
+          b"0x1p1024"]
 VALUES = [b"v", b"", b"12", b"3.5", b"\x00\r\n", b"-7", b"99999999999999999999", b"1e5"]
 
 

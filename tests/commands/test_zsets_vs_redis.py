@@ -32,7 +32,7 @@ SCORES = ["1.1", "0.1", "1e300", "1e-310", "-0", "inf", "-inf", "+inf", "Infinit
           "1e16", "1e17", "123456789012345678", "9007199254740993", "4503599627370497.5",
           "-3.25", "2.5e-5", "1e22", "0.30000000000000004", "1E3", ".5", "5.", "-.5e1"]
 BAD_SCORES = ["", " 1", "1 ", "nan", "-nan", "1e400", "-1e400", "1e-400", "0x", "1_0", "abc",
-              "1\x00", "--1", "(1", "inf1", "0x1p99999"]
+              "1\x00", "--1", "(1", "inf1", "0x1p99999", "0x1p1024", "-0x1p1024"]
 
 
 def other_types(differ: Differ) -> None:
@@ -479,7 +479,7 @@ def test_blocking_pops_when_there_is_something_to_pop(differ: Differ) -> None:
         differ("ZADD", "b", 1, "x", 2, "y")
         for args in (["a", 0], ["nokey", "b", "0.5"], ["a", "b", 1], ["nokey", "0.01"],
                      ["str", 0], ["nokey", "s", 0], ["a", "x"], ["a", -1], ["a", "1e400"],
-                     ["a", "inf"], ["a", ""]):
+                     ["a", "inf"], ["a", ""], ["a", "0x1p1024"]):
             differ(name, *args)
             contents(differ, "a", "b")
     scored(differ, "a")

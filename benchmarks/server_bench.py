@@ -16,7 +16,9 @@ Starts, on free loopback ports and in a temporary directory:
   group.
 
 then runs redis-benchmark against each (SET and GET, 50 clients, without and with
-``-P 16``), ``--repeat`` times, interleaving the servers inside each round so that the
+``-P 16``; with ``--types`` also LPUSH, RPUSH, LPOP, RPOP, SADD, HSET, SPOP, ZADD,
+ZPOPMIN, LRANGE_100 and MSET, writes compared with redis-aof and reads with redis),
+``--repeat`` times, interleaving the servers inside each round so that the
 noise of a shared machine falls on all of them alike. On the sharded cluster, SET and
 GET run with ``redis-benchmark --cluster`` pointed at n1 (each key sent to the leader
 of its group, following the slot map), and "GET 1 node" runs without ``--cluster``
@@ -88,6 +90,12 @@ TARGETS = [
     ("respkv-3", "GET 1 node", "redis", 0.6,
      "linearizable GET on one node (mostly follower reads) vs redis"),
 ]
+# --types: redis-benchmark's tests of the other data types. Writes are compared with
+# redis-aof (on disk before the reply, as respkv), reads with redis.
+TYPE_TESTS = ("lpush", "rpush", "lpop", "rpop", "sadd", "hset", "spop", "zadd", "zpopmin",
+              "lrange_100", "mset")
+WRITE_TESTS = frozenset({"set", "incr", "lpush", "rpush", "lpop", "rpop", "sadd", "hset",
+                         "spop", "zadd", "zpopmin", "mset"})
 READ_MODES = ("lease", "stale")  # --read-modes: cluster GET rows without a ReadIndex round
 FAILOVER_KEY = "failover:{fo}:"  # one hash tag: every key of the writer in one group
 FAILOVER_TARGET_S = 1.5
@@ -202,6 +210,23 @@ class Conn:
         if isinstance(reply, hiredis.ReplyError):
             raise RespError(str(reply))
         return reply
+
+    def pipeline(self, commands: list[list[str]]) -> list:
+        """Send every command, then read their replies in order."""
+        self.sock.sendall(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+        replies = []
+        while len(replies) < len(commands):
+            reply = self.reader.gets()
+            if reply is False:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("connection closed")
+                self.reader.feed(data)
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise RespError(str(reply))
+            replies.append(reply)
+        return replies
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -438,7 +463,7 @@ class Bench:
             port = target.nodes[0].port
             base = [("SET", "set", port, 1, False), ("GET", "get", port, 1, False)]
             return [*base, ("SET -P16", "set", port, 16, False),
-                    ("GET -P16", "get", port, 16, False)]
+                    ("GET -P16", "get", port, 16, False), *self.type_tests(port, False)]
         leaders = self.wait_cluster_healthy(target)
         if target.shards == 1:  # one group: one leader, two followers
             leader = leaders["g0"]
@@ -447,7 +472,8 @@ class Bench:
                     ("GET follower", "get", follower.port, 1, False),
                     ("SET -P16", "set", leader.port, 16, False),
                     ("GET -P16", "get", leader.port, 16, False),
-                    ("GET follower -P16", "get", follower.port, 16, False)]
+                    ("GET follower -P16", "get", follower.port, 16, False),
+                    *self.type_tests(leader.port, False)]
         # --cluster: redis-benchmark reads the slot map from n1 and sends each key to its
         # group's leader. "1 node": every GET to n2, a follower read for the keys of the
         # groups n2 does not lead.
@@ -461,7 +487,14 @@ class Bench:
                  (f"GET 1 node -P16 {note}", "get", one.port, 16, False)]
         if self.args.read_modes:  # what a read round costs: the same GETs without one
             tests += [(f"GET {mode}", "get", entry.port, 1, True) for mode in READ_MODES]
-        return tests
+        return tests + self.type_tests(entry.port, True)
+
+    def type_tests(self, port: int, cluster: bool) -> list[tuple[str, str, int, int, bool]]:
+        """--types: the data-type tests, without and with -P 16."""
+        if not self.args.types:
+            return []
+        return [(f"{test.upper()}{suffix}", test, port, pipeline, cluster)
+                for pipeline, suffix in ((1, ""), (16, " -P16")) for test in TYPE_TESTS]
 
     def run_benchmarks(self, targets: list[Target]) -> list[dict]:
         samples: dict[tuple[str, str], list[dict]] = {}
@@ -662,11 +695,11 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["target"].startswith("redis"):
             continue
-        # SET* against redis-aof, GET* against redis, with the same pipelining
+        # Writes against redis-aof, reads against redis, the same test and pipelining
         # ("GET 1 node -P16 (2/3 follower)" -> redis "GET -P16").
-        is_set = r["test"].startswith("SET")
-        base_name = "redis-aof" if is_set else "redis"
-        base_test = ("SET" if is_set else "GET") + (" -P16" if "-P16" in r["test"] else "")
+        test = r["test"].split()[0]
+        base_name = "redis-aof" if test.lower() in WRITE_TESTS else "redis"
+        base_test = test + (" -P16" if "-P16" in r["test"] else "")
         base = by.get((base_name, base_test))
         if base is None:
             continue
@@ -797,6 +830,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-modes", action="store_true",
                    help="also run the cluster's GET with read-consistency lease and stale: "
                         "the gap to the linearizable row is what the ReadIndex rounds cost")
+    p.add_argument("--types", action="store_true",
+                   help="also run redis-benchmark's data-type tests (" + ",".join(TYPE_TESTS)
+                   + "), without and with -P 16")
     p.add_argument("--bench-timeout", type=float, default=600.0)
     p.add_argument("--quick", action="store_true", help="fewer requests, one round")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")

@@ -69,6 +69,7 @@ import hiredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/
 
+from respkv.replication.peerauth import new_token
 from respkv.replication.slots import key_slot, slot_ranges
 from testsupport.info import agreed_leaders, group_lines, members, parse_info
 from testsupport.ports import free_ports
@@ -300,6 +301,7 @@ class Bench:
         self.procs = Procs()
         self.dir = Path(tempfile.mkdtemp(prefix="respkv-bench-"))
         self.bench_proc: subprocess.Popen | None = None
+        self.token = new_token()  # the cluster's (respkv.replication.peerauth)
 
     # -- starting
 
@@ -322,6 +324,8 @@ class Bench:
                 "--dir", str(self.dir / node_id), "--log-level", "warning"]
         if shards is not None:  # a joining node takes the cluster's: same value anyway
             argv += ["--shards", str(shards)]
+        if node_id.startswith("n"):  # the cluster's nodes: n1 bootstraps with the token
+            argv += ["--join-token", self.token]
         if join is not None:
             argv += ["--join", f"{HOST}:{join}"]
         return Node(node_id, port, argv, self.dir / f"{node_id}.log")

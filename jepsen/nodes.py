@@ -19,6 +19,7 @@ from pathlib import Path
 import redis
 
 from jepsen.proxy import Network
+from respkv.replication.peerauth import new_token
 from testsupport.info import agreed_leaders, group_lines, members, parse_info
 from testsupport.ports import free_ports
 from testsupport.processes import command, stop_processes
@@ -113,7 +114,8 @@ class JCluster:
         self.base = Path(base)
         self.size = size
         self.network = network
-        self.args = args or []
+        # every node gets the token: n1 bootstraps the cluster it names
+        self.args = ["--join-token", new_token(), *(args or [])]
         self.env = env or {}
         self.nodes: list[JNode] = []
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -37,6 +39,8 @@ def main() -> None:
 @click.option("--raft-port", type=int, help="Raft port (default: port + 10000).")
 @click.option("--dir", "dir_", help="Data directory (default: current directory).")
 @click.option("--join", help="host:port of a member of the cluster to join.")
+@click.option("--join-token", help="The cluster's join token (CLUSTER TOKEN prints it); "
+              "on a first node without --join: the token of the cluster it bootstraps.")
 @click.option("--advertise", help="host:port told to clients (MOVED, CLUSTER SLOTS).")
 @click.option("--raft-advertise", help="host:port told to peers.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -93,11 +97,12 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
 
     procs: list[subprocess.Popen] = []
     seed = f"127.0.0.1:{base_port}"
+    token = _local_token(Path(dir_))
     for i in range(nodes):
         port = base_port + i
         command = [sys.executable, "-m", "respkv.cli", "server", "--node-id", f"n{i + 1}",
                    "--port", str(port), "--dir", f"{dir_}/n{i + 1}", "--log-level", log_level,
-                   "--shards", str(shards)]
+                   "--shards", str(shards), "--join-token", token]
         if i > 0:
             command += ["--join", seed]
         # Own sessions: a signal reaches a node only through us, once (Ctrl-C in a
@@ -124,6 +129,22 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
                f"try: redis-cli -c -p {base_port} set hello world; Ctrl-C stops it")
     codes = [p.wait() for p in procs]
     sys.exit(max(codes) if any(codes) else 0)
+
+
+def _local_token(parent: Path) -> str:
+    """The local cluster's join token, kept beside its nodes' dirs (mode 0600) so the
+    next `respkv local` on the same dirs starts the same cluster."""
+    from respkv.replication.peerauth import new_token
+
+    path = parent / "cluster.token"
+    if path.exists():
+        return path.read_text().strip()
+    parent.mkdir(parents=True, exist_ok=True)
+    token = new_token()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _all_ready(procs: list, ports: list[int], timeout: float = 30.0) -> bool:

@@ -37,6 +37,9 @@ class Config:
     raft_port: int = 0  # default: port + 10000
     dir: str = "."
     join: str = ""  # host:port of any member, to join its cluster
+    # respkv1.<cluster id>.<secret>: the cluster a joining node proves it may join, or
+    # the one a first node bootstraps. Never shown by CONFIG GET.
+    join_token: str = ""
     advertise: str = ""  # host:port clients are told (MOVED, CLUSTER SLOTS)
     raft_advertise: str = ""  # host:port peers are told
     log_level: str = "info"
@@ -143,7 +146,7 @@ class Config:
 
     @staticmethod
     def names() -> list[str]:
-        return [f.replace("_", "-") for f in _FIELDS if f != "extra"]
+        return [f.replace("_", "-") for f in _FIELDS if f not in _HIDDEN]
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -159,6 +162,7 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
+_HIDDEN = {"extra", "join_token"}  # no CONFIG GET: internal, or a secret
 
 
 def read_conf_file(path: Path) -> list[tuple[str, str]]:

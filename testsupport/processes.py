@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis
 
+from respkv.replication.peerauth import new_token
 from testsupport.info import group_lines, members, parse_info
 from testsupport.ports import free_port
 from testsupport.waiting import GiveUp, wait_for
@@ -159,7 +160,8 @@ class Cluster:
                  shards: int = 1) -> None:
         self.base = Path(base)
         self.size = size
-        self.args = ["--shards", str(shards), *args]
+        self.token = new_token()  # every node gets it: n1 bootstraps the cluster it names
+        self.args = ["--shards", str(shards), "--join-token", self.token, *args]
         self.nodes: list[Node] = []
         self.node_ids: list[str] = []
 

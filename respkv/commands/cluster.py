@@ -267,10 +267,11 @@ def _group_name(server: ServerContext, raw: bytes) -> str:
     return name
 
 
-@_sub("join", -5)
+@_sub("join", -6)
 def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    """CLUSTER JOIN node-id raft-host:port client-host:port [GROUP name]: add the node
-    to every group (or to one, on its leader)."""
+    """CLUSTER JOIN node-id raft-host:port client-host:port proof [GROUP name]: add the
+    node to every group (or to one, on its leader). ``proof`` shows it holds the join
+    token (respkv.replication.peerauth.join_proof)."""
     node_id = args[2].decode("utf-8", "replace")
     addresses = Addresses(args[3].decode("utf-8", "replace"), args[4].decode("utf-8", "replace"))
     for address in (addresses.raft, addresses.client):
@@ -278,7 +279,14 @@ def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> 
             split_address(address)
         except ValueError:
             raise RespError(f"ERR invalid address '{address}'") from None
-    return server.cluster.join(node_id, addresses, _group_option(server, args, 5))
+    proof = args[5].decode("ascii", "replace")
+    return server.cluster.join(node_id, addresses, proof, _group_option(server, args, 6))
+
+
+@_sub("token", 2)
+def cluster_token(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """CLUSTER TOKEN: the join token a new member is started with (--join-token)."""
+    return server.cluster.join_token().encode()
 
 
 @_sub("leave", -3)
@@ -300,7 +308,8 @@ def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> 
         "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
         "INFO", "MYID", "NODES", "SLOTS", "SHARDS", "REPLICAS <node-id>", "KEYSLOT <key>",
         "COUNTKEYSINSLOT <slot>", "GETKEYSINSLOT <slot> <count>",
-        "JOIN <node-id> <raft-host:port> <client-host:port> [GROUP <group>]",
+        "JOIN <node-id> <raft-host:port> <client-host:port> <proof> [GROUP <group>]",
+        "TOKEN",
         "LEAVE <node-id> [GROUP <group>]", "HELP")]
 
 

@@ -313,7 +313,7 @@ def config_get(server: ServerContext, session: Session, args: list[bytes]) -> Re
 
 
 # Settings that only make sense at start-up; CONFIG SET refuses them as Redis does.
-_IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "advertise",
+_IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "join-token", "advertise",
               "raft-advertise", "databases", "tick-ms", "shards", "unsafe-test-faults"}
 
 

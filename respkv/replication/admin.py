@@ -11,6 +11,7 @@ errors; a peer's refusal is a PeerRefused carrying its reply.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +30,11 @@ from respkv.replication.outcomes import (
     ReplicationError,
     Unavailable,
 )
+from respkv.replication.peerauth import JOIN_REFUSED, join_proof, same
 from respkv.replication.rpc import ask
 from respkv.replication.slots import key_slot, slot_ranges
+
+logger = logging.getLogger(__name__)
 
 FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election
 RETRY_PAUSE = 0.2
@@ -199,18 +203,29 @@ class ClusterAdmin:
 
     # -- joining ---------------------------------------------------------------------
 
-    async def join(self, node_id: str, addresses: Addresses,
+    def join_token(self) -> str:
+        """CLUSTER TOKEN: what a new member needs to join (it holds the secret)."""
+        return self.node.join_token()
+
+    async def join(self, node_id: str, addresses: Addresses, proof: str,
                    group_name: str | None = None) -> bytes:
         """Add a node as a learner of every group (or of one, on its leader):
         ``<cluster-id> <shards> <index>...`` with per group the log index of the
         change that added it (0 when it already was a member); for one group,
-        ``<cluster-id> <index>``."""
+        ``<cluster-id> <index>``. ``proof`` shows the node holds the join token."""
+        expected = join_proof(self.node.secret, self.cluster_id, node_id, addresses.raft,
+                              addresses.client)
+        if not same(expected, proof):
+            logger.warning("refused a join without the cluster's token",
+                           extra={"node": node_id, "raft": addresses.raft})
+            raise MembershipRefused(f"{JOIN_REFUSED[4:]}: start the node with this cluster's "
+                                    "--join-token (CLUSTER TOKEN prints it)")
         if group_name is not None:
             group = self._group(group_name)
             self._must_lead(group)
             return await self._add_learner(group, node_id, addresses)
         request = [b"CLUSTER", b"JOIN", node_id.encode(), addresses.raft.encode(),
-                   addresses.client.encode()]
+                   addresses.client.encode(), proof.encode()]
         indexes = []
         for group in self.node.groups:
             reply = await self._on_leader(

@@ -1,10 +1,11 @@
 """A cluster member: identity, joining, the transport and the Raft group(s).
 
 First start on an empty dir without --join: bootstrap a one-node cluster with
-a new cluster id and ``shards`` Raft groups. With --join host:port: ask that
-member to add us to every group (``CLUSTER JOIN``, following MOVED), store the
-cluster id and group count it answers with, then wait for each group's leader
-to send the log or a snapshot. Every node is a member of every group; the
+a new cluster id and secret (or those of --join-token) and ``shards`` Raft groups.
+With --join host:port and --join-token: ask that member to add us to every group
+(``CLUSTER JOIN`` with a proof that we hold the token, following MOVED), store the
+secret, the cluster id and group count it answers with, then wait for each group's
+leader to send the log or a snapshot. Every node is a member of every group; the
 leaders are spread (group i prefers the i-th voter).
 Any later start reads node.json and comes back as the same node, whatever the
 command line says about joining.
@@ -33,6 +34,17 @@ from respkv.replication.identity import (
     new_cluster_id,
     save_node_info,
 )
+from respkv.replication.peerauth import (
+    JOIN_REFUSED,
+    SECRET_FILE,
+    TokenError,
+    join_proof,
+    join_token,
+    load_secret,
+    new_secret,
+    parse_token,
+    save_secret,
+)
 from respkv.replication.rpc import ask
 from respkv.replication.slots import group_name, slot_owners
 from respkv.replication.transport import Transport
@@ -56,6 +68,7 @@ class ClusterNode:
         self.slot_owner: list[int] = []  # slot -> index in groups
         self.book = AddressBook(self.dir / "peers.json")
         self.removed_from: set[str] = set()
+        self.secret = b""  # the cluster's (respkv.replication.peerauth), once started
         self.on_removed: Callable[[], None] | None = None
         self.balancer: LeaderBalancer | None = None
         self.wal: NodeLog | None = None  # the WAL all groups share
@@ -79,22 +92,33 @@ class ClusterNode:
         joining = info is None and bool(self.config.join)
         if info is None:
             _check_port_free(self.config.bind, self.config.raft_port)
+            token = self._token()
             if self.config.join:
-                cluster_id, shards, joined_at = await self._join(self.config.join)
+                if token is None:
+                    raise NodeRefused("joining needs the cluster's join token: --join-token "
+                                      "(CLUSTER TOKEN on any member prints it)")
+                cluster_id, shards, joined_at = await self._join(self.config.join, *token)
+                secret = token[1]
             else:
-                cluster_id, shards, joined_at = new_cluster_id(), self.config.shards, {}
+                cluster_id, secret = token or (new_cluster_id(), new_secret())
+                shards, joined_at = self.config.shards, {}
                 bootstrap = self.addresses
                 logger.info("bootstrapping a new cluster",
-                         extra={"cluster": cluster_id, "shards": shards})
+                            extra={"cluster": cluster_id, "shards": shards})
+                if token is None:
+                    logger.info("new members join with --join-token %s (CLUSTER TOKEN "
+                                "prints it again)", join_token(cluster_id, secret))
+            save_secret(self.dir, secret)  # before node.json: a member always has it
             info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at, shards=shards)
             save_node_info(self.dir, info)
         self._check_identity(info)
         _check_log_layout(self.dir)
+        self.secret = self._stored_secret(info)
         self.info = info
         self.config.shards = info.shards  # the cluster's, whatever this node was told
         self.book.learn(self.node_id, self.addresses)
         self.transport = Transport(
-            self.node_id, info.cluster_id, self.config.bind, self.config.raft_port,
+            self.node_id, info.cluster_id, self.secret, self.config.bind, self.config.raft_port,
             lambda group: self.dir / "raft" / group / "snap",
             {"raft": self.addresses.raft, "client": self.addresses.client},
             self._on_hello,
@@ -175,24 +199,55 @@ class ClusterNode:
         if self.on_removed is not None:
             self.on_removed()
 
-    async def _join(self, seed: str) -> tuple[str, int, dict[str, int]]:
+    def _token(self) -> tuple[str, bytes] | None:
+        if not self.config.join_token:
+            return None
+        try:
+            return parse_token(self.config.join_token)
+        except TokenError as error:
+            raise NodeRefused(f"--join-token: {error}") from None
+
+    def _stored_secret(self, info: NodeInfo) -> bytes:
+        try:
+            secret = load_secret(self.dir)
+        except TokenError as error:
+            raise NodeRefused(str(error)) from None
+        if secret is None:
+            raise NodeRefused(f"{self.dir} has no {SECRET_FILE} (made by an earlier respkv?): "
+                              "start this node on a fresh dir and let it join")
+        token = self._token()
+        if token is not None and token != (info.cluster_id, secret):
+            raise NodeRefused("--join-token is not this node's cluster's (CLUSTER TOKEN on "
+                              "a member prints the right one)")
+        return secret
+
+    def join_token(self) -> str:
+        assert self.info is not None
+        return join_token(self.info.cluster_id, self.secret)
+
+    async def _join(self, seed: str, cluster_id: str,
+                    secret: bytes) -> tuple[str, int, dict[str, int]]:
         """Ask the cluster (following MOVED) to add us to every group: its cluster id,
         its number of groups, and per group the log index of the change that added us."""
         deadline = time.monotonic() + JOIN_TIMEOUT
         me = self.addresses
+        proof = join_proof(secret, cluster_id, self.node_id, me.raft, me.client)
         request = [b"CLUSTER", b"JOIN", self.node_id.encode(), me.raft.encode(),
-                   me.client.encode()]
+                   me.client.encode(), proof.encode()]
         delay = 0.1
         while True:
             reply = await ask(seed, request)
             if not isinstance(reply, RespError):
                 words = str(reply if isinstance(reply, str) else reply.decode()).split()
-                cluster_id, shards = words[0], int(words[1])
+                if words[0] != cluster_id:
+                    raise NodeRefused(f"{seed} is in cluster {words[0]}, not the join "
+                                      f"token's {cluster_id}")
+                shards = int(words[1])
                 joined_at = {group_name(i): int(w) for i, w in enumerate(words[2:])}
                 logger.info("joined cluster", extra={"cluster": cluster_id, "via": seed,
                                                   "shards": shards, "index": joined_at})
                 return cluster_id, shards, joined_at
-            if time.monotonic() > deadline:
+            if reply.text.startswith(JOIN_REFUSED) or time.monotonic() > deadline:
                 raise NodeRefused(f"could not join through {seed}: {reply.text}")
             logger.info("join not done yet: %s", reply.text)
             await asyncio.sleep(delay)

@@ -2,8 +2,11 @@
 
 Frames are ``length u32 | type u8 | payload`` (big endian). A connection is
 one-way: the dialing node sends, the accepting node receives; each node dials
-every peer it has to talk to. The first frame is a HELLO naming the cluster
-and both node ids; a mismatch is refused (and logged) by the acceptor.
+every peer it has to talk to. A connection opens with a handshake in which each
+side proves it holds the cluster's secret (respkv.replication.peerauth): HELLO
+(cluster, both node ids, the dialer's addresses, a nonce), CHALLENGE (the acceptor's
+nonce and proof), PROOF (the dialer's), HELLO_OK. Anything else is refused and logged,
+rate-limited. Once open, a Raft message must come from the peer that authenticated.
 
 Every node also sends each peer a PING frame every ping interval (see
 respkv.replication.health): any frame received from a peer marks it as heard.
@@ -25,12 +28,14 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from respkv.background import spawn
 from respkv.raft.codec import decode_message, encode_message
 from respkv.raft.messages import Message
+from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
 from respkv.replication.health import PeerHealth
 from respkv.storage.files import ChunkWriter, iter_chunks
@@ -39,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">IB")
 HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED, PING = 1, 2, 3, 4, 5, 6, 7, 8
-BROADCAST = 9
+BROADCAST, CHALLENGE, PROOF = 9, 10, 11
 MAX_FRAME = 64 << 20
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
@@ -146,11 +151,13 @@ class Peer:
 
 
 class Transport:
-    def __init__(self, node_id: str, cluster_id: str, bind: str, port: int,
+    def __init__(self, node_id: str, cluster_id: str, secret: bytes, bind: str, port: int,
                  snapshot_dir: Callable[[str], Path], advertise: dict[str, str],
                  on_hello: Callable[[str, dict[str, str]], None],
                  health: PeerHealth | None = None) -> None:
         self.node_id = node_id
+        self.secret = secret
+        self.refusals = peerauth.RefusalLog(logger)
         self.health = health if health is not None else PeerHealth(suspect_after=0.5)
         self.advertise = advertise  # our addresses, told to every peer we dial
         self.on_hello = on_hello  # a peer told us where it is: we can answer it
@@ -251,16 +258,37 @@ class Transport:
         host, port = split_address(address)
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
         try:
-            hello = json.dumps({"cluster": self.cluster_id, "from": self.node_id, "to": node_id,
-                                "addresses": self.advertise})
-            writer.write(frame(HELLO, hello.encode()))
-            kind, payload = await asyncio.wait_for(read_frame(reader), 2.0)
-            if kind != HELLO_OK:
-                raise ConnectionError(f"refused by {node_id}: {payload.decode(errors='replace')}")
+            await asyncio.wait_for(self._handshake(reader, writer, node_id), 2.0)
         except BaseException:
             writer.close()
             raise
         return reader, writer
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         node_id: str) -> None:
+        """Prove ourselves to ``node_id`` and make it prove itself (see peerauth)."""
+        nonce = peerauth.new_nonce()
+        hello = json.dumps({"cluster": self.cluster_id, "from": self.node_id, "to": node_id,
+                            "addresses": self.advertise, "nonce": nonce.hex()}).encode()
+        writer.write(frame(HELLO, hello))
+        kind, payload = await read_frame(reader)
+        if kind != CHALLENGE:
+            raise ConnectionError(f"refused by {node_id}: {payload.decode(errors='replace')}")
+        try:
+            challenge = json.loads(payload)
+            theirs = bytes.fromhex(challenge["nonce"])
+            proof = bytes.fromhex(challenge["proof"])
+        except (ValueError, KeyError, TypeError):
+            raise ConnectionError(f"bad challenge from {node_id}") from None
+        expected = peerauth.acceptor_proof(self.secret, self.cluster_id, self.node_id,
+                                           node_id, nonce, theirs)
+        if not peerauth.same(expected, proof):
+            raise ConnectionError(f"{node_id} did not prove it holds the cluster secret")
+        writer.write(frame(PROOF, peerauth.dialer_proof(
+            self.secret, self.cluster_id, self.node_id, node_id, nonce, theirs, hello)))
+        kind, payload = await read_frame(reader)
+        if kind != HELLO_OK:
+            raise ConnectionError(f"refused by {node_id}: {payload.decode(errors='replace')}")
 
     def notify_removed(self, node_id: str, address: str, group: str, index: int) -> None:
         """Tell ``node_id`` that its removal from ``group`` is committed (at ``index``).
@@ -321,29 +349,55 @@ class Transport:
 
     # -- receiving -------------------------------------------------------------
 
-    def check_hello(self, kind: int, payload: bytes) -> str | None:
-        if kind != HELLO:
-            return None
+    def challenge(self, payload: bytes) -> Handshake | str:
+        """A HELLO: the handshake to go on with, or why it is refused."""
         try:
             hello = json.loads(payload)
-        except ValueError:
-            return None
-        if not isinstance(hello, dict):
-            return None
-        if hello.get("cluster") != self.cluster_id or hello.get("to") != self.node_id:
-            logger.warning("refused raft connection", extra={
-                "peer": hello.get("from"), "their_cluster": hello.get("cluster"),
-                "to": hello.get("to")})
-            return None
-        peer = str(hello.get("from"))
+            peer, nonce = str(hello["from"]), bytes.fromhex(hello["nonce"])
+        except (ValueError, KeyError, TypeError):
+            return "not a hello"
+        if hello.get("cluster") != self.cluster_id:
+            return "another cluster"
+        if hello.get("to") != self.node_id:
+            return "meant for another node"
+        if len(nonce) != peerauth.NONCE_BYTES or peer == self.node_id:
+            return "bad hello"
         addresses = hello.get("addresses")
-        if isinstance(addresses, dict):
-            self.on_hello(peer, addresses)
-        return peer
+        return Handshake(peer, nonce, peerauth.new_nonce(), payload,
+                         addresses if isinstance(addresses, dict) else None)
+
+    def accept(self, handshake: Handshake, proof: bytes) -> bool:
+        """The dialer's PROOF: true if it holds the secret (then its addresses count)."""
+        expected = peerauth.dialer_proof(self.secret, self.cluster_id, handshake.peer,
+                                         self.node_id, handshake.their_nonce,
+                                         handshake.our_nonce, handshake.hello)
+        if not peerauth.same(expected, proof):
+            return False
+        if handshake.addresses is not None:
+            self.on_hello(handshake.peer, handshake.addresses)
+        return True
+
+    def challenge_frame(self, handshake: Handshake) -> bytes:
+        proof = peerauth.acceptor_proof(self.secret, self.cluster_id, handshake.peer,
+                                        self.node_id, handshake.their_nonce,
+                                        handshake.our_nonce)
+        return frame(CHALLENGE, json.dumps({"nonce": handshake.our_nonce.hex(),
+                                            "proof": proof.hex()}).encode())
 
     def on_unreachable(self, node_id: str) -> None:
         for group in self.handlers.values():
             group.on_unreachable(node_id)
+
+
+@dataclass(slots=True)
+class Handshake:
+    """An accepted connection between its HELLO and its PROOF."""
+
+    peer: str
+    their_nonce: bytes
+    our_nonce: bytes
+    hello: bytes
+    addresses: dict[str, str] | None
 
 
 class Inbound(asyncio.Protocol):
@@ -354,7 +408,9 @@ class Inbound(asyncio.Protocol):
     def __init__(self, owner: Transport) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
-        self.peer: str | None = None
+        self.peer: str | None = None  # set once the peer has proved itself
+        self.handshake: Handshake | None = None
+        self.address = "?"
         self.buffer = bytearray()  # an incomplete frame
         self.need = 0  # bytes the buffer must hold before it is worth parsing
         self.snapshot: ChunkWriter | None = None
@@ -363,6 +419,9 @@ class Inbound(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.address = f"{peername[0]}:{peername[1]}"
         self.owner.inbound.add(self)
         self.hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
 
@@ -382,6 +441,7 @@ class Inbound(asyncio.Protocol):
 
     def _no_hello(self) -> None:
         if self.peer is None:
+            self.owner.refusals.refused(self.address, "no handshake in time")
             self.close()
 
     def data_received(self, data: bytes) -> None:
@@ -398,11 +458,9 @@ class Inbound(asyncio.Protocol):
             buffer.clear()
         try:
             self._split(data)
-        except ConnectionError as error:
-            logger.info("bad raft connection from %s: %s", self.peer, error)
-            self.close()
-        except Exception:
-            logger.exception("bad raft connection")
+        except Exception as error:  # garbage: drop this connection only, log once
+            self.owner.refusals.refused(self.address, f"bad frame: {error}",
+                                        peer=self.peer)
             self.close()
 
     def _split(self, data: bytes) -> None:
@@ -426,11 +484,13 @@ class Inbound(asyncio.Protocol):
         owner = self.owner
         if kind == MSG and self.peer is not None:  # the hot path
             message = decode_message(payload)
+            if message.from_ != self.peer:
+                raise ConnectionError(f"a message from {message.from_} on {self.peer}'s link")
             group = owner.handlers.get(message.group)
             if group is not None:
                 group.on_message(message)
         elif self.peer is None:
-            self._hello(kind, bytes(payload))
+            self._handshake(kind, bytes(payload))
         elif kind == PING:
             owner.health.pings_received += 1
         elif kind == BROADCAST:
@@ -453,16 +513,32 @@ class Inbound(asyncio.Protocol):
             self.done = True
             spawn(self._finish_snapshot(decode_message(payload)))
 
-    def _hello(self, kind: int, payload: bytes) -> None:
+    def _handshake(self, kind: int, payload: bytes) -> None:
         assert self.transport is not None
-        peer = self.owner.check_hello(kind, payload)
-        if peer is None:
-            self.transport.write(frame(HELLO_REFUSED, b"cluster or node id mismatch"))
-            self.close()  # after the refusal is written
-            return
-        self.peer = peer
-        self.owner.health.heard[peer] = time.monotonic()
-        self.transport.write(frame(HELLO_OK, b""))
+        owner = self.owner
+        if kind == HELLO and self.handshake is None:
+            outcome = owner.challenge(payload)
+            if isinstance(outcome, str):
+                self._refuse(outcome)
+                return
+            self.handshake = outcome
+            self.transport.write(owner.challenge_frame(outcome))
+        elif kind == PROOF and self.handshake is not None:
+            if not owner.accept(self.handshake, payload):
+                self._refuse("wrong proof: not the cluster's secret", self.handshake.peer)
+                return
+            self.peer = self.handshake.peer
+            self.handshake = None
+            owner.health.heard[self.peer] = time.monotonic()
+            self.transport.write(frame(HELLO_OK, b""))
+        else:
+            self._refuse(f"frame {kind} before the handshake ended")
+
+    def _refuse(self, reason: str, peer: str | None = None) -> None:
+        assert self.transport is not None
+        self.owner.refusals.refused(self.address, reason, peer=peer)
+        self.transport.write(frame(HELLO_REFUSED, reason.encode()))
+        self.close()  # after the refusal is written
 
     async def _finish_snapshot(self, message: Message) -> None:
         """The last chunk is in: make the file durable, hand it to its group, and

@@ -1,7 +1,8 @@
 """The Raft port in process: the handshake, framing and refusals of a Transport.
 
-Two Transports on loopback, or one and a raw socket playing a peer; the groups
-are stand-ins that record what they are handed."""
+Two Transports on loopback, or one and a raw socket playing a peer (with the cluster's
+secret, or without it: a forger); the groups are stand-ins that record what they are
+handed."""
 
 from __future__ import annotations
 
@@ -16,9 +17,20 @@ from pathlib import Path
 from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
 from respkv.raft.types import Entry
-from respkv.replication.transport import HELLO, HELLO_OK, HELLO_REFUSED, MSG, Transport, frame
+from respkv.replication import peerauth
+from respkv.replication.transport import (
+    CHALLENGE,
+    HELLO,
+    HELLO_OK,
+    HELLO_REFUSED,
+    MSG,
+    PROOF,
+    Transport,
+    frame,
+)
 
 DEADLINE = 5.0
+SECRET = b"s" * peerauth.SECRET_BYTES
 
 
 class Recorder:
@@ -41,16 +53,20 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-def transport_of(node_id: str, tmp_path: Path) -> Transport:
-    return Transport(node_id, "cluster-a", "127.0.0.1", 0, lambda group: tmp_path / group,
-                     {}, lambda peer, addresses: None)
+def transport_of(node_id: str, tmp_path: Path, secret: bytes = SECRET,
+                 told: list | None = None) -> Transport:
+    return Transport(node_id, "cluster-a", secret, "127.0.0.1", 0,
+                     lambda group: tmp_path / group, {"raft": f"{node_id}:1"},
+                     lambda peer, addresses: (told if told is not None else []).append(
+                         (peer, addresses)))
 
 
-def against_n2(tmp_path: Path, body: Callable[[int, Recorder], Awaitable[None]]) -> None:
+def against_n2(tmp_path: Path, body: Callable[[int, Recorder], Awaitable[None]],
+               told: list | None = None) -> None:
     """Run ``body(port, recorder)`` against a Transport of n2 on a free port, whose
     group g0 is a Recorder; stop the Transport whatever happens."""
     async def run() -> None:
-        transport = transport_of("n2", tmp_path)
+        transport = transport_of("n2", tmp_path, told=told)
         await transport.start()
         assert transport.server is not None
         recorder = Recorder()
@@ -68,14 +84,46 @@ def append(index: int, to: str = "n2") -> Message:
                    log_term=3, entries=(Entry(3, index, data=b"v%d" % index),), commit=index - 1)
 
 
+NONCE = b"n" * peerauth.NONCE_BYTES
+
+
+def hello_payload(cluster: str = "cluster-a", to: str = "n2", sender: str = "n1",
+                  nonce: bytes = NONCE) -> bytes:
+    return json.dumps({"cluster": cluster, "from": sender, "to": to, "nonce": nonce.hex(),
+                       "addresses": {"raft": "n1-raft:1"}}).encode()
+
+
 def hello(cluster: str = "cluster-a", to: str = "n2") -> bytes:
-    return frame(HELLO, json.dumps({"cluster": cluster, "from": "n1", "to": to}).encode())
+    return frame(HELLO, hello_payload(cluster, to))
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    length, kind = struct.unpack(">IB", await asyncio.wait_for(reader.readexactly(5), DEADLINE))
+    return kind, await reader.readexactly(length - 1)
 
 
 async def read_frame_kind(reader: asyncio.StreamReader) -> int:
-    length, kind = struct.unpack(">IB", await asyncio.wait_for(reader.readexactly(5), DEADLINE))
-    await reader.readexactly(length - 1)
-    return kind
+    return (await read_frame(reader))[0]
+
+
+async def authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       secret: bytes = SECRET) -> int:
+    """Play n1's side of the handshake, with ``secret``: the kind of n2's last frame."""
+    payload = hello_payload()
+    writer.write(frame(HELLO, payload))
+    kind, body = await read_frame(reader)
+    if kind != CHALLENGE:
+        return kind
+    theirs = bytes.fromhex(json.loads(body)["nonce"])
+    writer.write(frame(PROOF, peerauth.dialer_proof(secret, "cluster-a", "n1", "n2", NONCE,
+                                                     theirs, payload)))
+    return await read_frame_kind(reader)
+
+
+async def authenticated(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await connect(port, b"")
+    assert await authenticate(reader, writer) == HELLO_OK
+    return reader, writer
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
@@ -109,8 +157,7 @@ def test_messages_reach_the_peers_group_in_order(tmp_path: Path) -> None:
 
 def test_a_frame_that_arrives_byte_by_byte_is_whole(tmp_path: Path) -> None:
     async def body(port: int, recorder: Recorder) -> None:
-        reader, writer = await connect(port, hello())
-        assert await read_frame_kind(reader) == HELLO_OK
+        _, writer = await authenticated(port)
         data = frame(MSG, encode_message(append(7)))
         for i in range(len(data)):
             writer.write(data[i : i + 1])
@@ -150,13 +197,12 @@ def test_a_bad_frame_closes_that_connection_only(tmp_path: Path) -> None:
     async def body(port: int, recorder: Recorder) -> None:
         for bad in (struct.pack(">IB", 0, MSG), struct.pack(">IB", 1 << 30, MSG),
                     frame(MSG, b"\x01garbage")):
-            reader, writer = await connect(port, hello())
-            assert await read_frame_kind(reader) == HELLO_OK
+            reader, writer = await authenticated(port)
             writer.write(bad)
             assert await closed(reader)
             writer.close()
-        reader, writer = await connect(port, hello() + frame(MSG, encode_message(append(2))))
-        assert await read_frame_kind(reader) == HELLO_OK
+        reader, writer = await authenticated(port)
+        writer.write(frame(MSG, encode_message(append(2))))
         await until(lambda: len(recorder.messages) == 1, "the good message")
         writer.close()
 
@@ -178,7 +224,13 @@ def test_flush_writes_the_queued_frames_before_the_loop_blocks(tmp_path: Path) -
             received = b""
             while len(received) < 4 or len(received) < 4 + int.from_bytes(received[:4]):
                 received += await asyncio.wait_for(loop.sock_recv(peer, 65536), DEADLINE)
-            assert received[4] == HELLO
+            assert received[4] == HELLO  # answer as n2 would, with the secret
+            nonce = bytes.fromhex(json.loads(received[5:])["nonce"])
+            proof = peerauth.acceptor_proof(SECRET, "cluster-a", "n1", "n2", nonce, NONCE)
+            await loop.sock_sendall(peer, frame(CHALLENGE, json.dumps(
+                {"nonce": NONCE.hex(), "proof": proof.hex()}).encode()))
+            received = await asyncio.wait_for(loop.sock_recv(peer, 65536), DEADLINE)
+            assert received[4] == PROOF
             await loop.sock_sendall(peer, frame(HELLO_OK, b""))
             await until(lambda: sender.peers["n2"].writer is not None, "the connection")
             sender.send(append(1))
@@ -194,3 +246,100 @@ def test_flush_writes_the_queued_frames_before_the_loop_blocks(tmp_path: Path) -
             await sender.stop()
 
     asyncio.run(run())
+
+
+def test_a_peer_without_the_secret_is_refused(tmp_path: Path) -> None:
+    """The right cluster id and node ids, but a proof made with another secret (or
+    none): refused, and nothing it sends afterwards reaches a group; its addresses are
+    not learnt."""
+    told: list = []
+
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port, b"")
+        assert await authenticate(reader, writer, b"x" * peerauth.SECRET_BYTES) == \
+            HELLO_REFUSED
+        writer.write(frame(MSG, encode_message(append(1))))
+        assert await closed(reader)
+        reader, writer = await connect(port, hello() + frame(PROOF, b"") +
+                                       frame(MSG, encode_message(append(1))))
+        assert await read_frame_kind(reader) == CHALLENGE
+        assert await read_frame_kind(reader) == HELLO_REFUSED
+        assert recorder.messages == [] and told == []
+
+    against_n2(tmp_path, body, told)
+
+
+def test_a_recorded_handshake_cannot_be_replayed(tmp_path: Path) -> None:
+    """What n1 sent on one connection, sent again on another, is refused: n2's nonce
+    is new on every connection, and the proof covers it."""
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port, b"")
+        payload = hello_payload()
+        writer.write(frame(HELLO, payload))
+        _, challenge = await read_frame(reader)
+        theirs = bytes.fromhex(json.loads(challenge)["nonce"])
+        recorded = frame(HELLO, payload) + frame(PROOF, peerauth.dialer_proof(
+            SECRET, "cluster-a", "n1", "n2", NONCE, theirs, payload))
+        writer.write(recorded[len(frame(HELLO, payload)):])
+        assert await read_frame_kind(reader) == HELLO_OK
+        replay_reader, _ = await connect(port, recorded)
+        assert await read_frame_kind(replay_reader) == CHALLENGE
+        assert await read_frame_kind(replay_reader) == HELLO_REFUSED
+        assert await closed(replay_reader)
+        writer.close()
+
+    against_n2(tmp_path, body)
+
+
+def test_the_dialer_refuses_an_acceptor_without_the_secret(tmp_path: Path) -> None:
+    """A listener that claims to be n2 but cannot prove it: the dial fails, so no
+    connection to it ever carries a Raft message."""
+    async def run() -> None:
+        impostor = transport_of("n2", tmp_path, secret=b"y" * peerauth.SECRET_BYTES)
+        await impostor.start()
+        assert impostor.server is not None
+        recorder = Recorder()
+        impostor.handlers["g0"] = recorder
+        sender = transport_of("n1", tmp_path)
+        try:
+            port = impostor.server.sockets[0].getsockname()[1]
+            assert await _dial_fails(sender, port)
+            assert recorder.messages == []
+        finally:
+            await sender.stop()
+            await impostor.stop()
+
+    asyncio.run(run())
+
+
+async def _dial_fails(sender: Transport, port: int) -> bool:
+    try:
+        await sender.dial(f"127.0.0.1:{port}", "n2")
+    except ConnectionError as error:
+        return "did not prove it holds the cluster secret" in str(error)
+    return False
+
+
+def test_a_message_claiming_another_sender_closes_the_link(tmp_path: Path) -> None:
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await authenticated(port)  # as n1
+        forged = Message(MessageType.APP, group="g0", to="n2", from_="n3", term=9, index=0)
+        writer.write(frame(MSG, encode_message(forged)))
+        assert await closed(reader)
+        assert recorder.messages == []
+
+    against_n2(tmp_path, body)
+
+
+def test_the_peers_addresses_count_once_it_has_proved_itself(tmp_path: Path) -> None:
+    told: list = []
+
+    async def body(port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port, hello())
+        assert await read_frame_kind(reader) == CHALLENGE
+        assert told == []  # not before its proof
+        writer.close()
+        await authenticated(port)
+        await until(lambda: told == [("n1", {"raft": "n1-raft:1"})], "the addresses learnt")
+
+    against_n2(tmp_path, body, told)

@@ -247,7 +247,7 @@ def test_redis_cli_help(node: Node) -> None:
     ]
     shown = subprocess.run([cli, "-p", str(node.port), "help", "CLUSTER", "JOIN"],
                            capture_output=True, text=True, timeout=30, check=True).stdout
-    assert "CLUSTER JOIN node-id raft-address client-address [GROUP group]" in \
+    assert "CLUSTER JOIN node-id raft-address client-address proof [GROUP group]" in \
         _ANSI.sub("", shown)
 
 

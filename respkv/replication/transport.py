@@ -498,7 +498,10 @@ class Inbound(asyncio.Protocol):
         elif kind == SNAP_CHUNK:
             (size,) = struct.unpack_from(">H", payload)
             if self.snapshot is None:
-                directory = owner.snapshot_dir(str(payload[2 : 2 + size], "utf-8"))
+                name = str(payload[2 : 2 + size], "utf-8")
+                if name not in owner.handlers:  # never a path made of what a peer sent
+                    raise ConnectionError(f"a snapshot for unknown group {name[:40]!r}")
+                directory = owner.snapshot_dir(name)
                 directory.mkdir(parents=True, exist_ok=True)
                 self.snapshot = ChunkWriter(directory / f"incoming-{self.peer}.tmp",
                                             directory / f"incoming-{self.peer}.sqlite")

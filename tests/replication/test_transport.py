@@ -25,6 +25,7 @@ from respkv.replication.transport import (
     HELLO_REFUSED,
     MSG,
     PROOF,
+    SNAP_CHUNK,
     Transport,
     frame,
 )
@@ -343,3 +344,18 @@ def test_the_peers_addresses_count_once_it_has_proved_itself(tmp_path: Path) -> 
         await until(lambda: told == [("n1", {"raft": "n1-raft:1"})], "the addresses learnt")
 
     against_n2(tmp_path, body, told)
+
+
+def test_a_snapshot_for_a_group_that_is_not_ours_is_refused(tmp_path: Path) -> None:
+    """A chunk naming ``../../x`` (or any group this node does not run) closes the
+    connection and creates nothing: a peer's words never become a path."""
+    async def body(port: int, recorder: Recorder) -> None:
+        escaped = f"escaped-{tmp_path.name}"
+        for name in (f"../../{escaped}".encode(), b"g9"):
+            reader, writer = await authenticated(port)
+            writer.write(frame(SNAP_CHUNK, struct.pack(">H", len(name)) + name + b"data"))
+            assert await closed(reader)
+        assert not (tmp_path / ".." / ".." / escaped).resolve().exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    against_n2(tmp_path, body)

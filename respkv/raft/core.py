@@ -1008,6 +1008,8 @@ class RaftCore:
                         pr.become_probe()
                     self._maybe_send_append(m.from_, True)
                 return
+            if m.index > self.log.last_index():
+                return  # an ack of entries this leader never had: a bug or a forgery
             was_paused = pr.is_paused(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes)
             if pr.maybe_update(m.index):
                 if pr.state == ProgressState.PROBE:

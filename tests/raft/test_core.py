@@ -394,3 +394,24 @@ def test_a_paused_follower_campaigns_only_if_its_leader_stays_silent():
     for _ in range(n2.cfg.election_tick // 2):
         n2.tick()
     assert n2.role == Role.PRE_CANDIDATE  # half an election timeout, then it goes
+
+
+def test_an_ack_past_the_leaders_log_is_dropped():
+    """With both followers silent, an acknowledgement of an index the leader never
+    wrote must not commit anything (nor wedge the follower's progress)."""
+    cl = led_by_n1()
+    leader = cl["n1"]
+    committed = leader.log.committed
+    leader.propose(b"x")
+    cl.process("n1")
+    cl.queue.clear()  # the followers never see the entry
+    last = leader.log.last_index()
+    for forger in ("n2", "n3"):
+        leader.step(Message(MessageType.APP_RESP, group=leader.group, to="n1", from_=forger,
+                            term=leader.term, index=last + 1000))
+    cl.process("n1")
+    assert leader.log.committed == committed
+    assert leader.prs["n2"].match <= last
+    cl.run(5)  # heartbeats: the real followers then get the entry and it commits
+    cl.stabilize()
+    assert leader.log.committed == leader.log.last_index()

@@ -37,6 +37,8 @@ def main() -> None:
 @click.option("--bind", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Client (RESP) port (default 6379).")
 @click.option("--raft-port", type=int, help="Raft port (default: port + 10000).")
+@click.option("--raft-bind", help="Address the Raft port listens on (default 127.0.0.1, "
+              "whatever --bind says).")
 @click.option("--dir", "dir_", help="Data directory (default: current directory).")
 @click.option("--join", help="host:port of a member of the cluster to join.")
 @click.option("--join-token", help="The cluster's join token (CLUSTER TOKEN prints it); "

@@ -35,6 +35,9 @@ class Config:
     bind: str = "127.0.0.1"
     port: int = 6379
     raft_port: int = 0  # default: port + 10000
+    # The Raft port's own address: loopback unless told, so exposing the client port
+    # (--bind) never exposes the Raft port with it.
+    raft_bind: str = "127.0.0.1"
     dir: str = "."
     join: str = ""  # host:port of any member, to join its cluster
     # respkv1.<cluster id>.<secret>: the cluster a joining node proves it may join, or
@@ -112,7 +115,7 @@ class Config:
 
     @property
     def raft_address(self) -> str:
-        return self.raft_advertise or f"{self.bind}:{self.raft_port}"
+        return self.raft_advertise or f"{self.raft_bind}:{self.raft_port}"
 
     @property
     def data_dir(self) -> Path:

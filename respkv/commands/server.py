@@ -313,8 +313,9 @@ def config_get(server: ServerContext, session: Session, args: list[bytes]) -> Re
 
 
 # Settings that only make sense at start-up; CONFIG SET refuses them as Redis does.
-_IMMUTABLE = {"node-id", "bind", "port", "raft-port", "dir", "join", "join-token", "advertise",
-              "raft-advertise", "databases", "tick-ms", "shards", "unsafe-test-faults"}
+_IMMUTABLE = {"node-id", "bind", "port", "raft-port", "raft-bind", "dir", "join", "join-token",
+              "advertise", "raft-advertise", "databases", "tick-ms", "shards",
+              "unsafe-test-faults"}
 
 
 @_config_sub("set", -4)

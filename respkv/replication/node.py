@@ -91,7 +91,7 @@ class ClusterNode:
         bootstrap = None
         joining = info is None and bool(self.config.join)
         if info is None:
-            _check_port_free(self.config.bind, self.config.raft_port)
+            _check_port_free(self.config.raft_bind, self.config.raft_port)
             token = self._token()
             if self.config.join:
                 if token is None:
@@ -118,7 +118,8 @@ class ClusterNode:
         self.config.shards = info.shards  # the cluster's, whatever this node was told
         self.book.learn(self.node_id, self.addresses)
         self.transport = Transport(
-            self.node_id, info.cluster_id, self.secret, self.config.bind, self.config.raft_port,
+            self.node_id, info.cluster_id, self.secret, self.config.raft_bind,
+            self.config.raft_port,
             lambda group: self.dir / "raft" / group / "snap",
             {"raft": self.addresses.raft, "client": self.addresses.client},
             self._on_hello,

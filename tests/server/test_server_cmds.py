@@ -354,6 +354,12 @@ def test_config_get_set(c: redis.Redis) -> None:
         c.config_set("shards", 5)  # fixed when the cluster was created
     assert c.config_get("shards") == {"shards": "3"}
     assert c.config_get("balance-leaders") == {"balance-leaders": "yes"}
+    assert c.config_get("raft-bind") == {"raft-bind": "127.0.0.1"}
+    with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+        c.config_set("raft-bind", "0.0.0.0")
+    assert c.config_get("join*") == {"join": ""}  # the join token is never shown
+    with pytest.raises(redis.ResponseError, match="can't set immutable config"):
+        c.config_set("join-token", "respkv1.x.y")
     with pytest.raises(redis.ResponseError, match="Unknown option"):
         c.config_set("no-such-option", 1)
     assert c.config_get("no-such-option") == {}

@@ -48,6 +48,9 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # text | json
     maxclients: int = 10000
+    # The default user's password (AUTH, HELLO AUTH); empty: none. Give every node the
+    # same one: nodes forward membership commands to each other with it.
+    requirepass: str = ""
     timeout: int = 0  # close idle clients after N seconds; 0 = never
     proto_max_bulk_len: int = 512 * 1024 * 1024
     client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog

@@ -39,6 +39,7 @@ class Node:
     proc: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the process
     log_path: Path | None = None
+    password: str = ""  # the node's requirepass, for client()
 
     @property
     def raft_port(self) -> int:
@@ -79,6 +80,8 @@ class Node:
 
     def client(self, **kwargs) -> redis.Redis:
         kwargs.setdefault("socket_timeout", 10)
+        if self.password:
+            kwargs.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:

@@ -60,8 +60,8 @@ def cluster(server: ServerContext, session: Session, args: list[bytes]) -> Reply
     return subcommand(server, session, args)
 
 
-def _sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, family="cluster", parent="cluster")
+def _sub(name: str, arity: int, flags: tuple[str, ...] = ()):
+    return command(name, arity, Kind.SERVER, flags=flags, family="cluster", parent="cluster")
 
 
 @_sub("myid", 2)
@@ -267,7 +267,7 @@ def _group_name(server: ServerContext, raw: bytes) -> str:
     return name
 
 
-@_sub("join", -6)
+@_sub("join", -6, ("noauth",))  # its proof of the join token is its authentication
 def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER JOIN node-id raft-host:port client-host:port proof [GROUP name]: add the
     node to every group (or to one, on its leader). ``proof`` shows it holds the join

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from respkv import REDIS_VERSION
 from respkv.commands import errors
 from respkv.commands.args import parse_int
@@ -39,10 +41,12 @@ def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
             raise RespError("NOPROTO unsupported protocol version")
         resp3 = version == 3
     name = None
+    credentials = None
     i = 2
     while i < len(args):
         option = args[i].upper()
         if option == b"AUTH" and i + 2 < len(args):
+            credentials = (args[i + 1], args[i + 2])
             i += 3
         elif option == b"SETNAME" and i + 1 < len(args):
             name = _valid_name(args[i + 1])
@@ -50,6 +54,10 @@ def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
         else:
             option_text = args[i].decode("utf-8", "replace")
             raise RespError(f"ERR Syntax error in HELLO option '{option_text}'")
+    if credentials is not None:
+        check_password(server, session, *credentials)
+    elif not session.authenticated:
+        raise HELLO_NOAUTH
     session.resp3 = resp3
     if name is not None:
         session.name = name
@@ -86,19 +94,43 @@ def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.name = b""
     session.readonly = False
     session.read_consistency = None
+    session.authenticated = not server.config.requirepass  # back to the default user
     return Simple("RESET")
 
 
 @command("auth", -2, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection")
 def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """AUTH [username] password: the default user is the only one (requirepass)."""
     if len(args) > 3:
         raise errors.SYNTAX
     if len(args) == 2:
-        raise RespError(
-            "ERR AUTH <password> called without any password configured for the default "
-            "user. Are you sure your configuration is correct?"
-        )
+        if not server.config.requirepass:
+            raise NO_PASSWORD_SET
+        check_password(server, session, b"default", args[1])
+    else:
+        check_password(server, session, args[1], args[2])
     return OK
+
+
+NO_PASSWORD_SET = RespError(
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?")
+WRONGPASS = RespError("WRONGPASS invalid username-password pair or user is disabled.")
+HELLO_NOAUTH = RespError(
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+    "select the RESP protocol version at the same time")
+
+
+def check_password(server: ServerContext, session: Session, user: bytes,
+                   password: bytes) -> None:
+    """Authenticate the session as ``user``, or WRONGPASS. Without requirepass the
+    default user takes any password, as Redis' ``nopass`` default user does."""
+    required = server.config.requirepass.encode()
+    if user != b"default" or (required and not hmac.compare_digest(password, required)):
+        server.auth_failed(session.addr)
+        raise WRONGPASS
+    session.authenticated = True
 
 
 @command("client", -2, Kind.SERVER, family="connection", since="2.4.0")

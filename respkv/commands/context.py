@@ -23,6 +23,7 @@ class Session(Protocol):
     resp3: bool
     readonly: bool
     read_consistency: str | None  # None: the server's
+    authenticated: bool  # may run commands other than AUTH, HELLO, QUIT, RESET
     addr: str
     laddr: str
 
@@ -103,3 +104,4 @@ class ServerContext:
     pubsub: PubSub
     unblock: Callable[[int, bool], bool]  # CLIENT UNBLOCK: (client id, as an error?)
     scripts: Scripts
+    auth_failed: Callable[[str], None]  # a wrong password from this address: count, log

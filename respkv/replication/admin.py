@@ -288,12 +288,13 @@ class ClusterAdmin:
                     return await local()
                 target = group.leader_client_address()
                 if target is not None:
-                    return await _forward(target, forward)
+                    return await _forward(target, forward, self.node.config.requirepass)
             except NotLeader as moved:  # this node handed over meanwhile
                 last = moved
                 if moved.leader is not None:
                     try:
-                        return await _forward(moved.leader, forward)
+                        return await _forward(moved.leader, forward,
+                                              self.node.config.requirepass)
                     except ReplicationError as error:
                         last = error
             except ReplicationError as error:
@@ -302,8 +303,10 @@ class ClusterAdmin:
         raise last
 
 
-async def _forward(address: str, args: list[bytes]) -> bytes:
-    reply: Reply = await ask(address, args)
+async def _forward(address: str, args: list[bytes], password: str) -> bytes:
+    """``args`` on the node at ``address``, authenticated with this node's password
+    (every node of a cluster has the same one)."""
+    reply: Reply = await ask(address, args, password=password)
     if isinstance(reply, RespError):
         raise PeerRefused(reply.text)
     return reply if isinstance(reply, bytes) else str(reply).encode()

@@ -138,8 +138,10 @@ class RefusalLog:
     """One warning per host per REFUSALS_EVERY seconds, with how many were not logged
     since: a flood of bad connections cannot flood the log."""
 
-    def __init__(self, logger: logging.Logger, every: float = REFUSALS_EVERY) -> None:
+    def __init__(self, logger: logging.Logger, every: float = REFUSALS_EVERY,
+                 message: str = "refused raft connection") -> None:
         self.logger = logger
+        self.message = message
         self.every = every
         self.last: dict[str, float] = {}
         self.quiet: dict[str, int] = {}
@@ -155,5 +157,5 @@ class RefusalLog:
             self.quiet.clear()
         self.last[host] = now
         not_logged = self.quiet.pop(host, 0)
-        self.logger.warning("refused raft connection", extra={
+        self.logger.warning(self.message, extra={
             "address": address, "reason": reason, "not_logged_since": not_logged, **fields})

@@ -10,13 +10,23 @@ from respkv.protocol.reply import Reply, RespError, Simple
 from respkv.replication.addresses import split_address
 
 
-async def call(address: str, args: list[bytes], timeout: float = 10.0) -> bytes:
-    """One RESP command to a node's client port; the raw reply line(s)."""
+def _pack(args: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+async def call(address: str, args: list[bytes], timeout: float = 10.0,
+               password: str = "") -> bytes:
+    """One RESP command to a node's client port (after AUTH with ``password``, if
+    given); the raw reply line(s)."""
     host, port = split_address(address)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
-        request = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-        writer.write(request)
+        if password:
+            writer.write(_pack([b"AUTH", password.encode()]))
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            if not line.startswith(b"+"):
+                return line  # the refusal is the answer
+        writer.write(_pack(args))
         line = await asyncio.wait_for(reader.readline(), timeout)
         if line.startswith(b"$") and not line.startswith(b"$-1"):
             line += await asyncio.wait_for(reader.readline(), timeout)
@@ -39,13 +49,13 @@ def parse_reply(raw: bytes) -> Reply:
     return RespError(f"ERR unexpected reply {raw[:40]!r}")
 
 
-async def ask(address: str, args: list[bytes], hops: int = 5) -> Reply:
+async def ask(address: str, args: list[bytes], hops: int = 5, password: str = "") -> Reply:
     """Send a command to a node and follow -MOVED to the node it names, at most
     ``hops`` times; the last reply. A node that cannot be reached is a -TRYAGAIN."""
     reply: Reply = RespError("TRYAGAIN no node asked")
     for _ in range(hops):
         try:
-            reply = parse_reply(await call(address, args))
+            reply = parse_reply(await call(address, args, password=password))
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
             return RespError(f"TRYAGAIN cannot reach {address}: {error}")
         if not (isinstance(reply, RespError) and reply.text.startswith("MOVED")):

@@ -72,6 +72,9 @@ class Client(asyncio.Protocol):
         self.lib_name = b""
         self.lib_ver = b""
         self.readonly = False  # READONLY: accepted; followers serve reads anyway
+        # As in Redis: a connection made while no password is set stays authenticated
+        # when one is set later.
+        self.authenticated = not host.config.requirepass
         self.read_consistency: str | None = None  # per-connection override
         self.addr = ""
         self.laddr = ""

@@ -103,12 +103,14 @@ _WHILE_SUBSCRIBED = frozenset({"subscribe", "unsubscribe", "psubscribe", "punsub
                                "ssubscribe", "sunsubscribe", "ping", "quit", "reset"})
 
 
-def _allowed_busy(command: Command, args: list[bytes]) -> bool:
-    """May run while a script is busy (SCRIPT KILL, SHUTDOWN...): flagged so, itself or
-    the subcommand called."""
+NOAUTH = RespError("NOAUTH Authentication required.")
+
+
+def _flagged(command: Command, args: list[bytes], flag: str) -> bool:
+    """The command has ``flag`` (allow_busy, noauth), itself or the subcommand called."""
     if command.subcommands and len(args) > 1:
         command = lookup(args[1], command.subcommands) or command
-    return "allow_busy" in command.flags
+    return flag in command.flags
 
 
 class Dispatcher:
@@ -138,7 +140,10 @@ class Dispatcher:
             return self._refuse(client, errors.wrong_arity(command.name))
         kind = command.kind
         router = self.router
-        if router.gate is not None and self.scripts.busy() and not _allowed_busy(command, args):
+        if not client.authenticated and not _flagged(command, args, "noauth"):
+            return self._refuse(client, NOAUTH)
+        if router.gate is not None and self.scripts.busy() \
+                and not _flagged(command, args, "allow_busy"):
             return self._refuse(client, BUSY)
         if client.subscribed and not client.resp3 and command.name not in _WHILE_SUBSCRIBED:
             return encode(RespError(

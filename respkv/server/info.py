@@ -98,6 +98,7 @@ class Info:
             "total_commands_processed": stats.total_commands,
             "rejected_connections": stats.rejected_connections,
             "total_protocol_errors": stats.protocol_errors,
+            "acl_access_denied_auth": stats.auth_failures,
             "expired_keys": 0,
             "keyspace_hits": 0,
             "keyspace_misses": 0,

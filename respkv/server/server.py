@@ -29,6 +29,7 @@ from respkv.config import Config
 from respkv.gcpolicy import POLICY
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.node import ClusterNode
+from respkv.replication.peerauth import RefusalLog
 from respkv.server.blocking import BlockedPops
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
@@ -78,9 +79,10 @@ class Server:
         self.pubsub = PubSubHub(self._broadcast)
         self.blocked = BlockedPops(self.router, self.stats)
         self.scripts = ScriptRunner(self.router, config)
+        self.auth_refusals = RefusalLog(logger, message="refused AUTH")
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
                                      self.info.text, self.request_shutdown, self.pubsub,
-                                     self.blocked.unblock, self.scripts)
+                                     self.blocked.unblock, self.scripts, self._auth_failed)
         self.scripts.context = self.context
         self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked,
                                      self.scripts)
@@ -141,6 +143,10 @@ class Server:
             os._exit(1)
         logger.info("signal received: shutting down")
         self.shutdown_requested.set()
+
+    def _auth_failed(self, address: str) -> None:
+        self.stats.auth_failures += 1
+        self.auth_refusals.refused(address, "wrong password")
 
     def request_shutdown(self) -> None:
         self.shutdown_requested.set()

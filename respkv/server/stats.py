@@ -13,7 +13,9 @@ class Stats:
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
+        self.auth_failures = 0
         self.blocked_clients = 0  # connections waiting in a blocking pop now (not reset)
+        self.auth_failures = 0  # AUTH / HELLO AUTH with a wrong password
 
     @property
     def total_commands(self) -> int:

@@ -71,6 +71,20 @@ class RawConn:
             reader.feed(chunk)
         return out
 
+    def read_reply_bytes(self) -> bytes:
+        """The exact bytes of the one reply the server owes (nothing else may be
+        pending: send one command, read its reply, and so on)."""
+        more = object()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reader = hiredis.Reader(notEnoughData=more)
+            reader.feed(self.buffer)
+            if self.buffer and reader.gets() is not more:
+                data, self.buffer = self.buffer, b""
+                return data
+            if not self._fill(deadline):
+                raise EOFError(f"closed after {self.buffer!r}")
+
     def closed_after(self, timeout: float = 5.0) -> bytes:
         """Everything the server sends until it closes; fails if it stays open."""
         deadline = time.monotonic() + timeout

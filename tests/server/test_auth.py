@@ -1,0 +1,137 @@
+"""requirepass on a real node: -NOAUTH before AUTH, AUTH and HELLO AUTH as Redis 7
+answers them (diffed byte for byte against a redis-server with the same password),
+redis-py and redis-cli with a password, RESET, CONFIG SET requirepass, failures
+counted, and a node forwarding a command to another with the password."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rawconn import RawConn, resp
+
+from respkv.replication.rpc import ask
+from testsupport.ports import free_port
+from testsupport.processes import Node
+
+PASSWORD = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    started = Node(free_port(), tmp_path_factory.mktemp("auth") / "n1",
+                   args=["--set", f"requirepass={PASSWORD}"], password=PASSWORD).start()
+    yield started
+    assert started.stop() == 0, started.log()
+
+
+@pytest.fixture(scope="module")
+def redis_with_password() -> Iterator[int]:
+    server = shutil.which("redis-server")
+    assert server is not None, "redis-server is installed by make install"
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--requirepass", PASSWORD], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with RawConn(port) as conn:
+                    conn.send(resp("PING"))
+                    conn.replies(1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)  # pacing the connection attempts
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+SEQUENCE = [
+    ("GET", "k"), ("PING",), ("AUTH", "wrong"), ("AUTH", "bob", PASSWORD),
+    ("HELLO", "3"), ("HELLO", "3", "AUTH", "default", "wrong"), ("SET", "k", "v"),
+    ("AUTH", PASSWORD), ("GET", "k"), ("AUTH", "default", PASSWORD), ("AUTH", "wrong"),
+    ("GET", "k"), ("RESET",), ("GET", "k"), ("AUTH", "a", "b", "c"),
+]
+
+
+def raw_replies(port: int, commands: list[tuple[str, ...]]) -> list[bytes]:
+    out = []
+    with RawConn(port) as conn:
+        for command in commands:
+            conn.send(resp(*command))
+            out.append(conn.read_reply_bytes())
+    return out
+
+
+def test_replies_are_redis_own(node: Node, redis_with_password: int) -> None:
+    """The same commands, unauthenticated then authenticated, on both servers."""
+    ours = raw_replies(node.port, SEQUENCE)
+    theirs = raw_replies(redis_with_password, SEQUENCE)
+    assert ours == theirs
+    assert ours[0] == b"-NOAUTH Authentication required.\r\n"
+
+
+def test_hello_auth_authenticates_and_switches_protocol(node: Node) -> None:
+    with RawConn(node.port) as conn:
+        conn.send(resp("HELLO", "3", "AUTH", "default", PASSWORD))
+        (hello,) = conn.replies(1)
+        assert hello[b"proto"] == 3
+        conn.send(resp("SET", "h", "1") + resp("GET", "h"))
+        assert conn.replies(2) == [b"OK", b"1"]
+
+
+def test_clients_with_a_password(node: Node) -> None:
+    client = node.client()  # redis-py sends AUTH with the password
+    assert client.set("from-py", "yes") and client.get("from-py") == b"yes"
+    resp3 = node.client(protocol=3)  # HELLO 3 AUTH default <password>
+    assert resp3.get("from-py") == b"yes"
+    cli = shutil.which("redis-cli")
+    assert cli is not None
+    shown = subprocess.run([cli, "-p", str(node.port), "-a", PASSWORD, "--no-auth-warning",
+                            "get", "from-py"], capture_output=True, text=True, timeout=30)
+    assert shown.stdout.strip() == "yes"
+    refused = subprocess.run([cli, "-p", str(node.port), "get", "from-py"],
+                             capture_output=True, text=True, timeout=30)
+    assert "NOAUTH" in refused.stdout + refused.stderr
+
+
+def test_failures_are_counted_and_logged(node: Node) -> None:
+    client = node.client()
+    before = client.info("stats")["acl_access_denied_auth"]
+    with RawConn(node.port) as conn:
+        conn.send(resp("AUTH", "nope") * 10 + resp("HELLO", "2", "AUTH", "default", "nope") * 10)
+        assert all(str(r).startswith("WRONGPASS") for r in conn.replies(20))
+    assert client.info("stats")["acl_access_denied_auth"] == before + 20
+    assert 1 <= node.log().count("refused AUTH") <= 2  # rate-limited
+
+
+def test_config_set_requirepass(node: Node) -> None:
+    client = node.client()
+    client.config_set("requirepass", "other")
+    try:
+        assert client.get("from-py") == b"yes"  # an authenticated connection stays so
+        with pytest.raises(redis.AuthenticationError):
+            node.client(password=PASSWORD).ping()
+        assert node.client(password="other").ping()
+        assert client.config_get("requirepass") == {"requirepass": "other"}
+    finally:
+        client.config_set("requirepass", PASSWORD)
+
+
+def test_a_node_forwards_with_the_password(node: Node) -> None:
+    """What a node does to send CLUSTER LEAVE/JOIN on to a group's leader."""
+    address = f"127.0.0.1:{node.port}"
+    denied = asyncio.run(ask(address, [b"CLUSTER", b"MYID"]))
+    assert str(denied).startswith("NOAUTH")
+    answered = asyncio.run(ask(address, [b"CLUSTER", b"MYID"], password=PASSWORD))
+    assert isinstance(answered, bytes) and len(answered) == 40
+    wrong = asyncio.run(ask(address, [b"CLUSTER", b"MYID"], password="nope"))
+    assert str(wrong).startswith("WRONGPASS")

@@ -46,6 +46,7 @@ EXECABORT = RespError("EXECABORT Transaction discarded because of previous error
 MOVED_AWAY = RespError("TRYAGAIN leadership moved during EXEC; retry")
 NESTED = RespError("ERR MULTI calls can not be nested")
 WATCH_IN_MULTI = RespError("ERR WATCH inside MULTI is not allowed")
+NOT_IN_MULTI = RespError("ERR Command not allowed inside a transaction")
 
 
 @dataclass(slots=True)
@@ -101,6 +102,8 @@ class TransactionLayer:
         transaction = session.transaction
         assert transaction is not None
         try:
+            if "no_multi" in command.flags:
+                raise NOT_IN_MULTI
             if _runs_on_data(command):
                 self._place(transaction, command, args)
         except RespError as error:

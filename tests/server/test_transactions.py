@@ -53,6 +53,14 @@ def test_misplaced_commands(node: Node, r: redis.Redis) -> None:
     assert replies[6] == [b"OK"]  # neither error fails the transaction, as in Redis
 
 
+def test_a_command_flagged_no_multi_fails_the_transaction(node: Node, r: redis.Redis) -> None:
+    replies = raw(node, ("MULTI",), ("SET", "{t}nm", "1"), ("SHUTDOWN",), ("EXEC",),
+                  ("GET", "{t}nm"))
+    assert str(replies[2]) == "ERR Command not allowed inside a transaction"
+    assert str(replies[3]) == "EXECABORT Transaction discarded because of previous errors."
+    assert replies[4] is None  # and the node is still up: SHUTDOWN never ran
+
+
 def test_keys_of_two_groups_are_refused(node: Node, r: redis.Redis) -> None:
     replies = raw(node, ("MULTI",), ("SET", "{a}x", "1"), ("SET", "{b}x", "1"),
                   ("EXEC",), ("GET", "{a}x"))

@@ -60,7 +60,7 @@ def cluster(server: ServerContext, session: Session, args: list[bytes]) -> Reply
     return subcommand(server, session, args)
 
 
-def _sub(name: str, arity: int, flags: tuple[str, ...] = ()):
+def _sub(name: str, arity: int, flags: tuple[str, ...] = ("stale",)):
     return command(name, arity, Kind.SERVER, flags=flags, family="cluster", parent="cluster")
 
 
@@ -234,7 +234,7 @@ def _node_lines(server: ServerContext) -> list[str]:
     return lines
 
 
-@_sub("replicas", 3)
+@_sub("replicas", 3, ("admin", "stale"))
 def cluster_replicas(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     wanted = args[2].decode("latin-1")
     lines = _node_lines(server)
@@ -243,7 +243,7 @@ def cluster_replicas(server: ServerContext, session: Session, args: list[bytes])
     return [line + "\n" for line in lines if f" slave {wanted} " in line]
 
 
-@_sub("slaves", 3)
+@_sub("slaves", 3, ("admin", "stale"))
 def cluster_slaves(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return cluster_replicas(server, session, args)
 
@@ -283,13 +283,13 @@ def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> 
     return server.cluster.join(node_id, addresses, proof, _group_option(server, args, 6))
 
 
-@_sub("token", 2)
+@_sub("token", 2, ())
 def cluster_token(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER TOKEN: the join token a new member is started with (--join-token)."""
     return server.cluster.join_token().encode()
 
 
-@_sub("leave", -3)
+@_sub("leave", -3, ())
 def cluster_leave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER LEAVE node-id [GROUP name]: out of every group (or of one, on its
     leader; a leader leaving hands over first and answers MOVED)."""
@@ -302,7 +302,7 @@ async def _ok_when_done(work) -> Reply:
     return OK
 
 
-@_sub("help", 2)
+@_sub("help", 2, ("loading", "stale"))
 def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple(s) for s in (
         "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",

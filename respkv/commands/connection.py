@@ -12,8 +12,11 @@ from respkv.commands.subcommands import subcommand
 from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, PONG, Reply, RespError, Simple, Verbatim
 
+# AUTH, HELLO, QUIT, RESET: what a connection may send before it authenticates.
+_AUTH_FLAGS = ("fast", "noauth", "allow_busy", "loading", "noscript", "stale")
 
-@command("ping", -1, Kind.SERVER, flags=("fast", "stale"), family="connection")
+
+@command("ping", -1, Kind.SERVER, flags=("fast",), family="connection")
 def ping(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 2:
         raise errors.wrong_arity("ping")
@@ -23,12 +26,12 @@ def ping(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return args[1] if len(args) == 2 else PONG
 
 
-@command("echo", 2, Kind.SERVER, flags=("fast",), family="connection")
+@command("echo", 2, Kind.SERVER, flags=("fast", "loading", "stale"), family="connection")
 def echo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return args[1]
 
 
-@command("hello", -1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection",
+@command("hello", -1, Kind.SERVER, flags=_AUTH_FLAGS, family="connection",
          since="6.0.0")
 def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     resp3 = session.resp3
@@ -72,7 +75,7 @@ def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     }
 
 
-@command("select", 2, Kind.SERVER, flags=("fast",), family="connection")
+@command("select", 2, Kind.SERVER, flags=("fast", "loading", "stale"), family="connection")
 def select(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     index = parse_int(args[1], RespError("ERR value is not an integer or out of range"))
     if index != 0:
@@ -80,13 +83,13 @@ def select(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
-@command("quit", -1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection")
+@command("quit", -1, Kind.SERVER, flags=_AUTH_FLAGS, family="connection")
 def quit_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.close_after_replies()
     return OK
 
 
-@command("reset", 1, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection",
+@command("reset", 1, Kind.SERVER, flags=_AUTH_FLAGS, family="connection",
          since="6.2.0")
 def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.forget_state()
@@ -98,7 +101,7 @@ def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return Simple("RESET")
 
 
-@command("auth", -2, Kind.SERVER, flags=("fast", "noauth", "allow_busy"), family="connection")
+@command("auth", -2, Kind.SERVER, flags=_AUTH_FLAGS, family="connection")
 def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """AUTH [username] password: the default user is the only one (requirepass)."""
     if len(args) > 3:
@@ -144,8 +147,13 @@ def _valid_name(name: bytes) -> bytes:
     return name
 
 
-def _client_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, family="connection", parent="client")
+_CLIENT = ("loading", "noscript", "stale")
+_CLIENT_ADMIN = ("admin", *_CLIENT)
+
+
+def _client_sub(name: str, arity: int, flags: tuple[str, ...] = _CLIENT):
+    return command(name, arity, Kind.SERVER, flags=flags, family="connection",
+                   parent="client")
 
 
 @_client_sub("id", 2)
@@ -164,7 +172,7 @@ def client_getname(server: ServerContext, session: Session, args: list[bytes]) -
     return session.name or None
 
 
-@_client_sub("setinfo", 4)
+@_client_sub("setinfo", 4, ())
 def client_setinfo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     attr = args[2].upper()
     if attr == b"LIB-NAME":
@@ -181,7 +189,7 @@ def client_info(server: ServerContext, session: Session, args: list[bytes]) -> R
     return Verbatim(session.info_line() + "\n")
 
 
-@_client_sub("list", -2)
+@_client_sub("list", -2, _CLIENT_ADMIN)
 def client_list(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     clients = list(server.sessions())
     i = 2
@@ -204,7 +212,7 @@ def client_list(server: ServerContext, session: Session, args: list[bytes]) -> R
     return Verbatim("".join(c.info_line() + "\n" for c in clients))
 
 
-@_client_sub("unblock", -3)
+@_client_sub("unblock", -3, _CLIENT_ADMIN)
 def client_unblock(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     if len(args) > 4:
         raise errors.SYNTAX
@@ -218,7 +226,7 @@ def client_unblock(server: ServerContext, session: Session, args: list[bytes]) -
     return int(server.unblock(client_id, with_error))
 
 
-@_client_sub("kill", -3)
+@_client_sub("kill", -3, _CLIENT_ADMIN)
 def client_kill(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     clients = list(server.sessions())
     if len(args) == 3:  # old form: CLIENT KILL ip:port
@@ -259,12 +267,12 @@ def client_kill(server: ServerContext, session: Session, args: list[bytes]) -> R
     return killed
 
 
-@_client_sub("no-evict", 3)
+@_client_sub("no-evict", 3, _CLIENT_ADMIN)
 def client_no_evict(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return _on_off(args[2])
 
 
-@_client_sub("no-touch", 3)
+@_client_sub("no-touch", 3, ())
 def client_no_touch(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return _on_off(args[2])
 
@@ -275,7 +283,7 @@ def _on_off(value: bytes) -> Reply:
     return OK
 
 
-@_client_sub("help", 2)
+@_client_sub("help", 2, ("loading", "stale"))
 def client_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [
         Simple(line)

@@ -67,9 +67,10 @@ def pubsub_(server: ServerContext, session: Session, args: list[bytes]) -> Reply
     return subcommand(server, session, args)
 
 
-def _pubsub_sub(name: str, arity: int, since: str = "2.8.0"):
-    return command(name, arity, Kind.SERVER, flags=("pubsub", "loading", "stale"),
-                   family="pubsub", parent="pubsub", since=since)
+def _pubsub_sub(name: str, arity: int, since: str = "2.8.0",
+                flags: tuple[str, ...] = ("pubsub", "loading", "stale")):
+    return command(name, arity, Kind.SERVER, flags=flags, family="pubsub", parent="pubsub",
+                   since=since)
 
 
 @_pubsub_sub("channels", -2)
@@ -97,7 +98,7 @@ def pubsub_shardnumsub(server: ServerContext, session: Session, args: list[bytes
     return server.pubsub.numsub("shard", args[2:])
 
 
-@_pubsub_sub("help", 2, since="6.2.0")
+@_pubsub_sub("help", 2, since="6.2.0", flags=("loading", "stale"))
 def pubsub_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple(line) for line in (
         "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -40,7 +40,11 @@ _FLAG_SPELLING = {"noauth": "no_auth"}
 
 
 def reported_flags(cmd: Command) -> list[str]:
-    """The table's flags as COMMAND INFO reports them (any Redis does not know last)."""
+    """The table's flags as COMMAND INFO reports them (any Redis does not know last). A
+    container that needs a subcommand (CONFIG, OBJECT...) reports none, as in Redis:
+    its subcommands have them."""
+    if cmd.subcommands and cmd.arity != -1:
+        return []
     names = dict.fromkeys(_FLAG_SPELLING.get(f, f) for f in cmd.flags if f != "internal")
     return sorted(names, key=lambda name: _FLAG_ORDER.get(name, len(_FLAG_ORDER)))
 
@@ -179,7 +183,8 @@ def command_(server: ServerContext, session: Session, args: list[bytes]) -> Repl
 
 
 def _command_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, family="server", parent="command")
+    return command(name, arity, Kind.SERVER, flags=("loading", "stale"), family="server",
+                   parent="command")
 
 
 @_command_sub("count", 2)
@@ -297,8 +302,9 @@ def config_(server: ServerContext, session: Session, args: list[bytes]) -> Reply
     return subcommand(server, session, args)
 
 
-def _config_sub(name: str, arity: int):
-    return command(name, arity, Kind.SERVER, family="server", parent="config")
+def _config_sub(name: str, arity: int,
+                flags: tuple[str, ...] = ("admin", "noscript", "loading", "stale")):
+    return command(name, arity, Kind.SERVER, flags=flags, family="server", parent="config")
 
 
 @_config_sub("get", -3)
@@ -357,7 +363,7 @@ def config_rewrite(server: ServerContext, session: Session, args: list[bytes]) -
     raise RespError("ERR The server is running without a config file")
 
 
-@_config_sub("help", 2)
+@_config_sub("help", 2, ("loading", "stale"))
 def config_help(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     return [Simple("CONFIG <GET|SET|RESETSTAT|REWRITE|HELP> ...")]
 
@@ -377,7 +383,7 @@ def lastsave(server: ServerContext, session: Session, args: list[bytes]) -> Repl
     return int(server.stats.started)
 
 
-@command("wait", 3, Kind.SERVER, family="generic", since="3.0.0")
+@command("wait", 3, Kind.SERVER, flags=("noscript",), family="generic", since="3.0.0")
 def wait(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     parse_int(args[1])
     if parse_int(args[2]) < 0:
@@ -387,7 +393,7 @@ def wait(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
 
 
 @command("shutdown", -1, Kind.SERVER,
-         flags=("admin", "noscript", "loading", "stale", "allow_busy"),
+         flags=("admin", "noscript", "loading", "stale", "no_multi", "allow_busy"),
          family="server")
 def shutdown(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     for option in args[1:]:

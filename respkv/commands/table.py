@@ -72,6 +72,14 @@ class Command:
         arity = self.arity
         return argc == arity if arity >= 0 else argc >= -arity
 
+    def flagged(self, args: list[bytes], flag: str) -> bool:
+        """The call has ``flag`` (noauth, allow_busy, noscript): this command's, or for a
+        container the subcommand's it names, as Redis checks them."""
+        command = self
+        if self.subcommands and len(args) > 1:
+            command = lookup(args[1], self.subcommands) or self
+        return flag in command.flags
+
     def key_indexes(self, argc: int) -> range:
         """Positions of the keys in a call with argc arguments."""
         if self.first_key <= 0:

@@ -106,13 +106,6 @@ _WHILE_SUBSCRIBED = frozenset({"subscribe", "unsubscribe", "psubscribe", "punsub
 NOAUTH = RespError("NOAUTH Authentication required.")
 
 
-def _flagged(command: Command, args: list[bytes], flag: str) -> bool:
-    """The command has ``flag`` (allow_busy, noauth), itself or the subcommand called."""
-    if command.subcommands and len(args) > 1:
-        command = lookup(args[1], command.subcommands) or command
-    return flag in command.flags
-
-
 class Dispatcher:
     def __init__(self, router: Router, stats: Stats, context: ServerContext,
                  blocked: BlockedPops, scripts: ScriptRunner) -> None:
@@ -140,10 +133,10 @@ class Dispatcher:
             return self._refuse(client, errors.wrong_arity(command.name))
         kind = command.kind
         router = self.router
-        if not client.authenticated and not _flagged(command, args, "noauth"):
+        if not client.authenticated and not command.flagged(args, "noauth"):
             return self._refuse(client, NOAUTH)
         if router.gate is not None and self.scripts.busy() \
-                and not _flagged(command, args, "allow_busy"):
+                and not command.flagged(args, "allow_busy"):
             return self._refuse(client, BUSY)
         if client.subscribed and not client.resp3 and command.name not in _WHILE_SUBSCRIBED:
             return encode(RespError(

@@ -270,7 +270,7 @@ class ScriptRunner:
         command = lookup(argv[0]) if argv else None
         if command is None or command.internal:
             return UNKNOWN
-        if "noscript" in command.flags or command.kind not in _CALLABLE:
+        if command.flagged(argv, "noscript") or command.kind not in _CALLABLE:
             return NOT_ALLOWED
         if not command.arity_ok(len(argv)):
             return WRONG_ARITY

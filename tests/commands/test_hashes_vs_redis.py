@@ -14,14 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_diff import parse
 
-from respkv.commands.table import COMMANDS
 from respkv.protocol.reply import encode
 from respkv.state.values import ListValue, SetValue
-
-HASH_COMMANDS = [
-    "hset", "hsetnx", "hget", "hmget", "hmset", "hdel", "hlen", "hstrlen", "hexists",
-    "hkeys", "hvals", "hgetall", "hincrby", "hincrbyfloat", "hrandfield", "hscan",
-]
 
 
 def both(differ, *args: bytes) -> tuple[object, object]:
@@ -63,19 +57,6 @@ def _as_text(value: object) -> object:
     if isinstance(value, list):
         return [_as_text(v) for v in value]
     return value
-
-
-@pytest.mark.parametrize("name", HASH_COMMANDS)
-def test_table_entry_like_redis(differ, name):
-    info = _as_text(parse(differ.resp2.call(b"COMMAND", b"INFO", name.encode())))[0]
-    docs = _as_text(parse(differ.resp2.call(b"COMMAND", b"DOCS", name.encode())))
-    doc = dict(zip(docs[1][::2], docs[1][1::2], strict=True))
-    entry = COMMANDS[name]
-    assert entry.arity == info[1]
-    assert sorted(entry.flags) == sorted(info[2])
-    assert (entry.first_key, entry.last_key, entry.step) == tuple(info[3:6])
-    assert (entry.family, entry.summary, entry.since) == (doc["group"], doc["summary"],
-                                                          doc["since"])
 
 
 # -- writes ----------------------------------------------------------------------

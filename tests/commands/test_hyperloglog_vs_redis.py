@@ -14,7 +14,7 @@ import pytest
 from commands_support import BINARY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_diff import Differ, RawConnection, parse
+from redis_diff import Differ, RawConnection
 
 from respkv.commands import hyperloglog as hll
 from respkv.commands.table import COMMANDS
@@ -57,27 +57,6 @@ def add_many(differ: Differ, key: str, items: list[str], chunk: int = 500) -> No
 
 
 # -- the table -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", HLL_COMMANDS)
-def test_table_entry_like_redis(redis_port: int, name: str) -> None:
-    connection = RawConnection(redis_port, 0, resp3=False)
-    try:
-        info = parse(connection.call(b"COMMAND", b"INFO", name.encode()))[0]
-        docs = parse(connection.call(b"COMMAND", b"DOCS", name.encode()))[1]
-    finally:
-        connection.close()
-    docs = dict(zip(docs[::2], docs[1::2], strict=True))
-    entry = COMMANDS[name]
-    assert entry.arity == info[1]
-    flags = sorted(flag.decode() for flag in info[2])
-    if name == "pfcount":  # a write here: it stores the cardinality it computes
-        flags = sorted(["write" if f == "readonly" else f for f in flags])
-    assert sorted(entry.flags) == flags
-    assert (entry.first_key, entry.last_key, entry.step) == tuple(info[3:6])
-    assert entry.summary == docs[b"summary"].decode()
-    assert entry.since == docs[b"since"].decode()
-    assert entry.family == docs[b"group"].decode()
 
 
 @pytest.mark.parametrize("name", HLL_COMMANDS[:4])

@@ -8,16 +8,11 @@ import pytest
 from commands_support import BINARY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_diff import Differ, RawConnection, parse
+from redis_diff import Differ
 
-from respkv.commands.table import COMMANDS
 from respkv.state.values import HashValue
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-LIST_COMMANDS = (
-    "lpush", "rpush", "lpushx", "rpushx", "lpop", "rpop", "llen", "lindex", "lset",
-    "lrange", "ltrim", "linsert", "lrem", "lpos", "lmove", "rpoplpush", "lmpop",
-)
 
 
 def other_types(differ: Differ) -> None:
@@ -43,24 +38,6 @@ def contents(differ: Differ, *keys: str) -> None:
 
 
 # -- the table ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", LIST_COMMANDS)
-def test_table_entry_like_redis(redis_port: int, name: str) -> None:
-    connection = RawConnection(redis_port, 0, resp3=False)
-    try:
-        info = parse(connection.call(b"COMMAND", b"INFO", name.encode()))[0]
-        docs = parse(connection.call(b"COMMAND", b"DOCS", name.encode()))[1]
-    finally:
-        connection.close()
-    docs = dict(zip(docs[::2], docs[1::2], strict=True))
-    entry = COMMANDS[name]
-    assert entry.arity == info[1]
-    assert sorted(entry.flags) == sorted(flag.decode() for flag in info[2])
-    assert (entry.first_key, entry.last_key, entry.step) == tuple(info[3:6])
-    assert entry.summary == docs[b"summary"].decode()
-    assert entry.since == docs[b"since"].decode()
-    assert entry.family == docs[b"group"].decode()
 
 
 # -- pushes ------------------------------------------------------------------------

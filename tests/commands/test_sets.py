@@ -14,7 +14,7 @@ import pytest
 from commands_support import BINARY, NOW, call
 
 from respkv.commands.sets import intset_like, reply_order, scan_positions
-from respkv.commands.table import COMMANDS, Kind
+from respkv.commands.table import COMMANDS
 from respkv.protocol.reply import RSet
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import HashValue, SetValue
@@ -42,44 +42,6 @@ def consistent(value: SetValue) -> None:
     assert len(value.members) == len(value.index)
     for position, member in enumerate(value.members):
         assert value.index[member] == position
-
-
-# -- the table -----------------------------------------------------------------
-
-# name: (arity, flags, keys), as COMMAND INFO on redis-server 7.0.
-REDIS = {
-    "sadd": (-3, ("denyoom", "fast", "write"), (1, 1, 1)),
-    "srem": (-3, ("fast", "write"), (1, 1, 1)),
-    "scard": (2, ("fast", "readonly"), (1, 1, 1)),
-    "sismember": (3, ("fast", "readonly"), (1, 1, 1)),
-    "smismember": (-3, ("fast", "readonly"), (1, 1, 1)),
-    "smembers": (2, ("readonly",), (1, 1, 1)),
-    "spop": (-2, ("fast", "write"), (1, 1, 1)),
-    "srandmember": (-2, ("readonly",), (1, 1, 1)),
-    "smove": (4, ("fast", "write"), (1, 2, 1)),
-    "sinter": (-2, ("readonly",), (1, -1, 1)),
-    "sintercard": (-3, ("movablekeys", "readonly"), (0, 0, 0)),
-    "sinterstore": (-3, ("denyoom", "write"), (1, -1, 1)),
-    "sunion": (-2, ("readonly",), (1, -1, 1)),
-    "sunionstore": (-3, ("denyoom", "write"), (1, -1, 1)),
-    "sdiff": (-2, ("readonly",), (1, -1, 1)),
-    "sdiffstore": (-3, ("denyoom", "write"), (1, -1, 1)),
-    "sscan": (-3, ("readonly",), (1, 1, 1)),
-}
-SINCE = {"smismember": "6.2.0", "sintercard": "7.0.0", "sscan": "2.8.0"}
-
-
-@pytest.mark.parametrize("name", sorted(REDIS))
-def test_table_entry_like_redis(name):
-    arity, flags, keys = REDIS[name]
-    entry = COMMANDS[name]
-    assert entry.arity == arity
-    assert tuple(sorted(entry.flags)) == flags
-    assert (entry.first_key, entry.last_key, entry.step) == keys
-    assert entry.kind is (Kind.WRITE if "write" in flags else Kind.READ)
-    assert entry.family == "set"
-    assert entry.since == SINCE.get(name, "1.0.0")
-    assert entry.summary
 
 
 # -- order helpers ---------------------------------------------------------------

@@ -132,24 +132,6 @@ def srandmember(differ: Differ, key: str, *count: object) -> None:
 
 
 @pytest.mark.parametrize("name", SET_COMMANDS)
-def test_table_entry_like_redis(redis_port: int, name: str) -> None:
-    connection = RawConnection(redis_port, 0, resp3=False)
-    try:
-        info = parse(connection.call(b"COMMAND", b"INFO", name.encode()))[0]
-        docs = parse(connection.call(b"COMMAND", b"DOCS", name.encode()))[1]
-    finally:
-        connection.close()
-    docs = dict(zip(docs[::2], docs[1::2], strict=True))
-    entry = COMMANDS[name]
-    assert entry.arity == info[1]
-    assert sorted(entry.flags) == sorted(flag.decode() for flag in info[2])
-    assert (entry.first_key, entry.last_key, entry.step) == tuple(info[3:6])
-    assert entry.summary == docs[b"summary"].decode()
-    assert entry.since == docs[b"since"].decode()
-    assert entry.family == docs[b"group"].decode()
-
-
-@pytest.mark.parametrize("name", SET_COMMANDS)
 def test_arity(differ: Differ, name: str) -> None:
     arity = COMMANDS[name].arity
     for argc in range(1, abs(arity) + 2):

@@ -14,20 +14,11 @@ import pytest
 from commands_support import BINARY, call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_diff import Differ, RawConnection, parse
+from redis_diff import Differ, parse
 
-from respkv.commands.table import COMMANDS
 from respkv.protocol.reply import encode
 from respkv.state.values import HashValue, ListValue
 
-ZSET_COMMANDS = (
-    "zadd", "zincrby", "zrem", "zcard", "zscore", "zmscore", "zrank", "zrevrank", "zcount",
-    "zlexcount", "zrange", "zrangebyscore", "zrevrangebyscore", "zrangebylex",
-    "zrevrangebylex", "zrevrange", "zrangestore", "zremrangebyrank", "zremrangebyscore",
-    "zremrangebylex", "zpopmin", "zpopmax", "zmpop", "zrandmember", "zunion", "zinter",
-    "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard", "zscan",
-    "bzpopmin", "bzpopmax", "bzmpop",
-)
 SCORES = ["1.1", "0.1", "1e300", "1e-310", "-0", "inf", "-inf", "+inf", "Infinity", "0x10",
           "1e16", "1e17", "123456789012345678", "9007199254740993", "4503599627370497.5",
           "-3.25", "2.5e-5", "1e22", "0.30000000000000004", "1E3", ".5", "5.", "-.5e1"]
@@ -65,24 +56,6 @@ WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 
 # -- the table -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ZSET_COMMANDS)
-def test_table_entry_like_redis(redis_port: int, name: str) -> None:
-    connection = RawConnection(redis_port, 0, resp3=False)
-    try:
-        info = parse(connection.call(b"COMMAND", b"INFO", name.encode()))[0]
-        docs = parse(connection.call(b"COMMAND", b"DOCS", name.encode()))[1]
-    finally:
-        connection.close()
-    docs = dict(zip(docs[::2], docs[1::2], strict=True))
-    entry = COMMANDS[name]
-    assert entry.arity == info[1]
-    assert sorted(entry.flags) == sorted(f.decode() for f in info[2])
-    assert (entry.first_key, entry.last_key, entry.step) == tuple(info[3:6])
-    assert entry.family == docs[b"group"].decode()
-    assert entry.summary == docs[b"summary"].decode()
-    assert entry.since == docs[b"since"].decode()
 
 
 # -- ZADD, ZINCRBY -------------------------------------------------------------------

@@ -93,6 +93,8 @@ def test_keys_a_script_may_touch(node: Node, r: redis.Redis) -> None:
         r.eval("return redis.call('GET', 'elsewhere')", 1, "{a}x")
     with pytest.raises(redis.ResponseError, match="not allowed from script"):
         r.eval("return redis.call('MULTI')", 0)
+    with pytest.raises(redis.ResponseError, match="not allowed from script"):
+        r.eval("return redis.call('CLIENT', 'LIST')", 0)  # client|list is noscript
     with pytest.raises(redis.ResponseError, match="not allowed from read-only scripts"):
         r.eval_ro("return redis.call('SET', KEYS[1], 1)", 1, "{a}x")
     with pytest.raises(redis.ResponseError, match="not allowed from read-only scripts"):

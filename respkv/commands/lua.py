@@ -50,6 +50,9 @@ _LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
 _INT64_MIN = -(1 << 63)
 
 
+KILLED = "ERR Script killed by user with SCRIPT KILL..."  # what a killed script answers
+
+
 def sha1hex(data: bytes) -> bytes:
     return hashlib.sha1(data).hexdigest().encode()
 
@@ -819,7 +822,8 @@ class LuaEngine:
             b"version_num": (major << 16) | (minor << 8) | patch,
         }
         boot = self._lua.eval('function(src, py) return assert(loadstring(src, "=respkv"))(py) end')
-        entry = boot(PRELUDE.encode(), self._lua.table_from(callbacks))
+        entry = boot(PRELUDE.replace("@KILLED@", KILLED).encode(),
+                     self._lua.table_from(callbacks))
         self._compile = entry[b"compile"]
         self._run = entry[b"run"]
         self._slice = entry[b"slice"]
@@ -1090,7 +1094,7 @@ hook = function()
     killed = true
   end
   sethook(hook, "l")
-  error({err = "ERR Script killed by user with SCRIPT KILL..."})
+  error({err = "@KILLED@"})
 end
 local function hook_thread(co)
   if killed then sethook(co, hook, "l") else sethook(co, hook, "", HOOK_COUNT) end

@@ -30,7 +30,7 @@ from typing import TypeVar
 from respkv.clock import now_ms
 from respkv.commands import errors
 from respkv.commands.context import ServerContext, Session
-from respkv.commands.lua import LuaEngine, ScriptCache, script_flags
+from respkv.commands.lua import KILLED, LuaEngine, ScriptCache, script_flags
 from respkv.commands.scripting import SCRIPT_CALLS, split_eval
 from respkv.commands.table import Command, Kind, lookup
 from respkv.commands.transactions import exec_entry
@@ -161,7 +161,7 @@ class ScriptRunner:
                       now, False, session)
             replies = await self._running(run, self._steps(run, steps))
             if run.kill:
-                return next(r for r in reversed(replies) if isinstance(r, RespError))
+                return replies[-1]  # the killed script's error; the draft is dropped
             future = self._propose(run, slot)
         if future is not None:
             await future
@@ -170,8 +170,6 @@ class ScriptRunner:
     async def _steps(self, run: Run, steps: list[tuple[Command, list[bytes]]]) -> list[Reply]:
         replies: list[Reply] = []
         for command, args in steps:
-            if run.kill:
-                break
             if command.name not in SCRIPT_CALLS:
                 replies.append(self._data_command(run, command, args))
                 continue
@@ -187,6 +185,8 @@ class ScriptRunner:
                 continue
             run.read_only = self._read_only(found, command.name.endswith("_ro"))
             replies.append(await self._run_script(run, found, keys, argv))
+            if run.kill:
+                break
         return replies
 
     def _source(self, source: bytes | None, sha: bytes | None) -> bytes | RespError:
@@ -261,9 +261,12 @@ class ScriptRunner:
             loop.call_soon_threadsafe(on_loop)
             return done.result()
 
-        return await asyncio.to_thread(
+        result = await asyncio.to_thread(
             engine.run, source, keys, argv, call, resp3=run.session.resp3,
             read_only=run.read_only, should_stop=lambda: run.kill)
+        if run.kill and not (isinstance(result, RespError) and result.text.startswith(KILLED)):
+            run.kill = False  # SCRIPT KILL came after the script ended: too late to stop it
+        return result
 
     def _call(self, run: Run, argv: list[bytes]) -> Reply:
         """One redis.call / redis.pcall, on the loop, against the draft."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from respkv.commands.lua import (
+    KILLED,
     LUA_RUNTIME,
     LuaEngine,
     ScriptCache,
@@ -27,8 +28,6 @@ from respkv.protocol.reply import (
     Verbatim,
     encode,
 )
-
-KILLED = "ERR Script killed by user with SCRIPT KILL..."
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from commands_support import call, to_bytes
 
 from respkv.protocol.reply import encode
 from respkv.state.keyspace import Keyspace
+from respkv.state.values import Collection
 from testsupport.ports import free_ports
 
 SERVER = shutil.which("redis-server")
@@ -84,6 +85,15 @@ class Differ:
         self.resp3 = RawConnection(port, 1, resp3=True)
         self.ours2 = Keyspace()
         self.ours3 = Keyspace()
+
+    def put(self, key: bytes, value: object, *command: bytes) -> None:
+        """``key`` holds ``value`` on every side without going through the commands
+        under test: ``command`` makes it on redis-server, ``value`` is set in ours (a
+        copy each: a collection must not be shared by two keyspaces)."""
+        for connection in (self.resp2, self.resp3):
+            connection.call(*command)
+        for ours in (self.ours2, self.ours3):
+            ours.set(key, value.copy() if isinstance(value, Collection) else value)
 
     def flush(self) -> None:
         self.resp2.call(b"FLUSHALL")

@@ -30,12 +30,8 @@ FAR_FUTURE = 4_102_444_800  # 2100-01-01, in seconds
 def other_types(differ: Differ) -> None:
     """``h`` a hash and ``l`` a list on every side, ``str`` a plain string."""
     differ("SET", "str", "not an hll")
-    for connection in (differ.resp2, differ.resp3):
-        connection.call(b"HSET", b"h", b"f", b"v")
-        connection.call(b"RPUSH", b"l", b"a")
-    for ours in (differ.ours2, differ.ours3):
-        ours.set(b"h", HashValue({b"f": b"v"}))
-        ours.set(b"l", ListValue([b"a"]))
+    differ.put(b"h", HashValue({b"f": b"v"}), b"HSET", b"h", b"f", b"v")
+    differ.put(b"l", ListValue([b"a"]), b"RPUSH", b"l", b"a")
 
 
 def state(differ: Differ, *keys: str | bytes) -> None:

@@ -21,12 +21,8 @@ OPTION_SETS = ((), ("LEN",), ("IDX",), ("IDX", "WITHMATCHLEN"), ("IDX", "MINMATC
 
 
 def other_types(differ: Differ) -> None:
-    for connection in (differ.resp2, differ.resp3):
-        connection.call(b"HSET", b"h", b"f", b"v")
-        connection.call(b"SADD", b"s", b"a")
-    for ours in (differ.ours2, differ.ours3):
-        ours.set(b"h", HashValue({b"f": b"v"}))
-        ours.set(b"s", SetValue([b"a"]))
+    differ.put(b"h", HashValue({b"f": b"v"}), b"HSET", b"h", b"f", b"v")
+    differ.put(b"s", SetValue([b"a"]), b"SADD", b"s", b"a")
 
 
 @pytest.mark.parametrize(("a", "b"), [

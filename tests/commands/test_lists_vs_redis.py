@@ -19,10 +19,7 @@ def other_types(differ: Differ) -> None:
     """``s`` holds a string and ``h`` a hash, on every side (the hash written directly:
     this module tests lists, not the hash commands)."""
     differ("SET", "s", "v")
-    for connection in (differ.resp2, differ.resp3):
-        connection.call(b"HSET", b"h", b"f", b"v")
-    for ours in (differ.ours2, differ.ours3):
-        ours.set(b"h", HashValue({b"f": b"v"}))
+    differ.put(b"h", HashValue({b"f": b"v"}), b"HSET", b"h", b"f", b"v")
 
 
 def fill(differ: Differ, key: str, *items: object) -> None:

@@ -35,12 +35,8 @@ def other_types(differ: Differ) -> None:
     """``str`` holds a string, ``h`` a hash and ``l`` a list on every side (the hash and
     the list written directly: this module tests sets, not those commands)."""
     differ("SET", "str", "v")
-    for connection in (differ.resp2, differ.resp3):
-        connection.call(b"HSET", b"h", b"f", b"v")
-        connection.call(b"RPUSH", b"l", b"a")
-    for ours in (differ.ours2, differ.ours3):
-        ours.set(b"h", HashValue({b"f": b"v"}))
-        ours.set(b"l", ListValue([b"a"]))
+    differ.put(b"h", HashValue({b"f": b"v"}), b"HSET", b"h", b"f", b"v")
+    differ.put(b"l", ListValue([b"a"]), b"RPUSH", b"l", b"a")
 
 
 def both_intsets(differ: Differ, key: bytes) -> bool:

@@ -31,12 +31,8 @@ def other_types(differ: Differ) -> None:
     side (the hash and list written directly: this module tests sorted sets)."""
     differ("SET", "str", "v")
     differ("SADD", "s", "a", "c", "x")
-    for connection in (differ.resp2, differ.resp3):
-        connection.call(b"HSET", b"h", b"f", b"v")
-        connection.call(b"RPUSH", b"l", b"a")
-    for ours in (differ.ours2, differ.ours3):
-        ours.set(b"h", HashValue({b"f": b"v"}))
-        ours.set(b"l", ListValue([b"a"]))
+    differ.put(b"h", HashValue({b"f": b"v"}), b"HSET", b"h", b"f", b"v")
+    differ.put(b"l", ListValue([b"a"]), b"RPUSH", b"l", b"a")
 
 
 def contents(differ: Differ, *keys: str | bytes) -> None:

@@ -48,7 +48,8 @@ class JNode:
         argv = [sys.executable, "-m", "respkv.cli", "server", "--node-id", self.node_id,
                 "--port", str(self.port), "--raft-port", str(self.raft_port),
                 "--raft-advertise", f"127.0.0.1:{self.proxy_port}", "--dir", str(self.dir),
-                *self.args]
+                # the disk faults slow fsync down with DEBUG FSYNC-DELAY
+                "--set", "enable-debug-command=local", *self.args]
         if self.join:
             argv += ["--join", self.join]
         return argv

@@ -51,6 +51,11 @@ class Config:
     # The default user's password (AUTH, HELLO AUTH); empty: none. Give every node the
     # same one: nodes forward membership commands to each other with it.
     requirepass: str = ""
+    # Users in ACL file form, read at start (a cluster with no users of its own takes
+    # them), by ACL LOAD (proposed to the whole cluster) and written by ACL SAVE.
+    aclfile: str = ""
+    # DEBUG: refused (no), allowed (yes), or allowed from loopback clients only (local).
+    enable_debug_command: str = "no"
     timeout: int = 0  # close idle clients after N seconds; 0 = never
     proto_max_bulk_len: int = 512 * 1024 * 1024
     client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
@@ -98,6 +103,8 @@ class Config:
             raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
         if self.read_consistency not in ("linearizable", "lease", "stale"):
             raise ConfigError("read-consistency must be linearizable, lease or stale")
+        if self.enable_debug_command not in ("no", "yes", "local"):
+            raise ConfigError("enable-debug-command must be no, yes or local")
         if not 1 <= self.shards <= 1024:
             raise ConfigError("shards must be between 1 and 1024")
         if not 0 < self.port < 65536 or not 0 < self.raft_port < 65536:

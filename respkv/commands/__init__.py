@@ -1,6 +1,7 @@
 """Importing this package registers every command in the table."""
 
 from respkv.commands import (  # noqa: F401
+    acl,
     bitmaps,
     blocking,
     cluster,

@@ -283,13 +283,13 @@ def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> 
     return server.cluster.join(node_id, addresses, proof, _group_option(server, args, 6))
 
 
-@_sub("token", 2, ())
+@_sub("token", 2, ("admin",))
 def cluster_token(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER TOKEN: the join token a new member is started with (--join-token)."""
     return server.cluster.join_token().encode()
 
 
-@_sub("leave", -3, ())
+@_sub("leave", -3, ("admin",))
 def cluster_leave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER LEAVE node-id [GROUP name]: out of every group (or of one, on its
     leader; a leader leaving hands over first and answers MOVED)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+from collections.abc import Awaitable
 
 from respkv import REDIS_VERSION
 from respkv.commands import errors
+from respkv.commands.acl_users import DEFAULT_USER
 from respkv.commands.args import parse_int
 from respkv.commands.context import ServerContext, Session
 from respkv.commands.subcommands import subcommand
@@ -33,7 +35,8 @@ def echo(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
 
 @command("hello", -1, Kind.SERVER, flags=_AUTH_FLAGS, family="connection",
          since="6.0.0")
-def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+def hello(server: ServerContext, session: Session,
+          args: list[bytes]) -> Reply | Awaitable[Reply]:
     resp3 = session.resp3
     if len(args) >= 2:
         try:
@@ -58,7 +61,8 @@ def hello(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
             option_text = args[i].decode("utf-8", "replace")
             raise RespError(f"ERR Syntax error in HELLO option '{option_text}'")
     if credentials is not None:
-        check_password(server, session, *credentials)
+        if not server.acl.authenticate(session, *credentials, args[0]):
+            return _wrongpass(server, session)
     elif not session.authenticated:
         raise HELLO_NOAUTH
     session.resp3 = resp3
@@ -97,22 +101,27 @@ def reset(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     session.name = b""
     session.readonly = False
     session.read_consistency = None
-    session.authenticated = not server.config.requirepass  # back to the default user
+    default = server.acl.users()[DEFAULT_USER]  # back to the default user
+    session.user = default
+    session.authenticated = default.nopass and default.enabled
     return Simple("RESET")
 
 
 @command("auth", -2, Kind.SERVER, flags=_AUTH_FLAGS, family="connection")
-def auth(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    """AUTH [username] password: the default user is the only one (requirepass)."""
+def auth(server: ServerContext, session: Session,
+         args: list[bytes]) -> Reply | Awaitable[Reply]:
+    """AUTH [username] password."""
     if len(args) > 3:
         raise errors.SYNTAX
     if len(args) == 2:
-        if not server.config.requirepass:
+        if server.acl.users()[DEFAULT_USER].nopass:
             raise NO_PASSWORD_SET
-        check_password(server, session, b"default", args[1])
+        user, password = DEFAULT_USER.encode(), args[1]
     else:
-        check_password(server, session, args[1], args[2])
-    return OK
+        user, password = args[1], args[2]
+    if server.acl.authenticate(session, user, password, args[0]):
+        return OK
+    return _wrongpass(server, session)
 
 
 NO_PASSWORD_SET = RespError(
@@ -125,15 +134,17 @@ HELLO_NOAUTH = RespError(
     "select the RESP protocol version at the same time")
 
 
-def check_password(server: ServerContext, session: Session, user: bytes,
-                   password: bytes) -> None:
-    """Authenticate the session as ``user``, or WRONGPASS. Without requirepass the
-    default user takes any password, as Redis' ``nopass`` default user does."""
-    required = server.config.requirepass.encode()
-    if user != b"default" or (required and not hmac.compare_digest(password, required)):
-        server.auth_failed(session.addr)
+def _wrongpass(server: ServerContext, session: Session) -> Reply | Awaitable[Reply]:
+    """WRONGPASS, held back a while once an address keeps guessing."""
+    delay = server.acl.failure_delay(session.addr)
+    if delay <= 0:
         raise WRONGPASS
-    session.authenticated = True
+    return _refuse_after(delay)
+
+
+async def _refuse_after(delay: float) -> Reply:
+    await asyncio.sleep(delay)
+    raise WRONGPASS
 
 
 @command("client", -2, Kind.SERVER, family="connection", since="2.4.0")

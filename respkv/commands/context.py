@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from respkv.commands.acl_users import User
 from respkv.config import Config
 from respkv.protocol.reply import Reply
 from respkv.replication.admin import ClusterAdmin
@@ -24,6 +25,7 @@ class Session(Protocol):
     readonly: bool
     read_consistency: str | None  # None: the server's
     authenticated: bool  # may run commands other than AUTH, HELLO, QUIT, RESET
+    user: User  # whose permissions apply (the default user until AUTH)
     addr: str
     laddr: str
 
@@ -87,6 +89,31 @@ class Scripts(Protocol):
     def kill(self) -> Reply: ...
 
 
+class Access(Protocol):
+    """The cluster's ACL users as this node has applied them, and the security log
+    (respkv.server.access.AccessControl)."""
+
+    def users(self) -> dict[str, User]:
+        """Every user by name, the default user included."""
+
+    def defines(self, name: str) -> bool:
+        """The cluster's users define ``name`` (else it is this node's default user)."""
+
+    def change(self, change: list[bytes]) -> Awaitable[Reply]:
+        """Propose a change of the users (respkv.commands.acl_store.apply_change)."""
+
+    def authenticate(self, session: Session, name: bytes, password: bytes,
+                     command: bytes) -> bool:
+        """Make ``session`` that user, or log and count the failure."""
+
+    def failure_delay(self, address: str) -> float:
+        """Seconds to hold a refused AUTH from this address (against guessing)."""
+
+    def log_entries(self, count: int) -> Reply: ...
+
+    def reset_log(self) -> None: ...
+
+
 class Counters(Protocol):
     started: float  # the server's start, seconds since the epoch
 
@@ -104,4 +131,4 @@ class ServerContext:
     pubsub: PubSub
     unblock: Callable[[int, bool], bool]  # CLIENT UNBLOCK: (client id, as an error?)
     scripts: Scripts
-    auth_failed: Callable[[str], None]  # a wrong password from this address: count, log
+    acl: Access

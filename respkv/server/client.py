@@ -25,6 +25,7 @@ from respkv.config import Config
 from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.replication.outcomes import ReplicationError
+from respkv.server.access import AccessControl
 from respkv.server.dispatch import (
     AfterWrites,
     Barrier,
@@ -49,6 +50,7 @@ class ClientHost(Protocol):
     stats: Stats
     dispatcher: Dispatcher
     pubsub: PubSubHub
+    access: AccessControl
 
     def register(self, client: Client) -> bool:
         """Count the connection in; False when maxclients is reached."""
@@ -72,9 +74,10 @@ class Client(asyncio.Protocol):
         self.lib_name = b""
         self.lib_ver = b""
         self.readonly = False  # READONLY: accepted; followers serve reads anyway
-        # As in Redis: a connection made while no password is set stays authenticated
-        # when one is set later.
-        self.authenticated = not host.config.requirepass
+        # As in Redis: a connection starts as the default user, authenticated if that
+        # user needs no password, and stays so if one is set later.
+        self.user = host.access.default()
+        self.authenticated = self.user.nopass and self.user.enabled
         self.read_consistency: str | None = None  # per-connection override
         self.addr = ""
         self.laddr = ""
@@ -381,7 +384,7 @@ class Client(asyncio.Protocol):
             "tot-mem": 0,
             "events": "r",
             "cmd": self.last_command,
-            "user": "default",
+            "user": self.user.name,
             "redir": -1,
             "resp": 3 if self.resp3 else 2,
             "lib-name": self.lib_name.decode("utf-8", "replace"),

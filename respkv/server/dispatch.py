@@ -19,6 +19,7 @@ from respkv.commands.context import ServerContext
 from respkv.commands.table import Command, Kind, lookup
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.replication.outcomes import ReplicationError
+from respkv.server.access import AccessControl
 from respkv.server.blocking import BlockedPops
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget, Router
@@ -108,8 +109,9 @@ NOAUTH = RespError("NOAUTH Authentication required.")
 
 class Dispatcher:
     def __init__(self, router: Router, stats: Stats, context: ServerContext,
-                 blocked: BlockedPops, scripts: ScriptRunner) -> None:
+                 blocked: BlockedPops, scripts: ScriptRunner, access: AccessControl) -> None:
         self.router = router
+        self.access = access
         self.calls = stats.calls
         self.context = context
         self.config = context.config
@@ -135,6 +137,13 @@ class Dispatcher:
         router = self.router
         if not client.authenticated and not command.flagged(args, "noauth"):
             return self._refuse(client, NOAUTH)
+        access = self.access
+        access.refresh()
+        if not client.user.unrestricted:
+            refusal = access.check(client, command, args,
+                                   "multi" if client.transaction is not None else "toplevel")
+            if refusal is not None:
+                return self._refuse(client, refusal)
         if router.gate is not None and self.scripts.busy() \
                 and not command.flagged(args, "allow_busy"):
             return self._refuse(client, BUSY)

@@ -279,6 +279,9 @@ class ScriptRunner:
             return WRONG_ARITY
         if command.is_write and run.read_only:
             return WRITE_IN_RO
+        denied = self._denied(run, command, argv)
+        if denied is not None:
+            return denied
         if command.kind is Kind.SERVER:
             return self._server_command(command, run, argv)
         keys = command.key_positions(argv)
@@ -288,6 +291,17 @@ class ScriptRunner:
         if any(group_of(argv[i]) is not run.group for i in keys):
             return NON_LOCAL
         return self._data_command(run, command, argv)
+
+    def _denied(self, run: Run, command: Command, argv: list[bytes]) -> RespError | None:
+        """The script caller's ACL refuses this call: Redis' script wording for why."""
+        refusal = self.context.acl.check(run.session, command, argv, "lua")
+        if refusal is None:
+            return None
+        if "keys" in refusal.text:
+            return SCRIPT_KEY_DENIED
+        if "channels" in refusal.text:
+            return SCRIPT_CHANNEL_DENIED
+        return SCRIPT_COMMAND_DENIED
 
     @staticmethod
     def _data_command(run: Run, command: Command, argv: list[bytes]) -> Reply:
@@ -312,3 +326,9 @@ class ScriptRunner:
 
 
 _CALLABLE = (Kind.READ, Kind.WRITE, Kind.SERVER)
+SCRIPT_COMMAND_DENIED = RespError(
+    "ERR The user executing the script can't run this command or subcommand")
+SCRIPT_KEY_DENIED = RespError("ERR The user executing the script can't access at least one "
+                              "of the keys mentioned in the command arguments")
+SCRIPT_CHANNEL_DENIED = RespError(
+    "ERR The user executing the script can't publish to the channel mentioned in the command")

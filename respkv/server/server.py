@@ -29,7 +29,7 @@ from respkv.config import Config
 from respkv.gcpolicy import POLICY
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.node import ClusterNode
-from respkv.replication.peerauth import RefusalLog
+from respkv.server.access import AccessControl
 from respkv.server.blocking import BlockedPops
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
@@ -79,13 +79,13 @@ class Server:
         self.pubsub = PubSubHub(self._broadcast)
         self.blocked = BlockedPops(self.router, self.stats)
         self.scripts = ScriptRunner(self.router, config)
-        self.auth_refusals = RefusalLog(logger, message="refused AUTH")
+        self.access = AccessControl(config, self.sessions, self._auth_failed)
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
                                      self.info.text, self.request_shutdown, self.pubsub,
-                                     self.blocked.unblock, self.scripts, self._auth_failed)
+                                     self.blocked.unblock, self.scripts, self.access)
         self.scripts.context = self.context
         self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked,
-                                     self.scripts)
+                                     self.scripts, self.access)
         self.listener: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
@@ -96,6 +96,7 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
+        self.access.seed_from_file()  # a bad ACL file stops the start before anything else
         self.lock_fd = lock_directory(config.data_dir)
         self.node.on_removed = self.request_shutdown
         loop = asyncio.get_running_loop()
@@ -109,6 +110,8 @@ class Server:
         assert self.node.transport is not None
         self.node.transport.on_broadcast = self.pubsub.on_broadcast
         self.router.start()
+        self.access.start(self.node.groups[0])
+        self.tasks.append(asyncio.create_task(self.access.seed_when_leader(), name="aclfile"))
         await self.listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
         if config.metrics_port:
@@ -144,9 +147,8 @@ class Server:
         logger.info("signal received: shutting down")
         self.shutdown_requested.set()
 
-    def _auth_failed(self, address: str) -> None:
+    def _auth_failed(self) -> None:
         self.stats.auth_failures += 1
-        self.auth_refusals.refused(address, "wrong password")
 
     def request_shutdown(self) -> None:
         self.shutdown_requested.set()

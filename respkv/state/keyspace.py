@@ -78,7 +78,8 @@ class Watch:
 
 
 class Keyspace:
-    __slots__ = ("cleared", "data", "dirty", "expires", "watched")
+    __slots__ = ("cleared", "data", "dirty", "expires", "system", "system_changed",
+                 "system_version", "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
@@ -86,6 +87,12 @@ class Keyspace:
         self.dirty: set[bytes] = set()
         self.cleared: set[bytes] = set()
         self.watched: dict[bytes, list[Watch]] = {}  # WATCHes of this node's connections
+        # Replicated records beside the keys, which no key command sees (the ACL users):
+        # name -> bytes, written and snapshotted with the data. The version counts every
+        # change (a write or a load), so readers notice one with a single comparison.
+        self.system: dict[str, bytes] = {}
+        self.system_changed = False  # not yet in the store
+        self.system_version = 0
 
     def __len__(self) -> int:
         return len(self.data)
@@ -246,6 +253,18 @@ class Keyspace:
         """Keys whose stored members must all go, since the last call."""
         cleared, self.cleared = self.cleared, set()
         return cleared
+
+    def set_system(self, name: str, value: bytes) -> None:
+        """Inside apply: replace one system record."""
+        self.system[name] = value
+        self.system_changed = True
+        self.system_version += 1
+
+    def load_system(self, records: dict[str, bytes]) -> None:
+        """The system records as stored (start-up, a snapshot installed)."""
+        self.system = dict(records)
+        self.system_changed = False
+        self.system_version += 1
 
     def load(self, records: Iterable[tuple[bytes, tuple[object, int | None]]]) -> None:
         """Fill from the durable store's (key, (value, expire_at)) records."""

@@ -30,7 +30,14 @@ from respkv.state.codec import (
 from respkv.state.entry import BadEntry, decode_command
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import Collection
-from respkv.storage.store import Record, StateStore, StoreError, StoreFormatError, scan_file
+from respkv.storage.store import (
+    Record,
+    StateStore,
+    StoreError,
+    StoreFormatError,
+    read_system,
+    scan_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +84,13 @@ class StoreChanges:
     deletes: list[bytes]
     items: dict[tuple[bytes, bytes], bytes | None]  # (key, item) -> item record, None: delete
     cleared: set[bytes]  # keys whose item records all go first
+    system: dict[str, bytes]  # the system records, when they changed
 
 
 def take_changes(keyspace: Keyspace) -> StoreChanges:
     """The changes since the last call, encoded; the keyspace then counts them as stored."""
+    system = dict(keyspace.system) if keyspace.system_changed else {}
+    keyspace.system_changed = False
     changed, deletes = keyspace.take_dirty()
     cleared = keyspace.take_cleared()
     upserts: dict[bytes, bytes] = {}
@@ -97,7 +107,7 @@ def take_changes(keyspace: Keyspace) -> StoreChanges:
                     item, found = item_record(key, value, member)
                     items[key, item] = found
             value.mark_stored()
-    return StoreChanges(upserts, deletes, items, cleared)
+    return StoreChanges(upserts, deletes, items, cleared, system)
 
 
 def all_changes(keyspace: Keyspace) -> StoreChanges:
@@ -112,7 +122,8 @@ def all_changes(keyspace: Keyspace) -> StoreChanges:
             value.mark_stored()
     keyspace.dirty.clear()
     keyspace.cleared.clear()
-    return StoreChanges(upserts, [], items, set())
+    keyspace.system_changed = False
+    return StoreChanges(upserts, [], items, set(), dict(keyspace.system))
 
 
 class StateMachine:
@@ -125,6 +136,7 @@ class StateMachine:
         self.apply_command = apply_command
         applied_index, applied_term, records = store.scan()
         keyspace.load(decode_records(records))
+        keyspace.load_system(store.system())
         self.applied_index = applied_index
         self.applied_term = applied_term
         self.persisted_index = applied_index
@@ -164,12 +176,14 @@ class StateMachine:
         one store transaction (the store's own thread commits it)."""
         if self.paused or self.store_failed or (
             self.persisted_index == self.applied_index and not self.keyspace.dirty
+            and not self.keyspace.system_changed
         ):
             return
         changes = take_changes(self.keyspace)
         try:
             self.store.write_batch(changes.upserts, changes.deletes, self.applied_index,
-                                   self.applied_term, changes.items, changes.cleared)
+                                   self.applied_term, changes.items, changes.cleared,
+                                   changes.system)
         except StoreError as error:
             # This batch, or an earlier one still in flight, did not make it (a full
             # disk): the store is intact but behind. rebuild_store() catches it up.
@@ -189,7 +203,7 @@ class StateMachine:
         try:
             changes = all_changes(self.keyspace)
             fresh.write_batch(changes.upserts, (), self.applied_index, self.applied_term,
-                              changes.items)
+                              changes.items, system=changes.system)
             fresh.flush()
         finally:
             fresh.close()
@@ -215,6 +229,7 @@ class StateMachine:
             index, term, records = scan_file(path)
             for _ in decode_records(records):
                 pass
+            read_system(path)
         except (StoreFormatError, CodecError, OSError) as error:
             raise BadSnapshot(f"{path.name}: {error}") from None
         return index, term
@@ -234,6 +249,7 @@ class StateMachine:
             self.applied_index, self.applied_term, records = self.store.scan()
             self.persisted_index = self.applied_index
             self.keyspace.load(decode_records(records))
+            self.keyspace.load_system(self.store.system())
         finally:
             self.paused = False
 

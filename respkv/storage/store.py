@@ -8,10 +8,11 @@ Data keys are ``"k" + key.hex()`` (lossless for any bytes, NUL/CR/LF included); 
 the caller's bytes, stored as given (the state layer's value codec writes them). A key may
 also have item records (a collection's members, one row each, so that changing one member
 writes one row), under ``"m" + key.hex() + "." + item.hex()``: a key's items sort together
-and can be dropped as one range. Beside the
-data, under names no data key can equal: ``"@format"`` (this layout's version, so a file
-of another layout, or not written by respkv, is refused) and ``"@applied"`` (index and
-term, two little-endian u64). sqlitedict is used for its writer thread only, with its own
+and can be dropped as one range. Beside the data, under names no data key can equal:
+``"s" + name`` for the caller's system records (named byte strings beside the keys, as
+the ACL users), ``"@format"`` (this layout's version, so a file of another layout, or
+not written by respkv, is refused) and ``"@applied"`` (index and term, two
+little-endian u64). sqlitedict is used for its writer thread only, with its own
 value encoding switched off: no Python object is ever rebuilt from the file.
 
 Atomicity: a batch is staged into a TEMP table, then applied by ONE statement (an INSERT
@@ -46,6 +47,7 @@ TABLE = "kv"
 APPLIED_KEY = "@applied"  # data keys all start with "k": no collision possible
 FORMAT_KEY = "@format"
 FORMAT = b"respkv-store 2"
+SYSTEM_TAG = "s"
 _APPLIED = struct.Struct("<QQ")
 _MAX_CHUNK = 1024  # rows per staging statement: 3072 parameters, well under SQLite's 32766
 _OP_DELETE, _OP_UPSERT, _OP_CLEAR = 0, 1, 2
@@ -176,6 +178,11 @@ class StateStore:
         self.flush()
         return scan_file(self.path)
 
+    def system(self) -> dict[str, bytes]:
+        """The system records as committed (see ``read_system``)."""
+        self.flush()
+        return read_system(self.path)
+
     # ---- writing -----------------------------------------------------------------
 
     def write_batch(
@@ -186,11 +193,15 @@ class StateStore:
         applied_term: int,
         items: dict[tuple[bytes, bytes], bytes | None] | None = None,
         cleared: Iterable[bytes] = (),
+        system: dict[str, bytes] | None = None,
     ) -> None:
         """Queue one transaction; returns without waiting for it. A key in both `upserts`
         and `deletes` ends up deleted. ``cleared`` keys lose all their item records first;
-        then ``items`` ((key, item) -> record, None to delete it) are written."""
+        then ``items`` ((key, item) -> record, None to delete it) are written; ``system``
+        records (name -> bytes) are written as given."""
         params: list[object] = []
+        for name, record in (system or {}).items():
+            params += (_OP_UPSERT, SYSTEM_TAG + name, record)
         for key in cleared:
             params += (_OP_CLEAR, *item_range(key))
         for key, value in upserts.items():
@@ -393,6 +404,25 @@ def scan_file(path: Path) -> tuple[int, int, Iterator[Record]]:
     return index, term, _records(path, conn)
 
 
+def read_system(path: Path) -> dict[str, bytes]:
+    """A store file's system records, name -> bytes; raises StoreFormatError."""
+    check_format(path)
+    conn = _connect_ro(path)
+    try:
+        rows = conn.execute(f'SELECT key, value FROM "{TABLE}" WHERE key >= ? AND key < ?',
+                            (SYSTEM_TAG, chr(ord(SYSTEM_TAG) + 1))).fetchall()
+    except sqlite3.Error as error:
+        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+    finally:
+        conn.close()
+    records = {}
+    for skey, value in rows:
+        if not isinstance(value, bytes):
+            raise StoreFormatError(f"the system record {skey[:40]!r} is not bytes")
+        records[skey[1:]] = value
+    return records
+
+
 def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
     fromhex = bytes.fromhex
     try:
@@ -411,7 +441,7 @@ def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
                         yield fromhex(key), fromhex(item), value
                 except ValueError:
                     raise StoreFormatError(f"bad key {skey[:40]!r}") from None
-            elif skey not in (APPLIED_KEY, FORMAT_KEY):
+            elif tag != SYSTEM_TAG and skey not in (APPLIED_KEY, FORMAT_KEY):
                 raise StoreFormatError(f"unexpected record {skey[:40]!r}")
     except sqlite3.Error as error:
         raise StoreFormatError(f"{path} cannot be read: {error}") from None

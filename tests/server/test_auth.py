@@ -103,14 +103,24 @@ def test_clients_with_a_password(node: Node) -> None:
     assert "NOAUTH" in refused.stdout + refused.stderr
 
 
-def test_failures_are_counted_and_logged(node: Node) -> None:
+def test_failures_are_counted_logged_and_slowed(node: Node) -> None:
     client = node.client()
     before = client.info("stats")["acl_access_denied_auth"]
-    with RawConn(node.port) as conn:
-        conn.send(resp("AUTH", "nope") * 10 + resp("HELLO", "2", "AUTH", "default", "nope") * 10)
-        assert all(str(r).startswith("WRONGPASS") for r in conn.replies(20))
-    assert client.info("stats")["acl_access_denied_auth"] == before + 20
+    with RawConn(node.port, timeout=60) as conn:
+        conn.send(resp("AUTH", "nope") * 3 + resp("HELLO", "2", "AUTH", "default", "nope") * 3)
+        assert all(str(r).startswith("WRONGPASS") for r in conn.replies(6))
+    assert client.info("stats")["acl_access_denied_auth"] == before + 6
     assert 1 <= node.log().count("refused AUTH") <= 2  # rate-limited
+    entry = client.execute_command("ACL", "LOG", "1")[0]
+    assert (entry[b"reason"], entry[b"object"], entry[b"username"]) == (b"auth", b"HELLO",
+                                                                         b"default")
+    # An address that keeps guessing has its refusals held back, one after the other.
+    started = time.monotonic()
+    with RawConn(node.port, timeout=60) as conn:
+        conn.send(resp("AUTH", "nope"))
+        assert str(conn.replies(1)[0]).startswith("WRONGPASS")
+    assert time.monotonic() - started >= 0.25
+    assert client.ping()  # the authenticated keep their speed
 
 
 def test_config_set_requirepass(node: Node) -> None:

@@ -118,9 +118,10 @@ class Recording(StateStore):
     batches: list[tuple[int, int, int]]
 
     def write_batch(self, upserts, deletes, applied_index, applied_term, items=None,
-                    cleared=()) -> None:
+                    cleared=(), system=None) -> None:
         self.batches.append((len(upserts), len(items or {}), len(list(cleared))))
-        super().write_batch(upserts, deletes, applied_index, applied_term, items, cleared)
+        super().write_batch(upserts, deletes, applied_index, applied_term, items, cleared,
+                            system)
 
 
 @pytest.mark.parametrize("kind", [HashValue, ListValue, SetValue, ZSetValue])

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,3 +313,31 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float,
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             on_timeout(i)
+
+
+@contextlib.contextmanager
+def redis_server(*args: str) -> Iterator[int]:
+    """A real redis-server on a free port, for differential tests: its port. Stopped by
+    its PID at the end."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is installed by make install"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", *args], stdout=subprocess.DEVNULL)
+    try:
+        probe = redis.Redis(port=port, socket_timeout=1)
+        wait_for(lambda: _answers(probe), timeout=10, what="redis-server to start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        client.execute_command("PING")
+    except redis.AuthenticationError:
+        return True  # started with a password: it answers
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    return True

@@ -99,7 +99,7 @@ def acl_deluser(server: ServerContext, session: Session,
 def acl_getuser(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     user = server.acl.users().get(_text(args[2]))
     if user is None:
-        raise RespError(f"ERR Can not find user '{_text(args[2])}' in ACL")
+        return None
     reply: dict[str, Reply] = {
         "flags": _flag_set(user),
         "passwords": list(user.passwords),
@@ -179,8 +179,10 @@ def acl_dryrun(server: ServerContext, session: Session, args: list[bytes]) -> Re
     call = args[3:]
     found = lookup(call[0])
     entry = entry_for(found, call) if found is not None and not found.internal else None
-    if found is None or entry is None or not found.arity_ok(len(call)):
+    if found is None or entry is None:
         raise RespError(f"ERR Command '{_text(args[3])}' not found")
+    if not entry.command.arity_ok(len(call)):
+        raise errors.wrong_arity(entry.full_name)
     reason, index = user.check(entry, call)
     if not reason:
         return OK

@@ -542,16 +542,39 @@ def applied(user: User, ops: Iterable[str]) -> User:
 
 def key_accesses(entry: Entry, args: Sequence[bytes]) -> list[tuple[int, int]]:
     """(argument index, permission needed) of each key of the call, from Redis' key
-    specs as getKeysFromCommandWithSpecs finds them; a spec without ACCESS, INSERT,
-    DELETE or UPDATE needs nothing of a pattern but that it matches."""
+    specs as getKeysFromCommandWithSpecs finds them (a spec that does not fit the call
+    means no keys at all: the command then answers its own error); a spec without
+    ACCESS, INSERT, DELETE or UPDATE needs nothing of a pattern but that it matches."""
     specs = key_specs(entry.command, entry.full_name)
     if not specs:
         return [(i, 0) for i in entry.command.key_positions(list(args)) if i < len(args)]
     found: list[tuple[int, int]] = []
     for spec in specs:
-        access = _access(spec.get("flags", ()))
-        found.extend((index, access) for index in _spec_positions(spec, args))
+        flags = [f.upper() for f in spec.get("flags", ())]
+        if "NOT_KEY" in flags:
+            continue  # a shard channel, checked as a channel
+        access = _access(flags)
+        if "VARIABLE_FLAGS" in flags:
+            access = _variable_access(entry.full_name, args, access)
+        positions = _spec_positions(spec, args)
+        if positions is None:
+            return []
+        found.extend((index, access) for index in positions)
     return found
+
+
+def _variable_access(name: str, args: Sequence[bytes], declared: int) -> int:
+    """What SET and BITFIELD need of a key depends on their options, as Redis' own
+    key finders for them say."""
+    words = [a.upper() for a in args[2:]]
+    if name == "set":
+        return WRITE | (READ if b"GET" in words[1:] else 0)
+    if name == "bitfield":
+        access = READ if b"GET" in words else 0
+        if b"SET" in words or b"INCRBY" in words:
+            access |= READ | WRITE
+        return access
+    return declared
 
 
 def _access(flags: Iterable[str]) -> int:
@@ -564,41 +587,58 @@ def _access(flags: Iterable[str]) -> int:
     return access
 
 
-def _spec_positions(spec: Mapping, args: Sequence[bytes]) -> list[int]:
+def _spec_positions(spec: Mapping, args: Sequence[bytes]) -> list[int] | None:
+    """The key positions one spec finds; [] when its keyword is absent, None when the
+    call does not fit it (Redis' invalid_spec)."""
     argc = len(args)
     begin = spec.get("begin_search", {})
     if begin.get("type") == "index":
         first = begin["spec"]["index"]
     elif begin.get("type") == "keyword":
-        keyword = begin["spec"]["keyword"].encode().upper()
-        start = begin["spec"]["startfrom"]
-        order = range(start, argc) if start >= 0 else range(argc + start, 0, -1)
-        first = next((i + 1 for i in order if 0 < i < argc and args[i].upper() == keyword),
-                     0)
+        keyword = str(begin["spec"]["keyword"]).encode().upper()
+        start_from = begin["spec"]["startfrom"]
+        start = start_from if start_from > 0 else argc + start_from
+        stop = argc - 1 if start_from > 0 else 0
+        step = 1 if start <= stop else -1
+        first = 0
+        for i in range(start, stop, step):
+            if i >= argc or i < 1:
+                break
+            if args[i].upper() == keyword:
+                first = i + 1
+                break
         if not first:
             return []
     else:
-        return []
+        return None
     find = spec.get("find_keys", {})
     inner = find.get("spec", {})
     if find.get("type") == "range":
-        last_key, step, limit = inner["lastkey"], inner["keystep"] or 1, inner["limit"]
-        if last_key >= 0:
-            last = first + last_key
-        elif limit <= 1:
-            last = argc + last_key
-        else:
-            last = first + (argc - first) // limit + last_key
-        return [i for i in range(first, min(last, argc - 1) + 1, step)]
-    if find.get("type") == "keynum":
-        try:
-            count = int(args[first + inner["keynumidx"]])
-        except (IndexError, ValueError):
-            return []
-        start = first + inner["firstkey"]
         step = inner["keystep"] or 1
-        return [i for i in range(start, start + count * step, step) if i < argc]
-    return []
+        if inner["lastkey"] >= 0:
+            last = first + inner["lastkey"]
+        elif not inner["limit"]:
+            last = argc + inner["lastkey"]
+        else:
+            last = first + (argc - first) // inner["limit"] + inner["lastkey"]
+    elif find.get("type") == "keynum":
+        step = inner["keystep"] or 1
+        at = first + inner["keynumidx"]
+        if inner["keynumidx"] >= argc or at >= argc:
+            return None
+        try:
+            count = int(args[at])
+        except ValueError:
+            return None
+        if count < 0:
+            return None
+        first += inner["firstkey"]
+        last = first + count - 1
+    else:
+        return None
+    if last >= argc or last < first or first >= argc:
+        return None
+    return list(range(first, last + 1, step))
 
 
 _CHANNEL_COMMANDS = {"publish": "one", "spublish": "one", "subscribe": "all",

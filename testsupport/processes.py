@@ -110,14 +110,18 @@ class Node:
 
 def raft_info(node: Node, timeout: float = 1.0) -> dict[str, str]:
     """A node's ``INFO raft`` as strings (raises if it does not answer in time)."""
-    return parse_info(command(node.port, "INFO", "raft", timeout=timeout))
+    return parse_info(command(node.port, "INFO", "raft", timeout=timeout,
+                              password=node.password))
 
 
-def command(port: int, *args: object, timeout: float = 5.0, protocol: int = 2) -> object:
-    """One command on a fresh connection, the reply as the server sent it (no
-    redis-py reply callbacks); error replies are raised as redis errors."""
+def command(port: int, *args: object, timeout: float = 5.0, protocol: int = 2,
+            password: str = "") -> object:
+    """One command on a fresh connection (after AUTH, given a password), the reply as
+    the server sent it (no redis-py reply callbacks); error replies are raised as redis
+    errors."""
     conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=timeout,
-                            socket_connect_timeout=timeout, protocol=protocol)
+                            socket_connect_timeout=timeout, protocol=protocol,
+                            password=password or None)
     try:
         conn.send_command(*args)
         return conn.read_response()

@@ -14,6 +14,7 @@ parses the arguments and shapes the replies.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
@@ -281,6 +282,14 @@ def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> 
             raise RespError(f"ERR invalid address '{address}'") from None
     proof = args[5].decode("ascii", "replace")
     return server.cluster.join(node_id, addresses, proof, _group_option(server, args, 6))
+
+
+@_sub("propose", -5, ("noauth",))  # its proof made with the cluster secret authenticates it
+def cluster_propose(server: ServerContext, session: Session,
+                    args: list[bytes]) -> Awaitable[Reply]:
+    """CLUSTER PROPOSE stamp proof entry...: a change of what every node enforces (the
+    users), forwarded by another node to the first group's leader."""
+    return server.cluster.propose_forwarded(args[2], args[3], args[4:])
 
 
 @_sub("token", 2, ("admin",))

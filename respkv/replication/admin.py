@@ -30,7 +30,7 @@ from respkv.replication.outcomes import (
     ReplicationError,
     Unavailable,
 )
-from respkv.replication.peerauth import JOIN_REFUSED, join_proof, same
+from respkv.replication.peerauth import JOIN_REFUSED, change_proof, join_proof, same
 from respkv.replication.rpc import ask
 from respkv.replication.slots import key_slot, slot_ranges
 
@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 FORWARD_ATTEMPTS = 5  # a forwarded change follows MOVED, or waits out an election
 RETRY_PAUSE = 0.2
 HAND_OVER_WAIT = 2.0  # seconds a leaving leader waits for its successor to be known
+# A forwarded change (CLUSTER PROPOSE) is taken this long after it was made, and once.
+PROPOSE_WINDOW_MS = 60_000
+# The entries another node may forward to this one to propose: the cluster's users.
+FORWARDABLE = frozenset({b"respkv.acl"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class PeerView:
 class ClusterAdmin:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
+        self._proofs_seen: dict[str, int] = {}  # CLUSTER PROPOSE proofs taken, and when
 
     @property
     def node_id(self) -> str:
@@ -275,12 +280,61 @@ class ClusterAdmin:
         await group.change_membership(ConfChangeType.REMOVE, node_id, None)
         return b"OK"
 
+    # -- what every node enforces --------------------------------------------------
+
+    async def propose_everywhere(self, change: list[bytes]) -> Reply:
+        """An entry that concerns the whole cluster (its users), proposed to the first
+        group: here if this node leads it, else sent to its leader (CLUSTER PROPOSE,
+        following MOVED) with a proof made with the cluster secret. Its applied reply,
+        or the leader's refusal as a RespError."""
+        group = self.node.groups[0]
+        last: ReplicationError = NotLeader(None)
+        for _ in range(FORWARD_ATTEMPTS):
+            try:
+                if group.is_leader():
+                    return await group.propose(change)
+                target = group.leader_client_address()
+                if target is not None:
+                    stamp = b"%d" % int(time.time() * 1000)
+                    proof = change_proof(self.node.secret, self.cluster_id, stamp, change)
+                    return await ask(target, [b"CLUSTER", b"PROPOSE", stamp, proof.encode(),
+                                              *change])
+            except ReplicationError as error:  # lost the lead meanwhile, an election
+                last = error
+            await asyncio.sleep(RETRY_PAUSE)
+        raise last
+
+    async def propose_forwarded(self, stamp: bytes, proof: bytes,
+                                change: list[bytes]) -> Reply:
+        """CLUSTER PROPOSE: a change another node forwards, taken if its proof holds,
+        it is recent and new, and this node leads the first group."""
+        if not change or change[0] not in FORWARDABLE:
+            raise MembershipRefused("this change cannot be forwarded")
+        try:
+            made = int(stamp)
+        except ValueError:
+            raise MembershipRefused("bad time stamp") from None
+        now = int(time.time() * 1000)
+        expected = change_proof(self.node.secret, self.cluster_id, stamp, change)
+        seen = self._proofs_seen
+        for old in [p for p, at in seen.items() if at < now - 2 * PROPOSE_WINDOW_MS]:
+            del seen[old]
+        if not same(expected, proof) or abs(now - made) > PROPOSE_WINDOW_MS \
+                or expected in seen:
+            logger.warning("refused a forwarded change without a fresh proof")
+            raise MembershipRefused("forwarded change refused: no valid, fresh proof")
+        group = self.node.groups[0]
+        self._must_lead(group)
+        seen[expected] = now
+        return await group.propose(change)
+
     # -- on each group's leader -------------------------------------------------------
 
-    async def _on_leader(self, group: RaftGroup, local: Callable[[], Awaitable[bytes]],
-                         forward: list[bytes]) -> bytes:
+    async def _on_leader(self, group: RaftGroup, local: Callable[[], Awaitable[Reply]],
+                         forward: list[bytes]) -> Reply:
         """Run ``local`` if this node leads ``group``, else send ``forward`` to the
         leader; follow a hand-over and wait out elections, a few times."""
+        password = self.node.config.requirepass
         last: ReplicationError = NotLeader(None)
         for _ in range(FORWARD_ATTEMPTS):
             try:
@@ -288,13 +342,12 @@ class ClusterAdmin:
                     return await local()
                 target = group.leader_client_address()
                 if target is not None:
-                    return await _forward(target, forward, self.node.config.requirepass)
+                    return await _forward(target, forward, password)
             except NotLeader as moved:  # this node handed over meanwhile
                 last = moved
                 if moved.leader is not None:
                     try:
-                        return await _forward(moved.leader, forward,
-                                              self.node.config.requirepass)
+                        return await _forward(moved.leader, forward, password)
                     except ReplicationError as error:
                         last = error
             except ReplicationError as error:

@@ -126,6 +126,12 @@ def join_proof(secret: bytes, cluster_id: str, node_id: str, raft: str, client: 
                 raft.encode(), client.encode()).hex()
 
 
+def change_proof(secret: bytes, cluster_id: str, stamp: bytes, change: list[bytes]) -> str:
+    """A node's proof that it asks for ``change`` at ``stamp`` (ms since the epoch)."""
+    return _mac(secret, b"respkv change", cluster_id.encode(), stamp,
+                *(b"%d:%s" % (len(part), part) for part in change)).hex()
+
+
 def same(expected: bytes | str, given: bytes | str) -> bool:
     if isinstance(expected, str):
         expected = expected.encode()

@@ -3,8 +3,8 @@
 The users are the first group's (respkv.commands.acl_store): every node reads the
 same record from its own copy of that group, so a change applied there is enforced
 by every node. The default user, until an ACL command defines it for the cluster, is
-this node's ``requirepass`` user. Changes are proposed to the first group's leader;
-elsewhere they get ``-MOVED``, as any write does.
+this node's ``requirepass`` user. A change made on any node is proposed to the first
+group's leader (forwarded there with a proof made with the cluster secret).
 
 Failed AUTHs are counted, logged (rate-limited) and put in the ACL log; an address
 that keeps failing gets its refusals held back a little longer each time.
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from respkv.commands.context import Session
 from respkv.commands.table import Command
 from respkv.config import Config
 from respkv.protocol.reply import Reply, RespError
+from respkv.replication.admin import ClusterAdmin
 from respkv.replication.peerauth import RefusalLog
-from respkv.server.refusals import moved
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ CHANNEL_DENIED = RespError("NOPERM this user has no permissions to access one of
 
 class AccessControl:
     def __init__(self, config: Config, sessions: Callable[[], Iterable[Session]],
-                 count_failure: Callable[[], None]) -> None:
+                 count_failure: Callable[[], None], cluster: ClusterAdmin) -> None:
         self.config = config
+        self.cluster = cluster
         self.sessions = sessions
         self.count_failure = count_failure
         self.group: Any = None  # the first Raft group, once the node has opened it
@@ -126,12 +127,9 @@ class AccessControl:
         self.refresh()
         return self._users[DEFAULT_USER]
 
-    def change(self, change: list[bytes]) -> asyncio.Future[Reply]:
-        group = self.group
-        if group is None or not group.is_leader():
-            address = group.leader_client_address() if group is not None else None
-            raise moved(0, address)
-        return group.propose([b"respkv.acl", *change])
+    def change(self, change: list[bytes]) -> Awaitable[Reply]:
+        """Proposed to the first group, through its leader wherever that is."""
+        return self.cluster.propose_everywhere([b"respkv.acl", *change])
 
     # -- checks --------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class Server:
         self.pubsub = PubSubHub(self._broadcast)
         self.blocked = BlockedPops(self.router, self.stats)
         self.scripts = ScriptRunner(self.router, config)
-        self.access = AccessControl(config, self.sessions, self._auth_failed)
+        self.access = AccessControl(config, self.sessions, self._auth_failed, self.cluster)
         self.context = ServerContext(config, self.stats, self.sessions, self.cluster,
                                      self.info.text, self.request_shutdown, self.pubsub,
                                      self.blocked.unblock, self.scripts, self.access)

@@ -237,13 +237,13 @@ def test_users_survive_a_restart(tmp_path_factory: pytest.TempPathFactory) -> No
         assert node.stop() == 0, node.log()
         node.start()
         assert node.client().execute_command("ACL", "LIST") == [
-            b"user default on #" + b"8c6976e5b5410415bde908bd4dee15dfb167a9c873fc4bb8a81f6f2ab448a918"
-            + b" ~* &* +@all",
+            b"user default on #8c6976e5b5410415bde908bd4dee15dfb167a9c873fc4bb8a81f6f2ab448a918"
+            b" ~* &* +@all",
             b"user keeper on #30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4"
             b" ~k* resetchannels -@all +get"]
         keeper = node.client(username="keeper", password="pw")
         assert keeper.get("k1") is None
-        with pytest.raises(redis.exceptions.NoPermissionError, match="no permissions to run the 'set'"):
+        with pytest.raises(redis.exceptions.NoPermissionError, match="to run the 'set'"):
             keeper.set("k1", "v")
     finally:
         node.stop()

@@ -54,6 +54,8 @@ class Config:
     # Users in ACL file form, read at start (a cluster with no users of its own takes
     # them), by ACL LOAD (proposed to the whole cluster) and written by ACL SAVE.
     aclfile: str = ""
+    # While the default user has no password, answer only loopback clients (Redis').
+    protected_mode: bool = True
     # DEBUG: refused (no), allowed (yes), or allowed from loopback clients only (local).
     enable_debug_command: str = "no"
     timeout: int = 0  # close idle clients after N seconds; 0 = never

@@ -17,6 +17,7 @@ from respkv.commands.subcommands import subcommand
 from respkv.commands.table import COMMANDS, Command, Kind, command, lookup
 from respkv.config import ConfigError
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
+from respkv.replication.addresses import is_loopback
 
 # -- COMMAND: the table, documented by respkv.commands.docs -------------------------
 #
@@ -315,7 +316,7 @@ def shutdown(server: ServerContext, session: Session, args: list[bytes]) -> Repl
          family="server")
 def debug(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     allowed = server.config.enable_debug_command
-    if allowed == "no" or (allowed == "local" and not _is_loopback(session.addr)):
+    if allowed == "no" or (allowed == "local" and not is_loopback(session.addr.rpartition(":")[0])):
         raise DEBUG_REFUSED
     sub = args[1].upper()
     if sub == b"SLEEP" and len(args) == 3:
@@ -337,11 +338,6 @@ DEBUG_REFUSED = RespError(
     "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", "
     "you can run it from a local connection, otherwise you need to set this option in the "
     "configuration file, and then restart the server.")
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
 
 
 async def _sleep(seconds: float) -> Reply:

@@ -76,3 +76,10 @@ class AddressBook:
             return {n: Addresses(f["raft"], f["client"]) for n, f in fields.items()}
         except (ValueError, KeyError, TypeError, AttributeError):
             return {}
+
+
+def is_loopback(host: str) -> bool:
+    """A host name or address of this machine's loopback interface."""
+    host = host.strip("[]")
+    return host.startswith("127.") or host in ("::1", "localhost") \
+        or host.startswith("::ffff:127.")

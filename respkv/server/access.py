@@ -34,6 +34,7 @@ from respkv.commands.context import Session
 from respkv.commands.table import Command
 from respkv.config import Config
 from respkv.protocol.reply import Reply, RespError
+from respkv.replication.addresses import is_loopback
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.peerauth import RefusalLog
 
@@ -46,6 +47,21 @@ _FAILURE_WINDOW = 60.0
 _DELAY_STEP = 0.25  # seconds added per failure past the free ones
 _MAX_DELAY = 2.0
 _MAX_TRACKED = 10_000  # addresses remembered for the delay
+
+PROTECTED = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you "
+    b"may adopt one of the following solutions: 1) Just disable protected mode sending the "
+    b"command 'CONFIG SET protected-mode no' from the loopback interface by connecting to "
+    b"Redis from the same host the server is running, however MAKE SURE Redis is not "
+    b"publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change "
+    b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
+    b"Redis configuration file, and setting the protected mode option to 'no', and then "
+    b"restarting the server. 3) If you started the server manually just for testing, "
+    b"restart it with the '--protected-mode no' option. 4) Set up an authentication "
+    b"password for the default user. NOTE: You only need to do one of the above things in "
+    b"order for the server to start accepting connections from the outside.\r\n")
 
 KEY_DENIED = RespError("NOPERM this user has no permissions to access one of the keys "
                        "used as arguments")
@@ -158,6 +174,14 @@ class AccessControl:
         self.refresh()
         return session.user.unrestricted or session.user.channel_ok(channel, literal)
 
+    def protected_refusal(self, peer_host: str) -> bytes | None:
+        """Protected mode, as Redis: while the default user needs no password, only
+        loopback clients are answered; the others are told why and closed."""
+        if not self.config.protected_mode or is_loopback(peer_host):
+            return None
+        default = self.default()
+        return PROTECTED if default.nopass and default.enabled else None
+
     # -- AUTH ------------------------------------------------------------------------
 
     def authenticate(self, session: Session, name: bytes, password: bytes,
@@ -263,4 +287,3 @@ class AccessControl:
                                                                          self.config.aclfile})
                     return
             await asyncio.sleep(0.5)
-

@@ -121,6 +121,12 @@ class Client(asyncio.Protocol):
             transport.close()
             self.closing = True
             return
+        refusal = self.host.access.protected_refusal(str(peer[0]))
+        if refusal is not None:
+            transport.write(refusal)
+            transport.close()  # type: ignore[attr-defined]
+            self.closing = True
+            return
         limit = self.host.config.client_output_buffer_limit
         self.transport.set_write_buffer_limits(high=min(limit, 1 << 20))
 

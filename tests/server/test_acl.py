@@ -13,6 +13,8 @@ from rawconn import RawConn, resp
 
 from respkv.commands.acl_users import entries
 from respkv.commands.docs import redis_references
+from respkv.config import Config
+from respkv.server.access import PROTECTED, AccessControl
 from testsupport.ports import free_port
 from testsupport.processes import Node, redis_server
 
@@ -247,3 +249,17 @@ def test_users_survive_a_restart(tmp_path_factory: pytest.TempPathFactory) -> No
             keeper.set("k1", "v")
     finally:
         node.stop()
+
+
+def test_protected_mode_answers_only_loopback_while_there_is_no_password() -> None:
+    def refusal(host: str, **settings: object) -> bytes | None:
+        access = AccessControl(Config(**settings), list, lambda: None, cluster=None)
+        return access.protected_refusal(host)
+
+    assert refusal("10.1.2.3") == PROTECTED
+    assert refusal("2001:db8::1") == PROTECTED
+    assert PROTECTED.startswith(b"-DENIED Redis is running in protected mode")
+    for local in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+        assert refusal(local) is None
+    assert refusal("10.1.2.3", requirepass="pw") is None
+    assert refusal("10.1.2.3", protected_mode=False) is None

@@ -179,9 +179,15 @@ class StateStore:
         return scan_file(self.path)
 
     def system(self) -> dict[str, bytes]:
-        """The system records as committed (see ``read_system``)."""
-        self.flush()
-        return read_system(self.path)
+        """The system records as committed, read through the store's own connection
+        (after everything queued before)."""
+        self._check_usable()
+        try:
+            rows = list(self._db.conn.select(_SYSTEM_ROWS, _SYSTEM_RANGE))
+        except Exception as err:  # raised by sqlitedict's thread
+            self._failed = err
+            raise StoreError(f"state store {self.path} failed: {err!r}") from err
+        return _system_records(rows)
 
     # ---- writing -----------------------------------------------------------------
 
@@ -404,17 +410,24 @@ def scan_file(path: Path) -> tuple[int, int, Iterator[Record]]:
     return index, term, _records(path, conn)
 
 
+_SYSTEM_ROWS = f'SELECT key, value FROM "{TABLE}" WHERE key >= ? AND key < ?'
+_SYSTEM_RANGE = (SYSTEM_TAG, chr(ord(SYSTEM_TAG) + 1))
+
+
 def read_system(path: Path) -> dict[str, bytes]:
     """A store file's system records, name -> bytes; raises StoreFormatError."""
     check_format(path)
     conn = _connect_ro(path)
     try:
-        rows = conn.execute(f'SELECT key, value FROM "{TABLE}" WHERE key >= ? AND key < ?',
-                            (SYSTEM_TAG, chr(ord(SYSTEM_TAG) + 1))).fetchall()
+        rows = conn.execute(_SYSTEM_ROWS, _SYSTEM_RANGE).fetchall()
     except sqlite3.Error as error:
         raise StoreFormatError(f"{path} cannot be read: {error}") from None
     finally:
         conn.close()
+    return _system_records(rows)
+
+
+def _system_records(rows: Iterable[tuple[str, object]]) -> dict[str, bytes]:
     records = {}
     for skey, value in rows:
         if not isinstance(value, bytes):

@@ -23,6 +23,7 @@ from respkv.storage.store import (
     decode_key,
     encode_key,
     read_file,
+    read_system,
     scan_file,
 )
 
@@ -311,3 +312,18 @@ def test_item_records_are_written_deleted_and_cleared_by_key(tmp_path: Path) -> 
     expected[b"a", b"new"] = b"n"
     assert items_of(path) == expected
     assert reopened(path)[2] == {key: b"h" for key in keys if key != b"ab"}
+
+
+def test_system_records_are_kept_beside_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    with StateStore(path) as store:
+        store.write_batch({b"k": b"v"}, [], 3, 1, system={"acl": b"user a off"})
+        assert store.system() == {"acl": b"user a off"}
+        store.write_batch({}, [], 4, 1, system={"acl": b""})
+        store.flush()
+        assert store.system() == {"acl": b""}
+        assert store.load() == (4, 1, {b"k": b"v"})  # not a key
+    copy = tmp_path / "copy.sqlite"
+    with StateStore(path) as store:
+        store.snapshot_to(copy)
+    assert read_system(copy) == {"acl": b""}

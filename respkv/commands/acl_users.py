@@ -369,16 +369,14 @@ class User:
     passwords: list[str] = field(default_factory=list)  # SHA-256 hex
     root: Selector = field(default_factory=Selector)
     selectors: list[Selector] = field(default_factory=list)
+    # Runs anything on any key and channel, so no call needs a check: kept up to date
+    # by apply (the only way rules change), read before every command.
+    unrestricted: bool = False
 
     def copy(self, name: str | None = None) -> User:
         return User(name or self.name, self.enabled, self.nopass, self.sanitize,
-                    list(self.passwords), self.root.copy(), [s.copy() for s in self.selectors])
-
-    @property
-    def unrestricted(self) -> bool:
-        """Runs anything on any key and channel: no check needed."""
-        root = self.root
-        return root.all_commands and root.all_keys and root.all_channels
+                    list(self.passwords), self.root.copy(), [s.copy() for s in self.selectors],
+                    self.unrestricted)
 
     def all_selectors(self) -> Iterator[Selector]:
         yield self.root
@@ -388,6 +386,13 @@ class User:
 
     def apply(self, op: str) -> None:
         """One ACL SETUSER rule; raises AclError with Redis' reason."""
+        try:
+            self._apply(op)
+        finally:
+            root = self.root
+            self.unrestricted = root.all_commands and root.all_keys and root.all_channels
+
+    def _apply(self, op: str) -> None:
         if not op:
             return
         lower = op.lower()

@@ -37,6 +37,7 @@ from respkv.protocol.reply import Reply, RespError
 from respkv.replication.addresses import is_loopback
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.peerauth import RefusalLog
+from respkv.state.keyspace import Keyspace
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ class AccessControl:
         self.sessions = sessions
         self.count_failure = count_failure
         self.group: Any = None  # the first Raft group, once the node has opened it
+        self.keyspace: Any = Keyspace()  # its keyspace, which holds the users' record
         self.version = -1  # the record version and requirepass the users were built for
-        self._requirepass: str | None = None
+        self.requirepass: str | None = None
         self._defined: dict[str, User] = {}
         self._users: dict[str, User] = {DEFAULT_USER: default_user(config.requirepass)}
         self.log: deque[dict[str, Any]] = deque()
@@ -90,6 +92,7 @@ class AccessControl:
     def start(self, group: Any) -> None:
         """Read the users from the first group (once the node has opened its groups)."""
         self.group = group
+        self.keyspace = group.keyspace
         self.refresh()
 
     # -- the users -----------------------------------------------------------------
@@ -97,13 +100,13 @@ class AccessControl:
     def refresh(self) -> None:
         """Rebuild the users if the record or requirepass changed since the last call.
         Cheap when nothing did: run before every check."""
-        group = self.group
-        version = group.keyspace.system_version if group is not None else 0
-        if version == self.version and self.config.requirepass is self._requirepass:
+        keyspace = self.keyspace
+        if keyspace.system_version == self.version and \
+                self.config.requirepass is self.requirepass:
             return
-        self.version = version
-        self._requirepass = self.config.requirepass
-        record = group.keyspace.system.get(acl_store.RECORD) if group is not None else None
+        self.version = keyspace.system_version
+        self.requirepass = self.config.requirepass
+        record = keyspace.system.get(acl_store.RECORD)
         self._defined = acl_store.stored_users(record)
         users = dict(self._defined)
         users.setdefault(DEFAULT_USER, default_user(self.config.requirepass))

@@ -138,7 +138,9 @@ class Dispatcher:
         if not client.authenticated and not command.flagged(args, "noauth"):
             return self._refuse(client, NOAUTH)
         access = self.access
-        access.refresh()
+        if access.keyspace.system_version != access.version \
+                or access.requirepass is not self.config.requirepass:
+            access.refresh()  # the users changed: sessions now have their new rules
         if not client.user.unrestricted:
             refusal = access.check(client, command, args,
                                    "multi" if client.transaction is not None else "toplevel")

@@ -53,17 +53,23 @@ def main() -> None:
 @click.option("--read-consistency", type=click.Choice(["linearizable", "lease", "stale"]))
 @click.option("--shards", type=int,
               help="Raft groups of a new cluster (default 3; a joining node takes the cluster's).")
+@click.option("--tls-port", type=int, help="TLS client port (0: none; --port 0 leaves only it).")
+@click.option("--tls-cert-file", help="This node's certificate (PEM).")
+@click.option("--tls-key-file", help="Its private key (PEM).")
+@click.option("--tls-ca-cert-file", help="The CA that client and peer certificates must have.")
+@click.option("--tls-auth-clients", type=click.Choice(["yes", "no", "optional"]),
+              help="Client certificates on the TLS port: required (default), checked if "
+              "given, or not asked for.")
+@click.option("--tls-cluster", is_flag=True, default=None,
+              help="Mutual TLS on the Raft port (every node of the cluster needs it).")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other directive, as in the config file.")
 def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **flags) -> None:
     """Run a node, like redis-server: CONFIG_FILE, then flags, win in that order."""
     flags["dir"] = dir_
     try:
-        config = Config.load(config_file, flags)
-        for item in extra:
-            name, _, value = item.partition("=")
-            config.set(name, value)
-        config.validate()
+        settings = [(name, value) for name, _, value in (item.partition("=") for item in extra)]
+        config = Config.load(config_file, flags, settings)
     except (ConfigError, OSError, ValueError) as error:
         raise click.UsageError(str(error)) from None
     logs.setup(config.node_id, config.log_level, config.log_format)
@@ -71,11 +77,12 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
     from respkv.replication.identity import NodeRefused
     from respkv.server.server import DirectoryLocked, Server
     from respkv.storage.store import StoreFormatError
+    from respkv.tlsconfig import TlsError
 
     POLICY.install()
     try:
         run_async(Server(config).serve())
-    except (DirectoryLocked, NodeRefused, StoreFormatError) as error:
+    except (DirectoryLocked, NodeRefused, StoreFormatError, TlsError) as error:
         logger.error("%s", error)
         sys.exit(1)
     except OSError as error:

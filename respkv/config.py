@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from respkv.faults import Faults, FaultsError
+from respkv.tlsconfig import AUTH_CLIENTS, TlsError, TlsFiles, protocol_range
 
 
 class ConfigError(ValueError):
@@ -88,6 +89,20 @@ class Config:
     # fsyncs every acknowledged write whatever they say.
     save: str = ""
     appendonly: str = "no"
+    # TLS, by Redis' directives (respkv.tlsconfig): a second client listener on
+    # tls-port (port 0 leaves only that one); tls-cluster puts the Raft port in mutual
+    # TLS; tls-replication sends this node's calls to other nodes' client ports (join,
+    # forwarded membership changes) to their TLS ports.
+    tls_port: int = 0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_cert_file: str = ""
+    tls_ca_cert_dir: str = ""
+    tls_auth_clients: str = "yes"  # yes | no | optional: client certificates
+    tls_cluster: bool = False
+    tls_replication: bool = False
+    tls_protocols: str = ""  # e.g. "TLSv1.2 TLSv1.3"; empty: TLSv1.2 and up
+    tls_ciphers: str = ""
     # Test only: deliberately broken behaviour (see respkv.faults). Never in production.
     unsafe_test_faults: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -98,9 +113,9 @@ class Config:
     def validate(self) -> None:
         """Fill the derived defaults (raft port, node id) and check the values."""
         if not self.raft_port:
-            self.raft_port = self.port + 10000
+            self.raft_port = (self.port or self.tls_port) + 10000
         if not self.node_id:
-            self.node_id = f"n{self.port}"
+            self.node_id = f"n{self.port or self.tls_port}"
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
         if self.read_consistency not in ("linearizable", "lease", "stale"):
@@ -109,12 +124,40 @@ class Config:
             raise ConfigError("enable-debug-command must be no, yes or local")
         if not 1 <= self.shards <= 1024:
             raise ConfigError("shards must be between 1 and 1024")
-        if not 0 < self.port < 65536 or not 0 < self.raft_port < 65536:
+        if not 0 <= self.port < 65536 or not 0 < self.raft_port < 65536 \
+                or not 0 <= self.tls_port < 65536:
             raise ConfigError("port out of range")
+        if not self.port and not self.tls_port:
+            raise ConfigError("port 0 needs a tls-port: the node would have no client port")
+        self._check_tls()
         try:
             self._faults = Faults.parse(self.unsafe_test_faults)
         except FaultsError as error:
             raise ConfigError(str(error)) from None
+
+    def _check_tls(self) -> None:
+        if self.tls_auth_clients not in AUTH_CLIENTS:
+            raise ConfigError("tls-auth-clients must be yes, no or optional")
+        wanted = [name for name, on in (("tls-port", self.tls_port),
+                                        ("tls-cluster", self.tls_cluster),
+                                        ("tls-replication", self.tls_replication)) if on]
+        if wanted and not (self.tls_cert_file and self.tls_key_file):
+            raise ConfigError(f"{wanted[0]} needs tls-cert-file and tls-key-file")
+        verifies = (self.tls_cluster or self.tls_replication
+                    or (self.tls_port and self.tls_auth_clients != "no"))
+        if verifies and not (self.tls_ca_cert_file or self.tls_ca_cert_dir):
+            raise ConfigError("Either tls-ca-cert-file or tls-ca-cert-dir must be specified "
+                              "when tls-cluster, tls-replication or tls-auth-clients are "
+                              "enabled")
+        try:
+            protocol_range(self.tls_protocols)
+        except TlsError as error:
+            raise ConfigError(str(error)) from None
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        return TlsFiles(self.tls_cert_file, self.tls_key_file, self.tls_ca_cert_file,
+                        self.tls_ca_cert_dir, self.tls_protocols, self.tls_ciphers)
 
     @property
     def faults(self) -> Faults:
@@ -123,7 +166,18 @@ class Config:
 
     @property
     def client_address(self) -> str:
-        return self.advertise or f"{self.bind}:{self.port}"
+        """Where plain clients are sent; with port 0, the TLS port (as Redis falls back)."""
+        if self.advertise:
+            return self.advertise
+        return f"{self.bind}:{self.port}" if self.port else self.tls_client_address
+
+    @property
+    def tls_client_address(self) -> str:
+        """Where TLS clients are sent: the advertised host (or bind), tls-port; "" without."""
+        if not self.tls_port:
+            return ""
+        host = self.advertise.rpartition(":")[0] if self.advertise else self.bind
+        return f"{host}:{self.tls_port}"
 
     @property
     def raft_address(self) -> str:
@@ -164,15 +218,22 @@ class Config:
         return [f.replace("_", "-") for f in _FIELDS if f not in _HIDDEN]
 
     @classmethod
-    def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
+    def load(cls, path: str | None, overrides: dict[str, Any],
+             settings: list[tuple[str, str]] | None = None) -> Config:
+        """The file's directives, then ``overrides`` (typed flags), then ``settings``
+        (``name value`` pairs, as --set gives them), each winning over the one before;
+        checked once all are in (port 0 is valid only beside a tls-port)."""
         values: dict[str, Any] = {}
-        if path:
-            scratch = cls()
-            for name, value in read_conf_file(Path(path)):
-                scratch.set(name, value)
-                attr = name.lower().replace("-", "_")
-                values[attr] = getattr(scratch, attr)
+        scratch = cls()
+        for name, value in read_conf_file(Path(path)) if path else []:
+            scratch.set(name, value)
+            attr = name.lower().replace("-", "_")
+            values[attr] = getattr(scratch, attr)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name, value in settings or []:
+            scratch.set(name, value)
+            attr = name.lower().replace("-", "_")
+            values[attr] = getattr(scratch, attr)
         return cls(**values)
 
 

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "logs": 0,
     "gcpolicy": 0,
     "background": 0,
+    "tlsconfig": 0,
     "protocol": 0,
     "config": 1,
     "raft": 1,

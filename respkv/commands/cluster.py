@@ -52,8 +52,11 @@ def _led_ranges(shards: list[Shard], node: str) -> list[tuple[int, int]]:
     return merged
 
 
-def _client_endpoint(member: Member) -> tuple[str, int]:
-    return split_address(member.addresses.client)
+def _client_endpoint(member: Member, tls: bool = False) -> tuple[str, int]:
+    """Where a client goes; one on TLS to the node's TLS port, when it has one (as Redis
+    shows TLS clients TLS ports)."""
+    addresses = member.addresses
+    return split_address(addresses.tls if tls and addresses.tls else addresses.client)
 
 
 @command("cluster", -2, Kind.SERVER, family="cluster", since="3.0.0")
@@ -165,15 +168,16 @@ def cluster_slots(server: ServerContext, session: Session, args: list[bytes]) ->
         first = shard.first_slot
         if shard.leader in announce:
             announce.discard(shard.leader)
-            heads.append([first, first, _slot_node(listed[shard.name][0])])
+            heads.append([first, first, _slot_node(listed[shard.name][0], session.tls)])
             first += 1
         if first <= shard.last_slot:
-            entries.append([first, shard.last_slot, *map(_slot_node, listed[shard.name])])
+            entries.append([first, shard.last_slot,
+                            *(_slot_node(m, session.tls) for m in listed[shard.name])])
     return heads + entries
 
 
-def _slot_node(member: Member) -> list:
-    host, port = _client_endpoint(member)
+def _slot_node(member: Member, tls: bool) -> list:
+    host, port = _client_endpoint(member, tls)
     return [host, port, cluster_node_id(member.node_id), []]
 
 
@@ -189,9 +193,14 @@ def cluster_shards(server: ServerContext, session: Session, args: list[bytes]) -
             health = server.cluster.peer(member.node_id).health
             offset = shard.applied_index if member.node_id == me else matches.get(
                 member.node_id, 0)
+            node: dict[str, object] = {"id": cluster_node_id(member.node_id)}
+            tls = member.addresses.tls
+            if member.addresses.client != tls:  # a node with port 0 has no plain port
+                node["port"] = port
+            if tls:
+                node["tls-port"] = split_address(tls)[1]
             nodes.append({
-                "id": cluster_node_id(member.node_id),
-                "port": port,
+                **node,
                 "ip": host,
                 "endpoint": host,
                 "role": "master" if member.node_id == shard.leader else "replica",
@@ -204,10 +213,10 @@ def cluster_shards(server: ServerContext, session: Session, args: list[bytes]) -
 
 @_sub("nodes", 2)
 def cluster_nodes(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    return Verbatim("".join(line + "\n" for line in _node_lines(server)))
+    return Verbatim("".join(line + "\n" for line in _node_lines(server, session.tls)))
 
 
-def _node_lines(server: ServerContext) -> list[str]:
+def _node_lines(server: ServerContext, tls: bool = False) -> list[str]:
     """One line per node, Redis Cluster's format. A node is shown as a master of the
     ranges it leads, or (leading none) as a replica of the first group's leader: a
     line has one role, so a leader's place as a replica of the other groups is not
@@ -219,7 +228,7 @@ def _node_lines(server: ServerContext) -> list[str]:
     epoch = max(s.term for s in shards)
     lines = []
     for node, member in _all_members(shards).items():
-        host, port = _client_endpoint(member)
+        host, port = _client_endpoint(member, tls)
         _, raft_port = split_address(member.addresses.raft)
         ranges = _led_ranges(shards, node)
         peer = server.cluster.peer(node)
@@ -238,7 +247,7 @@ def _node_lines(server: ServerContext) -> list[str]:
 @_sub("replicas", 3, ("admin", "stale"))
 def cluster_replicas(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     wanted = args[2].decode("latin-1")
-    lines = _node_lines(server)
+    lines = _node_lines(server, session.tls)
     if not any(line.startswith(wanted + " ") and " master " in line for line in lines):
         raise RespError(f"ERR Unknown node {args[2].decode('utf-8', 'replace')}")
     return [line + "\n" for line in lines if f" slave {wanted} " in line]
@@ -270,18 +279,37 @@ def _group_name(server: ServerContext, raw: bytes) -> str:
 
 @_sub("join", -6, ("noauth",))  # its proof of the join token is its authentication
 def cluster_join(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    """CLUSTER JOIN node-id raft-host:port client-host:port proof [GROUP name]: add the
-    node to every group (or to one, on its leader). ``proof`` shows it holds the join
-    token (respkv.replication.peerauth.join_proof)."""
+    """CLUSTER JOIN node-id raft-host:port client-host:port proof [TLS host:port]
+    [GROUP name]: add the node (with its TLS client address, if it has a tls-port) to
+    every group (or to one, on its leader). ``proof`` shows it holds the join token
+    (respkv.replication.peerauth.join_proof)."""
     node_id = args[2].decode("utf-8", "replace")
-    addresses = Addresses(args[3].decode("utf-8", "replace"), args[4].decode("utf-8", "replace"))
-    for address in (addresses.raft, addresses.client):
+    tls, group = _join_options(server, args[6:])
+    addresses = Addresses(args[3].decode("utf-8", "replace"), args[4].decode("utf-8", "replace"),
+                          tls)
+    for address in (addresses.raft, addresses.client, *([tls] if tls else [])):
         try:
             split_address(address)
         except ValueError:
             raise RespError(f"ERR invalid address '{address}'") from None
     proof = args[5].decode("ascii", "replace")
-    return server.cluster.join(node_id, addresses, proof, _group_option(server, args, 6))
+    return server.cluster.join(node_id, addresses, proof, group)
+
+
+def _join_options(server: ServerContext, options: list[bytes]) -> tuple[str, str | None]:
+    """CLUSTER JOIN's trailing TLS <host:port> and GROUP <name>, each at most once."""
+    tls, group = "", None
+    if len(options) % 2:
+        raise errors.SYNTAX
+    for name, value in zip(options[::2], options[1::2], strict=True):
+        option = name.upper()
+        if option == b"TLS" and not tls:
+            tls = value.decode("utf-8", "replace")
+        elif option == b"GROUP" and group is None:
+            group = _group_name(server, value)
+        else:
+            raise errors.SYNTAX
+    return tls, group
 
 
 @_sub("propose", -5, ("noauth",))  # its proof made with the cluster secret authenticates it
@@ -317,7 +345,8 @@ def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> 
         "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
         "INFO", "MYID", "NODES", "SLOTS", "SHARDS", "REPLICAS <node-id>", "KEYSLOT <key>",
         "COUNTKEYSINSLOT <slot>", "GETKEYSINSLOT <slot> <count>",
-        "JOIN <node-id> <raft-host:port> <client-host:port> <proof> [GROUP <group>]",
+        "JOIN <node-id> <raft-host:port> <client-host:port> <proof> [TLS <host:port>] "
+        "[GROUP <group>]",
         "TOKEN",
         "LEAVE <node-id> [GROUP <group>]", "HELP")]
 

@@ -28,6 +28,7 @@ class Session(Protocol):
     user: User  # whose permissions apply (the default user until AUTH)
     addr: str
     laddr: str
+    tls: bool  # connected to the TLS port: cluster replies name TLS ports
 
     def close_after_replies(self) -> None:
         """Close once the replies queued so far are written (QUIT)."""

@@ -219,7 +219,7 @@ class ClusterAdmin:
         change that added it (0 when it already was a member); for one group,
         ``<cluster-id> <index>``. ``proof`` shows the node holds the join token."""
         expected = join_proof(self.node.secret, self.cluster_id, node_id, addresses.raft,
-                              addresses.client)
+                              addresses.client, addresses.tls)
         if not same(expected, proof):
             logger.warning("refused a join without the cluster's token",
                            extra={"node": node_id, "raft": addresses.raft})
@@ -231,6 +231,8 @@ class ClusterAdmin:
             return await self._add_learner(group, node_id, addresses)
         request = [b"CLUSTER", b"JOIN", node_id.encode(), addresses.raft.encode(),
                    addresses.client.encode(), proof.encode()]
+        if addresses.tls:
+            request += [b"TLS", addresses.tls.encode()]
         indexes = []
         for group in self.node.groups:
             reply = await self._on_leader(
@@ -297,8 +299,8 @@ class ClusterAdmin:
                 if target is not None:
                     stamp = b"%d" % int(time.time() * 1000)
                     proof = change_proof(self.node.secret, self.cluster_id, stamp, change)
-                    return await ask(target, [b"CLUSTER", b"PROPOSE", stamp, proof.encode(),
-                                              *change])
+                    return await self._ask(target, [b"CLUSTER", b"PROPOSE", stamp,
+                                                    proof.encode(), *change])
             except ReplicationError as error:  # lost the lead meanwhile, an election
                 last = error
             await asyncio.sleep(RETRY_PAUSE)
@@ -334,7 +336,6 @@ class ClusterAdmin:
                          forward: list[bytes]) -> Reply:
         """Run ``local`` if this node leads ``group``, else send ``forward`` to the
         leader; follow a hand-over and wait out elections, a few times."""
-        password = self.node.config.requirepass
         last: ReplicationError = NotLeader(None)
         for _ in range(FORWARD_ATTEMPTS):
             try:
@@ -342,12 +343,12 @@ class ClusterAdmin:
                     return await local()
                 target = group.leader_client_address()
                 if target is not None:
-                    return await _forward(target, forward, password)
+                    return await self._forward(target, forward)
             except NotLeader as moved:  # this node handed over meanwhile
                 last = moved
                 if moved.leader is not None:
                     try:
-                        return await _forward(moved.leader, forward, password)
+                        return await self._forward(moved.leader, forward)
                     except ReplicationError as error:
                         last = error
             except ReplicationError as error:
@@ -355,11 +356,18 @@ class ClusterAdmin:
             await asyncio.sleep(RETRY_PAUSE)
         raise last
 
+    async def _ask(self, address: str, args: list[bytes], password: str = "") -> Reply:
+        """``args`` on the node whose client address is ``address``: on its TLS port,
+        over TLS, under tls-replication."""
+        tls = self.node.rpc_tls
+        if tls is not None:
+            address = self.node.book.tls_of(address) or address
+        return await ask(address, args, password=password, tls=tls)
 
-async def _forward(address: str, args: list[bytes], password: str) -> bytes:
-    """``args`` on the node at ``address``, authenticated with this node's password
-    (every node of a cluster has the same one)."""
-    reply: Reply = await ask(address, args, password=password)
-    if isinstance(reply, RespError):
-        raise PeerRefused(reply.text)
-    return reply if isinstance(reply, bytes) else str(reply).encode()
+    async def _forward(self, address: str, args: list[bytes]) -> bytes:
+        """``args`` on that node, authenticated with this node's password (every node of
+        a cluster has the same one)."""
+        reply = await self._ask(address, args, self.node.config.requirepass)
+        if isinstance(reply, RespError):
+            raise PeerRefused(reply.text)
+        return reply if isinstance(reply, bytes) else str(reply).encode()

@@ -72,6 +72,10 @@ class ClusterNode:
         self.on_removed: Callable[[], None] | None = None
         self.balancer: LeaderBalancer | None = None
         self.wal: NodeLog | None = None  # the WAL all groups share
+        # built here, so that a certificate that cannot be loaded fails the start at once
+        files = config.tls_files
+        self.raft_tls = files.peer_contexts() if config.tls_cluster else None
+        self.rpc_tls = files.client_context() if config.tls_replication else None
 
     @property
     def node_id(self) -> str:
@@ -79,7 +83,8 @@ class ClusterNode:
 
     @property
     def addresses(self) -> Addresses:
-        return Addresses(self.config.raft_address, self.config.client_address)
+        config = self.config
+        return Addresses(config.raft_address, config.client_address, config.tls_client_address)
 
     def group_of_slot(self, slot: int) -> RaftGroup:
         return self.groups[self.slot_owner[slot]]
@@ -121,9 +126,10 @@ class ClusterNode:
             self.node_id, info.cluster_id, self.secret, self.config.raft_bind,
             self.config.raft_port,
             lambda group: self.dir / "raft" / group / "snap",
-            {"raft": self.addresses.raft, "client": self.addresses.client},
+            self.addresses.to_dict(),
             self._on_hello,
             PeerHealth(suspect_after=self.config.tick_ms * self.config.election_ticks / 1000),
+            tls=self.raft_tls,
         )
         self.transport.peer_in_use = self._is_member
         await self.transport.start()
@@ -172,8 +178,8 @@ class ClusterNode:
     def _on_hello(self, node_id: str, fields: dict[str, str]) -> None:
         """A peer dialed us and said where it is: remember it, so we can answer."""
         try:
-            addresses = Addresses(str(fields["raft"]), str(fields["client"]))
-        except KeyError:
+            addresses = Addresses.from_dict(fields)
+        except (KeyError, TypeError):
             return
         self.book.learn(node_id, addresses)
         if self.transport is not None:
@@ -232,12 +238,14 @@ class ClusterNode:
         its number of groups, and per group the log index of the change that added us."""
         deadline = time.monotonic() + JOIN_TIMEOUT
         me = self.addresses
-        proof = join_proof(secret, cluster_id, self.node_id, me.raft, me.client)
+        proof = join_proof(secret, cluster_id, self.node_id, me.raft, me.client, me.tls)
         request = [b"CLUSTER", b"JOIN", self.node_id.encode(), me.raft.encode(),
                    me.client.encode(), proof.encode()]
+        if me.tls:
+            request += [b"TLS", me.tls.encode()]
         delay = 0.1
         while True:
-            reply = await ask(seed, request)
+            reply = await ask(seed, request, tls=self.rpc_tls)
             if not isinstance(reply, RespError):
                 words = str(reply if isinstance(reply, str) else reply.decode()).split()
                 if words[0] != cluster_id:

@@ -14,7 +14,8 @@ replayed: the acceptor's nonce is new on every connection. CLUSTER JOIN carries 
 proof too, over the joining node's id and addresses.
 
 What this does not do: encrypt, or protect a connection from someone who can rewrite
-its packets after the handshake (that is what TLS on the Raft port is for).
+its packets after the handshake: that is what TLS on the Raft port (tls-cluster) is
+for, under this handshake, which stays the same.
 """
 
 from __future__ import annotations
@@ -121,9 +122,14 @@ def dialer_proof(secret: bytes, cluster_id: str, dialer: str, acceptor: str,
                 hashlib.sha256(hello).digest())
 
 
-def join_proof(secret: bytes, cluster_id: str, node_id: str, raft: str, client: str) -> str:
-    return _mac(secret, b"respkv join", cluster_id.encode(), node_id.encode(),
-                raft.encode(), client.encode()).hex()
+def join_proof(secret: bytes, cluster_id: str, node_id: str, raft: str, client: str,
+               tls: str = "") -> str:
+    """Over the joining node's addresses; its TLS address only when it has one, so the
+    proof of a node without TLS is what it always was."""
+    fields = [cluster_id.encode(), node_id.encode(), raft.encode(), client.encode()]
+    if tls:
+        fields.append(tls.encode())
+    return _mac(secret, b"respkv join", *fields).hex()
 
 
 def change_proof(secret: bytes, cluster_id: str, stamp: bytes, change: list[bytes]) -> str:

@@ -1,10 +1,12 @@
 """One RESP command to another node's client port: joining, and membership
 changes forwarded to a group's leader, following -MOVED. Replies are read as
-far as those need: a line, or a bulk string."""
+far as those need: a line, or a bulk string. Over TLS (tls-replication) to a TLS
+port, whose MOVED replies name TLS ports too."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from respkv.protocol.reply import Reply, RespError, Simple
 from respkv.replication.addresses import split_address
@@ -15,11 +17,12 @@ def _pack(args: list[bytes]) -> bytes:
 
 
 async def call(address: str, args: list[bytes], timeout: float = 10.0,
-               password: str = "") -> bytes:
+               password: str = "", tls: ssl.SSLContext | None = None) -> bytes:
     """One RESP command to a node's client port (after AUTH with ``password``, if
-    given); the raw reply line(s)."""
+    given; over TLS with ``tls``); the raw reply line(s)."""
     host, port = split_address(address)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls),
+                                            timeout)
     try:
         if password:
             writer.write(_pack([b"AUTH", password.encode()]))
@@ -49,13 +52,14 @@ def parse_reply(raw: bytes) -> Reply:
     return RespError(f"ERR unexpected reply {raw[:40]!r}")
 
 
-async def ask(address: str, args: list[bytes], hops: int = 5, password: str = "") -> Reply:
+async def ask(address: str, args: list[bytes], hops: int = 5, password: str = "",
+              tls: ssl.SSLContext | None = None) -> Reply:
     """Send a command to a node and follow -MOVED to the node it names, at most
     ``hops`` times; the last reply. A node that cannot be reached is a -TRYAGAIN."""
     reply: Reply = RespError("TRYAGAIN no node asked")
     for _ in range(hops):
         try:
-            reply = parse_reply(await call(address, args, password=password))
+            reply = parse_reply(await call(address, args, password=password, tls=tls))
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
             return RespError(f"TRYAGAIN cannot reach {address}: {error}")
         if not (isinstance(reply, RespError) and reply.text.startswith("MOVED")):

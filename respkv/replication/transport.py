@@ -14,6 +14,10 @@ respkv.replication.health): any frame received from a peer marks it as heard.
 BROADCAST frames carry the layer above's messages to every peer (pub/sub), at most
 once: a peer that is not connected misses them, as Redis Cluster's bus does.
 
+With tls-cluster every connection, dialed or accepted, is mutual TLS (the node's
+certificate both ways, verified against the CA) and the handshake above runs inside
+it unchanged; a handshake the TLS layer refuses never reaches this module.
+
 Snapshots travel on a connection of their own, in chunks, so heartbeats never
 queue behind megabytes of data; ``drain()`` after each chunk is the flow
 control, and the file is read chunk by chunk, never whole.
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -39,6 +44,7 @@ from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
 from respkv.replication.health import PeerHealth
 from respkv.storage.files import ChunkWriter, iter_chunks
+from respkv.tlsconfig import PeerTls
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +132,9 @@ class Peer:
                 reader, writer = await self.transport.dial(self.address, self.node_id)
             except (OSError, ConnectionError, asyncio.IncompleteReadError) as error:
                 self.transport.on_unreachable(self.node_id)
+                if isinstance(error, ssl.SSLError):  # not a node down: a certificate refused
+                    self.transport.tls_failures.refused(self.address, str(error),
+                                                        peer=self.node_id)
                 logger.debug("cannot reach %s at %s: %s", self.node_id, self.address, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -154,8 +163,10 @@ class Transport:
     def __init__(self, node_id: str, cluster_id: str, secret: bytes, bind: str, port: int,
                  snapshot_dir: Callable[[str], Path], advertise: dict[str, str],
                  on_hello: Callable[[str, dict[str, str]], None],
-                 health: PeerHealth | None = None) -> None:
+                 health: PeerHealth | None = None, tls: PeerTls | None = None) -> None:
         self.node_id = node_id
+        self.tls = tls  # mutual TLS under the handshake (tls-cluster), or plain TCP
+        self.tls_failures = peerauth.RefusalLog(logger, message="TLS handshake with peer failed")
         self.secret = secret
         self.refusals = peerauth.RefusalLog(logger)
         self.health = health if health is not None else PeerHealth(suspect_after=0.5)
@@ -177,8 +188,10 @@ class Transport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        tls = self.tls.server if self.tls is not None else None
         self.server = await loop.create_server(
-            lambda: Inbound(self), self.bind, self.port, reuse_address=True
+            lambda: Inbound(self), self.bind, self.port, reuse_address=True, ssl=tls,
+            ssl_handshake_timeout=HELLO_TIMEOUT if tls is not None else None,
         )
         self.pinger = asyncio.create_task(self._ping(), name="raft-ping")
 
@@ -256,7 +269,9 @@ class Transport:
     async def dial(self, address: str, node_id: str) -> tuple[asyncio.StreamReader,
                                                                 asyncio.StreamWriter]:
         host, port = split_address(address)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+        tls = self.tls.client if self.tls is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), 2.0)
         try:
             await asyncio.wait_for(self._handshake(reader, writer, node_id), 2.0)
         except BaseException:

@@ -64,6 +64,8 @@ _MAX_INFLIGHT_BYTES = 16 << 20  # bytes of proposed, unapplied writes before we 
 
 
 class Client(asyncio.Protocol):
+    tls = False  # on the TLS port: respkv.server.tlsclient.TlsClient
+
     def __init__(self, host: ClientHost, client_id: int) -> None:
         self.host = host
         self.id = client_id

@@ -38,11 +38,13 @@ from respkv.server.pubsub import PubSubHub
 from respkv.server.router import Router
 from respkv.server.scripts import ScriptRunner
 from respkv.server.stats import Stats
+from respkv.server.tlsclient import TlsClient
 
 logger = logging.getLogger(__name__)
 
 REAP_INTERVAL = 0.1  # seconds between sweeps for expired keys
 REAP_BATCH = 200  # keys deleted per sweep entry
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds a connection to the TLS port has to finish its handshake
 
 
 class DirectoryLocked(RuntimeError):
@@ -86,7 +88,10 @@ class Server:
         self.scripts.context = self.context
         self.dispatcher = Dispatcher(self.router, self.stats, self.context, self.blocked,
                                      self.scripts, self.access)
-        self.listener: asyncio.AbstractServer | None = None
+        self.listeners: list[asyncio.AbstractServer] = []  # the plain port, the TLS port
+        # built here, so that a certificate that cannot be loaded fails the start at once
+        self.client_tls = (config.tls_files.server_context(config.tls_auth_clients)
+                           if config.tls_port else None)
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
@@ -102,17 +107,25 @@ class Server:
         loop = asyncio.get_running_loop()
         # Bind before joining: a port in use must fail the start, not leave behind a
         # member that the cluster added and that never comes up.
-        self.listener = await loop.create_server(
-            self._new_client, config.bind, config.port, reuse_address=True, backlog=1024,
-            start_serving=False,
-        )
+        if config.port:
+            self.listeners.append(await loop.create_server(
+                self._new_client, config.bind, config.port, reuse_address=True, backlog=1024,
+                start_serving=False,
+            ))
+        if self.client_tls is not None:
+            self.listeners.append(await loop.create_server(
+                self._new_tls_client, config.bind, config.tls_port, reuse_address=True,
+                backlog=1024, start_serving=False, ssl=self.client_tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            ))
         await self.node.start()
         assert self.node.transport is not None
         self.node.transport.on_broadcast = self.pubsub.on_broadcast
         self.router.start()
         self.access.start(self.node.groups[0])
         self.tasks.append(asyncio.create_task(self.access.seed_when_leader(), name="aclfile"))
-        await self.listener.start_serving()
+        for listener in self.listeners:
+            await listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
         if config.metrics_port:
             from respkv.server.metrics import ServerCollector, serve_metrics
@@ -120,7 +133,8 @@ class Server:
             serve_metrics(ServerCollector(config, self.stats, self.clients, self.node))
         self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
         gc.freeze()  # what start-up made lives for good: keep it out of every collection
-        logger.info("ready to accept connections", extra={"port": config.port, "dir": config.dir})
+        logger.info("ready to accept connections", extra={
+            "port": config.port, "tls_port": config.tls_port, "dir": config.dir})
 
     async def serve(self) -> None:
         """Run until SIGINT/SIGTERM or SHUTDOWN, then shut down in order."""
@@ -154,8 +168,8 @@ class Server:
         self.shutdown_requested.set()
 
     async def shutdown(self) -> None:
-        if self.listener is not None:
-            self.listener.close()  # 1. stop accepting, and reading from the clients
+        for listener in self.listeners:
+            listener.close()  # 1. stop accepting, and reading from the clients
         for client in list(self.clients.values()):
             client.drain()
         self.scripts.stop()  # a script still running ends; its writes were never logged
@@ -182,6 +196,15 @@ class Server:
     def _new_client(self) -> Client:
         self._client_ids += 1
         return Client(self, self._client_ids)
+
+    def _new_tls_client(self) -> TlsClient:
+        """Made when the connection is accepted: it counts as a client (connection_made)
+        once its TLS handshake is done; a refused handshake is closed by ssl, silently."""
+        self._client_ids += 1
+        return TlsClient(self, self._client_ids)
+
+    def tls_address_of(self, client_address: str) -> str | None:
+        return self.node.book.tls_of(client_address)
 
     def _broadcast(self, payload: bytes) -> int:
         transport = self.node.transport

@@ -3,7 +3,8 @@
 ``make_certs(dir)`` writes a CA and one certificate (server and client use, for
 127.0.0.1 and localhost) signed by it; ``node_args`` are the respkv flags that use
 them; ``client_kwargs`` the redis-py arguments of a client that trusts the CA and
-presents the certificate.
+presents the certificate. ``TlsCluster`` is a test cluster whose nodes have TLS
+ports, and mutual TLS between them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import redis
 import trustme
+
+from testsupport.ports import free_ports
+from testsupport.processes import Cluster, Node
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,11 @@ class Certs:
 
     def client_kwargs(self, with_cert: bool = True) -> dict[str, object]:
         """redis-py's arguments for a client that trusts the CA (and shows the cert)."""
-        kwargs: dict[str, object] = {"ssl": True, "ssl_ca_certs": str(self.ca)}
+        return {"ssl": True, **self.ssl_kwargs(with_cert)}
+
+    def ssl_kwargs(self, with_cert: bool = True) -> dict[str, object]:
+        """The same for a redis.SSLConnection."""
+        kwargs: dict[str, object] = {"ssl_ca_certs": str(self.ca)}
         if with_cert:
             kwargs.update(ssl_certfile=str(self.cert), ssl_keyfile=str(self.key))
         return kwargs
@@ -63,3 +71,24 @@ def make_certs(directory: Path) -> Certs:
     issued.cert_chain_pems[0].write_to_path(str(certs.cert))
     issued.private_key_pem.write_to_path(str(certs.key))
     return certs
+
+
+class TlsCluster(Cluster):
+    """A ``Cluster`` whose nodes also have a TLS client port each (``tls_ports`` by node
+    id), with mutual TLS on their Raft ports unless ``raft_tls`` is False."""
+
+    def __init__(self, base: Path, certs: Certs, size: int = 3,
+                 args: list[str] | tuple[str, ...] = (), shards: int = 1,
+                 raft_tls: bool = True) -> None:
+        super().__init__(base, size, [*certs.node_args(cluster=raft_tls), *args], shards)
+        self.certs = certs
+        self.tls_ports: dict[str, int] = {}
+
+    def new_node(self, node_id: str, join: Node | None = None, dir_name: str | None = None,
+                 args: list[str] | tuple[str, ...] = ()) -> Node:
+        port = free_ports(1)[0]
+        self.tls_ports[node_id] = port
+        return super().new_node(node_id, join, dir_name, [*args, "--tls-port", str(port)])
+
+    def tls_client(self, node_id: str, **kwargs: object) -> redis.Redis:
+        return self.certs.client(self.tls_ports[node_id], **kwargs)

@@ -13,6 +13,11 @@ rule to each frame:
   (snapshot frames never are: a TCP stream does not lose bytes in the middle);
 - ``delay``: every frame is held this long (order is kept).
 
+With mutual TLS on the Raft ports (``tls``: the nodes run with tls-cluster), a proxy
+ends the TLS of the connection it accepts and opens its own to the node, each with
+the nodes' certificate: it reads frames in the clear between the two, and each node
+still dials, accepts and verifies TLS as it would without the proxy.
+
 The proxies run on one asyncio loop in a thread of their own; the ``Network``
 methods may be called from any thread.
 """
@@ -27,6 +32,8 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+
+from respkv.tlsconfig import PeerTls
 
 _HEAD = struct.Struct(">IB")
 HELLO, MSG = 1, 4
@@ -45,7 +52,8 @@ class Rule:
 
 
 class Network:
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, tls: PeerTls | None = None) -> None:
+        self.tls = tls
         self.rules: dict[tuple[str, str], Rule] = {}
         self.random = random.Random(seed)
         self.loop = asyncio.new_event_loop()
@@ -69,7 +77,8 @@ class Network:
             await self._relay(node_id, target_port, reader, writer)
 
         self.servers[node_id] = await asyncio.start_server(
-            accept, "127.0.0.1", listen_port, reuse_address=True, limit=MAX_FRAME)
+            accept, "127.0.0.1", listen_port, reuse_address=True, limit=MAX_FRAME,
+            ssl=self.tls.server if self.tls is not None else None)
 
     async def _relay(self, to: str, target_port: int, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
@@ -87,8 +96,8 @@ class Network:
             if self.rule(*link).cut:
                 self.frames["refused"] += 1
                 return
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", target_port), 2)
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", target_port, ssl=self.tls.client if self.tls else None), 2)
             self.links.setdefault(link, set()).update((writer, up_writer))
             up_writer.write(head + payload)
             back = asyncio.ensure_future(_pipe(up_reader, writer))

@@ -42,6 +42,8 @@ from jepsen.listappend import ListAppendWorkload
 from jepsen.nodes import JCluster
 from jepsen.proxy import Network
 from jepsen.workloads import BaseClient, RegisterWorkload, Workload
+from respkv.tlsconfig import TlsFiles
+from testsupport.tls import make_certs
 from testsupport.waiting import wait_for
 
 WORKLOADS: dict[str, type[Workload]] = {
@@ -106,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "cluster", ignore_errors=True)  # a previous run's nodes: start afresh
-    env = {}
+    # the servers run the respkv this runner imports (a worktree's, not whatever an
+    # installed copy points at): their cwd is outside the tree, so say where it is
+    env = {"PYTHONPATH": str(Path(respkv.__file__).resolve().parent.parent)}
     result_code: dict[str, Any] = {"version": code_version()}
     if args.freeze_code:
         # every (re)start runs this copy: the tree may change during a long run
@@ -122,8 +126,13 @@ def run(args: argparse.Namespace) -> int:
         server_args += ["--set", f"unsafe-test-faults={args.unsafe}"]
     for item in args.server_set or []:
         server_args += ["--set", item]
+    peer_tls = None
+    if args.tls:  # mutual TLS on every Raft port, through the proxies (jepsen.proxy)
+        certs = make_certs(out / "certs")
+        server_args += certs.node_args(auth_clients="no", cluster=True)
+        peer_tls = TlsFiles(str(certs.cert), str(certs.key), str(certs.ca)).peer_contexts()
     faults = [f for f in args.faults.split(",") if f]
-    network = Network(args.seed)
+    network = Network(args.seed, tls=peer_tls)
     cluster = JCluster(out / "cluster", args.nodes, network, server_args, env)
     history = History()
     stop_clients, stop_faults, stop_monitor = threading.Event(), threading.Event(), \
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     monitor = Monitor(cluster, history, stop_monitor)
     started = time.time()
     result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "shards": args.shards,
-                              "duration": args.duration,
+                              "duration": args.duration, "tls_cluster": args.tls,
                               "faults_enabled": faults, "unsafe": args.unsafe or None,
                               "server_code": result_code}
     nemesis = None
@@ -286,6 +295,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freeze-code", action="store_true",
                         help="run the servers from a copy of the respkv package taken at "
                              "the start (restarts during a long run use the same code)")
+    parser.add_argument("--tls", action="store_true",
+                        help="run the nodes with tls-cluster yes: mutual TLS on the Raft "
+                             "ports, certificates made for the run (the clients stay on "
+                             "the plain client ports)")
     parser.add_argument("--server-set", action="append", metavar="NAME=VALUE",
                         help="passed to every server as --set NAME=VALUE")
     return parser.parse_args(argv)

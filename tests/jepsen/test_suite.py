@@ -45,6 +45,22 @@ def test_short_run_passes(tmp_path: Path, seed: int):
     assert summary["counter"]["acknowledged"] > 0 and summary["ledger"]["acknowledged"] > 0
 
 
+def test_short_run_with_mtls_between_nodes_passes(tmp_path: Path):
+    """tls-cluster yes on every node: Raft, snapshots and the faults all go through
+    mutual TLS (the proxies end and reopen it), and the checks still pass."""
+    code, summary = run(tmp_path, "--duration", "10", "--seed", "14", "--tls",
+                        "--faults", "kill,partition")
+    assert code == 0, explain(summary)
+    assert summary["verdict"] == "pass" and summary["tls_cluster"] is True
+    assert summary["faults"], "the nemesis did nothing"
+    # the nodes refuse anything but TLS on their Raft ports: frames went through TLS
+    assert summary["proxy_frames"]["relayed"] > 0
+    assert summary["ops"]["total"].get("ok", 0) > 200, summary["ops"]
+    for log in (tmp_path / "cluster").glob("*.log"):
+        text = log.read_text()
+        assert "TLS handshake with peer failed" not in text and "Traceback" not in text
+
+
 def test_slow_disk_under_transfers(tmp_path: Path):
     """fsync slowed down by 20-400 ms (DEBUG FSYNC-DELAY) on the leader or a follower,
     mixed with leadership transfers: still linearizable."""

@@ -267,10 +267,11 @@ def parse_csv(text: str) -> list[dict[str, str]]:
 
 
 def respkv_command() -> list[str]:
-    exe = shutil.which("respkv")
-    if exe:
-        return [exe]
-    return [sys.executable, "-c", "import sys; from respkv.cli import main; sys.exit(main())"]
+    """The respkv of this checkout (a worktree's, not whatever an installed copy or the
+    ``respkv`` on PATH points at)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
+            "from respkv.cli import main; sys.exit(main())"]
 
 
 @dataclass
@@ -420,10 +421,13 @@ class Bench:
     # -- benchmarking
 
     def redis_benchmark(self, port: int, test: str, requests: int, pipeline: int,
-                        pids: list[int], cluster: bool = False) -> dict:
+                        pids: list[int], cluster: bool = False,
+                        extra: tuple[str, ...] = ()) -> dict:
+        """One redis-benchmark run; ``extra``: more of its flags (--tls ...)."""
         argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test.lower(),
                 "-n", str(requests), "-c", str(self.args.clients), "-P", str(pipeline),
-                "-r", str(self.args.keyspace), "-d", str(self.args.data_size), "--csv"]
+                "-r", str(self.args.keyspace), "-d", str(self.args.data_size), "--csv",
+                *extra]
         if cluster:
             argv.append("--cluster")
         before = [cpu_ticks(p) for p in pids]

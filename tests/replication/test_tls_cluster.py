@@ -19,7 +19,8 @@ import redis
 from cluster_support import Writers, assert_all_present, local_values
 from redis.cluster import RedisCluster
 
-from respkv.replication.peerauth import REFUSALS_EVERY
+from respkv.replication.addresses import AddressBook, Addresses
+from respkv.replication.peerauth import REFUSALS_EVERY, join_proof
 from respkv.replication.slots import key_slot
 from respkv.replication.transport import HELLO, HELLO_REFUSED, frame
 from testsupport.info import group_lines, members, parse_info
@@ -378,3 +379,34 @@ def test_nodes_with_only_tls_ports_join_and_forward_over_tls(tls_only: TlsOnly) 
     wait_for(lambda: tls_only.voters_are({"n1", "n2"}, ["n1", "n2"]), 30, "n3 to be out")
     for node in tls_only.nodes.values():
         assert "Traceback" not in node.log(), node.log()
+
+
+# -- the TLS address in the address book and the join proof -------------------------------
+
+
+def test_addresses_carry_the_tls_address_and_read_older_entries() -> None:
+    with_tls = Addresses("127.0.0.1:17001", "127.0.0.1:7001", "127.0.0.1:7401")
+    assert Addresses.from_bytes(with_tls.to_bytes()) == with_tls
+    plain = Addresses("127.0.0.1:17002", "127.0.0.1:7002")
+    assert plain.to_dict() == {"raft": "127.0.0.1:17002", "client": "127.0.0.1:7002"}
+    assert Addresses.from_bytes(b'{"raft": "a:1", "client": "b:2"}') == Addresses("a:1", "b:2")
+    assert Addresses.from_bytes(b'["not", "addresses"]') is None
+
+
+def test_address_book_maps_client_addresses_to_tls(tmp_path: Path) -> None:
+    book = AddressBook(tmp_path / "peers.json")
+    book.learn("n1", Addresses("h:17001", "h:7001", "h:7401"))
+    book.learn("n2", Addresses("h:17002", "h:7002"))
+    assert book.tls_of("h:7001") == "h:7401"
+    assert book.tls_of("h:7002") is None and book.tls_of("h:9999") is None
+    assert AddressBook(tmp_path / "peers.json").get("n1") == book.get("n1")  # kept on disk
+    assert AddressBook.parse(book.to_bytes()) == book.entries
+
+
+def test_join_proof_covers_the_tls_address_only_when_there_is_one() -> None:
+    secret = b"s" * 32
+    plain = join_proof(secret, "c", "n4", "h:17004", "h:7004")
+    assert join_proof(secret, "c", "n4", "h:17004", "h:7004", "") == plain
+    with_tls = join_proof(secret, "c", "n4", "h:17004", "h:7004", "h:7404")
+    assert with_tls != plain
+    assert with_tls != join_proof(secret, "c", "n4", "h:17004", "h:7004", "evil:7404")

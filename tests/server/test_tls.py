@@ -19,6 +19,9 @@ import pytest
 import redis
 from rawconn import RawConn, resp
 
+from respkv.config import Config, ConfigError
+from respkv.server.tlsclient import moved_to_tls
+from respkv.tlsconfig import TlsError, TlsFiles, protocol_range
 from testsupport.ports import free_port
 from testsupport.processes import ROOT, Node
 from testsupport.tls import Certs, make_certs
@@ -376,3 +379,83 @@ def test_replies_over_tls_are_redis_own(node: Node, certs: Certs, redis_tls: int
         return out
 
     assert replies(tls_port(node)) == replies(redis_tls)
+
+
+# -- the directives and the MOVED rewrite, without a server -----------------------------
+
+
+def test_config_defaults_and_addresses_with_tls() -> None:
+    config = Config(port=0, tls_port=7400, tls_cert_file="c", tls_key_file="k",
+                    tls_ca_cert_file="ca")
+    assert (config.raft_port, config.node_id) == (17400, "n7400")  # from the TLS port
+    assert config.client_address == config.tls_client_address == "127.0.0.1:7400"
+    config = Config(port=7001, tls_port=7401, advertise="10.0.0.5:6001", tls_cert_file="c",
+                    tls_key_file="k", tls_auth_clients="no")
+    assert config.client_address == "10.0.0.5:6001"
+    assert config.tls_client_address == "10.0.0.5:7401"  # the advertised host
+    assert Config(port=7001).tls_client_address == ""
+    assert (Config().tls_auth_clients, Config().tls_cluster) == ("yes", False)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"port": 0}, "port 0 needs a tls-port"),
+    ({"tls_port": 7401}, "tls-port needs tls-cert-file and tls-key-file"),
+    ({"tls_cluster": True, "tls_cert_file": "c"}, "tls-cluster needs tls-cert-file"),
+    ({"tls_port": 7401, "tls_cert_file": "c", "tls_key_file": "k"}, "tls-ca-cert-file"),
+    ({"tls_auth_clients": "sometimes"}, "tls-auth-clients must be yes, no or optional"),
+    ({"tls_protocols": "TLSv1.0"}, "tls-protocols: unsupported"),
+])
+def test_config_refuses_incomplete_tls(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**values)
+
+
+def test_set_flags_apply_before_the_config_is_checked() -> None:
+    config = Config.load(None, {"port": 0}, [("tls-port", "7400"), ("tls-cert-file", "c"),
+                                             ("tls-key-file", "k"), ("tls-ca-cert-dir", "d"),
+                                             ("tls-cluster", "yes")])
+    assert (config.port, config.tls_port, config.tls_cluster) == (0, 7400, True)
+
+
+def test_protocol_range() -> None:
+    assert protocol_range("") == (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.MAXIMUM_SUPPORTED)
+    assert protocol_range("TLSv1.3") == (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
+    assert protocol_range("tlsv1.3 TLSv1.2") == (ssl.TLSVersion.TLSv1_2,
+                                                 ssl.TLSVersion.TLSv1_3)
+
+
+def test_contexts_verify_as_the_directives_say(certs: Certs) -> None:
+    files = TlsFiles(str(certs.cert), str(certs.key), str(certs.ca))
+    assert files.server_context("yes").verify_mode == ssl.CERT_REQUIRED
+    assert files.server_context("optional").verify_mode == ssl.CERT_OPTIONAL
+    assert files.server_context("no").verify_mode == ssl.CERT_NONE
+    peer = files.peer_contexts()
+    assert peer.server.verify_mode == peer.client.verify_mode == ssl.CERT_REQUIRED
+    assert peer.client.check_hostname is False
+    with pytest.raises(TlsError, match="tls-ciphers"):
+        TlsFiles(str(certs.cert), str(certs.key), ciphers="NO-SUCH-CIPHER").server_context("no")
+
+
+def test_moved_is_rewritten_to_the_tls_address() -> None:
+    book = {"10.0.0.2:7002": "10.0.0.2:7402"}
+    assert moved_to_tls(b"-MOVED 3999 10.0.0.2:7002\r\n", book.get) == \
+        b"-MOVED 3999 10.0.0.2:7402\r\n"
+    # a leader without a TLS port keeps its plain address
+    assert moved_to_tls(b"-MOVED 1 10.0.0.3:7003\r\n", book.get) == b"-MOVED 1 10.0.0.3:7003\r\n"
+
+
+@pytest.mark.parametrize(("tail", "error"), [
+    (["TLS"], "syntax error"),
+    (["TLS", "h:7403", "TLS", "h:7404"], "syntax error"),
+    (["GROUP", "g0", "GROUP", "g0"], "syntax error"),
+    (["TLS", "no-port"], "invalid address 'no-port'"),
+    (["TLS", "h:7403", "GROUP", "g0"], "join refused"),  # parsed: then the proof fails
+    (["GROUP", "g0", "TLS", "h:7403"], "join refused"),
+])
+def test_cluster_join_tls_option(node: Node, tail: list[str], error: str) -> None:
+    client = node.client()
+    try:
+        with pytest.raises(redis.ResponseError, match=error):
+            client.execute_command("CLUSTER", "JOIN", "n9", "h:17003", "h:7003", "00", *tail)
+    finally:
+        client.close()

@@ -346,7 +346,8 @@ class BankWorkload(Workload):
         def set_all() -> bool:
             for node in cluster.nodes:
                 try:
-                    if command(node.port, "MSET", *values, timeout=5) in (b"OK", "OK", True):
+                    if command(node.port, "MSET", *values, timeout=5,
+                               password=node.password) in (b"OK", "OK", True):
                         op.node = node.node_id
                         return True
                 except (redis.RedisError, OSError):

@@ -200,7 +200,8 @@ class Nemesis(threading.Thread):
             target = rng.choice(followers)
             event = self.record(kind, [target], detail=f"{group} from {leader.node_id}")
             try:
-                command(leader.port, "RESPKV.TRANSFER", target.node_id, group, timeout=2)
+                command(leader.port, "RESPKV.TRANSFER", target.node_id, group, timeout=2,
+                        password=leader.password)
             except (redis.RedisError, OSError) as error:
                 event.detail += f": {error}"
         elif kind == "slow-disk":
@@ -228,7 +229,8 @@ class Nemesis(threading.Thread):
         target = self.random.choice(followers)
         event = self.record("member", [target], detail="leave, wipe, join")
         try:
-            command(leader.port, "CLUSTER", "LEAVE", target.node_id, timeout=5)
+            command(leader.port, "CLUSTER", "LEAVE", target.node_id, timeout=5,
+                    password=leader.password)
         except (redis.RedisError, OSError) as error:
             event.detail += f"; leave failed: {error}"
             return event
@@ -251,7 +253,8 @@ class Nemesis(threading.Thread):
         """Slow the node's disk down (or back to normal) with DEBUG FSYNC-DELAY."""
         # the node may be down or paused: a restart brings the normal disk back
         with contextlib.suppress(redis.RedisError, OSError):
-            command(node.port, "DEBUG", "FSYNC-DELAY", str(delay_ms), timeout=5)
+            command(node.port, "DEBUG", "FSYNC-DELAY", str(delay_ms), timeout=5,
+                    password=node.password)
 
     def heal_all(self) -> None:
         self.network.heal()

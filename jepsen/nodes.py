@@ -37,6 +37,7 @@ class JNode:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    password: str = ""  # its requirepass, for the suite's own commands
     paused: bool = False
     starts: int = 0
 
@@ -102,7 +103,8 @@ class JNode:
         if not self.alive() or self.paused:
             return None
         try:
-            return parse_info(command(self.port, "INFO", "raft", timeout=timeout))
+            return parse_info(command(self.port, "INFO", "raft", timeout=timeout,
+                                      password=self.password))
         except (redis.RedisError, OSError):
             return None
 
@@ -111,19 +113,22 @@ class JCluster:
     """n nodes, n1 bootstraps and the others join through it, each behind a proxy."""
 
     def __init__(self, base: Path, size: int, network: Network, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, password: str = "") -> None:
         self.base = Path(base)
         self.size = size
         self.network = network
         # every node gets the token: n1 bootstraps the cluster it names
         self.args = ["--join-token", new_token(), *(args or [])]
         self.env = env or {}
+        self.password = password  # every node's requirepass; empty: none
+        if password:
+            self.args += ["--set", f"requirepass={password}"]
         self.nodes: list[JNode] = []
 
     def new_node(self, node_id: str, join: str = "") -> JNode:
         port, raft_port, proxy_port = free_ports(3)
         node = JNode(node_id, port, raft_port, proxy_port, self.base / node_id, join,
-                     list(self.args), dict(self.env))
+                     list(self.args), dict(self.env), password=self.password)
         self.network.add_node(node_id, proxy_port, raft_port)
         self.nodes.append(node)
         return node

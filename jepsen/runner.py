@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         peer_tls = TlsFiles(str(certs.cert), str(certs.key), str(certs.ca)).peer_contexts()
     faults = [f for f in args.faults.split(",") if f]
     network = Network(args.seed, tls=peer_tls)
-    cluster = JCluster(out / "cluster", args.nodes, network, server_args, env)
+    cluster = JCluster(out / "cluster", args.nodes, network, server_args, env, args.password)
     history = History()
     stop_clients, stop_faults, stop_monitor = threading.Event(), threading.Event(), \
         threading.Event()
@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     result: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "shards": args.shards,
                               "duration": args.duration, "tls_cluster": args.tls,
+                              "requirepass": bool(args.password),
                               "faults_enabled": faults, "unsafe": args.unsafe or None,
                               "server_code": result_code}
     nemesis = None
@@ -153,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         for workload in workloads:
             workload.setup(cluster, history)
             clients += workload.clients(len(clients), history, names, cluster, stop_clients)
+        for client in clients:
+            client.password = cluster.password
         nemesis = Nemesis(cluster, history, faults, args.seed, stop_faults,
                           quiet=tuple(args.quiet), length=tuple(args.fault_length),
                           rejoin_same_id=args.rejoin_same_id, names=names,
@@ -295,6 +298,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freeze-code", action="store_true",
                         help="run the servers from a copy of the respkv package taken at "
                              "the start (restarts during a long run use the same code)")
+    parser.add_argument("--password", default="",
+                        help="every node's requirepass: the clients, the faults and the "
+                             "monitor authenticate with it")
     parser.add_argument("--tls", action="store_true",
                         help="run the nodes with tls-cluster yes: mutual TLS on the Raft "
                              "ports, certificates made for the run (the clients stay on "

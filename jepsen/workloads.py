@@ -94,6 +94,7 @@ class BaseClient(threading.Thread):
         self.timeout = timeout
         self.think = think
         self.conns: dict[int, redis.Connection] = {}
+        self.password = ""  # the nodes' requirepass (the runner's --password)
         self.counter = 0
         self.crashes: list[str] = []  # bugs in this client, not in the server
 
@@ -103,7 +104,8 @@ class BaseClient(threading.Thread):
         conn = self.conns.get(port)
         if conn is None:
             conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=self.timeout,
-                                    socket_connect_timeout=self.timeout)
+                                    socket_connect_timeout=self.timeout,
+                                    password=self.password or None)
             self.conns[port] = conn
         return conn
 
@@ -375,7 +377,7 @@ def read_retrying(node: JNode, timeout: float, *args: object) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return command(node.port, *args, timeout=timeout)
+            return command(node.port, *args, timeout=timeout, password=node.password)
         except redis.ResponseError as error:
             retry = isinstance(error, (redis.exceptions.ClusterDownError,
                                        redis.exceptions.TryAgainError)) \

@@ -45,13 +45,15 @@ def test_short_run_passes(tmp_path: Path, seed: int):
     assert summary["counter"]["acknowledged"] > 0 and summary["ledger"]["acknowledged"] > 0
 
 
-def test_short_run_with_mtls_between_nodes_passes(tmp_path: Path):
-    """tls-cluster yes on every node: Raft, snapshots and the faults all go through
-    mutual TLS (the proxies end and reopen it), and the checks still pass."""
+def test_short_run_with_mtls_between_nodes_and_passwords_passes(tmp_path: Path):
+    """tls-cluster yes and a requirepass on every node: Raft, snapshots and the faults
+    all go through mutual TLS (the proxies end and reopen it), every client and every
+    fault command authenticates, and the checks still pass."""
     code, summary = run(tmp_path, "--duration", "10", "--seed", "14", "--tls",
-                        "--faults", "kill,partition")
+                        "--password", "jepsen-pw", "--faults", "kill,partition,transfer")
     assert code == 0, explain(summary)
     assert summary["verdict"] == "pass" and summary["tls_cluster"] is True
+    assert summary["requirepass"] is True
     assert summary["faults"], "the nemesis did nothing"
     # the nodes refuse anything but TLS on their Raft ports: frames went through TLS
     assert summary["proxy_frames"]["relayed"] > 0
@@ -59,6 +61,7 @@ def test_short_run_with_mtls_between_nodes_passes(tmp_path: Path):
     for log in (tmp_path / "cluster").glob("*.log"):
         text = log.read_text()
         assert "TLS handshake with peer failed" not in text and "Traceback" not in text
+        assert "refused AUTH" not in text  # every client had the password
 
 
 def test_slow_disk_under_transfers(tmp_path: Path):

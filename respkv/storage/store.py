@@ -114,7 +114,11 @@ def _chunk_sizes(rows: int) -> Iterator[int]:
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    """A connection that only reads (never creates the file). Opened read-write all the
+    same: a read-only connection cannot recover a WAL-mode file whose -wal a killed
+    writer left behind ("attempt to write a readonly database"), which is just what a
+    node restarted after a crash may find."""
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True)
 
 
 def _read_applied(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from rawconn import RawConn, resp
 
 from respkv.replication.rpc import ask
 from testsupport.ports import free_port
-from testsupport.processes import Node
+from testsupport.processes import Node, redis_server
 
 PASSWORD = "s3cret"
 
@@ -32,26 +32,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def redis_with_password() -> Iterator[int]:
-    server = shutil.which("redis-server")
-    assert server is not None, "redis-server is installed by make install"
-    port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--requirepass", PASSWORD], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with RawConn(port) as conn:
-                    conn.send(resp("PING"))
-                    conn.replies(1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)  # pacing the connection attempts
+    with redis_server("--requirepass", PASSWORD) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 SEQUENCE = [

@@ -80,6 +80,15 @@ class Command:
             command = lookup(args[1], self.subcommands) or self
         return flag in command.flags
 
+    def call_name(self, args: list[bytes]) -> str:
+        """The name CLIENT INFO and the ACL log show for a call: ``config|get`` for a
+        container's subcommand, as Redis writes it."""
+        if self.subcommands and len(args) > 1:
+            sub = lookup(args[1], self.subcommands)
+            if sub is not None:
+                return f"{self.name}|{sub.name}"
+        return self.name
+
     def key_indexes(self, argc: int) -> range:
         """Positions of the keys in a call with argc arguments."""
         if self.first_key <= 0:

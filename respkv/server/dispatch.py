@@ -142,6 +142,7 @@ class Dispatcher:
                 or access.requirepass is not self.config.requirepass:
             access.refresh()  # the users changed: sessions now have their new rules
         if not client.user.unrestricted:
+            client.last_command = command.call_name(args)  # the ACL log shows the call
             refusal = access.check(client, command, args,
                                    "multi" if client.transaction is not None else "toplevel")
             if refusal is not None:
@@ -222,7 +223,8 @@ class Dispatcher:
 
     def _execute(self, client: Caller, command: Command, target: ReadTarget | None,
                  args: list[bytes]) -> Outcome:
-        client.last_command = name = command.name
+        name = command.name
+        client.last_command = command.call_name(args) if command.subcommands else name
         self.calls[name] += 1
         try:
             if target is not None:

@@ -5,6 +5,7 @@ scripts under a restricted user, and the users surviving a restart."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -178,7 +179,8 @@ def test_scripts_run_with_the_callers_permissions(node: Node, redis_port: int) -
 
 def test_the_log_says_who_was_refused(node: Node, redis_port: int) -> None:
     calls = [("ACL", "SETUSER", "eve", "on", ">pw", "+get", "~k"), ("AUTH", "eve", "pw"),
-             ("SET", "k", "v"), ("SET", "k", "v"), ("GET", "other"), ("AUTH", "eve", "bad")]
+             ("SET", "k", "v"), ("SET", "k", "v"), ("GET", "other"),
+             ("CONFIG", "GET", "port"), ("AUTH", "eve", "bad")]
     for port in (node.port, redis_port):
         replies(port, calls)
     fields = ("count", "reason", "context", "object", "username")
@@ -186,10 +188,14 @@ def test_the_log_says_who_was_refused(node: Node, redis_port: int) -> None:
     for port in (node.port, redis_port):
         with RawConn(port) as conn:
             conn.send(resp("ACL", "LOG"))
-            logs.append([{f: e[e.index(f.encode()) + 1] for f in fields}
-                         for e in conn.replies(1)[0]])
+            entries = conn.replies(1)[0]
+            logs.append([{f: e[e.index(f.encode()) + 1] for f in fields} for e in entries])
+            # client-info names the refused call, subcommand included
+            logs[-1].extend(re.search(rb" cmd=(\S+)", e[e.index(b"client-info") + 1])[1]
+                            for e in entries)
     assert logs[0] == logs[1]
-    assert [e["reason"] for e in logs[0]] == [b"auth", b"key", b"command"]
+    assert logs[0][-4:] == [b"auth", b"config|get", b"get", b"set"]
+    assert [e["reason"] for e in logs[0][:4]] == [b"auth", b"command", b"key", b"command"]
 
 
 # Users whose permissions ACL DRYRUN is asked about for every command both servers have:

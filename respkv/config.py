@@ -20,6 +20,9 @@ class ConfigError(ValueError):
     pass
 
 
+PUBSUB_DEFAULTS = ("allchannels", "resetchannels")  # acl-pubsub-default's values
+
+
 def _size(text: str) -> int:
     """Redis memory units: 1k=1000, 1kb=1024, 1m, 1mb, 1g, 1gb."""
     units = {"k": 1000, "kb": 1024, "m": 10**6, "mb": 1 << 20, "g": 10**9, "gb": 1 << 30}
@@ -55,6 +58,9 @@ class Config:
     # Users in ACL file form, read at start (a cluster with no users of its own takes
     # them), by ACL LOAD (proposed to the whole cluster) and written by ACL SAVE.
     aclfile: str = ""
+    # The channels a user new to ACL SETUSER, ACL LOAD or the aclfile starts with:
+    # none (resetchannels, Redis 7's default) or all (allchannels, Redis 6's).
+    acl_pubsub_default: str = "resetchannels"
     # While the default user has no password, answer only loopback clients (Redis').
     protected_mode: bool = True
     # DEBUG: refused (no), allowed (yes), or allowed from loopback clients only (local).
@@ -120,6 +126,9 @@ class Config:
             raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
         if self.read_consistency not in ("linearizable", "lease", "stale"):
             raise ConfigError("read-consistency must be linearizable, lease or stale")
+        if self.acl_pubsub_default not in PUBSUB_DEFAULTS:
+            raise ConfigError("argument(s) must be one of the following: "
+                              + ", ".join(PUBSUB_DEFAULTS))
         if self.enable_debug_command not in ("no", "yes", "local"):
             raise ConfigError("enable-debug-command must be no, yes or local")
         if not 1 <= self.shards <= 1024:

@@ -26,6 +26,7 @@ from respkv.commands.acl_users import (
     entry_for,
     hash_password,
     merge_selectors,
+    new_user,
 )
 from respkv.commands.args import parse_int
 from respkv.commands.context import ServerContext, Session
@@ -66,14 +67,18 @@ def acl_setuser(server: ServerContext, session: Session,
         raise RespError("ERR Unmatched parenthesis in acl selector starting at "
                         f"'{_text(args[3 + ops])}'.")
     current = server.acl.users().get(name)
-    base = current if current is not None else None
+    starting = b""  # what a user not yet defined starts from, carried in the entry
+    if current is None:
+        current = new_user(name)
+        if server.config.acl_pubsub_default == "allchannels":
+            current.apply("allchannels")
+            starting = b"allchannels"
+    elif name == DEFAULT_USER and not server.acl.defines(DEFAULT_USER):
+        starting = current.describe().encode("latin-1")  # this node's requirepass user
     try:  # refused here with Redis' message, before anything is proposed
-        applied(base or User(name), ops)
+        applied(current, ops)
     except AclError as error:
         raise RespError(f"ERR {error}") from None
-    starting = b""
-    if name == DEFAULT_USER and not server.acl.defines(DEFAULT_USER) and base is not None:
-        starting = base.describe().encode("latin-1")  # this node's requirepass user
     return server.acl.change([b"setuser", args[2], starting,
                               *(_hashed(op).encode("latin-1") for op in ops)])
 
@@ -203,6 +208,7 @@ def acl_load(server: ServerContext, session: Session,
     except OSError as error:
         raise RespError(f"ERR Error loading ACLs, opening file '{path}': "
                         f"{os.strerror(error.errno or 0)}") from None
+    text = acl_store.with_pubsub_default(text, server.config.acl_pubsub_default)
     try:
         acl_store.parse_users(text, path)
     except acl_store.AclFileError as error:

@@ -65,6 +65,21 @@ def parse_users(text: str, source: str = "acl") -> dict[str, User]:
     return users
 
 
+def with_pubsub_default(text: str, rule: str) -> str:
+    """ACL file text whose users start from ``rule`` (acl-pubsub-default) before their
+    own rules, as Redis creates each user of a file: so every node that applies the
+    text gets the same users whatever its own setting."""
+    if rule == "resetchannels":  # what a new user already has
+        return text
+    lines = []
+    for raw in text.split("\n"):
+        words = [w for w in raw.strip(" \t\r\n").split(" ") if w]
+        if len(words) >= 2 and words[0] == "user":
+            raw = " ".join([words[0], words[1], rule, *words[2:]])
+        lines.append(raw)
+    return "\n".join(lines)
+
+
 def users_text(users: dict[str, User]) -> str:
     """The users as ACL file text, by name as Redis lists them."""
     return "".join(f"user {name} {users[name].describe()}\n" for name in sorted(users))

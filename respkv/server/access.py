@@ -269,7 +269,8 @@ class AccessControl:
         path = self.config.aclfile
         if not path:
             return
-        text = Path(path).read_text(encoding="latin-1")
+        text = acl_store.with_pubsub_default(Path(path).read_text(encoding="latin-1"),
+                                             self.config.acl_pubsub_default)
         acl_store.parse_users(text, path)  # AclFileError stops the start
         self._seed_text = text
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 from rawconn import RawConn, resp
 
+from respkv.commands import acl_store
 from respkv.commands.acl_users import entries
 from respkv.commands.docs import redis_references
 from respkv.config import Config
@@ -175,6 +176,31 @@ def test_scripts_run_with_the_callers_permissions(node: Node, redis_port: int) -
              ("EVAL", "return redis.pcall('get', KEYS[1])", "1", "b1"),
              ("EVAL", "return redis.pcall('publish', 'c', 'm')", "0")]
     both(node, redis_port, as_user("lua", "x", calls))
+
+
+def test_new_users_get_the_channels_acl_pubsub_default_says(node: Node,
+                                                             redis_port: int) -> None:
+    try:
+        both(node, redis_port, [
+            ("CONFIG", "GET", "acl-pubsub-default"),
+            ("CONFIG", "SET", "acl-pubsub-default", "nosuch"),
+            ("CONFIG", "SET", "acl-pubsub-default", "allchannels"),
+            ("ACL", "SETUSER", "opened", "on"), ("ACL", "GETUSER", "opened"),
+            ("CONFIG", "SET", "acl-pubsub-default", "resetchannels"),
+            ("ACL", "SETUSER", "closed", "on"), ("ACL", "SETUSER", "opened", "+get"),
+            ("ACL", "LIST")])
+    finally:
+        for port in (node.port, redis_port):
+            replies(port, [("CONFIG", "SET", "acl-pubsub-default", "resetchannels")])
+
+
+def test_a_loaded_file_gets_the_default_channels_on_every_node() -> None:
+    text = "user a on nopass ~*\n\nuser  c  off\n"
+    users = acl_store.parse_users(acl_store.with_pubsub_default(text, "allchannels"))
+    assert [users[n].describe() for n in "ac"] == ["on nopass ~* &* -@all", "off &* -@all"]
+    assert acl_store.with_pubsub_default(text, "resetchannels") == text
+    with pytest.raises(acl_store.AclFileError, match="acl:1: Adding a pattern after the"):
+        acl_store.parse_users(acl_store.with_pubsub_default("user b on &c", "allchannels"))
 
 
 def test_the_log_says_who_was_refused(node: Node, redis_port: int) -> None:

@@ -1,4 +1,22 @@
+"""Fixtures shared by every test directory."""
+
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from testsupport.tls import Certs, make_certs
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA, and a certificate it signed for 127.0.0.1 and localhost."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Another CA, and a certificate of its own: trusted by nobody here."""
+    return make_certs(tmp_path_factory.mktemp("other-ca"))

@@ -26,18 +26,8 @@ from respkv.replication.transport import HELLO, HELLO_REFUSED, frame
 from testsupport.info import group_lines, members, parse_info
 from testsupport.ports import free_port, free_ports
 from testsupport.processes import SNAPSHOT_ARGS, Node, command, raft_info
-from testsupport.tls import Certs, TlsCluster, make_certs
+from testsupport.tls import Certs, TlsCluster
 from testsupport.waiting import wait_for
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("other-ca"))
 
 
 @pytest.fixture(scope="module")

@@ -24,19 +24,8 @@ from respkv.server.tlsclient import moved_to_tls
 from respkv.tlsconfig import TlsError, TlsFiles, protocol_range
 from testsupport.ports import free_port
 from testsupport.processes import ROOT, Node
-from testsupport.tls import Certs, make_certs
+from testsupport.tls import Certs
 from testsupport.waiting import wait_for
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    """Another CA, and a certificate of its own: trusted by nobody here."""
-    return make_certs(tmp_path_factory.mktemp("other-ca"))
 
 
 def start_tls_node(directory: Path, certs: Certs, auth_clients: str = "yes",

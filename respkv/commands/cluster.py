@@ -320,6 +320,14 @@ def cluster_propose(server: ServerContext, session: Session,
     return server.cluster.propose_forwarded(args[2], args[3], args[4:])
 
 
+@_sub("relay", 8, ("noauth",))  # its proof made with the cluster secret authenticates it
+def cluster_relay(server: ServerContext, session: Session,
+                  args: list[bytes]) -> Awaitable[Reply]:
+    """CLUSTER RELAY stamp proof LEAVE node GROUP name: a CLUSTER LEAVE of one group,
+    sent on by another node to the group's leader."""
+    return server.cluster.relay(args[2], args[3], args[4:])
+
+
 @_sub("token", 2, ("admin",))
 def cluster_token(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER TOKEN: the join token a new member is started with (--join-token)."""

@@ -3,9 +3,12 @@ who the members are, and the changes that span every group (join, leave,
 leadership transfer), each carried out on the group's leader.
 
 A change to every group is proposed here for the groups this node leads, and
-forwarded (``CLUSTER JOIN|LEAVE ... GROUP <name>`` on the client port, following
-MOVED) to the leaders of the others. Failures are respkv.replication.outcomes
-errors; a peer's refusal is a PeerRefused carrying its reply.
+forwarded on the client port, following MOVED, to the leaders of the others: a join
+as ``CLUSTER JOIN ... GROUP <name>`` (its proof of the join token authenticates it),
+a leave as ``CLUSTER RELAY stamp proof LEAVE <node> GROUP <name>`` (a proof made
+with the cluster secret), so neither depends on the users and passwords of the
+moment. Failures are respkv.replication.outcomes errors; a peer's refusal is a
+PeerRefused carrying its reply.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ HAND_OVER_WAIT = 2.0  # seconds a leaving leader waits for its successor to be k
 PROPOSE_WINDOW_MS = 60_000
 # The entries another node may forward to this one to propose: the cluster's users.
 FORWARDABLE = frozenset({b"respkv.acl"})
+# What CLUSTER RELAY carries: CLUSTER LEAVE of one group (node, GROUP, name).
+RELAYED = b"LEAVE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,10 +267,10 @@ class ClusterAdmin:
             return
         if not any(node_id in g.members() for g in self.node.groups):
             raise MembershipRefused(f"node {node_id} is not a member")
-        request = [b"CLUSTER", b"LEAVE", node_id.encode()]
         for group in self.node.groups:
             await self._on_leader(group, lambda g=group: self._remove(g, node_id),
-                                  [*request, b"GROUP", group.name.encode()])
+                                  [b"CLUSTER", b"LEAVE", node_id.encode(), b"GROUP",
+                                   group.name.encode()])
 
     async def _remove(self, group: RaftGroup, node_id: str) -> bytes:
         if node_id not in group.members():
@@ -312,6 +317,27 @@ class ClusterAdmin:
         it is recent and new, and this node leads the first group."""
         if not change or change[0] not in FORWARDABLE:
             raise MembershipRefused("this change cannot be forwarded")
+        group = self.node.groups[0]
+        self._must_lead(group)
+        self._take_proof(stamp, proof, change)
+        return await group.propose(change)
+
+    async def relay(self, stamp: bytes, proof: bytes, request: list[bytes]) -> Reply:
+        """CLUSTER RELAY: a CLUSTER LEAVE of one group another node sends on to this
+        group's leader, taken if its proof is valid, recent and new."""
+        if len(request) != 4 or request[0].upper() != RELAYED or request[2].upper() != b"GROUP":
+            raise MembershipRefused("this request cannot be relayed")
+        node_id, name = request[1].decode("utf-8", "replace"), request[3].decode("utf-8",
+                                                                              "replace")
+        group = self._group(name)
+        self._must_lead(group)
+        self._take_proof(stamp, proof, request)
+        await self._remove(group, node_id)
+        return b"OK"
+
+    def _take_proof(self, stamp: bytes, proof: bytes, change: list[bytes]) -> None:
+        """Refuse (MembershipRefused) unless ``proof`` is this cluster's for ``change``
+        at ``stamp``, the stamp is within the window and the proof was never taken."""
         try:
             made = int(stamp)
         except ValueError:
@@ -325,10 +351,7 @@ class ClusterAdmin:
                 or expected in seen:
             logger.warning("refused a forwarded change without a fresh proof")
             raise MembershipRefused("forwarded change refused: no valid, fresh proof")
-        group = self.node.groups[0]
-        self._must_lead(group)
         seen[expected] = now
-        return await group.propose(change)
 
     # -- on each group's leader -------------------------------------------------------
 
@@ -356,18 +379,24 @@ class ClusterAdmin:
             await asyncio.sleep(RETRY_PAUSE)
         raise last
 
-    async def _ask(self, address: str, args: list[bytes], password: str = "") -> Reply:
+    async def _ask(self, address: str, args: list[bytes]) -> Reply:
         """``args`` on the node whose client address is ``address``: on its TLS port,
         over TLS, under tls-replication."""
         tls = self.node.rpc_tls
         if tls is not None:
             address = self.node.book.tls_of(address) or address
-        return await ask(address, args, password=password, tls=tls)
+        return await ask(address, args, tls=tls)
 
     async def _forward(self, address: str, args: list[bytes]) -> bytes:
-        """``args`` on that node, authenticated with this node's password (every node of
-        a cluster has the same one)."""
-        reply = await self._ask(address, args, self.node.config.requirepass)
+        """``args`` on that node: a CLUSTER JOIN as it is, a CLUSTER LEAVE as a CLUSTER
+        RELAY signed now (a proof is taken once: each attempt makes its own)."""
+        if args[1] == b"LEAVE":
+            stamp = b"%d" % int(time.time() * 1000)
+            body = args[1:]
+            args = [b"CLUSTER", b"RELAY", stamp,
+                    change_proof(self.node.secret, self.cluster_id, stamp, body).encode(),
+                    *body]
+        reply = await self._ask(address, args)
         if isinstance(reply, RespError):
             raise PeerRefused(reply.text)
         return reply if isinstance(reply, bytes) else str(reply).encode()

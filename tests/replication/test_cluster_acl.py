@@ -105,3 +105,30 @@ def test_a_forwarded_change_needs_a_fresh_proof(make_cluster: Callable[..., Clus
     stale = change_proof(secret, cluster_id, old.encode(), change)
     with pytest.raises(redis.ResponseError, match="no valid, fresh proof"):
         client.execute_command("CLUSTER", "PROPOSE", old, stale, *change)
+
+
+def test_leave_is_forwarded_whatever_the_password(make_cluster: Callable[..., Cluster]) -> None:
+    """The nodes start with no requirepass and the cluster's default user is given a
+    password later: CLUSTER LEAVE still reaches the leaders of the groups this node does
+    not lead (it relays the change with a proof, not a password)."""
+    cluster = make_cluster(3, ["--shards", "3"])
+    cluster.leader().client().execute_command("ACL", "SETUSER", "default", "resetpass",
+                                              ">cluster-pw")
+    for node in cluster.nodes:
+        node.password = "cluster-pw"
+    same_users_everywhere(cluster)
+    asked, leaving = cluster.nodes[0], cluster.nodes[2]
+    leaving_id = cluster.id_of(leaving)
+    assert asked.client().execute_command("CLUSTER", "LEAVE", leaving_id) == b"OK"
+    assert leaving.proc.wait(15) == 0, leaving.log()
+    cluster.wait_voters({cluster.id_of(n) for n in cluster.nodes[:2]})
+    # a relay needs a fresh proof made with the secret
+    client = cluster.leader().client()  # the first group's
+    stamp = str(int(time.time() * 1000))
+    with pytest.raises(redis.ResponseError, match="no valid, fresh proof"):
+        client.execute_command("CLUSTER", "RELAY", stamp, "00" * 32, "LEAVE",
+                               cluster.id_of(cluster.nodes[1]), "GROUP", "g0")
+    with pytest.raises(redis.ResponseError, match="cannot be relayed"):
+        client.execute_command("CLUSTER", "RELAY", stamp, "00" * 32, "JOIN", "x", "GROUP",
+                               "g0")
+    cluster.wait_voters({cluster.id_of(n) for n in cluster.nodes[:2]})

@@ -33,11 +33,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from respkv.replication.transport import HELLO, MAX_FRAME, MSG
 from respkv.tlsconfig import PeerTls
 
 _HEAD = struct.Struct(">IB")
-HELLO, MSG = 1, 4
-MAX_FRAME = 64 << 20
 
 
 @dataclass

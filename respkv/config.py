@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from respkv.faults import Faults, FaultsError
+from respkv.sizes import MAX_ENTRY_BYTES
 from respkv.tlsconfig import AUTH_CLIENTS, TlsError, TlsFiles, protocol_range
 
 
@@ -67,6 +68,11 @@ class Config:
     enable_debug_command: str = "no"
     timeout: int = 0  # close idle clients after N seconds; 0 = never
     proto_max_bulk_len: int = 512 * 1024 * 1024
+    # The largest log entry a write may make (its command and arguments, encoded); a
+    # bigger write is refused before it is proposed. Every node handles an entry in
+    # one go, pausing its loop for about as long as a copy, a checksum and a write of
+    # it to disk take: far above a few MB, that pause nears an election timeout.
+    max_entry_bytes: int = 8 << 20
     client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
     read_consistency: str = "linearizable"  # linearizable | lease | stale
     metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
@@ -129,6 +135,8 @@ class Config:
         if self.acl_pubsub_default not in PUBSUB_DEFAULTS:
             raise ConfigError("argument(s) must be one of the following: "
                               + ", ".join(PUBSUB_DEFAULTS))
+        if not 1024 <= self.max_entry_bytes <= MAX_ENTRY_BYTES:
+            raise ConfigError(f"max-entry-bytes must be between 1024 and {MAX_ENTRY_BYTES}")
         if self.enable_debug_command not in ("no", "yes", "local"):
             raise ConfigError("enable-debug-command must be no, yes or local")
         if not 1 <= self.shards <= 1024:

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "gcpolicy": 0,
     "background": 0,
     "tlsconfig": 0,
+    "sizes": 0,
     "protocol": 0,
     "config": 1,
     "raft": 1,

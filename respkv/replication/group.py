@@ -70,7 +70,8 @@ class RaftGroup:
         self.core = self._make_core(snapshot)
         self.stopping = False
         self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
-        self.proposals = Proposals(self.core, self.leader_client_address)
+        self.proposals = Proposals(self.core, self.leader_client_address,
+                                   lambda: config.max_entry_bytes)
         self.reads = ReadIndexReads(self.core, self.node_id, self._read_turn,
                                     self._catch_up_ticks)
         self.membership = Membership(name, self.node_id, joined_at, self.core, book,

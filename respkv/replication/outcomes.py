@@ -40,6 +40,15 @@ class NotDurable(ReplicationError):
     space is freed."""
 
 
+class EntryTooBig(ReplicationError):
+    """The write's log entry would be larger than the log carries: it was not
+    proposed."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"write too big to replicate: its log entry would be {size} bytes, "
+                         f"over max-entry-bytes ({limit})")
+
+
 class ReadTimedOut(ReplicationError):
     """No quorum confirmed the read index in time."""
 

@@ -20,6 +20,7 @@ from respkv.raft.core import NotLeader as CoreNotLeader
 from respkv.raft.core import RaftCore, RaftError
 from respkv.raft.types import Entry
 from respkv.replication.outcomes import (
+    EntryTooBig,
     NotDurable,
     NotLeader,
     ReplicationError,
@@ -45,9 +46,11 @@ def fail(future: asyncio.Future, error: ReplicationError) -> None:
 
 
 class Proposals:
-    def __init__(self, core: RaftCore, leader_address: Callable[[], str | None]) -> None:
+    def __init__(self, core: RaftCore, leader_address: Callable[[], str | None],
+                 max_entry_bytes: Callable[[], int]) -> None:
         self.core = core
         self.leader_address = leader_address  # where NotLeader sends the client
+        self.max_entry_bytes = max_entry_bytes  # read per batch: CONFIG SET changes it
         # (args, slot, future, the entry's time or None for the clock's at hand-over)
         self.queue: list[tuple[list[bytes], int, asyncio.Future[Reply], int | None]] = []
         self.waiters: dict[int, Waiter] = {}  # by log index
@@ -69,9 +72,14 @@ class Proposals:
             return
         batch, self.queue = self.queue, []
         now = now_ms()
+        entries = [encode_command(now if at is None else at, args) for args, _, _, at in batch]
+        limit = self.max_entry_bytes()
+        if max(map(len, entries)) > limit:
+            batch, entries = self._refuse_too_big(batch, entries, limit)
+            if not batch:
+                return
         try:
-            last = self.core.propose_batch(
-                [encode_command(now if at is None else at, args) for args, _, _, at in batch])
+            last = self.core.propose_batch(entries)
         except CoreNotLeader:  # leadership moved since the router said "here"
             leader = self.leader_address()
             for _, slot, future, _ in batch:
@@ -86,6 +94,18 @@ class Proposals:
         first = last - len(batch) + 1
         for offset, (_, _, future, _) in enumerate(batch):
             self.waiters[first + offset] = Waiter(term, future, deadline)
+
+    @staticmethod
+    def _refuse_too_big(batch: list, entries: list[bytes],
+                        limit: int) -> tuple[list, list[bytes]]:
+        """Fail the writes whose entry is over the limit; the others go on."""
+        kept = []
+        for item, data in zip(batch, entries, strict=True):
+            if len(data) > limit:
+                fail(item[2], EntryTooBig(len(data), limit))
+            else:
+                kept.append((item, data))
+        return [item for item, _ in kept], [data for _, data in kept]
 
     def track(self, index: int, future: asyncio.Future[Reply]) -> None:
         """Wait for an entry proposed outside the batch (a membership change)."""
@@ -119,7 +139,7 @@ class Proposals:
 
     def reject_queued(self, error: ReplicationError) -> None:
         """Fail the writes not yet handed to the core."""
-        for _, _, future in self.queue:
+        for _, _, future, _ in self.queue:
             fail(future, error)
         self.queue.clear()
 

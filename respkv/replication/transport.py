@@ -43,6 +43,7 @@ from respkv.raft.messages import Message
 from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
 from respkv.replication.health import PeerHealth
+from respkv.sizes import MAX_ENTRY_BYTES
 from respkv.storage.files import ChunkWriter, iter_chunks
 from respkv.tlsconfig import PeerTls
 
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 _HEAD = struct.Struct(">IB")
 HELLO, HELLO_OK, HELLO_REFUSED, MSG, SNAP_CHUNK, SNAP_END, REMOVED, PING = 1, 2, 3, 4, 5, 6, 7, 8
 BROADCAST, CHALLENGE, PROOF = 9, 10, 11
-MAX_FRAME = 64 << 20
+MAX_FRAME = MAX_ENTRY_BYTES + (1 << 20)  # one entry, and its message around it
 SEND_BUFFER_LIMIT = 8 << 20  # queued bytes per peer before messages are dropped
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 HELLO_TIMEOUT = 5.0

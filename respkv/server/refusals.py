@@ -7,6 +7,7 @@ from __future__ import annotations
 from respkv.commands.errors import CLUSTERDOWN, SHUTTING_DOWN
 from respkv.protocol.reply import RespError
 from respkv.replication.outcomes import (
+    EntryTooBig,
     MembershipRefused,
     NotDurable,
     NotLeader,
@@ -48,7 +49,7 @@ def reply_for(error: ReplicationError) -> RespError:
         return fixed
     if isinstance(error, Unavailable):
         return RespError(f"TRYAGAIN {error}")
-    if isinstance(error, MembershipRefused):
+    if isinstance(error, MembershipRefused | EntryTooBig):
         return RespError(f"ERR {error}")
     if isinstance(error, PeerRefused):
         return RespError(error.reply)

@@ -248,7 +248,19 @@ class ClusterAdmin:
 
     async def _add_learner(self, group: RaftGroup, node_id: str, addresses: Addresses) -> bytes:
         cluster_id = self.cluster_id.encode()
-        if node_id in group.members():
+        members = group.members()
+        if node_id in members.voters:
+            # Only a node that lost its data asks to join as a voter it still is: taken
+            # back, it would vote with an empty log and could elect a leader missing
+            # writes a quorum acknowledged through it.
+            logger.warning("refused a join under a voter's id", extra={"node": node_id,
+                                                                      "group": group.name})
+            raise MembershipRefused(  # a join refused: the joiner stops, it does not retry
+                f"{JOIN_REFUSED[4:]}: node {node_id} is still a voter of {group.name}: a "
+                "member that lost its "
+                f"data cannot rejoin as itself. Replace it: CLUSTER LEAVE {node_id} on any "
+                "member, then start it again on an empty dir with --join")
+        if node_id in members.learners:  # a join retried before the node kept its state
             if self.node.book.get(node_id) == addresses:
                 return cluster_id + b" 0"
             raise MembershipRefused(f"node {node_id} is already a member with other addresses")

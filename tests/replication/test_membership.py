@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -208,3 +209,33 @@ def test_a_new_node_gets_collections_by_snapshot(make_cluster: Callable[..., Clu
 
     assert contents(newcomer) == contents(leader)
     client.close()
+
+
+def test_a_voter_that_lost_its_data_is_refused_until_replaced(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """A follower whose dir was wiped asks to join under its own id: it would vote with
+    an empty log, so the leader refuses it, saying how to replace it; once removed
+    (CLUSTER LEAVE), the same node on an empty dir joins as new and gets everything."""
+    cluster = make_cluster()
+    leader = cluster.leader()
+    assert leader.client().set("before", "wipe") is True
+    wiped = cluster.followers()[0]
+    wiped_id = cluster.id_of(wiped)
+    wiped.kill()
+    shutil.rmtree(wiped.dir)
+    wiped.start(wait=False)
+    assert wiped.proc.wait(30) != 0
+    log = wiped.log()
+    assert f"node {wiped_id} is still a voter of g0" in log, log
+    assert f"CLUSTER LEAVE {wiped_id}" in log
+    cluster.wait_voters(set(cluster.node_ids), nodes=[n for n in cluster.nodes
+                                                      if n is not wiped])
+
+    assert command(leader.port, "CLUSTER", "LEAVE", wiped_id) == b"OK"
+    cluster.wait_voters({i for i in cluster.node_ids if i != wiped_id})
+    shutil.rmtree(wiped.dir, ignore_errors=True)
+    wiped.start(wait=False)
+    wiped.wait_ready(30)
+    cluster.wait_voters(set(cluster.node_ids))
+    cluster.wait_caught_up()
+    assert wiped.client().get("before") == b"wipe"

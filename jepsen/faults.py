@@ -13,7 +13,13 @@ Fault kinds (``--faults``, comma separated):
 - ``delay``: delay the raft links of a random node by 50-300 ms;
 - ``drop``: drop 20-60% of the raft messages on every link;
 - ``transfer``: ``RESPKV.TRANSFER <follower>`` sent to the leader;
-- ``member``: ``CLUSTER LEAVE`` of a follower, then it is wiped and joins again.
+- ``member``: ``CLUSTER LEAVE`` of a follower, then it is wiped and joins again;
+- ``wipe``: kill -9 of a follower and its dir wiped, as a lost disk; restarted as
+  itself it must be refused (it would vote with an empty log), then it is replaced
+  as the README says: ``CLUSTER LEAVE``, and a join on the empty dir;
+- ``big-value``: writes of values near the leader's ``max-entry-bytes`` (which
+  must replicate) and just over it (which must be refused up front), beside the
+  workload's keys, each read back from every node.
 
 The schedule (which fault, which target, how long) is drawn from a
 ``random.Random(seed)``; what the leader is at that moment is not seeded.
@@ -37,12 +43,18 @@ import redis
 from jepsen.history import History
 from jepsen.nodes import JCluster, JNode
 from jepsen.proxy import Rule
+from respkv.replication.slots import key_slot, slot_ranges
 from testsupport.processes import command
 from testsupport.waiting import wait_for
 
 KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
          "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member",
-         "slow-disk")
+         "slow-disk", "wipe", "big-value")
+WIPED_REFUSAL = "is still a voter of"  # what a wiped voter's log says when it is refused
+BIG_VALUE_KEY = "jepsen-big"  # outside every workload's keys
+# Replies that say where the leader went, or that there is none for now.
+MOVED_ON = (redis.exceptions.MovedError, redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError)
 SCHEDULES = ("random", "cycle")
 
 
@@ -215,6 +227,14 @@ class Nemesis(threading.Thread):
             event = self.membership(length)
             if event is None:
                 return
+        elif kind == "wipe":
+            event = self.wipe_and_replace(length)
+            if event is None:
+                return
+        elif kind == "big-value":
+            event = self.big_values()
+            if event is None:
+                return
         else:
             raise ValueError(kind)
         event.end = self.history.now()
@@ -248,6 +268,97 @@ class Nemesis(threading.Thread):
         target.start()
         event.detail += f"; rejoined as {target.node_id} through {target.join}"
         return event
+
+    def wipe_and_replace(self, length: float) -> FaultEvent | None:
+        """A follower loses its disk: killed, wiped, restarted under its own id and
+        refused; then removed and joined again on the empty dir."""
+        leader = self.cluster.leader(self.some_group())
+        followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
+        if leader is None or not followers:
+            return None
+        target = self.random.choice(followers)
+        event = self.record("wipe", [target], detail="kill -9, wipe, restart")
+        target.kill()
+        shutil.rmtree(target.dir, ignore_errors=True)
+        others = [n for n in self.cluster.nodes if n is not target and n.alive()]
+        target.join = (others[0] if others else leader).address
+        target.start()
+        try:
+            wait_for(lambda: not target.alive(), 30, "the wiped node to be refused")
+        except TimeoutError:
+            self.errors.append(f"wipe: {target.node_id} was taken back with an empty dir")
+            event.detail += "; NOT refused"
+            return event
+        log = (target.dir.parent / f"{target.node_id}.log").read_text(errors="replace")
+        if WIPED_REFUSAL not in log.rsplit("--- start", 1)[-1]:
+            self.errors.append(f"wipe: {target.node_id} exited without the refusal")
+        self.sleep(min(length, 1.0))
+        leader = self.cluster.leader(self.some_group()) or leader
+        try:
+            command(leader.port, "CLUSTER", "LEAVE", target.node_id, timeout=5,
+                    password=leader.password)
+        except (redis.RedisError, OSError) as error:
+            event.detail += f"; leave failed: {error}"
+            return event
+        shutil.rmtree(target.dir, ignore_errors=True)
+        if not self.rejoin_same_id:
+            base, _, generation = target.node_id.partition(".")
+            target.node_id = f"{base}.{int(generation or 1) + 1}"
+            self.names[target.port] = target.node_id
+        target.start()
+        event.detail += f"; refused, removed, rejoined as {target.node_id}"
+        return event
+
+    def big_values(self) -> FaultEvent | None:
+        """Values near max-entry-bytes go through the log; one just over is refused
+        up front. Either way the cluster keeps its leaders."""
+        group = self.cluster.group_names()[0]
+        leader = self.cluster.leader(group)
+        if leader is None:
+            return None
+        event = self.record("big-value", [leader])
+        try:
+            client = redis.Redis(port=leader.port, password=leader.password or None,
+                                 socket_timeout=30)
+            limit = int(client.config_get("max-entry-bytes")["max-entry-bytes"])
+            size = limit - self.random.randrange(1024, 65536)
+            key = self.key_of_first_group(f"{BIG_VALUE_KEY}-{self.injected}")
+            client.set(key, b"v" * size)
+            event.detail = f"{size} bytes written"
+            for node in self.cluster.nodes:
+                if node.alive() and not node.paused:
+                    try:
+                        wait_for(lambda n=node: self.length_on(n, key) == size, 30,
+                                 f"the big value on {node.node_id}")
+                    except TimeoutError as error:
+                        self.errors.append(f"big-value: acknowledged, then {error}")
+            try:
+                client.set(f"{key}-over", b"v" * (limit + 1))
+            except MOVED_ON as error:  # the leader moved meanwhile: nothing to judge
+                event.detail += f"; the write over the limit met {error!r}"
+            except redis.ResponseError as error:
+                if "too big to replicate" not in str(error):
+                    self.errors.append(f"big-value: over the limit: {error}")
+            else:
+                self.errors.append("big-value: a write over max-entry-bytes was taken")
+        except redis.ResponseError as error:  # MOVED meanwhile, an election: not a fault
+            event.detail = f"not written: {error}"
+        except (redis.RedisError, OSError) as error:
+            event.detail = f"not written: {error}"
+        return event
+
+    def key_of_first_group(self, prefix: str) -> str:
+        """A hash tag (``{prefix-counter}``, so that keys made from it share its slot)
+        whose slot the first group serves."""
+        last = slot_ranges(len(self.cluster.group_names()))[0][1]
+        return next(key for key in (f"{{{prefix}-{i}}}" for i in range(10_000))
+                    if key_slot(key.encode()) <= last)
+
+    @staticmethod
+    def length_on(node: JNode, key: str) -> int:
+        with contextlib.suppress(redis.RedisError, OSError):
+            return int(command(node.port, "STRLEN", key, timeout=5, password=node.password))
+        return -1
 
     def set_fsync_delay(self, node: JNode, delay_ms: int) -> None:
         """Slow the node's disk down (or back to normal) with DEBUG FSYNC-DELAY."""

@@ -45,6 +45,22 @@ def test_short_run_passes(tmp_path: Path, seed: int):
     assert summary["counter"]["acknowledged"] > 0 and summary["ledger"]["acknowledged"] > 0
 
 
+def test_a_wiped_node_is_replaced_and_big_values_replicate(tmp_path: Path):
+    """A follower that loses its disk is refused under its own id, then replaced (leave,
+    join on the empty dir); values near max-entry-bytes replicate and bigger ones are
+    refused, all under the workload's checks."""
+    code, summary = run(tmp_path, "--duration", "12", "--seed", "15", "--schedule", "cycle",
+                        "--quiet", "0.5", "1", "--faults", "wipe,big-value")
+    assert code == 0, explain(summary)
+    kinds = [fault["kind"] for fault in summary["faults"]]
+    assert {"wipe", "big-value"} <= set(kinds), explain(summary)
+    assert not summary["nemesis_errors"] and not summary["client_crashes"], explain(summary)
+    wiped = [f for f in summary["faults"] if f["kind"] == "wipe"]
+    assert all("refused, removed, rejoined" in f["detail"] for f in wiped), explain(summary)
+    assert any("bytes written" in f["detail"] for f in summary["faults"]
+               if f["kind"] == "big-value"), explain(summary)
+
+
 def test_short_run_with_mtls_between_nodes_and_passwords_passes(tmp_path: Path):
     """tls-cluster yes and a requirepass on every node: Raft, snapshots and the faults
     all go through mutual TLS (the proxies end and reopen it), every client and every

@@ -237,6 +237,31 @@ def test_rotate_secret_command(make_cluster: Callable[..., Cluster]) -> None:
                             n1.address, "--password", "nope"], capture_output=True,
                            text=True, cwd=ROOT, timeout=60)
     assert wrong.returncode == 1 and "nothing changed" in wrong.stderr, wrong.stderr
+
+    # a node lost in the middle: the rotation stops, and its instructions finish it
+    def lose_n2(round_name: str) -> None:
+        if round_name == "add":
+            n2.stop(signal.SIGKILL)
+
+    halted = Rotation(n1.address, "pw", report=lambda line: None, after_round=lose_n2)
+    with pytest.raises(RotationFailed) as stopped:
+        asyncio.run(halted.run())
+    message = str(stopped.value)
+    assert message.startswith(f"stopped at USE on {n2.address}: cannot reach it"), message
+    old_id, new_id = halted.old_id, halted.new_id
+    assert f"Every node accepts both {old_id} and {new_id}" in message
+    assert f"To go on: CLUSTER SECRET USE {new_id} on {n2.address}, then CLUSTER SECRET " \
+           f"DROP {old_id} on every node" in message
+    n2.start()
+    assert command(n2.port, "CLUSTER", "SECRET", "USE", new_id, password="pw") == b"OK"
+    for node in cluster.nodes:
+        assert command(node.port, "CLUSTER", "SECRET", "DROP", old_id, password="pw") == b"OK"
+        assert command(node.port, "CLUSTER", "SECRET", "STATUS", password="pw") == [
+            f"{new_id} current".encode()]
+    assert cluster.leader().client().set("after", "rotation")  # two nodes: both must talk
+    after = [command(n.port, "CLUSTER", "SECRET", "STATUS", password="pw")
+             for n in cluster.nodes]
+
     n2.stop(signal.SIGKILL)
     with pytest.raises(RotationFailed, match=re.escape(
             f"nothing changed: {n2.address} does not answer")):

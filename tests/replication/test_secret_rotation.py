@@ -25,6 +25,7 @@ from respkv.replication.peerauth import SECRET_FILE, acceptor_proof, dialer_proo
 from respkv.replication.rotation import Rotation, RotationFailed
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_OK, HELLO_REFUSED, PROOF, frame
 from testsupport.processes import ROOT, Cluster, Node, command
+from testsupport.waiting import wait_for
 
 SECRET_A = "ab" * 32
 
@@ -170,6 +171,7 @@ def test_rotate_a_running_cluster(make_cluster: Callable[..., Cluster]) -> None:
         rotation = Rotation(n1.address, report=lines.append, after_round=between)
         new_id = asyncio.run(rotation.run())
         writers.wait_more(writers.count(), what="writes after the rotation")
+    cluster.wait_caught_up()  # n2, restarted, may not have applied every entry yet
     assert_all_present(cluster.nodes, writers.acked())
     assert lines[-1].startswith(f"done: every node proves with {new_id}")
     assert [line.split(":")[0] for line in lines[1:4]] == ["add", "use", "drop"]
@@ -221,6 +223,7 @@ def test_rotate_secret_command(make_cluster: Callable[..., Cluster]) -> None:
     cluster.leader().client().execute_command("ACL", "SETUSER", "default", "resetpass", ">pw")
     for node in cluster.nodes:
         node.password = "pw"
+        wait_for(lambda node=node: node.client().ping(), what="the password on every node")
     n1, n2 = cluster.nodes
     before = [command(n.port, "CLUSTER", "SECRET", "STATUS", password="pw")
               for n in cluster.nodes]
@@ -253,6 +256,7 @@ def test_rotate_secret_command(make_cluster: Callable[..., Cluster]) -> None:
     assert f"To go on: CLUSTER SECRET USE {new_id} on {n2.address}, then CLUSTER SECRET " \
            f"DROP {old_id} on every node" in message
     n2.start()
+    cluster.wait_caught_up()  # until it has applied the log again it may lack the users
     assert command(n2.port, "CLUSTER", "SECRET", "USE", new_id, password="pw") == b"OK"
     for node in cluster.nodes:
         assert command(node.port, "CLUSTER", "SECRET", "DROP", old_id, password="pw") == b"OK"

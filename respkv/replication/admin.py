@@ -324,8 +324,7 @@ class ClusterAdmin:
                 target = group.leader_client_address()
                 if target is not None:
                     stamp = b"%d" % int(time.time() * 1000)
-                    proof = change_proof(self.node.keyring.current, self.cluster_id, stamp,
-                                         change)
+                    proof = change_proof(self.node.secret, self.cluster_id, stamp, change)
                     return await self._ask(target, [b"CLUSTER", b"PROPOSE", stamp,
                                                     proof.encode(), *change])
             except ReplicationError as error:  # lost the lead meanwhile, an election

@@ -86,6 +86,12 @@ class ClusterNode:
         config = self.config
         return Addresses(config.raft_address, config.client_address, config.tls_client_address)
 
+    @property
+    def secret(self) -> bytes:
+        """The secret this node proves with (its keyring's current one); a proof it is
+        given is checked against every secret it accepts (``keyring.proves``)."""
+        return self.keyring.current
+
     def group_of_slot(self, slot: int) -> RaftGroup:
         return self.groups[self.slot_owner[slot]]
 
@@ -235,7 +241,7 @@ class ClusterNode:
 
     def join_token(self) -> str:
         assert self.info is not None
-        return join_token(self.info.cluster_id, self.keyring.current)
+        return join_token(self.info.cluster_id, self.secret)
 
     async def _join(self, seed: str, cluster_id: str,
                     secret: bytes) -> tuple[str, int, dict[str, int]]:

@@ -140,6 +140,23 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
     sys.exit(max(codes) if any(codes) else 0)
 
 
+@main.command("rotate-secret")
+@click.option("--via", required=True, metavar="HOST:PORT",
+              help="Client port of any member: the nodes are those its CLUSTER NODES lists.")
+@click.option("--password", default="", envvar="REDISCLI_AUTH",
+              help="The nodes' requirepass (default: $REDISCLI_AUTH, as redis-cli).")
+def rotate_secret(via: str, password: str) -> None:
+    """Rotate the cluster secret: every node accepts a new one, then proves with it, then
+    drops the old one. Stops, saying where and how to go on, if a node fails."""
+    from respkv.replication.rotation import Rotation, RotationFailed
+
+    try:
+        asyncio.run(Rotation(via, password, report=click.echo).run())
+    except RotationFailed as error:
+        click.echo(f"rotate-secret: {error}", err=True)
+        sys.exit(1)
+
+
 def _local_token(parent: Path) -> str:
     """The local cluster's join token, kept beside its nodes' dirs (mode 0600) so the
     next `respkv local` on the same dirs starts the same cluster."""

@@ -25,6 +25,7 @@ from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 from respkv.replication.addresses import Addresses, split_address
 from respkv.replication.admin import Member, Shard
 from respkv.replication.health import Health
+from respkv.replication.keyring import KeyringError
 from respkv.replication.slots import SLOTS, key_slot
 
 
@@ -334,6 +335,43 @@ def cluster_token(server: ServerContext, session: Session, args: list[bytes]) ->
     return server.cluster.join_token().encode()
 
 
+# Each action and the arguments it takes, the action's name included.
+_SECRET_ACTIONS = {b"ADD": 4, b"USE": 4, b"DROP": 4, b"STATUS": 3}
+
+
+@_sub("secret", -3, ("admin", "noscript", "stale"))
+def cluster_secret(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    """CLUSTER SECRET ADD <secret-hex> | USE <id> | DROP <id> | STATUS: this node's
+    cluster secrets (respkv.replication.keyring). Node-local: a rotation runs each step
+    on every node before the next (``respkv rotate-secret`` does). Secrets are named by
+    their ids, never shown."""
+    action = args[2].upper()
+    wanted = _SECRET_ACTIONS.get(action)
+    if wanted is None:
+        raise RespError(f"ERR unknown CLUSTER SECRET action '{_printable(args[2])}'. "
+                        "Try CLUSTER HELP.")
+    if len(args) != wanted:
+        raise errors.wrong_arity("cluster|secret")
+    if action == b"STATUS":
+        return [f"{key} {'current' if current else 'accepted'}".encode()
+                for key, current in server.cluster.secret_status()]
+    argument = args[3].decode("utf-8", "replace")
+    try:
+        if action == b"ADD":
+            return server.cluster.secret_add(argument).encode()
+        if action == b"USE":
+            server.cluster.secret_use(argument)
+        else:
+            server.cluster.secret_drop(argument)
+    except KeyringError as error:
+        raise RespError(f"ERR {error}") from None
+    return OK
+
+
+def _printable(raw: bytes) -> str:
+    return raw[:64].decode("utf-8", "replace")
+
+
 @_sub("leave", -3, ("admin",))
 def cluster_leave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
     """CLUSTER LEAVE node-id [GROUP name]: out of every group (or of one, on its
@@ -356,6 +394,7 @@ def cluster_help(server: ServerContext, session: Session, args: list[bytes]) -> 
         "JOIN <node-id> <raft-host:port> <client-host:port> <proof> [TLS <host:port>] "
         "[GROUP <group>]",
         "TOKEN",
+        "SECRET ADD <secret-hex> | USE <id> | DROP <id> | STATUS",
         "LEAVE <node-id> [GROUP <group>]", "HELP")]
 
 

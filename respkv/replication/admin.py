@@ -25,6 +25,7 @@ from respkv.replication.addresses import Addresses
 from respkv.replication.balancer import hand_over_leadership
 from respkv.replication.group import RaftGroup
 from respkv.replication.health import Health
+from respkv.replication.keyring import key_id, parse_secret
 from respkv.replication.node import ClusterNode
 from respkv.replication.outcomes import (
     MembershipRefused,
@@ -33,7 +34,7 @@ from respkv.replication.outcomes import (
     ReplicationError,
     Unavailable,
 )
-from respkv.replication.peerauth import JOIN_REFUSED, change_proof, join_proof, same
+from respkv.replication.peerauth import JOIN_REFUSED, change_proof, join_proof
 from respkv.replication.rpc import ask
 from respkv.replication.slots import key_slot, slot_ranges
 
@@ -223,13 +224,15 @@ class ClusterAdmin:
         ``<cluster-id> <shards> <index>...`` with per group the log index of the
         change that added it (0 when it already was a member); for one group,
         ``<cluster-id> <index>``. ``proof`` shows the node holds the join token."""
-        expected = join_proof(self.node.secret, self.cluster_id, node_id, addresses.raft,
-                              addresses.client, addresses.tls)
-        if not same(expected, proof):
+        if not self.node.keyring.proves(lambda secret: join_proof(
+                secret, self.cluster_id, node_id, addresses.raft, addresses.client,
+                addresses.tls), proof):
             logger.warning("refused a join without the cluster's token",
                            extra={"node": node_id, "raft": addresses.raft})
-            raise MembershipRefused(f"{JOIN_REFUSED[4:]}: start the node with this cluster's "
-                                    "--join-token (CLUSTER TOKEN prints it)")
+            raise MembershipRefused(
+                f"{JOIN_REFUSED[4:]}: the join token is not this cluster's, or its secret "
+                "is no longer accepted (the cluster secret was rotated): start the node "
+                "with the --join-token CLUSTER TOKEN prints now")
         if group_name is not None:
             group = self._group(group_name)
             self._must_lead(group)
@@ -266,6 +269,29 @@ class ClusterAdmin:
             raise MembershipRefused(f"node {node_id} is already a member with other addresses")
         index = await group.change_membership(ConfChangeType.ADD_LEARNER, node_id, addresses)
         return cluster_id + b" %d" % index  # the joiner ignores older removals of its id
+
+    # -- the cluster secret: this node's keyring (respkv.replication.keyring) --------
+
+    def secret_add(self, hex_secret: str) -> str:
+        """CLUSTER SECRET ADD: accept this secret too; its id. KeyringError if refused."""
+        secret = parse_secret(hex_secret)
+        self.node.keyring.add(secret)
+        logger.info("cluster secret added", extra={"id": key_id(secret)})
+        return key_id(secret)
+
+    def secret_use(self, wanted: str) -> None:
+        """CLUSTER SECRET USE: prove with this accepted secret from now on."""
+        self.node.keyring.use(wanted)
+        logger.info("cluster secret in use", extra={"id": self.node.keyring.current_id})
+
+    def secret_drop(self, wanted: str) -> None:
+        """CLUSTER SECRET DROP: stop accepting it (never the current one)."""
+        self.node.keyring.drop(wanted)
+        logger.info("cluster secret dropped", extra={"id": wanted.lower()})
+
+    def secret_status(self) -> list[tuple[str, bool]]:
+        """(id, is current) of every secret this node accepts, the current one first."""
+        return self.node.keyring.status()
 
     # -- leaving -------------------------------------------------------------------
 
@@ -355,15 +381,16 @@ class ClusterAdmin:
         except ValueError:
             raise MembershipRefused("bad time stamp") from None
         now = int(time.time() * 1000)
-        expected = change_proof(self.node.secret, self.cluster_id, stamp, change)
+        given = proof.decode("ascii", "replace")
         seen = self._proofs_seen
         for old in [p for p, at in seen.items() if at < now - 2 * PROPOSE_WINDOW_MS]:
             del seen[old]
-        if not same(expected, proof) or abs(now - made) > PROPOSE_WINDOW_MS \
-                or expected in seen:
+        if not self.node.keyring.proves(
+                lambda secret: change_proof(secret, self.cluster_id, stamp, change), given) \
+                or abs(now - made) > PROPOSE_WINDOW_MS or given in seen:
             logger.warning("refused a forwarded change without a fresh proof")
             raise MembershipRefused("forwarded change refused: no valid, fresh proof")
-        seen[expected] = now
+        seen[given] = now
 
     # -- on each group's leader -------------------------------------------------------
 

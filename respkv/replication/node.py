@@ -34,16 +34,15 @@ from respkv.replication.identity import (
     new_cluster_id,
     save_node_info,
 )
+from respkv.replication.keyring import Keyring, create_keyring, key_id, load_keyring
 from respkv.replication.peerauth import (
     JOIN_REFUSED,
     SECRET_FILE,
     TokenError,
     join_proof,
     join_token,
-    load_secret,
     new_secret,
     parse_token,
-    save_secret,
 )
 from respkv.replication.rpc import ask
 from respkv.replication.slots import group_name, slot_owners
@@ -68,7 +67,8 @@ class ClusterNode:
         self.slot_owner: list[int] = []  # slot -> index in groups
         self.book = AddressBook(self.dir / "peers.json")
         self.removed_from: set[str] = set()
-        self.secret = b""  # the cluster's (respkv.replication.peerauth), once started
+        # the cluster's secrets (respkv.replication.keyring), once started
+        self.keyring = Keyring(b"")
         self.on_removed: Callable[[], None] | None = None
         self.balancer: LeaderBalancer | None = None
         self.wal: NodeLog | None = None  # the WAL all groups share
@@ -85,6 +85,12 @@ class ClusterNode:
     def addresses(self) -> Addresses:
         config = self.config
         return Addresses(config.raft_address, config.client_address, config.tls_client_address)
+
+    @property
+    def secret(self) -> bytes:
+        """The secret this node proves with (its keyring's current one); a proof it is
+        given is checked against every secret it accepts (``keyring.proves``)."""
+        return self.keyring.current
 
     def group_of_slot(self, slot: int) -> RaftGroup:
         return self.groups[self.slot_owner[slot]]
@@ -113,17 +119,17 @@ class ClusterNode:
                 if token is None:
                     logger.info("new members join with --join-token %s (CLUSTER TOKEN "
                                 "prints it again)", join_token(cluster_id, secret))
-            save_secret(self.dir, secret)  # before node.json: a member always has it
+            create_keyring(self.dir, secret)  # before node.json: a member always has it
             info = NodeInfo(self.node_id, cluster_id, joined_at=joined_at, shards=shards)
             save_node_info(self.dir, info)
         self._check_identity(info)
         _check_log_layout(self.dir)
-        self.secret = self._stored_secret(info)
+        self.keyring = self._stored_keyring(info)
         self.info = info
         self.config.shards = info.shards  # the cluster's, whatever this node was told
         self.book.learn(self.node_id, self.addresses)
         self.transport = Transport(
-            self.node_id, info.cluster_id, self.secret, self.config.raft_bind,
+            self.node_id, info.cluster_id, self.keyring, self.config.raft_bind,
             self.config.raft_port,
             lambda group: self.dir / "raft" / group / "snap",
             self.addresses.to_dict(),
@@ -214,19 +220,24 @@ class ClusterNode:
         except TokenError as error:
             raise NodeRefused(f"--join-token: {error}") from None
 
-    def _stored_secret(self, info: NodeInfo) -> bytes:
+    def _stored_keyring(self, info: NodeInfo) -> Keyring:
         try:
-            secret = load_secret(self.dir)
+            keyring = load_keyring(self.dir)
         except TokenError as error:
             raise NodeRefused(str(error)) from None
-        if secret is None:
+        if keyring is None:
             raise NodeRefused(f"{self.dir} has no {SECRET_FILE} (made by an earlier respkv?): "
                               "start this node on a fresh dir and let it join")
         token = self._token()
-        if token is not None and token != (info.cluster_id, secret):
+        if token is not None and token[0] != info.cluster_id:
             raise NodeRefused("--join-token is not this node's cluster's (CLUSTER TOKEN on "
                               "a member prints the right one)")
-        return secret
+        if token is not None and token[1] not in keyring.accepted:
+            # the same command line as before a rotation: the dir's keyring wins
+            logger.info("--join-token's secret is no longer accepted here (the cluster "
+                        "secret was rotated); using the keyring in %s", self.dir,
+                        extra={"current": key_id(keyring.current)})
+        return keyring
 
     def join_token(self) -> str:
         assert self.info is not None

@@ -3,7 +3,9 @@
 The secret (32 random bytes) is made when a node bootstraps a cluster and kept in
 ``cluster.secret`` in the node's dir (mode 0600). A node that joins gets it from a join
 token, ``respkv1.<cluster id>.<secret hex>``, which the bootstrapping node prints and
-CLUSTER TOKEN answers; the secret itself never crosses the network.
+CLUSTER TOKEN answers; the secret itself never crosses the network. A node may accept
+several secrets while the cluster's is rotated (respkv.replication.keyring): it proves
+with its current one and takes a proof made with any it accepts.
 
 On the Raft port the dialer sends HELLO with a fresh nonce; the acceptor answers a
 CHALLENGE with a nonce of its own and a proof (an HMAC over both nonces, the cluster id
@@ -25,7 +27,6 @@ import hmac
 import logging
 import os
 import time
-from pathlib import Path
 
 from respkv.replication.identity import new_cluster_id
 
@@ -47,33 +48,6 @@ def new_secret() -> bytes:
 
 def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
-
-
-def save_secret(directory: Path, secret: bytes) -> None:
-    """Write the secret, readable by this user only, before anything can use it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / SECRET_FILE
-    temp = path.with_suffix(".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, secret.hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-
-
-def load_secret(directory: Path) -> bytes | None:
-    path = directory / SECRET_FILE
-    if not path.exists():
-        return None
-    try:
-        secret = bytes.fromhex(path.read_text().strip())
-    except ValueError:
-        raise TokenError(f"{path} does not hold a cluster secret") from None
-    if len(secret) != SECRET_BYTES:
-        raise TokenError(f"{path} does not hold a cluster secret")
-    return secret
 
 
 def join_token(cluster_id: str, secret: bytes) -> str:

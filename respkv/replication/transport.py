@@ -43,6 +43,7 @@ from respkv.raft.messages import Message
 from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
 from respkv.replication.health import PeerHealth
+from respkv.replication.keyring import Keyring
 from respkv.sizes import MAX_ENTRY_BYTES
 from respkv.storage.files import ChunkWriter, iter_chunks
 from respkv.tlsconfig import PeerTls
@@ -161,14 +162,14 @@ class Peer:
 
 
 class Transport:
-    def __init__(self, node_id: str, cluster_id: str, secret: bytes, bind: str, port: int,
+    def __init__(self, node_id: str, cluster_id: str, keys: Keyring, bind: str, port: int,
                  snapshot_dir: Callable[[str], Path], advertise: dict[str, str],
                  on_hello: Callable[[str, dict[str, str]], None],
                  health: PeerHealth | None = None, tls: PeerTls | None = None) -> None:
         self.node_id = node_id
         self.tls = tls  # mutual TLS under the handshake (tls-cluster), or plain TCP
         self.tls_failures = peerauth.RefusalLog(logger, message="TLS handshake with peer failed")
-        self.secret = secret
+        self.keys = keys  # proves with keys.current, takes a proof made with any accepted
         self.refusals = peerauth.RefusalLog(logger)
         self.health = health if health is not None else PeerHealth(suspect_after=0.5)
         self.advertise = advertise  # our addresses, told to every peer we dial
@@ -296,12 +297,12 @@ class Transport:
             proof = bytes.fromhex(challenge["proof"])
         except (ValueError, KeyError, TypeError):
             raise ConnectionError(f"bad challenge from {node_id}") from None
-        expected = peerauth.acceptor_proof(self.secret, self.cluster_id, self.node_id,
-                                           node_id, nonce, theirs)
-        if not peerauth.same(expected, proof):
+        keys = self.keys
+        if not keys.proves(lambda secret: peerauth.acceptor_proof(
+                secret, self.cluster_id, self.node_id, node_id, nonce, theirs), proof):
             raise ConnectionError(f"{node_id} did not prove it holds the cluster secret")
         writer.write(frame(PROOF, peerauth.dialer_proof(
-            self.secret, self.cluster_id, self.node_id, node_id, nonce, theirs, hello)))
+            keys.current, self.cluster_id, self.node_id, node_id, nonce, theirs, hello)))
         kind, payload = await read_frame(reader)
         if kind != HELLO_OK:
             raise ConnectionError(f"refused by {node_id}: {payload.decode(errors='replace')}")
@@ -384,17 +385,16 @@ class Transport:
 
     def accept(self, handshake: Handshake, proof: bytes) -> bool:
         """The dialer's PROOF: true if it holds the secret (then its addresses count)."""
-        expected = peerauth.dialer_proof(self.secret, self.cluster_id, handshake.peer,
-                                         self.node_id, handshake.their_nonce,
-                                         handshake.our_nonce, handshake.hello)
-        if not peerauth.same(expected, proof):
+        if not self.keys.proves(lambda secret: peerauth.dialer_proof(
+                secret, self.cluster_id, handshake.peer, self.node_id,
+                handshake.their_nonce, handshake.our_nonce, handshake.hello), proof):
             return False
         if handshake.addresses is not None:
             self.on_hello(handshake.peer, handshake.addresses)
         return True
 
     def challenge_frame(self, handshake: Handshake) -> bytes:
-        proof = peerauth.acceptor_proof(self.secret, self.cluster_id, handshake.peer,
+        proof = peerauth.acceptor_proof(self.keys.current, self.cluster_id, handshake.peer,
                                         self.node_id, handshake.their_nonce,
                                         handshake.our_nonce)
         return frame(CHALLENGE, json.dumps({"nonce": handshake.our_nonce.hex(),

@@ -18,6 +18,7 @@ from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
 from respkv.raft.types import Entry
 from respkv.replication import peerauth
+from respkv.replication.keyring import Keyring
 from respkv.replication.transport import (
     CHALLENGE,
     HELLO,
@@ -56,7 +57,7 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 def transport_of(node_id: str, tmp_path: Path, secret: bytes = SECRET,
                  told: list | None = None) -> Transport:
-    return Transport(node_id, "cluster-a", secret, "127.0.0.1", 0,
+    return Transport(node_id, "cluster-a", Keyring(secret), "127.0.0.1", 0,
                      lambda group: tmp_path / group, {"raft": f"{node_id}:1"},
                      lambda peer, addresses: (told if told is not None else []).append(
                          (peer, addresses)))

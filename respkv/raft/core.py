@@ -1097,17 +1097,20 @@ class RaftCore:
         wrong for a while (a truncated one), so a strict rule would wedge a member that
         lags. A leader's configuration is the group's latest, so a leader is always
         strict. Anyone else hears a stranger only:
-        (a) while it is not in its own configuration (joining, or re-added after a
-            removal): the leader messages of whoever is adding it;
+        (a) while it knows no configuration at all (a node joining, before the first
+            append): the leader messages of whoever is adding it;
         (b) from the leader it follows, for the rest of that leader's term (a removed
             leader leads until its removal commits; a new member may lead before our
-            log names it);
-        (c) once no leader has been heard for an election timeout: it is cut off and
-            must catch up from whoever leads now.
+            log names it; a joining node follows the leader that adds it);
+        (c) once no leader has been heard for an election timeout: it is cut off (left
+            behind by a membership change, removed then added again) and must catch
+            up from whoever leads now.
+        A node that left its own configuration (removed) is not in (a): it has nothing
+        to catch up on until it is added again, and then (c) lets it.
         """
         if self.role == Role.LEADER:
             return False
-        if m.type in _LEADER_MSGS and self.id not in self._members:
+        if m.type in _LEADER_MSGS and not self.conf.voters:
             return True
         if m.from_ == self.lead and m.term == self.term:
             return True

@@ -67,6 +67,7 @@ _APP = MT.APP
 _NORMAL = EntryKind.NORMAL
 _CONF = EntryKind.CONF_CHANGE
 _kind = attrgetter("kind")
+_term = attrgetter("term")
 CAMPAIGN_TRANSFER = b"transfer"
 # An empty append that only moves the commit index, to a replicating follower that was
 # sent the whole log: accepted, it needs no reply (a refusal still gets one), as the
@@ -1062,7 +1063,7 @@ class RaftCore:
         first, last = ents[0], ents[-1]
         if first.index != m.index + 1 or last.index != m.index + len(ents):
             return f"entries [{first.index}, {last.index}] after {m.index}"
-        terms = [e.term for e in ents]
+        terms = list(map(_term, ents))
         # a log's terms never go down, start at or after the previous entry's term and
         # never pass the leader's own
         if terms[0] < m.log_term or terms[-1] > m.term or terms != sorted(terms):

@@ -33,6 +33,9 @@ class RaftRule(StrEnum):
     FORGET_VOTE = "forget_vote"  # do not persist the vote in the HardState
     LEASE_FOREVER = "lease_forever"  # a leader's lease never runs out (lease reads only)
     PAUSE_KEEPS_LEASE = "pause_keeps_lease"  # a pause does not age the leader's lease
+    ADOPT_ANY_TERM = "adopt_any_term"  # adopt a message's term however far ahead it is
+    ACK_PAST_END = "ack_past_end"  # count an acknowledgement past the end of the leader's log
+    HEAR_STRANGERS = "hear_strangers"  # act on messages from nodes that are not members
 
 
 class CrashPoint(StrEnum):

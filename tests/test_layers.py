@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "cli": 7,
 }
 
-RAFT_CORE = ("core", "log", "messages", "progress", "confchange", "codec", "types")
+RAFT_CORE = ("core", "log", "messages", "progress", "confchange", "codec", "types", "refusal")
 IMPURE = {"asyncio", "socket", "time", "os", "threading", "selectors", "ssl", "sqlite3",
           "subprocess", "io", "pathlib", "logging", "datetime"}
 

@@ -59,6 +59,7 @@ from respkv.raft.confchange import (
 from respkv.raft.log import ENTRY_OVERHEAD, RaftLog
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.progress import Progress, ProgressState
+from respkv.raft.refusal import Refusal, RefusalReason
 from respkv.raft.types import Entry, EntryKind, HardState
 
 MT = MessageType
@@ -66,13 +67,24 @@ _APP = MT.APP
 _NORMAL = EntryKind.NORMAL
 _CONF = EntryKind.CONF_CHANGE
 _kind = attrgetter("kind")
+_term = attrgetter("term")
 CAMPAIGN_TRANSFER = b"transfer"
 # An empty append that only moves the commit index, to a replicating follower that was
 # sent the whole log: accepted, it needs no reply (a refusal still gets one), as the
 # follower acks those entries anyway. A third fewer messages in a write round.
 _COMMIT_ONLY = b"\x01"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
-
+# Term bounds. A real cluster moves its term by one per election, a few per second at
+# the very worst: 2**32 elections take over a century even at one a second, so a term
+# that far ahead of ours (or past 2**62, which no cluster reaches in the life of the
+# universe and which leaves the wire's u64 room to count on) is a forgery or a bug,
+# never news. Adopting it would be for good: a node at term 2**64-1 can never campaign
+# again (the next term does not fit the wire) and its group is left leaderless.
+MAX_TERM = 1 << 62
+MAX_TERM_JUMP = 1 << 32
+MAX_REFUSALS_PER_READY = 64  # a flood is counted in full but reported in part
+_LEADER_MSGS = frozenset((MT.APP, MT.HEARTBEAT, MT.SNAP))
+R = RefusalReason
 
 
 class Role(IntEnum):
@@ -148,6 +160,7 @@ class Ready:
     must_sync: bool = False
     lead: str | None = None  # soft state at ready() time
     role: Role = Role.FOLLOWER
+    refused: list[Refusal] = field(default_factory=list)  # messages dropped, and why
 
 
 class RaftCore:
@@ -168,6 +181,9 @@ class RaftCore:
         self._skip_uptodate_check = RaftRule.VOTE_NO_UPTODATE in broken
         self._lease_forever = RaftRule.LEASE_FOREVER in broken
         self._pause_keeps_lease = RaftRule.PAUSE_KEEPS_LEASE in broken
+        self._adopt_any_term = RaftRule.ADOPT_ANY_TERM in broken
+        self._ack_past_end = RaftRule.ACK_PAST_END in broken
+        self._hear_strangers = RaftRule.HEAR_STRANGERS in broken
         if RaftRule.FORGET_VOTE in broken:
             self._hs_vote = lambda: None  # type: ignore[method-assign]
         hs = hard_state or HardState()
@@ -201,6 +217,7 @@ class RaftCore:
         log.committed = min(commit, log.last_index())
         log.applied = max(min(config.applied, log.committed), log.offset)
         self.conf = self._base_conf
+        self._members = frozenset(self.conf.voters + self.conf.learners)
         self._last_conf_index = 0
         self._recompute_conf()
 
@@ -210,6 +227,8 @@ class RaftCore:
         self._votes: dict[str, bool] = {}
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        # ticks since a leader's message was last taken (see _stranger_excused)
+        self.leaderless_elapsed = 0
         self._randomized_timeout = config.election_tick
         # With CheckQuorum, refuse votes for one election timeout after a restart:
         # this node may have acknowledged a leader's lease before it went down.
@@ -233,6 +252,8 @@ class RaftCore:
         self._eager: list[Message] = []
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[bytes] = []
+        self._refused: list[Refusal] = []
+        self.refusal_counts: dict[RefusalReason, int] = {}
         self._pending_snapshot: SnapshotMeta | None = None
         self._prev_hs = HardState(hs.term, hs.vote, hs.commit)
         self._durable_term = hs.term
@@ -255,6 +276,7 @@ class RaftCore:
         if self.role == Role.LEADER:
             self._tick_heartbeat()
         else:
+            self.leaderless_elapsed += 1
             self._tick_election()
 
     def tick_after_pause(self, ticks: int) -> None:
@@ -279,6 +301,7 @@ class RaftCore:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat()  # tell the followers at once that it is still here
             return
+        self.leaderless_elapsed += ticks
         elapsed = self.election_elapsed + ticks
         if elapsed >= cfg.election_tick:
             self._lease_guard = False
@@ -412,6 +435,7 @@ class RaftCore:
             or log.applied < log.committed
             or self._read_states
             or self._dropped_reads
+            or self._refused
             or self._hs_changed()
         )
 
@@ -458,6 +482,9 @@ class RaftCore:
         if self._dropped_reads:
             rd.dropped_reads = self._dropped_reads
             self._dropped_reads = []
+        if self._refused:
+            rd.refused = self._refused
+            self._refused = []
         self._outstanding = True
         return rd
 
@@ -578,6 +605,7 @@ class RaftCore:
     def _set_conf(self, cs: ConfState) -> None:
         old = self.conf
         self.conf = cs
+        self._members = frozenset(cs.voters + cs.learners)
         if self.role != Role.LEADER or cs == old:
             return
         nxt = self.log.last_index() + 1
@@ -658,6 +686,7 @@ class RaftCore:
         self._reset(self.term)
         self.role = Role.LEADER
         self.lead = self.id
+        self.leaderless_elapsed = 0
         log = self.log
         nxt = log.last_index() + 1
         for p in self.conf.voters + self.conf.learners:
@@ -940,6 +969,10 @@ class RaftCore:
     def step(self, m: Message) -> None:
         if m.group != self.group:
             raise ValueError(f"message for group {m.group!r} stepped into {self.group!r}")
+        why = self._check_message(m)
+        if why is not None:
+            self._refuse(why[0], m, why[1])
+            return
         t = m.type
         if m.term > self.term:
             if t == MT.VOTE or t == MT.PRE_VOTE:
@@ -989,6 +1022,101 @@ class RaftCore:
         else:
             self._step_candidate(m)
 
+    # -- refusals -----------------------------------------------------------
+    def _refuse(self, reason: RefusalReason, m: Message, detail: str) -> None:
+        counts = self.refusal_counts
+        counts[reason] = counts.get(reason, 0) + 1
+        if len(self._refused) < MAX_REFUSALS_PER_READY:
+            self._refused.append(Refusal(reason, m.from_, f"{m.type.name} t{m.term}: {detail}"))
+
+    def _check_message(self, m: Message) -> tuple[RefusalReason, str] | None:
+        """Why ``m`` must be dropped unread, or None. Refusing is always safe (it is a
+        lost message); each rule here only keeps a message that cannot be true, or
+        that comes from outside the group, from changing anything."""
+        term = m.term
+        if (term > MAX_TERM or term > self.term + MAX_TERM_JUMP) and not self._adopt_any_term:
+            return R.TERM_TOO_HIGH, f"ours {self.term}"
+        # every log term a message names is one its sender has seen: never past its term
+        if (term < 0 or m.index < 0 or m.commit < 0 or m.reject_hint < 0
+                or not 0 <= m.log_term <= term):
+            return R.BAD_INDEX, f"index {m.index} log_term {m.log_term} commit {m.commit}"
+        t = m.type
+        if t == _APP:
+            if m.entries:
+                why = self._check_entries(m)
+                if why is not None:
+                    return R.BAD_ENTRIES, why
+        elif t == MT.SNAP:
+            why = self._check_snapshot(m)
+            if why is not None:
+                return R.BAD_SNAPSHOT, why
+        elif t == MT.APP_RESP and m.reject and m.reject_hint > m.index:
+            return R.BAD_INDEX, f"hint {m.reject_hint} past the index refused {m.index}"
+        if (m.from_ not in self._members and not self._hear_strangers
+                and not self._stranger_excused(m)):
+            return R.STRANGER, "not a member"
+        return None
+
+    @staticmethod
+    def _check_entries(m: Message) -> str | None:
+        ents = m.entries
+        first, last = ents[0], ents[-1]
+        if first.index != m.index + 1 or last.index != m.index + len(ents):
+            return f"entries [{first.index}, {last.index}] after {m.index}"
+        terms = list(map(_term, ents))
+        # a log's terms never go down, start at or after the previous entry's term and
+        # never pass the leader's own
+        if terms[0] < m.log_term or terms[-1] > m.term or terms != sorted(terms):
+            return f"entry terms {terms[0]}..{terms[-1]} after {m.log_term} in term {m.term}"
+        if _CONF in map(_kind, ents):
+            for e in ents:
+                if e.kind == _CONF:
+                    try:
+                        decode_conf_change(e.data)
+                    except (ValueError, struct.error, UnicodeDecodeError):
+                        return f"conf change at {e.index} does not decode"
+        return None
+
+    @staticmethod
+    def _check_snapshot(m: Message) -> str | None:
+        meta = m.snapshot
+        if meta is None:
+            return "no snapshot"
+        cs = meta.conf_state
+        if meta.index < 1 or not 1 <= meta.term <= m.term:
+            return f"snapshot at {meta.index}/{meta.term}"
+        voters, learners = set(cs.voters), set(cs.learners)
+        if (not voters or len(voters) != len(cs.voters) or len(learners) != len(cs.learners)
+                or voters & learners):
+            return f"snapshot membership {cs}"
+        return None
+
+    def _stranger_excused(self, m: Message) -> bool:
+        """Whether a message from a node outside our configuration is still heard.
+
+        Our configuration may be behind the group's (a conf entry not yet received) or
+        wrong for a while (a truncated one), so a strict rule would wedge a member that
+        lags. A leader's configuration is the group's latest, so a leader is always
+        strict. Anyone else hears a stranger only:
+        (a) while it knows no configuration at all (a node joining, before the first
+            append): the leader messages of whoever is adding it;
+        (b) from the leader it follows, for the rest of that leader's term (a removed
+            leader leads until its removal commits; a new member may lead before our
+            log names it; a joining node follows the leader that adds it);
+        (c) once no leader has been heard for an election timeout: it is cut off (left
+            behind by a membership change, removed then added again) and must catch
+            up from whoever leads now.
+        A node that left its own configuration (removed) is not in (a): it has nothing
+        to catch up on until it is added again, and then (c) lets it.
+        """
+        if self.role == Role.LEADER:
+            return False
+        if m.type in _LEADER_MSGS and not self.conf.voters:
+            return True
+        if m.from_ == self.lead and m.term == self.term:
+            return True
+        return self.leaderless_elapsed >= self.cfg.election_tick
+
     def _step_leader(self, m: Message) -> None:
         t = m.type
         if t == MT.READ_INDEX:
@@ -998,6 +1126,13 @@ class RaftCore:
         if pr is None:
             return
         if t == MT.APP_RESP:
+            if m.index > self.log.last_index() and not self._ack_past_end:
+                # This leader's log never shrinks in its term, and a follower answers
+                # only for entries it was sent (or its commit, which this log holds):
+                # counting it would let one forged ack and the leader commit an entry
+                # no follower has, or leave a follower's progress past the end for good.
+                self._refuse(R.ACK_PAST_END, m, f"index {m.index}, last {self.log.last_index()}")
+                return
             pr.recent_active = True
             if m.reject:
                 hint = m.reject_hint
@@ -1008,8 +1143,6 @@ class RaftCore:
                         pr.become_probe()
                     self._maybe_send_append(m.from_, True)
                 return
-            if m.index > self.log.last_index():
-                return  # an ack of entries this leader never had: a bug or a forgery
             was_paused = pr.is_paused(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes)
             if pr.maybe_update(m.index):
                 if pr.state == ProgressState.PROBE:
@@ -1034,6 +1167,11 @@ class RaftCore:
             pr.probe_sent = False
             if len(m.context) == _HB_CTX.size:
                 rnd, sent = _HB_CTX.unpack(m.context)
+                if sent > self._now or rnd > self._ro_round:
+                    # from a tick or a read round this leader has not reached: it would
+                    # stretch the lease, or answer a read round not yet asked
+                    self._refuse(R.BAD_INDEX, m, f"heartbeat context ({rnd}, {sent})")
+                    return
                 pr.lease_tick = max(pr.lease_tick, sent)
                 if rnd:
                     self._read_ack(m.from_, rnd)
@@ -1072,11 +1210,13 @@ class RaftCore:
         t = m.type
         if t == _APP:
             self.election_elapsed = 0
+            self.leaderless_elapsed = 0
             self.lead = m.from_
             self._lease_guard = False
             self._handle_append(m)
         elif t == MT.HEARTBEAT:
             self.election_elapsed = 0
+            self.leaderless_elapsed = 0
             self.lead = m.from_
             self._lease_guard = False
             log = self.log
@@ -1085,6 +1225,7 @@ class RaftCore:
             self._send(Message(MT.HEARTBEAT_RESP, to=m.from_, context=m.context))
         elif t == MT.SNAP:
             self.election_elapsed = 0
+            self.leaderless_elapsed = 0
             self.lead = m.from_
             self._handle_snapshot(m)
         elif t == MT.TIMEOUT_NOW:

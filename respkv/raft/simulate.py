@@ -8,8 +8,10 @@ delays, reordering, duplicates, partitions) and simulated storage (a crash loses
 whatever Ready was not yet persisted), drives it with a seeded random schedule
 (proposals, ReadIndex reads, membership changes, leadership transfers,
 snapshots, crashes and restarts, pauses of one node's driver or of every node at
-once, after which the core is told with ``tick_after_pause``) and checks after
-every step:
+once, after which the core is told with ``tick_after_pause``), forged messages
+from a peer that holds the secret but lies (terms far ahead, acknowledgements past
+the end of a leader's log, impossible indexes, a leader's messages from a node
+that is no member), and checks after every step:
 
 * at most one leader per term;
 * log matching: an (index, term) pair names one entry, with one predecessor term;
@@ -17,7 +19,8 @@ every step:
 * every applied sequence is a prefix of one committed history;
 * commit (per incarnation) and applied (across restarts) never go back;
 * an acknowledged proposal stays at its index for good;
-* a ReadIndex (or lease) read's index covers every entry committed before the read began.
+* a ReadIndex (or lease) read's index covers every entry committed before the read began;
+* no term sent past what the wire's u64 carries.
 
 After the faults heal, a leader must emerge and a new proposal must commit within a
 bound (liveness). The last line printed is ``N seeds, V violations``.
@@ -67,12 +70,15 @@ DEFAULT_KNOBS = {
     "pause_all": 0.005,  # per step: every node stands still at once (a paused VM)
     "max_size": 0,  # max_size_per_msg; 0: chosen per seed among 64, 256, 1 MiB
     "max_inflight": 0,  # max_inflight_msgs; 0: chosen per seed among 1, 2, 4, 64
+    "forge": 0.05,  # per step: a forged message (its own random stream: see _forge)
     "down_min": 1,  # steps a crashed node stays down
     "down_max": 40,
 }
 
-ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash", "pause")
+ALL_FAULTS = ("drop", "delay", "reorder", "dup", "partition", "crash", "pause", "forge")
 GROUP = "g0"
+WIRE_TERM_LIMIT = 1 << 64  # the codec carries terms as u64
+STRANGERS = ("x1", "x2")  # forged senders that are never members (nodes are n<k>)
 
 
 class Violation(Exception):
@@ -165,6 +171,11 @@ class Sim:
         self.reads: dict[bytes, tuple[str, int]] = {}
         self.prop_no = 0
         self.read_no = 0
+        # Forgeries draw from a stream of their own and reach the cores outside the
+        # simulated network (no drops, no reordering draws), so switching them on
+        # leaves the rest of a seed's schedule much as it was.
+        self.forge_rng = random.Random(seed * 1_000_003 + 77)
+        self.forged: list[tuple[int, Message]] = []  # (deliver at round, message)
         self.stats = {
             "acked": 0,
             "reads": 0,
@@ -174,6 +185,7 @@ class Sim:
             "conf": 0,
             "transfers": 0,
             "leaders": 0,
+            "forged": 0,
         }
         for nid in self.ids:
             self.nodes[nid] = SimNode(nid, tuple(self.ids))
@@ -240,6 +252,8 @@ class Sim:
         r = self.rng
         f = self.faults
         for m in msgs:
+            if m.term >= WIRE_TERM_LIMIT:
+                self.fail(f"{src.id} sends term {m.term}, past what the wire carries: {m}")
             payload = None
             if m.type == MessageType.SNAP:
                 st = src.storage
@@ -264,7 +278,79 @@ class Sim:
                 self.seq += 1
                 self.net.append((self.round + delay, self.seq, m, payload, src.incarnation))
 
+    def _deliver_forged(self) -> None:
+        if not self.forged:
+            return
+        due = [m for at, m in self.forged if at <= self.round]
+        self.forged = [x for x in self.forged if x[0] > self.round]
+        for m in due:
+            dst = self.nodes.get(m.to)
+            if dst is not None and dst.alive and not dst.paused:
+                self.log("forged", m)
+                dst.core.step(m)
+
+    def _forge(self) -> None:
+        """Queue a forged message or two, as a peer that holds the secret but lies."""
+        fr = self.forge_rng
+        if fr.random() >= self.k["forge"]:
+            return
+        live = [n for n in self.nodes.values() if n.alive and not n.paused]
+        if not live:
+            return
+        kind = fr.randrange(5)
+        leaders = [x for x in live if x.core.role == Role.LEADER]
+        n = fr.choice(leaders) if kind in (1, 2) and leaders else fr.choice(live)
+        core = n.core
+        log = core.log
+        peers = [p for p in core.conf.voters + core.conf.learners if p != n.id] or ["n1"]
+        peer = fr.choice(peers)
+        out: list[Message] = []
+        mk = Message
+        if kind == 0:  # a term from far ahead: the largest the wire carries, or just too far
+            term = fr.choice((WIRE_TERM_LIMIT - 1, core.term + (1 << 32) + 1, (1 << 62) + 1))
+            typ = fr.choice((MessageType.HEARTBEAT, MessageType.APP, MessageType.VOTE,
+                             MessageType.PRE_VOTE, MessageType.APP_RESP))
+            out.append(mk(typ, GROUP, n.id, peer, term))
+        elif kind == 1 and core.role == Role.LEADER:  # acks past the end, a quorum's worth
+            others = [v for v in core.conf.voters if v != n.id and v in core.prs]
+            fr.shuffle(others)
+            for v in others[: max(1, len(core.conf.voters) // 2)]:
+                out.append(mk(MessageType.APP_RESP, GROUP, n.id, v, core.term,
+                              index=log.last_index() + fr.randrange(1, 1000)))
+        elif kind == 2 and core.role == Role.LEADER:  # a stranger claims a newer term
+            typ = fr.choice((MessageType.HEARTBEAT, MessageType.APP))
+            out.append(mk(typ, GROUP, n.id, fr.choice(STRANGERS), core.term + 1,
+                          index=log.last_index(), log_term=log.last_term(),
+                          commit=log.last_index()))
+        elif kind == 3:  # a stranger asks for a vote (harmless to a node cut off)
+            out.append(mk(MessageType.VOTE, GROUP, n.id, fr.choice(STRANGERS), core.term + 1,
+                          index=log.last_index() + 100, log_term=core.term + 1))
+        else:  # indexes that cannot be
+            x = fr.randrange(4)
+            if x == 0:
+                out.append(mk(MessageType.APP, GROUP, n.id, peer, core.term, index=-1,
+                              commit=log.last_index() + 5))
+            elif x == 1:  # entries that do not follow the previous index
+                i = log.last_index()
+                out.append(mk(MessageType.APP, GROUP, n.id, peer, core.term, index=i,
+                              log_term=log.last_term(), commit=i + 3,
+                              entries=[Entry(core.term, i + 3, EntryKind.NORMAL, b"forged")]))
+            elif x == 2:  # a snapshot from a term not yet reached
+                out.append(mk(MessageType.SNAP, GROUP, n.id, peer, core.term,
+                              snapshot=SnapshotMeta(log.last_index() + 10, core.term + 1,
+                                                    core.conf)))
+            else:  # a heartbeat answer from a tick not yet reached: a lease for ever
+                out.append(mk(MessageType.HEARTBEAT_RESP, GROUP, n.id, peer, core.term,
+                              context=(1 << 40).to_bytes(8, "little") * 2))
+        # lies to a leader reach it in the next round, while it still leads (a node
+        # that no longer does may be cut off, and then hears strangers on purpose)
+        delay = 1 if kind in (1, 2) else fr.randrange(1, 4)
+        for m in out:
+            self.stats["forged"] += 1
+            self.forged.append((self.round + delay, m))
+
     def _deliver(self) -> None:
+        self._deliver_forged()
         due = [x for x in self.net if x[0] <= self.round]
         if not due:
             return
@@ -319,6 +405,9 @@ class Sim:
             if not core.has_ready():
                 continue
             rd = core.ready()
+            for refusal in rd.refused:
+                key = f"refused_{refusal.reason}"
+                self.stats[key] = self.stats.get(key, 0) + 1
             if rd.entries:
                 n.pending_prev_term = core.log.term(rd.entries[0].index - 1)
             if "crash" in self.faults:
@@ -673,6 +762,8 @@ class Sim:
         self.step_no += 1
         if ops:
             self._ops()
+            if "forge" in self.faults:
+                self._forge()
         for _ in range(3):
             self.round += 1
             self._deliver()
@@ -731,11 +822,11 @@ class Sim:
 
 def run_seed(
     seed: int, nodes: int, steps: int, faults, trace: bool = False, stats: dict | None = None,
-    broken_rules: frozenset[RaftRule] = frozenset(),
+    broken_rules: frozenset[RaftRule] = frozenset(), knobs: dict | None = None,
 ) -> str | None:
     """Run one seed; the violation text (with a trace if asked), or None."""
     sim = Sim(seed, nodes=nodes, steps=steps, faults=faults, trace=trace,
-              broken_rules=broken_rules)
+              broken_rules=broken_rules, knobs=knobs)
     try:
         sim.run()
     except Violation as v:

@@ -24,6 +24,7 @@ from respkv.raft.confchange import ConfChange, ConfChangeType, encode_conf_chang
 from respkv.raft.core import Config as CoreConfig
 from respkv.raft.core import RaftCore, Role
 from respkv.raft.messages import ConfState, Message, SnapshotMeta
+from respkv.raft.refusal import RefusalReason
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.replication.addresses import AddressBook, Addresses
 from respkv.replication.disk import DiskGuard
@@ -170,6 +171,11 @@ class RaftGroup:
     @property
     def leader_changes(self) -> int:
         return self.loop.leader_changes
+
+    @property
+    def refusal_counts(self) -> dict[RefusalReason, int]:
+        """Raft messages the core refused since start-up, by reason."""
+        return self.core.refusal_counts
 
     def is_leader(self) -> bool:
         return self.core.role is Role.LEADER

@@ -29,6 +29,7 @@ from respkv.replication.disk import DiskGuard
 from respkv.replication.membership import Membership
 from respkv.replication.proposals import Proposals
 from respkv.replication.reads import ReadIndexReads
+from respkv.replication.refused import RefusedMessages
 from respkv.replication.snapshots import Snapshots
 from respkv.state.machine import StateMachine
 from respkv.storage.nodelog import GroupLog
@@ -70,6 +71,7 @@ class ReadyLoop:
         self._last_leader: str | None = None
         self._last_tick = time.monotonic()  # when the core was last ticked
         self._unsynced = False
+        self.refused = RefusedMessages(name)
         if config.faults.early_ack:
             self._make_durable = self._leave_unsynced  # type: ignore[method-assign]
 
@@ -226,6 +228,8 @@ class ReadyLoop:
             self.wal.set_hard_state(rd.hard_state)
 
     def _finish_ready(self, rd: Ready) -> None:
+        if rd.refused:
+            self.refused.note(rd.refused)
         send = self._send
         for message in rd.messages:
             send(message)

@@ -12,6 +12,7 @@ from typing import Any
 from respkv import REDIS_VERSION, __version__
 from respkv.config import Config
 from respkv.gcpolicy import GcPolicy
+from respkv.raft.refusal import RefusalReason
 from respkv.replication.admin import ClusterAdmin, Shard
 from respkv.replication.group import RaftGroup
 from respkv.replication.node import ClusterNode
@@ -161,6 +162,9 @@ class Info:
             "raft_leads": ",".join(g.name for g in self.groups if g.is_leader()),
             "raft_wal_fsyncs": self.node.wal.fsyncs if self.node.wal else 0,
         }
+        for reason in RefusalReason:  # messages refused by the groups' cores, summed
+            fields[f"raft_refused_{reason}"] = sum(g.refusal_counts.get(reason, 0)
+                                                   for g in self.groups)
         per_group = [group_fields(group) for group in self.groups]
         for name, value in per_group[0].items():
             fields[f"raft_{name}"] = value

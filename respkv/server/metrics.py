@@ -12,6 +12,7 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from prometheus_client.registry import Collector
 
 from respkv.config import Config
+from respkv.raft.refusal import RefusalReason
 from respkv.replication.node import ClusterNode
 from respkv.server.stats import Stats
 
@@ -56,6 +57,14 @@ class ServerCollector(Collector):
         for group in groups:
             changes.add_metric([node_id, group.name], group.leader_changes)
         yield changes
+        refused = CounterMetricFamily("respkv_raft_refused",
+                                      "Raft messages refused by the core, by reason",
+                                      labels=[*labels, "reason"])
+        for group in groups:
+            counts = group.refusal_counts
+            for reason in RefusalReason:
+                refused.add_metric([node_id, group.name, str(reason)], counts.get(reason, 0))
+        yield refused
 
 
 def serve_metrics(collector: ServerCollector) -> None:

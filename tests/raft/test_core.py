@@ -10,8 +10,18 @@ from respkv.raft.confchange import (
     ConfChangeType,
     encode_conf_change,
 )
-from respkv.raft.core import ConfChangePending, Config, NotLeader, RaftCore, Role
-from respkv.raft.messages import Message, MessageType
+from respkv.raft.core import (
+    MAX_REFUSALS_PER_READY,
+    MAX_TERM,
+    MAX_TERM_JUMP,
+    ConfChangePending,
+    Config,
+    NotLeader,
+    RaftCore,
+    Role,
+)
+from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
+from respkv.raft.refusal import RefusalReason
 from respkv.raft.testing import Cluster
 from respkv.raft.types import Entry, EntryKind, HardState
 
@@ -412,6 +422,219 @@ def test_an_ack_past_the_leaders_log_is_dropped():
     cl.process("n1")
     assert leader.log.committed == committed
     assert leader.prs["n2"].match <= last
+    assert leader.refusal_counts == {RefusalReason.ACK_PAST_END: 2}
     cl.run(5)  # heartbeats: the real followers then get the entry and it commits
     cl.stabilize()
     assert leader.log.committed == leader.log.last_index()
+
+
+# ------------------------------------------------------------------ refusals
+MT = MessageType
+
+
+def msg(core: RaftCore, typ: MessageType, frm: str, **kw) -> Message:
+    kw.setdefault("term", core.term)
+    return Message(typ, group=core.group, to=core.id, from_=frm, **kw)
+
+
+def refused(core: RaftCore) -> list:
+    """Every refusal the core reports in its Readies from now on, drained."""
+    out = []
+    for rd in drain(core):
+        out.extend(rd.refused)
+    return out
+
+
+def test_a_term_far_ahead_is_refused_and_the_group_keeps_its_leader():
+    cl = led_by_n1()
+    n2, term = cl["n2"], cl["n2"].term
+    for forged in (2**64 - 1, term + MAX_TERM_JUMP + 1, MAX_TERM + 1):
+        for typ in (MT.HEARTBEAT, MT.APP, MT.VOTE, MT.PRE_VOTE, MT.APP_RESP):
+            n2.step(msg(n2, typ, "n1", term=forged))
+            cl["n1"].step(msg(cl["n1"], typ, "n3", term=forged))
+    assert n2.term == term and cl["n1"].term == term and n2.lead == "n1"
+    assert n2.refusal_counts == {RefusalReason.TERM_TOO_HIGH: 15}
+    (first, *_) = refused(n2)
+    assert (first.reason, first.sender) == (RefusalReason.TERM_TOO_HIGH, "n1")
+    assert str(2**64 - 1) in first.detail
+    cl.stabilize()
+    cl["n1"].propose(b"after")
+    cl.stabilize()
+    assert cl["n3"].log.committed == cl["n1"].log.last_index()
+    assert cl.leader() == "n1" and cl["n1"].term == term
+
+
+def test_a_term_just_within_the_bound_is_still_adopted():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    n2.step(msg(n2, MT.HEARTBEAT, "n1", term=n2.term + MAX_TERM_JUMP))
+    assert n2.term == 1 + MAX_TERM_JUMP + 1 and not n2.refusal_counts
+
+
+def test_past_max_term_nothing_is_adopted_however_close():
+    c = RaftCore(Config(node_id="n2", voters=("n1", "n2")), HardState(MAX_TERM - 1, None, 0))
+    c.step(Message(MT.HEARTBEAT, group="g0", to="n2", from_="n1", term=MAX_TERM))
+    assert c.term == MAX_TERM
+    c.step(Message(MT.HEARTBEAT, group="g0", to="n2", from_="n1", term=MAX_TERM + 1))
+    assert c.term == MAX_TERM and c.refusal_counts == {RefusalReason.TERM_TOO_HIGH: 1}
+
+
+def test_a_rejection_past_the_leaders_log_is_refused_too():
+    cl = led_by_n1()
+    leader = cl["n1"]
+    last = leader.log.last_index()
+    leader.step(msg(leader, MT.APP_RESP, "n2", index=last + 5, reject=True, reject_hint=last))
+    assert leader.refusal_counts == {RefusalReason.ACK_PAST_END: 1}
+    assert leader.prs["n2"].match == last
+
+
+@pytest.mark.parametrize(("typ", "fields", "reason"), [
+    (MT.APP, {"index": -1}, RefusalReason.BAD_INDEX),
+    (MT.HEARTBEAT, {"commit": -3}, RefusalReason.BAD_INDEX),
+    (MT.APP, {"log_term": 99}, RefusalReason.BAD_INDEX),  # past the message's term
+    (MT.VOTE, {"log_term": -1}, RefusalReason.BAD_INDEX),
+    (MT.APP_RESP, {"reject": True, "index": 2, "reject_hint": 3}, RefusalReason.BAD_INDEX),
+    (MT.READ_INDEX_RESP, {"index": -1}, RefusalReason.BAD_INDEX),
+])
+def test_impossible_indexes_are_refused(typ, fields, reason):
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    before = (n2.term, n2.log.committed, n2.log.last_index(), n2.lead)
+    n2.step(msg(n2, typ, "n1", **fields))
+    assert n2.refusal_counts == {reason: 1}
+    assert (n2.term, n2.log.committed, n2.log.last_index(), n2.lead) == before
+
+
+def test_entries_that_do_not_follow_or_go_back_in_term_are_refused():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    i, t = n2.log.last_index(), n2.term
+    bad = [
+        [Entry(t, i + 3)],  # a gap after the previous index
+        [Entry(t, i + 1), Entry(t, i + 3)],  # the last one does not follow
+        [Entry(t, i + 1), Entry(t - 1, i + 2)],  # a term that goes back
+        [Entry(t + 1, i + 1)],  # a term past the leader's own
+        [Entry(t, i + 1, EntryKind.CONF_CHANGE, b"\x07")],  # does not decode
+    ]
+    for ents in bad:
+        n2.step(msg(n2, MT.APP, "n1", index=i, log_term=t, entries=ents, commit=i + 1))
+    assert n2.refusal_counts == {RefusalReason.BAD_ENTRIES: len(bad)}
+    assert n2.log.last_index() == i
+    n2.step(msg(n2, MT.APP, "n1", index=i, log_term=t, entries=[Entry(t, i + 1)]))
+    assert n2.log.last_index() == i + 1  # a sound one still goes in
+
+
+def test_a_nonsense_snapshot_is_refused():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    t = n2.term
+    members = ConfState(("n1", "n2", "n3"))
+    for meta in (
+        SnapshotMeta(0, t, members),
+        SnapshotMeta(100, 0, members),
+        SnapshotMeta(100, t + 1, members),  # from a term the sender has not reached
+        SnapshotMeta(100, t, ConfState()),  # no voters
+        SnapshotMeta(100, t, ConfState(("n1", "n2"), ("n2",))),  # voter and learner
+        None,
+    ):
+        n2.step(msg(n2, MT.SNAP, "n1", snapshot=meta))
+    assert n2.refusal_counts == {RefusalReason.BAD_SNAPSHOT: 6}
+    rd = n2.ready()
+    assert n2.log.offset == 0 and rd.snapshot is None and not rd.messages
+    assert len(rd.refused) == 6
+
+
+def test_a_heartbeat_answer_from_the_future_neither_stretches_the_lease_nor_ends_a_round():
+    cl = led_by_n1(lease_read=True)
+    leader = cl["n1"]
+    future = (1 << 40).to_bytes(8, "little") * 2
+    leader.step(msg(leader, MT.HEARTBEAT_RESP, "n2", context=future))
+    assert leader.refusal_counts == {RefusalReason.BAD_INDEX: 1}
+    assert leader.prs["n2"].lease_tick < 1 << 40
+
+
+def test_a_leader_refuses_a_stranger_even_with_a_newer_term():
+    cl = led_by_n1()
+    leader, term = cl["n1"], cl["n1"].term
+    for typ in (MT.HEARTBEAT, MT.APP, MT.VOTE, MT.APP_RESP, MT.READ_INDEX):
+        leader.step(msg(leader, typ, "x9", term=term + 1, commit=leader.log.last_index()))
+    assert leader.role == Role.LEADER and leader.term == term
+    assert leader.refusal_counts == {RefusalReason.STRANGER: 5}
+    assert {r.sender for r in refused(leader)} == {"x9"}
+
+
+def test_a_follower_that_hears_its_leader_refuses_a_stranger():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    leader = cl["n1"]
+    leader.propose(b"uncommitted")
+    cl.process("n1")
+    cl.deliver(lambda m: m.to == "n2" and m.type == MT.APP)
+    n2.step(msg(n2, MT.HEARTBEAT, "x9", commit=n2.log.last_index()))
+    n2.step(msg(n2, MT.VOTE, "x9", term=n2.term + 1, index=100, log_term=n2.term))
+    assert n2.lead == "n1" and n2.log.committed < n2.log.last_index() and n2.vote != "x9"
+    assert n2.refusal_counts == {RefusalReason.STRANGER: 2}
+
+
+def test_a_node_cut_off_for_an_election_timeout_hears_strangers():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    cl.isolate("n2")
+    n2.step(msg(n2, MT.HEARTBEAT, "n7", term=n2.term + 1))
+    assert n2.refusal_counts == {RefusalReason.STRANGER: 1}
+    for _ in range(n2.cfg.election_tick):
+        n2.tick()
+    drain(n2)
+    n2.step(msg(n2, MT.HEARTBEAT, "n7", term=n2.term + 1))
+    assert n2.lead == "n7" and n2.refusal_counts == {RefusalReason.STRANGER: 1}
+    # following n7 now, n2 hears it for the rest of its term, and only it
+    n2.step(msg(n2, MT.HEARTBEAT, "n7"))
+    n2.step(msg(n2, MT.HEARTBEAT, "n8"))
+    assert n2.refusal_counts == {RefusalReason.STRANGER: 2}
+
+
+def test_a_joining_node_hears_the_leader_that_adds_it():
+    cl = led_by_n1()
+    cl.add_node("n4")
+    cl["n1"].propose_conf_change(ConfChangeType.ADD_LEARNER, "n4")
+    cl.stabilize()
+    n4 = cl["n4"]
+    assert n4.conf.learners == ("n4",) and n4.log.committed == cl["n1"].log.committed
+    assert not n4.refusal_counts
+
+
+def test_followers_hear_a_removed_leader_until_the_removal_commits_then_it_is_a_stranger():
+    cl = led_by_n1()
+    cl["n1"].propose_conf_change(ConfChangeType.REMOVE, "n1")
+    cl.stabilize()
+    assert cl["n1"].role == Role.FOLLOWER and cl["n2"].conf.voters == ("n2", "n3")
+    assert not cl["n2"].refusal_counts
+    cl.run(30)
+    new = cl.leader()
+    assert new in ("n2", "n3")
+    core = cl[new]
+    core.step(msg(core, MT.APP_RESP, "n1", index=1))
+    assert core.refusal_counts.get(RefusalReason.STRANGER, 0) >= 1
+
+
+def test_a_removed_node_that_stepped_down_refuses_a_strangers_commit():
+    cl = led_by_n1()
+    n1 = cl["n1"]
+    n1.propose_conf_change(ConfChangeType.REMOVE, "n1")
+    cl.stabilize()
+    # n1 no longer leads; n2 (its old follower) hands it one more entry, uncommitted
+    n1.step(msg(n1, MT.APP, "n2", index=n1.log.last_index(), log_term=n1.log.last_term(),
+                entries=[Entry(n1.term, n1.log.last_index() + 1)]))
+    drain(n1)
+    n1.step(msg(n1, MT.HEARTBEAT, "x9", term=n1.term + 1, commit=n1.log.last_index()))
+    assert n1.log.committed < n1.log.last_index()
+    assert n1.refusal_counts.get(RefusalReason.STRANGER) == 1
+
+
+def test_a_flood_of_refusals_is_counted_in_full_and_reported_in_part():
+    cl = led_by_n1()
+    n2 = cl["n2"]
+    for _ in range(MAX_REFUSALS_PER_READY + 50):
+        n2.step(msg(n2, MT.HEARTBEAT, "n1", term=2**64 - 1))
+    assert n2.refusal_counts == {RefusalReason.TERM_TOO_HIGH: MAX_REFUSALS_PER_READY + 50}
+    assert len(refused(n2)) == MAX_REFUSALS_PER_READY

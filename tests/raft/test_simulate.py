@@ -7,6 +7,7 @@ import time
 import pytest
 
 from respkv.faults import RaftRule
+from respkv.raft.refusal import RefusalReason
 from respkv.raft.simulate import ALL_FAULTS, Sim, Violation, main, run_seed
 
 SEEDS_5 = 1000
@@ -43,6 +44,26 @@ def test_no_faults_no_membership_every_proposal_commits():
         sim = Sim(seed, nodes=3, steps=150, faults=(), membership=False)
         sim.run()
         assert sim.stats["acked"] > 30
+
+
+def test_200_seeds_of_heavy_forging_find_nothing_and_every_lie_is_refused():
+    stats: dict = {}
+    bad = [e for s in range(200)
+           if (e := run_seed(20_000 + s, 5, STEPS, ALL_FAULTS, stats=stats,
+                                 knobs={"forge": 0.3}))]
+    assert not bad, "\n".join(bad[:5])
+    assert stats["forged"] > 1000
+    for reason in RefusalReason:
+        assert stats.get(f"refused_{reason}", 0) > 10, (reason, stats)
+
+
+def test_forging_is_a_fault_of_its_own():
+    quiet = Sim(3, nodes=3, steps=100, faults=("drop",))
+    quiet.run()
+    assert quiet.stats["forged"] == 0
+    loud = Sim(3, nodes=3, steps=100, faults=("drop", "forge"), knobs={"forge": 0.5})
+    loud.run()
+    assert loud.stats["forged"] > 20
 
 
 def test_same_seed_same_run():
@@ -89,6 +110,12 @@ TEETH = [
     ("lease_forever", 5, {"check_quorum": 1, "lease_read": 1, "isolate_leader": 0.05}, 1000),
     # a leader back from a pause that forgets the time it stood still serves lease reads
     ("pause_keeps_lease", 3, {"check_quorum": 1, "lease_read": 1, "pause": 0.1}, 1000),
+    # the forge fault's lies, believed: a term the wire cannot carry past, a commit by
+    # forged acknowledgements, a stranger's newer term deposing a leader that then
+    # commits its whole log
+    ("adopt_any_term", 5, {}, 100),
+    ("ack_past_end", 5, {}, 100),
+    ("hear_strangers", 5, {}, 100),
 ]
 
 

@@ -1,0 +1,28 @@
+"""The Prometheus collector: read at scrape time, one sample per group (and reason)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+from respkv.raft.refusal import RefusalReason
+from respkv.server.metrics import ServerCollector
+
+
+def _group(name: str, refused: dict[RefusalReason, int]) -> SimpleNamespace:
+    return SimpleNamespace(name=name, term=3, commit_index=9, applied_index=9, last_index=9,
+                           snapshot_index=0, is_leader=lambda: True, keyspace={},
+                           leader_changes=1, refusal_counts=refused)
+
+
+def test_refused_raft_messages_by_group_and_reason() -> None:
+    node = SimpleNamespace(groups=[_group("g0", {RefusalReason.STRANGER: 4}),
+                                   _group("g1", {})])
+    collector = ServerCollector(cast(Any, SimpleNamespace(node_id="n1")),
+                                cast(Any, SimpleNamespace(calls={})), {}, cast(Any, node))
+    family = next(f for f in collector.collect() if f.name == "respkv_raft_refused")
+    samples = {(s.labels["group"], s.labels["reason"]): s.value for s in family.samples
+               if s.name == "respkv_raft_refused_total"}
+    assert len(samples) == 2 * len(RefusalReason)
+    assert samples[("g0", "stranger")] == 4
+    assert samples[("g0", "term_too_high")] == samples[("g1", "stranger")] == 0

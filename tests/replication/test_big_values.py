@@ -26,8 +26,12 @@ def test_a_write_over_max_entry_bytes_is_refused_and_costs_no_election(
     leader = cluster.leader()
     before = terms(cluster)
     assert len(before) == 1
-    limit = Config().max_entry_bytes
     client = leader.client(socket_timeout=60)
+    assert client.config_get("max-entry-bytes") == {"max-entry-bytes": str(
+        Config().max_entry_bytes)}
+    # small sizes, so that a loaded machine copies each in well under an election timeout
+    limit = 1 << 20
+    assert client.config_set("max-entry-bytes", limit) is True
     big = b"x" * (limit - 1024)  # fits, with its entry's few bytes around it
     assert client.set("big", big) is True
     with pytest.raises(redis.ResponseError, match=r"write too big to replicate: its log "

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
-from respkv.replication.peerauth import dialer_proof, load_secret
+from respkv.replication.keyring import load_keyring
+from respkv.replication.peerauth import dialer_proof
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_OK, MSG, PROOF, frame
 from testsupport.processes import Cluster, Node, raft_info
 from testsupport.waiting import wait_for
@@ -34,8 +35,9 @@ def _frame(sock: socket.socket) -> tuple[int, bytes]:
 
 def connect_as(node: Node, node_id: str, me: str, cluster_id: str) -> socket.socket:
     """A Raft connection to ``node`` that proves the secret, claiming to be ``me``."""
-    secret = load_secret(node.dir)
-    assert secret is not None
+    keyring = load_keyring(node.dir)
+    assert keyring is not None
+    secret = keyring.current
     nonce = os.urandom(16)
     hello = json.dumps({"cluster": cluster_id, "from": me, "to": node_id,
                         "nonce": nonce.hex()}).encode()

@@ -13,6 +13,8 @@ The directive's value is a comma list::
     early-ack               acknowledge writes before the log is on disk
     crash-at=<point>        exit at once (as kill -9 would) when <point> is reached
     raft=<rule>[+<rule>]    break Raft core rules (see RAFT_RULES)
+    apply-bug=<key>         raise inside the Raft loop when an entry naming <key> is
+                            applied, as a bug of ours would (the group must fence itself)
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class Faults:
     early_ack: bool = False
     crash_at: CrashPoint | None = None
     raft: frozenset[RaftRule] = frozenset()
+    apply_bug: bytes = b""
 
     @classmethod
     def parse(cls, text: str) -> Faults:
         stale_reads = early_ack = False
         crash_at: CrashPoint | None = None
         raft: set[RaftRule] = set()
+        apply_bug = b""
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, _, value = item.partition("=")
             try:
@@ -81,11 +85,13 @@ class Faults:
                     crash_at = CrashPoint(value)
                 elif name == "raft":
                     raft.update(RaftRule(rule) for rule in value.split("+"))
+                elif name == "apply-bug" and value:
+                    apply_bug = value.encode()
                 else:
                     raise ValueError(item)
             except ValueError:
                 raise FaultsError(f"unknown test fault {item!r}") from None
-        return cls(stale_reads, early_ack, crash_at, frozenset(raft))
+        return cls(stale_reads, early_ack, crash_at, frozenset(raft), apply_bug)
 
     def __bool__(self) -> bool:
         return self != SAFE
@@ -97,6 +103,8 @@ class Faults:
             parts.append(f"crash-at={self.crash_at}")
         if self.raft:
             parts.append("raft=" + "+".join(sorted(self.raft)))
+        if self.apply_bug:
+            parts.append(f"apply-bug={self.apply_bug.decode()}")
         return ",".join(parts)
 
     def crash_point(self, point: CrashPoint) -> None:

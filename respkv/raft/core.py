@@ -374,6 +374,11 @@ class RaftCore:
         else:
             self._send(Message(MT.READ_INDEX, to=self.lead, context=ctx))
 
+    def step_down(self) -> None:
+        """Stop leading or following (the driver fences a group it can no longer run):
+        a follower of nobody at the same term, so nothing here claims the group."""
+        self._become_follower(self.term, None)
+
     def transfer_leadership(self, target: str) -> None:
         if self.role != Role.LEADER:
             raise NotLeader(self.lead)

@@ -29,7 +29,7 @@ from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.replication.addresses import AddressBook, Addresses
 from respkv.replication.disk import DiskGuard
 from respkv.replication.membership import Membership
-from respkv.replication.outcomes import ShuttingDown
+from respkv.replication.outcomes import GroupDown, ShuttingDown
 from respkv.replication.proposals import Proposals
 from respkv.replication.reads import ReadIndexReads
 from respkv.replication.ready_loop import ReadyLoop
@@ -70,6 +70,8 @@ class RaftGroup:
         snapshot = self._latest_snapshot(snap_dir)
         self.core = self._make_core(snapshot)
         self.stopping = False
+        self.down = ""  # why the group failed and was fenced here; empty: it runs
+        self.failures = 0
         self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
         self.proposals = Proposals(self.core, self.leader_client_address,
                                    lambda: config.max_entry_bytes)
@@ -84,7 +86,7 @@ class RaftGroup:
                               self.proposals)
         self.loop = ReadyLoop(name, config, self.core, wal, self.machine, self.proposals,
                               self.reads, self.snapshots, self.membership, self.disk,
-                              transport, self.check_settled)
+                              transport, self.check_settled, self.fail)
         if config.faults.stale_reads:
             self.read_barrier = self._no_barrier  # type: ignore[method-assign]
         transport.handlers[name] = self
@@ -163,6 +165,14 @@ class RaftGroup:
     @property
     def reads_local(self) -> bool:
         return self.loop.reads_local
+
+    @property
+    def stalled(self) -> bool:
+        return self.loop.stalled
+
+    @property
+    def stalls(self) -> int:
+        return self.loop.stalls
 
     @property
     def disk_full(self) -> bool:
@@ -256,6 +266,10 @@ class RaftGroup:
     def read_barrier(self, mode: str) -> asyncio.Future[None] | None:
         """A future that resolves once this node's state reflects every write
         acknowledged before the call; None when the read may run now."""
+        if self.down:  # even a stale read: this copy no longer moves
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(self.down_outcome())
+            return failed
         if mode == "stale" or self.loop.reads_local:
             return None
         return self.reads.barrier(mode)
@@ -298,10 +312,13 @@ class RaftGroup:
     def on_message(self, message: Message) -> None:
         if self.stopping or self.membership.is_removed_sender(message.from_):
             return
-        self.core.step(message)
-        if self.loop.reads_local and self.core.role is not Role.LEADER:
-            self.loop.reads_local = False
-        self.loop.handle_ready_or_wake()
+        try:
+            self.core.step(message)
+            if self.loop.reads_local and self.core.role is not Role.LEADER:
+                self.loop.reads_local = False
+            self.loop.handle_ready_or_wake()
+        except Exception as error:  # our bug, not the peer's: fence the group
+            self.fail(error, "handling a message")
 
     def on_snapshot(self, message: Message, path: Path) -> None:
         self.snapshots.receive(message, path)
@@ -319,7 +336,37 @@ class RaftGroup:
         self.loop.wakeup.set()
 
     def _read_turn(self) -> None:
-        self.loop.read_turn()
+        try:
+            self.loop.read_turn()
+        except Exception as error:
+            self.fail(error, "a read round")
+
+    # -- failure -------------------------------------------------------------------
+
+    def fail(self, error: BaseException, where: str) -> None:
+        """An exception escaped this group's code: fence the group on this node. Its
+        tasks stop, it ignores its peers (who elect a leader among themselves) and
+        claims no lead, everything waiting on it and every later request is answered
+        -CLUSTERDOWN with the reason, and its state is not persisted again (an apply
+        may have stopped half-way: the log rebuilds it at the next start)."""
+        if self.down:
+            return
+        self.down = f"{where} failed: {error.__class__.__name__}: {error}"
+        self.failures += 1
+        logger.error("group stopped on this node: %s; the other members go on without "
+                     "it, restart the node to bring it back", self.down, exc_info=error,
+                     extra={"group": self.name})
+        self.stopping = True
+        self.loop.halt()
+        self.core.step_down()
+        outcome = self.down_outcome()
+        self.proposals.close(outcome)
+        self.reads.close(outcome)
+        self.check_settled()
+
+    def down_outcome(self) -> GroupDown:
+        return GroupDown(f"group {self.name} is down on this node: {self.down} "
+                         "(see the log; a restart brings it back)")
 
     def _catch_up_ticks(self) -> None:
         self.loop.catch_up_ticks()
@@ -341,8 +388,9 @@ class RaftGroup:
         self.check_settled()  # stopping: the cross-group writes waiting give up
         # Close both even if one fails: what is not on disk here is in the other
         # (the store is rebuilt from the log at start-up, the log has every commit).
-        self.machine.persist()
-        await asyncio.to_thread(self.machine.close)
+        if not self.down:  # a failed group's state may be half an apply: not kept
+            self.machine.persist()
+        await asyncio.to_thread(self.machine.close, not self.down)
         try:
             self.wal.sync()  # the node closes the WAL once every group has stopped
         except (OSError, RuntimeError) as error:

@@ -49,6 +49,11 @@ class EntryTooBig(ReplicationError):
                          f"over max-entry-bytes ({limit})")
 
 
+class GroupDown(ReplicationError):
+    """The group failed on this node and was stopped here (the message says why, the
+    log has the traceback); the other members carry on without this node."""
+
+
 class ReadTimedOut(ReplicationError):
     """No quorum confirmed the read index in time."""
 

@@ -42,13 +42,18 @@ logger = logging.getLogger(__name__)
 DISK_CHECK_TICKS = 4  # free space looked at every 4 ticks (200 ms): statvfs is not free
 PERSIST_EVERY_TICKS = 20  # write applied state to the store every 20 ticks (1 s)
 UNSYNCED_SYNC_TICKS = 40  # under the early-ack test fault, fsync now and then
+WATCH_TICKS = 20  # the watchdog looks at the group's progress every second
+# Writes or reads that wait this long while the commit and applied indexes stand
+# still: the group is reported stalled (a write gives up after 10 s on its own).
+STALL_SECONDS = 4.0
 
 
 class ReadyLoop:
     def __init__(self, name: str, config: Config, core: RaftCore, wal: GroupLog,
                  machine: StateMachine, proposals: Proposals, reads: ReadIndexReads,
                  snapshots: Snapshots, membership: Membership, disk: DiskGuard,
-                 transport: Transport, after_ready: Callable[[], None]) -> None:
+                 transport: Transport, after_ready: Callable[[], None],
+                 on_failure: Callable[[BaseException, str], None]) -> None:
         self.name = name
         self.config = config
         self.core = core
@@ -61,6 +66,7 @@ class ReadyLoop:
         self.disk = disk
         self.transport = transport
         self.after_ready = after_ready  # the group looks at who waits for it to settle
+        self.on_failure = on_failure  # an exception in a task: the group fences itself
         self.wakeup = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
@@ -72,8 +78,14 @@ class ReadyLoop:
         self._last_tick = time.monotonic()  # when the core was last ticked
         self._unsynced = False
         self.refused = RefusedMessages(name)
+        self.stalled = False  # the watchdog's verdict, and how many stalls it saw
+        self.stalls = 0
+        self._progress = (-1, -1)  # (commit, applied) last seen to move, and when
+        self._progress_at = time.monotonic()
         if config.faults.early_ack:
             self._make_durable = self._leave_unsynced  # type: ignore[method-assign]
+        if config.faults.apply_bug:
+            self._apply = self._apply_with_bug  # type: ignore[method-assign]
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._run(), name=f"raft-{self.name}"),
@@ -85,7 +97,17 @@ class ReadyLoop:
         loop_task, tick_task = self.tasks
         tick_task.cancel()
         self.wakeup.set()
-        await asyncio.wait_for(loop_task, 10)
+        if not loop_task.done():  # done: halted after a failure
+            await asyncio.wait_for(loop_task, 10)
+
+    def halt(self) -> None:
+        """Stop both tasks now, from a callback (the group failed): nothing more of
+        this group runs here."""
+        self.stopping = True
+        self.reads_local = False
+        for task in self.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
 
     # -- the clock ---------------------------------------------------------------
 
@@ -124,6 +146,12 @@ class ReadyLoop:
         return due
 
     async def _ticker(self) -> None:
+        try:
+            await self._tick_forever()
+        except Exception as error:  # a bug: fence the group, never freeze unseen
+            self.on_failure(error, "the ticker")
+
+    async def _tick_forever(self) -> None:
         interval = self.config.tick_ms / 1000
         ticks = 0
         self._last_tick = time.monotonic()
@@ -138,6 +166,8 @@ class ReadyLoop:
             self.catch_up_ticks()
             if ticks % DISK_CHECK_TICKS == 0:
                 self.disk.check()
+            if ticks % WATCH_TICKS == 0:
+                self.watch(time.monotonic())
             now = time.monotonic()
             self.proposals.expire(now)
             self.reads.expire(now)
@@ -146,9 +176,39 @@ class ReadyLoop:
             self.snapshots.maybe_take(self.machine.applied_index)
             self.wakeup.set()
 
+    # -- the watchdog --------------------------------------------------------------
+
+    def watch(self, now: float) -> None:
+        """Report a group that does not advance while requests wait on it: a leader
+        that cannot commit, a follower that cannot apply. Once per stall."""
+        progress = (self.core.log.committed, self.machine.applied_index)
+        waiting = len(self.proposals.waiters) + len(self.reads.waiting)
+        if not waiting or progress != self._progress:
+            if self.stalled:
+                logger.warning("group advances again", extra={"group": self.name})
+            self.stalled = False
+            self._progress, self._progress_at = progress, now
+            return
+        if self.stalled or now - self._progress_at < STALL_SECONDS:
+            return
+        self.stalled = True
+        self.stalls += 1
+        core = self.core
+        logger.error("group stalled: %d requests waiting, commit index %d and applied index "
+                     "%d unchanged for %.0f s (role %s, leader %s, last log index %d)",
+                     waiting, progress[0], progress[1], now - self._progress_at,
+                     core.role.name.lower(), core.lead, core.log.last_index(),
+                     extra={"group": self.name})
+
     # -- the loop ------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._run_forever()
+        except Exception as error:  # a bug: fence the group, never freeze unseen
+            self.on_failure(error, "the Raft loop")
+
+    async def _run_forever(self) -> None:
         core = self.core
         while True:
             await self.wakeup.wait()
@@ -250,6 +310,16 @@ class ReadyLoop:
                 self.membership.applied(entry)
         replies = self.machine.apply(entries)
         self.proposals.complete(entries, replies)
+
+    def _apply_with_bug(self, entries: list[Entry]) -> None:
+        """_apply under the apply-bug test fault: an entry naming the key raises, after
+        the entries before it in the batch are applied (as a bug half-way would)."""
+        key = b"\r\n" + self.config.faults.apply_bug + b"\r\n"
+        for index, entry in enumerate(entries):
+            if key in entry.data:
+                ReadyLoop._apply(self, entries[:index])
+                raise RuntimeError("apply-bug test fault")
+        ReadyLoop._apply(self, entries)
 
     def _send(self, message: Message) -> None:
         if message.type is MessageType.SNAP:

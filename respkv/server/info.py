@@ -162,6 +162,9 @@ class Info:
             "raft_leads": ",".join(g.name for g in self.groups if g.is_leader()),
             "raft_wal_fsyncs": self.node.wal.fsyncs if self.node.wal else 0,
         }
+        fields["raft_groups_down"] = ",".join(g.name for g in self.groups if g.down)
+        fields["raft_failures"] = sum(g.failures for g in self.groups)
+        fields["raft_stalls"] = sum(g.stalls for g in self.groups)
         for reason in RefusalReason:  # messages refused by the groups' cores, summed
             fields[f"raft_refused_{reason}"] = sum(g.refusal_counts.get(reason, 0)
                                                    for g in self.groups)

@@ -46,6 +46,10 @@ class ServerCollector(Collector):
             ("respkv_raft_snapshot_index", "Index of the latest snapshot",
              lambda g: g.snapshot_index),
             ("respkv_raft_is_leader", "1 on the group's leader", lambda g: int(g.is_leader())),
+            ("respkv_raft_group_down", "1 when the group failed and is fenced on this node",
+             lambda g: int(bool(g.down))),
+            ("respkv_raft_group_stalled", "1 while writes wait and the group does not "
+             "advance", lambda g: int(g.stalled)),
             ("respkv_keys", "Keys in the group's keyspace", lambda g: len(g.keyspace)),
         ):
             gauge = GaugeMetricFamily(name, help_text, labels=labels)
@@ -57,6 +61,12 @@ class ServerCollector(Collector):
         for group in groups:
             changes.add_metric([node_id, group.name], group.leader_changes)
         yield changes
+        failures = CounterMetricFamily("respkv_raft_group_failures",
+                                       "Exceptions that stopped the group on this node",
+                                       labels=labels)
+        for group in groups:
+            failures.add_metric([node_id, group.name], group.failures)
+        yield failures
         refused = CounterMetricFamily("respkv_raft_refused",
                                       "Raft messages refused by the core, by reason",
                                       labels=[*labels, "reason"])

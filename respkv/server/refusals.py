@@ -8,6 +8,7 @@ from respkv.commands.errors import CLUSTERDOWN, SHUTTING_DOWN
 from respkv.protocol.reply import RespError
 from respkv.replication.outcomes import (
     EntryTooBig,
+    GroupDown,
     MembershipRefused,
     NotDurable,
     NotLeader,
@@ -47,6 +48,8 @@ def reply_for(error: ReplicationError) -> RespError:
     fixed = _FIXED.get(type(error))
     if fixed is not None:
         return fixed
+    if isinstance(error, GroupDown):
+        return RespError(f"CLUSTERDOWN {error}")
     if isinstance(error, Unavailable):
         return RespError(f"TRYAGAIN {error}")
     if isinstance(error, MembershipRefused | EntryTooBig):

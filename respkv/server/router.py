@@ -25,13 +25,13 @@ from typing import Protocol
 
 from respkv.commands.errors import CROSSSLOT, DISK_FULL
 from respkv.commands.table import Command
-from respkv.protocol.reply import Reply
+from respkv.protocol.reply import Reply, RespError
 from respkv.replication.group import RaftGroup
 from respkv.replication.node import ClusterNode
 from respkv.replication.slots import key_slot
 from respkv.server.crosswrite import CrossWrite
 from respkv.server.futures import all_of, first_failure_or_reply
-from respkv.server.refusals import moved
+from respkv.server.refusals import moved, reply_for
 from respkv.state.keyspace import KeyspaceView
 from respkv.state.views import KeyspaceUnion
 
@@ -81,7 +81,7 @@ class Router:
             if len(involved) > 1:
                 return self._cross_write(command, args, involved)
         if not group.is_leader():
-            raise moved(slot, group.leader_client_address())
+            raise elsewhere(group, slot)
         if group.disk_full:
             raise DISK_FULL
         return group.propose(args, slot)
@@ -97,7 +97,7 @@ class Router:
         slot = key_slot(args[positions[0]])
         group = involved[0]
         if not group.is_leader():
-            raise moved(slot, group.leader_client_address())
+            raise elsewhere(group, slot)
         if group.disk_full:
             raise DISK_FULL
         return group.propose(args, slot)
@@ -105,7 +105,7 @@ class Router:
     def _keyless_write(self, args: list[bytes]) -> asyncio.Future[Reply]:
         led = [g for g in self.groups if g.is_leader()]
         if not led:
-            raise moved(0, self.groups[0].leader_client_address())
+            raise elsewhere(self.groups[0], 0)
         if any(g.disk_full for g in led):
             raise DISK_FULL
         return first_failure_or_reply([group.propose(args) for group in led])
@@ -152,6 +152,14 @@ class Router:
         groups, owner = self.groups, self.owner
         indexes = {owner[key_slot(args[i])] for i in command.key_positions(args)}
         return [groups[i] for i in sorted(indexes)]
+
+
+def elsewhere(group: RaftGroup, slot: int) -> RespError:
+    """A write this node does not lead: -MOVED to the leader, or -CLUSTERDOWN (with
+    the reason, when the group failed here)."""
+    if group.down:
+        return reply_for(group.down_outcome())
+    return moved(slot, group.leader_client_address())
 
 
 class Span:

@@ -253,11 +253,13 @@ class StateMachine:
         finally:
             self.paused = False
 
-    def close(self) -> None:
-        """Write out what is applied, then close the store (errors are logged: the
-        log holds everything the store may lack, and a restart replays it)."""
+    def close(self, persist: bool = True) -> None:
+        """Write out what is applied (unless told not to: a failed group's memory may
+        hold half an apply), then close the store (errors are logged: the log holds
+        everything the store may lack, and a restart replays it)."""
         try:
-            self.persist()
+            if persist:
+                self.persist()
             if not self.store_failed:
                 self.store.flush()
         except (OSError, StoreError) as error:

@@ -638,3 +638,16 @@ def test_a_flood_of_refusals_is_counted_in_full_and_reported_in_part():
         n2.step(msg(n2, MT.HEARTBEAT, "n1", term=2**64 - 1))
     assert n2.refusal_counts == {RefusalReason.TERM_TOO_HIGH: MAX_REFUSALS_PER_READY + 50}
     assert len(refused(n2)) == MAX_REFUSALS_PER_READY
+
+
+def test_step_down_leaves_the_group_unclaimed():
+    """The driver fences a failed group: its leader claims the lead no more and knows
+    no leader, at the same term (nothing is persisted differently)."""
+    cl = led_by_n1()
+    leader = cl.cores["n1"]
+    term = leader.term
+    leader.step_down()
+    assert leader.role is Role.FOLLOWER and leader.lead is None and leader.term == term
+    follower = cl.cores["n2"]
+    follower.step_down()
+    assert follower.role is Role.FOLLOWER and follower.lead is None

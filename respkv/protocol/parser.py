@@ -147,13 +147,21 @@ class RequestParser:
         # set while an inline line is incomplete: its bytes so far
         self.inline: bytearray | None = None
 
+        self.completed = 0  # the size of a request the last feed completed, begun earlier
+
     @property
     def pending(self) -> int:
-        """Bytes of a request received but not complete yet: what counts against
-        Redis' client-query-buffer-limit."""
+        """Bytes of a request received but not complete yet."""
         if self.guard is not None:
             return self.guard.consumed
         return len(self.inline) if self.inline else 0
+
+    @property
+    def held(self) -> int:
+        """The most bytes of one request held at once in the last feed: what Redis'
+        client-query-buffer-limit bounds (Redis holds a request whole before it runs
+        it, so a request bigger than the limit is refused even once complete)."""
+        return max(self.pending, self.completed)
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Complete requests in ``data`` (plus earlier leftovers).
@@ -162,6 +170,7 @@ class RequestParser:
         ``frames`` attribute so they run before the error is sent.
         """
         frames: list[list[bytes]] = []
+        self.completed = 0
         try:
             self._feed(data, frames)
         except ProtocolError as error:
@@ -186,6 +195,8 @@ class RequestParser:
         if scanned:
             done = self.guard.scan(data)
             first = len(data) if done is None else done
+            if done is not None:
+                self.completed = self.guard.consumed - (len(data) - done)
         if _BIG_NESTED.search(data, first):
             check_frames(data, first, self.max_bulk)
         reader.feed(data)

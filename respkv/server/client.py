@@ -174,9 +174,9 @@ class Client(asyncio.Protocol):
             self.reading_paused = True
             self.run()
             return
-        if parser.pending > config.client_query_buffer_limit:
+        if parser.held > config.client_query_buffer_limit:
             # as Redis: closed at once, without a reply; what came before it is not run
-            self.host.limit_reached(self, "query", f"qbuf={parser.pending}")
+            self.host.limit_reached(self, "query", f"qbuf={parser.held}")
             self.abort()
             return
         self.received += len(frames)

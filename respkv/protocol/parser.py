@@ -276,12 +276,21 @@ class RequestParser:
                     raise ProtocolError("too big inline request")
                 self.inline = bytearray(buffer[pos:])
                 return
-            if newline - pos > MAX_INLINE:
-                raise ProtocolError("too big inline request")
-            args = split_args(buffer[pos:newline].rstrip(b"\r"))
-            if args:
-                frames.append(args)
-            pos = newline + 1
+            # every complete line up to the last, or up to one that starts a RESP
+            # request, split at once: a pipeline of inline commands costs per line
+            last = buffer.rfind(b"\n", newline)
+            star = buffer.find(b"\n*", newline - 1, last)
+            stop = last if star < 0 else star
+            for line in buffer[pos:stop].split(b"\n"):
+                if len(line) > MAX_INLINE:
+                    raise ProtocolError("too big inline request")
+                if b'"' in line or b"'" in line:
+                    args = split_args(line.rstrip(b"\r"))
+                else:
+                    args = line.split()
+                if args:
+                    frames.append(args)
+            pos = stop + 1
             if pos == len(buffer):
                 self.inline = None
                 return

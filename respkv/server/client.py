@@ -70,6 +70,10 @@ class ClientHost(Protocol):
 _CLOSE = object()  # queued after the last reply of a connection that must close
 _MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
 _FLUSH_AT = 256 * 1024  # reply bytes run() may hold before it writes them out
+# Commands run in one go before the other connections get a turn of the loop: a client
+# that pipelines without pause (the event loop reads up to 32 times from one socket
+# in a row) would otherwise hold the loop for seconds.
+_TURN_COMMANDS = 1000
 _MAX_INFLIGHT_BYTES = 16 << 20  # bytes of proposed, unapplied writes before we stop reading
 _MAX_BACKLOG_BYTES = 16 << 20  # bytes received while commands wait to run, before we stop reading
 # The transport's high water mark: past it, replies stop being produced and the client
@@ -119,6 +123,7 @@ class Client(asyncio.Protocol):
         self.executed = 0
         self.reading_paused = False
         self.writing_paused = False
+        self.yielded = False  # gave the loop to others: the rest runs on the next turn
         self.closing = False
         self.close_pending = False  # QUIT, CLIENT KILL of itself: close after this reply
         self.draining = False  # the server shuts down: read no more
@@ -202,7 +207,12 @@ class Client(asyncio.Protocol):
         commands = self.commands
         dispatch = self.host.dispatcher.dispatch
         held = 0  # bytes of replies produced and not yet written
+        budget = _TURN_COMMANDS
         while commands and self.waiting is None and not self.closing:
+            budget -= 1
+            if budget < 0:
+                self._yield_turn()
+                break
             if held > _FLUSH_AT:
                 # write what we have: if the client is not reading, the transport
                 # pauses us, and we stop producing replies until it drains
@@ -248,6 +258,16 @@ class Client(asyncio.Protocol):
             self.backlog_bytes = 0
         self.flush()
         self._update_reading()
+
+    def _yield_turn(self) -> None:
+        if not self.yielded:
+            self.yielded = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self.yielded = False
+        if not self.closing:
+            self.run()
 
     def needs_barrier(self, groups: tuple[str, ...]) -> bool:
         """True when the next read, on these groups, is not covered by a barrier
@@ -371,7 +391,7 @@ class Client(asyncio.Protocol):
         """Stop reading while replies back up or too many commands wait."""
         if self.closing or self.transport is None or self.draining:
             return
-        backlog = (self.writing_paused or len(self.commands) > _MAX_QUEUED
+        backlog = (self.writing_paused or self.yielded or len(self.commands) > _MAX_QUEUED
                    or self.inflight_bytes > _MAX_INFLIGHT_BYTES
                    or (self.backlog_bytes > _MAX_BACKLOG_BYTES and bool(self.commands)))
         if backlog and not self.reading_paused:

@@ -7,8 +7,10 @@ real redis-server where Redis has the feature."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -302,6 +304,53 @@ def test_slow_reader_under_the_limits_is_not_dropped(both: list[redis.Redis],
             time.sleep(0.02)  # pacing a slow reader (1.3 s in all, past soft-seconds)
         slow.send(b"PING\r\n")
         slow.expect(b"+PONG\r\n")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_flood_that_never_reads(node: Node) -> None:
+    """A client pipelining PINGs without pause and never reading is stopped being read
+    from once its output backs up, and shares the loop meanwhile: another client's
+    PINGs are answered all along, and the node's memory stays flat."""
+    payload = memoryview(b"PING\r\n" * ((8 << 20) // 6))  # 8 MiB of inline requests
+    before = _rss_kib(node.proc.pid)
+    flood = RawConn(node.port)
+    flood.sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def send() -> None:
+        sent = 0
+        while sent < len(payload) and not stop.is_set():
+            try:
+                sent += flood.sock.send(payload[sent:])
+            except TimeoutError:
+                continue  # not read from any more: try until told to stop
+            except OSError:
+                return
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    other = node.client(socket_timeout=5)
+    worst = 0.0
+    end = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            assert other.ping()
+            worst = max(worst, time.monotonic() - started)
+        peak = _rss_kib(node.proc.pid)
+    finally:
+        stop.set()
+        sender.join(5)
+        flood.close()
+        other.close()
+    assert worst < 1.5, f"another client waited {worst:.2f}s for a PING"
+    assert peak - before < 100 * 1024, f"RSS grew from {before} to {peak} KiB"
 
 
 # -- maxclients and the open-file limit, idle timeout --------------------------------

@@ -217,8 +217,9 @@ class Config:
         if self.enable_debug_command not in ("no", "yes", "local"):
             raise ConfigError("enable-debug-command must be no, yes or local")
         for name, (low, high) in _RANGES.items():
-            if not low <= getattr(self, name) <= high:
-                raise ConfigError(f"argument must be between {low} and {high} inclusive")
+            if not low <= getattr(self, name) <= high:  # CONFIG SET said so in set()
+                raise ConfigError(f"{name.replace('_', '-')}: argument must be between "
+                                  f"{low} and {high} inclusive")
         if not 1 <= self.shards <= 1024:
             raise ConfigError("shards must be between 1 and 1024")
         if not 0 <= self.port < 65536 or not 0 < self.raft_port < 65536 \

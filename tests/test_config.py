@@ -55,8 +55,11 @@ def test_runtime_minimums_only_at_runtime() -> None:
     ("timeout", -1, "argument must be between 0 and 2147483647 inclusive"),
 ])
 def test_ranges_everywhere(name: str, value: int, text: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}: {text}$"):
+        Config(**{name: value})  # at start: the directive named
+    config = Config()
     with pytest.raises(ConfigError, match=f"^{text}$"):
-        Config(**{name: value})
+        config.set(name, str(value), runtime=True)  # CONFIG SET: Redis' text
 
 
 def test_client_capacity_follows_the_open_file_limit() -> None:

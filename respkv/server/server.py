@@ -257,7 +257,8 @@ class Server:
         else:
             self.stats.output_limit_disconnections += 1
             self.limit_logs[limit].warning(
-                f"Client {who} closed for overcoming of output buffer limits.")
+                f"Client {who} scheduled to be closed ASAP for overcoming of output buffer "
+                "limits.")  # Redis' words; here it is closed at once
 
     def _fit_maxclients(self) -> None:
         """As Redis: raise the open-file limit to fit maxclients, else lower maxclients."""

@@ -247,7 +247,7 @@ def test_subscriber_that_never_reads_is_dropped(both: list[redis.Redis],
         stuck.close()
     reader.close()
     assert stat(ours, "client_output_buffer_limit_disconnections") == before + 1
-    assert "closed for overcoming of output buffer limits" in node.log()
+    assert "scheduled to be closed ASAP for overcoming of output buffer limits" in node.log()
 
 
 def test_soft_output_limit_after_its_seconds(both: list[redis.Redis], node: Node) -> None:

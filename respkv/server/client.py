@@ -157,6 +157,8 @@ class Client(asyncio.Protocol):
         self.closing = True
         self.commands.clear()
         self.forget_state()
+        # a blocking pop of a client gone ends, as in Redis (else BLPOP 0 waits forever)
+        self.host.dispatcher.blocked.unblock(self.id, False)
         self.host.unregister(self)
 
     def data_received(self, data: bytes) -> None:

@@ -250,6 +250,26 @@ def test_subscriber_that_never_reads_is_dropped(both: list[redis.Redis],
     assert "scheduled to be closed ASAP for overcoming of output buffer limits" in node.log()
 
 
+def test_messages_queued_behind_a_blocked_reply_count(both: list[redis.Redis],
+                                                     node: Node) -> None:
+    """A RESP3 subscriber blocked in BLPOP: its messages wait behind the BLPOP reply in
+    the node, not in the transport, and count against the pubsub limit all the same."""
+    ours = both[0]
+    ours.config_set("client-output-buffer-limit", "pubsub 1mb 0 0")
+    before = stat(ours, "client_output_buffer_limit_disconnections")
+    with RawConn(node.port) as blocked:
+        blocked.send(resp("HELLO", "3") + resp("CLIENT", "SETNAME", "stuck")
+                     + resp("SUBSCRIBE", "queued") + resp("BLPOP", "nothing", "0"))
+        blocked.replies(3)
+        wait_for(lambda: int(ours.info("clients")["blocked_clients"]) == 1, 5, "BLPOP")
+        published = 0
+        while ours.publish("queued", b"q" * 100_000) == 1:
+            published += 100_000
+            assert published <= 1_100_000, "not dropped at the limit"
+        assert published >= 1_000_000
+    assert stat(ours, "client_output_buffer_limit_disconnections") == before + 1
+
+
 def test_soft_output_limit_after_its_seconds(both: list[redis.Redis], node: Node) -> None:
     """Past the soft limit, with nothing more sent to it, the subscriber stays until
     soft-seconds have passed, then the server's sweep drops it."""
@@ -412,6 +432,20 @@ def test_idle_timeout_spares_blocked_and_subscribed(tmp_path) -> None:
             pusher.close()
     finally:
         assert node.stop() == 0
+
+
+def test_blocked_client_that_leaves_is_unblocked(node: Node) -> None:
+    """Clients that BLPOP forever and hang up leave nothing waiting behind them."""
+    client = node.client()
+    client.delete("left")
+    for _ in range(20):
+        with RawConn(node.port) as gone:
+            gone.send(resp("BLPOP", "left", "0"))
+            wait_for(lambda: int(client.info("clients")["blocked_clients"]) == 1, 5, "BLPOP")
+    wait_for(lambda: int(client.info("clients")["blocked_clients"]) == 0, 5, "none blocked")
+    client.rpush("left", "kept")
+    assert client.lrange("left", 0, -1) == [b"kept"]  # popped for no one
+    client.close()
 
 
 def test_info_counts_limit_disconnections(node: Node) -> None:

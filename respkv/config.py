@@ -7,8 +7,9 @@ directive; CONFIG GET/SET read and write the same object.
 
 from __future__ import annotations
 
+import resource
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,95 @@ def _size(text: str) -> int:
         if lower.endswith(suffix):
             return int(lower[: -len(suffix)]) * units[suffix]
     return int(lower)
+
+
+# -- client limits (client-output-buffer-limit, query buffer, maxclients) ---------
+
+LLONG_MAX = (1 << 63) - 1
+# CONFIG SET refuses these below 1mb, as Redis does; a file or flag may set less
+# (a test's small limits).
+_RUNTIME_RANGES = {
+    "proto_max_bulk_len": (1 << 20, LLONG_MAX),
+    "client_query_buffer_limit": (1 << 20, LLONG_MAX),
+}
+# Checked wherever they are set, as Redis checks them.
+_RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1)}
+# File descriptors kept for other than clients: Redis keeps 32; a node also holds its
+# log segments, a store per group, the Raft connections and a metrics listener.
+RESERVED_FDS = 64
+_BUFFER_LIMIT_ERRORS = ("Wrong number of arguments in buffer limit configuration.",
+                        "Invalid client class specified in buffer limit configuration.",
+                        "Error in hard, soft or soft_seconds setting in buffer limit "
+                        "configuration.")
+
+
+@dataclass(frozen=True)
+class BufferLimit:
+    """One client class's output limit: past ``hard`` bytes, or past ``soft`` for more
+    than ``soft_seconds``, the client is disconnected. 0 turns a bound off."""
+
+    hard: int
+    soft: int
+    soft_seconds: int
+
+    @property
+    def off(self) -> bool:
+        return not self.hard and not self.soft
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """client-output-buffer-limit: one BufferLimit per client class, in Redis' text
+    form ("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60")."""
+
+    normal: BufferLimit = BufferLimit(0, 0, 0)
+    slave: BufferLimit = BufferLimit(256 << 20, 64 << 20, 60)
+    pubsub: BufferLimit = BufferLimit(32 << 20, 8 << 20, 60)
+
+    def updated(self, text: str) -> OutputLimits:
+        """These limits with the classes ``text`` names ("<class> <hard> <soft>
+        <soft-seconds>" repeated) replaced; the others are kept, as Redis keeps them."""
+        words = text.split()
+        if len(words) % 4:
+            raise ConfigError(_BUFFER_LIMIT_ERRORS[0])
+        changes: dict[str, BufferLimit] = {}
+        for i in range(0, len(words), 4):
+            name = words[i].lower()
+            name = "slave" if name == "replica" else name
+            if name not in ("normal", "slave", "pubsub"):
+                raise ConfigError(_BUFFER_LIMIT_ERRORS[1])
+            try:
+                hard, soft = _size(words[i + 1]), _size(words[i + 2])
+                seconds = int(words[i + 3])
+            except ValueError:
+                raise ConfigError(_BUFFER_LIMIT_ERRORS[2]) from None
+            if hard < 0 or soft < 0 or seconds < 0:
+                raise ConfigError(_BUFFER_LIMIT_ERRORS[2])
+            changes[name] = BufferLimit(hard, soft, seconds)
+        return replace(self, **changes)
+
+    def __str__(self) -> str:
+        return " ".join(f"{name} {limit.hard} {limit.soft} {limit.soft_seconds}"
+                        for name, limit in (("normal", self.normal), ("slave", self.slave),
+                                            ("pubsub", self.pubsub)))
+
+
+def client_capacity(wanted: int) -> int:
+    """How many clients the open-file limit allows, ``wanted`` at most: the soft limit
+    is first raised (up to the hard limit) to fit ``wanted`` plus RESERVED_FDS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + RESERVED_FDS
+    infinite = resource.RLIM_INFINITY
+    if soft != infinite and soft < need:
+        target = need if hard == infinite else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == infinite:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FDS))
 
 
 @dataclass
@@ -67,13 +157,17 @@ class Config:
     # DEBUG: refused (no), allowed (yes), or allowed from loopback clients only (local).
     enable_debug_command: str = "no"
     timeout: int = 0  # close idle clients after N seconds; 0 = never
+    # Client limits, as Redis': the longest bulk string of a request; the most
+    # unparsed input a client may have before it is closed; and the output a client of
+    # each class may have pending (client-output-buffer-limit, OutputLimits).
     proto_max_bulk_len: int = 512 * 1024 * 1024
+    client_query_buffer_limit: int = 1 << 30
+    client_output_buffer_limit: OutputLimits = field(default_factory=OutputLimits)
     # The largest log entry a write may make (its command and arguments, encoded); a
     # bigger write is refused before it is proposed. Every node handles an entry in
     # one go, pausing its loop for about as long as a copy, a checksum and a write of
     # it to disk take: far above a few MB, that pause nears an election timeout.
     max_entry_bytes: int = 8 << 20
-    client_output_buffer_limit: int = 64 * 1024 * 1024  # stop reading past this backlog
     read_consistency: str = "linearizable"  # linearizable | lease | stale
     metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
     # Raft groups the 16384 slots are spread over, fixed when a cluster is
@@ -139,6 +233,10 @@ class Config:
             raise ConfigError(f"max-entry-bytes must be between 1024 and {MAX_ENTRY_BYTES}")
         if self.enable_debug_command not in ("no", "yes", "local"):
             raise ConfigError("enable-debug-command must be no, yes or local")
+        for name, (low, high) in _RANGES.items():
+            if not low <= getattr(self, name) <= high:  # CONFIG SET said so in set()
+                raise ConfigError(f"{name.replace('_', '-')}: argument must be between "
+                                  f"{low} and {high} inclusive")
         if not 1 <= self.shards <= 1024:
             raise ConfigError("shards must be between 1 and 1024")
         if not 0 <= self.port < 65536 or not 0 < self.raft_port < 65536 \
@@ -206,13 +304,17 @@ class Config:
 
     # -- directives ------------------------------------------------------
 
-    def set(self, name: str, value: str) -> None:
-        """Set one directive from its text form (file, flag or CONFIG SET)."""
+    def set(self, name: str, value: str, runtime: bool = False) -> None:
+        """Set one directive from its text form (file, flag, or CONFIG SET: ``runtime``,
+        which checks what Redis checks only there)."""
         attr = name.strip().lower().replace("-", "_")
         spec = _FIELDS.get(attr)
         if spec is None or attr == "extra":
             raise ConfigError(f"Unknown option or number of arguments for CONFIG SET - '{name}'")
         current = getattr(self, attr)
+        if isinstance(current, OutputLimits):
+            self.client_output_buffer_limit = current.updated(value)
+            return
         try:
             if isinstance(current, bool):
                 converted: Any = value.lower() in ("yes", "true", "1")
@@ -222,7 +324,18 @@ class Config:
                 converted = value
         except ValueError:
             raise ConfigError(f"Invalid argument '{value}' for CONFIG SET '{name}'") from None
+        if runtime:
+            self._check_runtime(attr, converted)
         setattr(self, attr, converted)
+
+    @staticmethod
+    def _check_runtime(attr: str, value: Any) -> None:
+        low, high = _RUNTIME_RANGES.get(attr, _RANGES.get(attr, (None, None)))
+        if low is not None and not low <= value <= high:
+            raise ConfigError(f"argument must be between {low} and {high} inclusive")
+        if attr == "maxclients" and (capacity := client_capacity(value)) < value:
+            raise ConfigError("The operating system is not able to handle the specified "
+                              f"number of clients, try with {capacity}")
 
     def get(self, name: str) -> str:
         value = getattr(self, name.lower().replace("-", "_"))

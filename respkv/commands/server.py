@@ -247,7 +247,7 @@ def config_set(server: ServerContext, session: Session, args: list[bytes]) -> Re
     backup = {name: config.get(name) for name, _ in pairs if name.lower() in config.names()}
     try:
         for name, value in pairs:
-            config.set(name, value)
+            config.set(name, value, runtime=True)
         config.validate()
     except (ConfigError, AttributeError) as error:
         for name, value in backup.items():

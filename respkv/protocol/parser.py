@@ -57,10 +57,12 @@ class FrameGuard:
         self.elements = -1  # bulks still expected; -1 before the array header
         self.skip = 0  # payload bytes (plus CRLF) still to pass over
 
-    def scan(self, data: bytes | memoryview) -> int | None:
-        """Check the headers in ``data``; where the frame ends in it, or None."""
-        self.consumed += len(data)
-        pos, end = 0, len(data)
+    def scan(self, data: bytes, start: int = 0) -> int | None:
+        """Check the headers in ``data[start:]``; where in ``data`` the frame ends, or
+        None. Payloads are skipped by count and nothing is copied but header lines."""
+        end = len(data)
+        self.consumed += end - start
+        pos = start
         while pos < end:
             if self.skip:
                 step = min(self.skip, end - pos)
@@ -69,18 +71,18 @@ class FrameGuard:
                 continue
             if self.elements == 0:
                 return pos  # complete: hiredis has it
-            newline = bytes(data[pos : pos + MAX_HEADER]).find(b"\n")
+            newline = data.find(b"\n", pos, pos + MAX_HEADER)
             if newline < 0:
-                self.line += bytes(data[pos:])
+                self.line += data[pos : pos + MAX_HEADER + 1]
                 if len(self.line) > MAX_HEADER:
                     raise ProtocolError(
                         "too big mbulk count string" if self.elements < 0
                         else "too big bulk count string"
                     )
                 return None
-            self.header(self.line + bytes(data[pos : pos + newline]))
+            self.header(self.line + data[pos:newline] if self.line else data[pos:newline])
             self.line = b""
-            pos += newline + 1
+            pos = newline + 1
         return pos if self.elements == 0 and not self.skip else None
 
     def header(self, line: bytes) -> None:
@@ -109,10 +111,10 @@ _BIG_NESTED = re.compile(rb"\n[*%~>|][0-9]{7}")
 def check_frames(data: bytes, pos: int, max_bulk: int) -> None:
     """Walk the headers of the frames in ``data`` from ``pos``, raising on a bad one."""
     while data[pos : pos + 1] == b"*":
-        done = FrameGuard(max_bulk).scan(memoryview(data)[pos:])
+        done = FrameGuard(max_bulk).scan(data, pos)
         if done is None:
             return
-        pos += done
+        pos = done
 
 
 def check_array_header(data: bytes, offset: int) -> None:
@@ -142,7 +144,24 @@ class RequestParser:
         self.max_bulk = max_bulk
         self.reader = hiredis.Reader()
         self.guard: FrameGuard | None = None  # set while a RESP frame is incomplete
-        self.inline: bytes | None = None  # set while an inline line is incomplete
+        # set while an inline line is incomplete: its bytes so far
+        self.inline: bytearray | None = None
+
+        self.completed = 0  # the size of a request the last feed completed, begun earlier
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a request received but not complete yet."""
+        if self.guard is not None:
+            return self.guard.consumed
+        return len(self.inline) if self.inline else 0
+
+    @property
+    def held(self) -> int:
+        """The most bytes of one request held at once in the last feed: what Redis'
+        client-query-buffer-limit bounds (Redis holds a request whole before it runs
+        it, so a request bigger than the limit is refused even once complete)."""
+        return max(self.pending, self.completed)
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Complete requests in ``data`` (plus earlier leftovers).
@@ -151,6 +170,7 @@ class RequestParser:
         ``frames`` attribute so they run before the error is sent.
         """
         frames: list[list[bytes]] = []
+        self.completed = 0
         try:
             self._feed(data, frames)
         except ProtocolError as error:
@@ -175,6 +195,8 @@ class RequestParser:
         if scanned:
             done = self.guard.scan(data)
             first = len(data) if done is None else done
+            if done is not None:
+                self.completed = self.guard.consumed - (len(data) - done)
         if _BIG_NESTED.search(data, first):
             check_frames(data, first, self.max_bulk)
         reader.feed(data)
@@ -214,24 +236,34 @@ class RequestParser:
                 self.guard = FrameGuard(self.max_bulk)
             elif scanned:
                 return
-            self.guard.scan(memoryview(data)[max(offset, 0) :])
+            self.guard.scan(data, max(offset, 0))
 
     def _explain(self, data: bytes, start: int) -> None:
         """A frame hiredis accepted but Redis would not: raise Redis' error for it."""
         if start >= 0:
-            FrameGuard(self.max_bulk).scan(data[start:])
+            FrameGuard(self.max_bulk).scan(data, start)
 
     def _restart_inline(self, data: bytes, offset: int, frames: list[list[bytes]]) -> None:
         """hiredis stopped at ``offset``: what follows is inline or garbage."""
         self.reader = hiredis.Reader()
         if self.guard is not None or data[offset : offset + 1] == b"*":
-            FrameGuard(self.max_bulk).scan(data[offset:])
+            FrameGuard(self.max_bulk).scan(data, offset)
             raise ProtocolError("invalid multibulk length")
-        self.inline = b""
+        self.inline = bytearray()
         self._feed_inline(data[offset:], frames)
 
     def _feed_inline(self, data: bytes, frames: list[list[bytes]]) -> None:
-        buffer = (self.inline or b"") + data
+        if self.inline:
+            # a line trickled in: grow it in place until its newline comes, so a slow
+            # client costs each byte once, not the whole line again for every read
+            if data.find(b"\n") < 0:
+                self.inline += data
+                if len(self.inline) > MAX_INLINE:
+                    raise ProtocolError("too big inline request")
+                return
+            buffer = bytes(self.inline) + data
+        else:
+            buffer = data
         pos = 0
         while True:
             if buffer[pos : pos + 1] == b"*":
@@ -240,16 +272,25 @@ class RequestParser:
                 return
             newline = buffer.find(b"\n", pos)
             if newline < 0:
-                self.inline = buffer[pos:]
-                if len(self.inline) > MAX_INLINE:
+                if len(buffer) - pos > MAX_INLINE:
                     raise ProtocolError("too big inline request")
+                self.inline = bytearray(buffer[pos:])
                 return
-            if newline - pos > MAX_INLINE:
-                raise ProtocolError("too big inline request")
-            args = split_args(buffer[pos:newline].rstrip(b"\r"))
-            if args:
-                frames.append(args)
-            pos = newline + 1
+            # every complete line up to the last, or up to one that starts a RESP
+            # request, split at once: a pipeline of inline commands costs per line
+            last = buffer.rfind(b"\n", newline)
+            star = buffer.find(b"\n*", newline - 1, last)
+            stop = last if star < 0 else star
+            for line in buffer[pos:stop].split(b"\n"):
+                if len(line) > MAX_INLINE:
+                    raise ProtocolError("too big inline request")
+                if b'"' in line or b"'" in line:
+                    args = split_args(line.rstrip(b"\r"))
+                else:
+                    args = line.split()
+                if args:
+                    frames.append(args)
+            pos = stop + 1
             if pos == len(buffer):
                 self.inline = None
                 return
@@ -260,6 +301,8 @@ _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", 
 
 def split_args(line: bytes) -> list[bytes]:
     """Redis' sdssplitargs: words, "double quoted" with escapes, 'single quoted'."""
+    if b'"' not in line and b"'" not in line:
+        return line.split()  # no quotes: words between the same ASCII spaces
     args: list[bytes] = []
     i, end = 0, len(line)
     while True:

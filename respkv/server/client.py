@@ -8,6 +8,13 @@ reads its own write. Linearizable reads share one read barrier per batch.
 
 Replies are queued in order as encoded bytes or as futures still waiting for
 their log entry; the ready prefix of the queue is written in one call.
+
+Limits, as Redis has them: a client whose pending output (the transport's unsent
+bytes plus pub/sub messages queued behind a reply not ready yet) passes its class's
+client-output-buffer-limit is dropped, its output discarded; one whose incomplete
+request passes client-query-buffer-limit is closed. Below those, back-pressure
+bounds what a connection holds: while its output backs up (the transport's high
+water mark) or too much input waits to run, it is not read from.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Protocol
 
 from respkv.commands.errors import SHUTTING_DOWN
 from respkv.commands.table import Command
-from respkv.config import Config
+from respkv.config import BufferLimit, Config
 from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.replication.outcomes import ReplicationError
@@ -57,10 +64,21 @@ class ClientHost(Protocol):
 
     def unregister(self, client: Client) -> None: ...
 
+    def limit_reached(self, client: Client, limit: str, detail: str) -> None:
+        """A client is being dropped for a limit ("output" or "query"): count, log."""
+
 _CLOSE = object()  # queued after the last reply of a connection that must close
 _MAX_QUEUED = 10_000  # parsed commands waiting to run before we stop reading
 _FLUSH_AT = 256 * 1024  # reply bytes run() may hold before it writes them out
+# Commands run in one go before the other connections get a turn of the loop: a client
+# that pipelines without pause (the event loop reads up to 32 times from one socket
+# in a row) would otherwise hold the loop for seconds.
+_TURN_COMMANDS = 1000
 _MAX_INFLIGHT_BYTES = 16 << 20  # bytes of proposed, unapplied writes before we stop reading
+_MAX_BACKLOG_BYTES = 16 << 20  # bytes received while commands wait to run, before we stop reading
+# The transport's high water mark: past it, replies stop being produced and the client
+# is not read from, until it drains to a quarter of it.
+_OUTPUT_HIGH_WATER = 1 << 20
 
 
 class Client(asyncio.Protocol):
@@ -91,6 +109,9 @@ class Client(asyncio.Protocol):
         self.inflight = 0  # writes proposed and not yet applied
         self.inflight_bytes = 0  # their arguments' size: a client that writes faster
         # than the log commits is stopped reading, as one that does not read replies is
+        self.backlog_bytes = 0  # received since the command queue was last empty
+        self.queued_bytes = 0  # pub/sub messages in ``replies`` behind a reply not ready
+        self.soft_since: float | None = None  # when output went past the soft limit
         self.waiting: asyncio.Future[Any] | None = None  # what the queue is blocked on
         # per group: commands received before the last read barrier on it passed
         self.barrier_covers: dict[str, int] = {}
@@ -102,6 +123,7 @@ class Client(asyncio.Protocol):
         self.executed = 0
         self.reading_paused = False
         self.writing_paused = False
+        self.yielded = False  # gave the loop to others: the rest runs on the next turn
         self.closing = False
         self.close_pending = False  # QUIT, CLIENT KILL of itself: close after this reply
         self.draining = False  # the server shuts down: read no more
@@ -129,21 +151,26 @@ class Client(asyncio.Protocol):
             transport.close()  # type: ignore[attr-defined]
             self.closing = True
             return
-        limit = self.host.config.client_output_buffer_limit
-        self.transport.set_write_buffer_limits(high=min(limit, 1 << 20))
+        self.transport.set_write_buffer_limits(high=_OUTPUT_HIGH_WATER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.commands.clear()
         self.forget_state()
+        # a blocking pop of a client gone ends, as in Redis (else BLPOP 0 waits forever)
+        self.host.dispatcher.blocked.unblock(self.id, False)
         self.host.unregister(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
         self.last_active = time.monotonic()
+        parser = self.parser
+        config = self.host.config
+        parser.max_bulk = config.proto_max_bulk_len  # CONFIG SET applies to every client
+        self.backlog_bytes += len(data)
         try:
-            frames = self.parser.feed(data)
+            frames = parser.feed(data)
         except ProtocolError as error:
             frames = error.frames  # type: ignore[attr-defined]
             self.commands.extend(frames)
@@ -153,6 +180,11 @@ class Client(asyncio.Protocol):
             self.transport.pause_reading()
             self.reading_paused = True
             self.run()
+            return
+        if parser.held > config.client_query_buffer_limit:
+            # as Redis: closed at once, without a reply; what came before it is not run
+            self.host.limit_reached(self, "query", f"qbuf={parser.held}")
+            self.abort()
             return
         self.received += len(frames)
         self.commands.extend(frames)
@@ -164,6 +196,7 @@ class Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.last_active = time.monotonic()  # it reads: not idle
         if self.commands and self.waiting is None:
             self.run()  # the commands left queued when the client stopped reading
         else:
@@ -176,7 +209,12 @@ class Client(asyncio.Protocol):
         commands = self.commands
         dispatch = self.host.dispatcher.dispatch
         held = 0  # bytes of replies produced and not yet written
+        budget = _TURN_COMMANDS
         while commands and self.waiting is None and not self.closing:
+            budget -= 1
+            if budget < 0:
+                self._yield_turn()
+                break
             if held > _FLUSH_AT:
                 # write what we have: if the client is not reading, the transport
                 # pauses us, and we stop producing replies until it drains
@@ -218,8 +256,20 @@ class Client(asyncio.Protocol):
                 future = asyncio.ensure_future(outcome.awaitable)
                 self.replies.append((future, self.resp3))
                 self._wait_for(future)
+        if not commands:
+            self.backlog_bytes = 0
         self.flush()
         self._update_reading()
+
+    def _yield_turn(self) -> None:
+        if not self.yielded:
+            self.yielded = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self.yielded = False
+        if not self.closing:
+            self.run()
 
     def needs_barrier(self, groups: tuple[str, ...]) -> bool:
         """True when the next read, on these groups, is not covered by a barrier
@@ -294,6 +344,8 @@ class Client(asyncio.Protocol):
                     break
                 out.append(self._encode_result(future, resp3))
             replies.popleft()
+        if self.queued_bytes:
+            self.queued_bytes = sum(len(item) for item in replies if item.__class__ is bytes)
         self._write(out)
 
     def _encode_result(self, future: asyncio.Future[Any], resp3: bool) -> bytes:
@@ -307,13 +359,43 @@ class Client(asyncio.Protocol):
     def _write(self, out: list[bytes]) -> None:
         if out and not self.closing:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self.check_output()
+
+    def output_limit(self) -> BufferLimit:
+        """The client-output-buffer-limit of this client's class (Redis' getClientType:
+        a subscribed connection is pubsub; replicas never use the client port here)."""
+        limits = self.host.config.client_output_buffer_limit
+        return limits.pubsub if self.subscribed else limits.normal
+
+    def check_output(self) -> bool:
+        """Drop the client if its pending output is past its class's hard limit, or has
+        been past the soft one for longer than soft-seconds (Redis' rule); True if so."""
+        limit = self.output_limit()
+        if limit.off or self.closing or self.transport is None:
+            self.soft_since = None
+            return False
+        used = self.transport.get_write_buffer_size() + self.queued_bytes
+        if not (limit.hard and used >= limit.hard):
+            if not (limit.soft and used >= limit.soft):
+                self.soft_since = None
+                return False
+            now = time.monotonic()
+            if self.soft_since is None:
+                self.soft_since = now  # the server's sweep looks again later
+                return False
+            if now - self.soft_since <= limit.soft_seconds:
+                return False
+        self.host.limit_reached(self, "output", f"omem={used}")
+        self.abort()
+        return True
 
     def _update_reading(self) -> None:
         """Stop reading while replies back up or too many commands wait."""
         if self.closing or self.transport is None or self.draining:
             return
-        backlog = (self.writing_paused or len(self.commands) > _MAX_QUEUED
-                   or self.inflight_bytes > _MAX_INFLIGHT_BYTES)
+        backlog = (self.writing_paused or self.yielded or len(self.commands) > _MAX_QUEUED
+                   or self.inflight_bytes > _MAX_INFLIGHT_BYTES
+                   or (self.backlog_bytes > _MAX_BACKLOG_BYTES and bool(self.commands)))
         if backlog and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
@@ -345,11 +427,17 @@ class Client(asyncio.Protocol):
         self.host.pubsub.forget(self)
 
     def push(self, data: bytes) -> None:
-        """A pub/sub message: after the replies queued so far."""
+        """A pub/sub message: after the replies queued so far. It is written whatever
+        the back-pressure (a publisher is not held up by a slow subscriber); the output
+        limit of the subscriber's class is what bounds it."""
         if self.closing or self.transport is None:
             return
-        self.replies.append(data)
-        self.flush()
+        if self.replies:  # behind a reply not ready yet: flush writes it after that one
+            self.replies.append(data)
+            self.queued_bytes += len(data)
+            self.check_output()
+            return
+        self._write([data])
 
     def close_after_replies(self) -> None:
         self.close_pending = True
@@ -362,10 +450,33 @@ class Client(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    def abort(self) -> None:
+        """Close now, discarding pending output: a client that does not read would
+        otherwise keep it (transport.close waits for it to be sent)."""
+        if not self.closing:
+            self.closing = True
+            self.commands.clear()
+            self.replies.clear()
+            self.queued_bytes = 0
+            if self.transport is not None:
+                self.transport.abort()
+
+    @property
+    def idle_exempt(self) -> bool:
+        """Spared by the idle timeout, as Redis spares them: a blocked command (BLPOP,
+        WAIT...) or a write in flight, and subscribed clients."""
+        return self.waiting is not None or bool(self.inflight) or self.subscribed
+
     # -- for CLIENT LIST / INFO ----------------------------------------------
 
     def info_line(self) -> str:
         now = time.time()
+        subs = self.subscriptions
+        pending_out = self.queued_bytes
+        if self.transport is not None and not self.closing:
+            pending_out += self.transport.get_write_buffer_size()
+        flags = ("P" if self.subscribed else "") + ("b" if self.waiting is not None else "") \
+            + ("r" if self.readonly else "")
         fields = {
             "id": self.id,
             "addr": self.addr,
@@ -374,13 +485,13 @@ class Client(asyncio.Protocol):
             "name": self.name.decode("utf-8", "replace"),
             "age": int(now - self.created),
             "idle": int(time.monotonic() - self.last_active),
-            "flags": "r" if self.readonly else "N",
+            "flags": flags or "N",
             "db": 0,
-            "sub": 0,
-            "psub": 0,
-            "ssub": 0,
+            "sub": len(subs["channel"]),
+            "psub": len(subs["pattern"]),
+            "ssub": len(subs["shard"]),
             "multi": -1,
-            "qbuf": 0,
+            "qbuf": self.parser.pending,
             "qbuf-free": 0,
             "argv-mem": 0,
             "multi-mem": 0,
@@ -388,8 +499,8 @@ class Client(asyncio.Protocol):
             "rbp": 0,
             "obl": 0,
             "oll": len(self.replies),
-            "omem": 0,
-            "tot-mem": 0,
+            "omem": pending_out,
+            "tot-mem": pending_out + self.parser.pending,
             "events": "r",
             "cmd": self.last_command,
             "user": self.user.name,

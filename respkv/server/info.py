@@ -100,6 +100,9 @@ class Info:
             "rejected_connections": stats.rejected_connections,
             "total_protocol_errors": stats.protocol_errors,
             "acl_access_denied_auth": stats.auth_failures,
+            # Redis 7.2's names (7.0 has no such counters)
+            "client_query_buffer_limit_disconnections": stats.query_limit_disconnections,
+            "client_output_buffer_limit_disconnections": stats.output_limit_disconnections,
             "expired_keys": 0,
             "keyspace_hits": 0,
             "keyspace_misses": 0,

@@ -25,7 +25,7 @@ from respkv.clock import now_ms
 from respkv.commands import encoding
 from respkv.commands.context import ServerContext, Session
 from respkv.commands.table import apply_write
-from respkv.config import Config
+from respkv.config import RESERVED_FDS, Config, client_capacity
 from respkv.gcpolicy import POLICY
 from respkv.replication.admin import ClusterAdmin
 from respkv.replication.node import ClusterNode
@@ -45,6 +45,27 @@ logger = logging.getLogger(__name__)
 REAP_INTERVAL = 0.1  # seconds between sweeps for expired keys
 REAP_BATCH = 200  # keys deleted per sweep entry
 TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds a connection to the TLS port has to finish its handshake
+SWEEP_INTERVAL = 0.5  # seconds between looks at idle clients and soft output limits
+LIMIT_LOG_INTERVAL = 10.0  # at most one line per limit this often; the rest are counted
+
+
+class RateLimitedLog:
+    """One warning per interval; the lines held back are counted in the next one."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -interval
+        self.held = 0
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            self.held += 1
+            return
+        if self.held:
+            message += f" ({self.held} more since the last such line)"
+        self.last, self.held = now, 0
+        logger.warning(message)
 
 
 class DirectoryLocked(RuntimeError):
@@ -96,12 +117,15 @@ class Server:
         self.shutdown_requested = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.lock_fd: int | None = None
+        self.limit_logs = {"query": RateLimitedLog(LIMIT_LOG_INTERVAL),
+                           "output": RateLimitedLog(LIMIT_LOG_INTERVAL)}
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
         self.access.seed_from_file()  # a bad ACL file stops the start before anything else
+        self._fit_maxclients()
         self.lock_fd = lock_directory(config.data_dir)
         self.node.on_removed = self.request_shutdown
         loop = asyncio.get_running_loop()
@@ -131,7 +155,7 @@ class Server:
             from respkv.server.metrics import ServerCollector, serve_metrics
 
             serve_metrics(ServerCollector(config, self.stats, self.clients, self.node))
-        self.tasks.append(asyncio.create_task(self._close_idle(), name="idle"))
+        self.tasks.append(asyncio.create_task(self._sweep_clients(), name="clients"))
         gc.freeze()  # what start-up made lives for good: keep it out of every collection
         logger.info("ready to accept connections", extra={
             "port": config.port, "tls_port": config.tls_port, "dir": config.dir})
@@ -224,6 +248,31 @@ class Server:
     def unregister(self, client: Client) -> None:
         self.clients.pop(client.id, None)
 
+    def limit_reached(self, client: Client, limit: str, detail: str) -> None:
+        who = f"id={client.id} addr={client.addr} laddr={client.laddr} {detail}"
+        if limit == "query":
+            self.stats.query_limit_disconnections += 1
+            self.limit_logs[limit].warning(
+                f"Closing client that reached max query buffer length: {who}")
+        else:
+            self.stats.output_limit_disconnections += 1
+            self.limit_logs[limit].warning(
+                f"Client {who} scheduled to be closed ASAP for overcoming of output buffer "
+                "limits.")  # Redis' words; here it is closed at once
+
+    def _fit_maxclients(self) -> None:
+        """As Redis: raise the open-file limit to fit maxclients, else lower maxclients."""
+        config = self.config
+        wanted = config.maxclients
+        allowed = client_capacity(wanted)
+        if allowed < wanted:
+            logger.warning(
+                f"You requested maxclients of {wanted} requiring at least "
+                f"{wanted + RESERVED_FDS} max file descriptors. maxclients has been reduced "
+                f"to {allowed} to compensate for low ulimit. If you need higher maxclients "
+                "increase 'ulimit -n'.")
+            config.maxclients = allowed
+
     # -- background work --------------------------------------------------------
 
     async def _reap_expired(self) -> None:
@@ -239,13 +288,16 @@ class Server:
             # a leader that lost its lead meanwhile, a stopping node: the next sweep retries
             await asyncio.gather(*proposals, return_exceptions=True)
 
-    async def _close_idle(self) -> None:
+    async def _sweep_clients(self) -> None:
+        """Close idle clients (``timeout``) and those that stayed past a soft output
+        limit: a client over it that is sent nothing more is not checked on writes."""
         while True:
-            await asyncio.sleep(1)
+            await asyncio.sleep(SWEEP_INTERVAL)
             limit = self.config.timeout
-            if limit <= 0:
-                continue
             cutoff = time.monotonic() - limit
             for client in list(self.clients.values()):
-                if client.last_active < cutoff and not client.inflight:
-                    client.close()
+                if client.soft_since is not None and client.check_output():
+                    continue
+                if limit > 0 and client.last_active < cutoff and not client.idle_exempt:
+                    logger.debug("Closing idle client", extra={"client": client.addr})
+                    client.abort()

@@ -13,9 +13,14 @@ class Stats:
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
+        self.query_limit_disconnections = 0
+        self.output_limit_disconnections = 0
         self.auth_failures = 0
         self.blocked_clients = 0  # connections waiting in a blocking pop now (not reset)
         self.auth_failures = 0  # AUTH / HELLO AUTH with a wrong password
+        # clients dropped for client-query-buffer-limit / client-output-buffer-limit
+        self.query_limit_disconnections = 0
+        self.output_limit_disconnections = 0
 
     @property
     def total_commands(self) -> int:
@@ -26,3 +31,5 @@ class Stats:
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
+        self.query_limit_disconnections = 0
+        self.output_limit_disconnections = 0

@@ -23,6 +23,7 @@ from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry
 from respkv.replication import peerauth, snapstream
 from respkv.replication.transport import (
+    BROADCAST,
     CHALLENGE,
     HELLO,
     HELLO_OK,
@@ -39,6 +40,7 @@ from respkv.replication.transport import (
     Transport,
     frame,
 )
+from respkv.server.pubsub import PubSubHub
 
 DEADLINE = 5.0
 SECRET = b"s" * peerauth.SECRET_BYTES
@@ -420,6 +422,7 @@ def against_n2_snapshots(tmp_path: Path,
         assert transport.server is not None
         recorder = SnapshotRecorder()
         transport.handlers["g0"] = recorder  # type: ignore[assignment]
+        transport.on_broadcast = PubSubHub(lambda payload: 0).on_broadcast
         try:
             await body(transport.server.sockets[0].getsockname()[1], recorder)
         finally:
@@ -537,6 +540,7 @@ GARBAGE_AFTER_HANDSHAKE = [
     frame(REMOVED, b"[1]"), frame(SNAP_MANIFEST, b"{}"), frame(SNAP_CHUNK, b"\x00"),
     frame(SNAP_CHUNK, b"\xff\xff"), frame(99, b"what"), frame(HELLO, hello_payload()),
     frame(PROOF, b"again"), struct.pack(">IB", 0, PING), struct.pack(">IB", 1 << 30, MSG),
+    frame(BROADCAST, b"*1\r\n$1\r\nx\r\n"), frame(BROADCAST, b"\xff"),
 ]
 
 

@@ -179,12 +179,16 @@ class ClusterNode:
         """A peer proved itself and said where it listens. The address book learns
         addresses from the log and snapshots only, so that a peer cannot redirect
         traffic or MOVED replies meant for another node by what it says of itself;
-        but a node that has no address for the peer at all (it just joined, and the
-        log has taught it nothing yet) dials back there, so it can answer."""
+        but a node that just joined (a group of it has no members yet: neither log
+        nor snapshot has reached it) and has no address for the peer at all dials
+        back there, so it can answer the leader that is about to teach it."""
         raft = fields.get("raft")
         if (self.transport is None or not isinstance(raft, str)
                 or self.book.get(node_id) is not None or node_id in self.transport.peers):
             return
+        if self.groups and all(group.members().voters or group.members().learners
+                               for group in self.groups):
+            return  # a member of every group: the log names whoever it must talk to
         try:
             split_address(raft)
         except ValueError:

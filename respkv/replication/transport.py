@@ -393,13 +393,13 @@ class Transport:
             message.context = b""  # addresses travel in the manifest only
             writer.write(frame(SNAP_END, encode_message(message)))
             await writer.drain()
-            answer = await asyncio.wait_for(reader.read(), SNAPSHOT_ANSWER_TIMEOUT)
+            kind, answer = await asyncio.wait_for(_read_answer(reader),
+                                                  SNAPSHOT_ANSWER_TIMEOUT)
         finally:
             writer.close()
-        if answer != frame(SNAP_OK, b""):
-            refused = answer[5:] if answer[4:5] == bytes([SNAP_REFUSED]) else b""
+        if kind != SNAP_OK:
             raise ConnectionError(f"{message.to} refused the snapshot: "
-                                  f"{refused.decode(errors='replace')[:200] or 'no answer'}")
+                                  f"{answer.decode(errors='replace')[:200] or 'no answer'}")
         logger.info("snapshot sent", extra={"peer": message.to, "bytes": sent,
                                           "index": message.snapshot.index})
 
@@ -666,3 +666,16 @@ def _next_chunk(chunks: Iterator[bytes], sha256: hashlib._Hash, group: str,
         return None
     sha256.update(chunk)
     return frame(SNAP_CHUNK, chunk_payload(group, offset, chunk)), len(chunk)
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The receiver's answer to a snapshot: (SNAP_OK, b"") or (SNAP_REFUSED, reason);
+    (0, b"") when it closed without one."""
+    try:
+        head = await reader.readexactly(_HEAD.size)
+    except asyncio.IncompleteReadError:
+        return 0, b""
+    length, kind = _HEAD.unpack(head)
+    if not 1 <= length <= 4096:
+        raise ConnectionError(f"bad answer to a snapshot: frame length {length}")
+    return kind, await reader.readexactly(length - 1)

@@ -373,7 +373,7 @@ class Transport:
         try:
             chunks = iter_chunks(path, chunk_size)
             while True:
-                # read, hash and frame off the loop: a MiB of SHA-256 is a millisecond
+                # read, hash and frame off the loop: SHA-256 costs ~2.5 ms a MiB here
                 framed = await asyncio.to_thread(_next_chunk, chunks, sha256,
                                                  message.group, sent)
                 if framed is None:

@@ -551,6 +551,8 @@ class Inbound(asyncio.Protocol):
         elif self.peer is None:
             self._handshake(kind, bytes(payload))
         elif kind == PING:
+            if payload:
+                raise ConnectionError("a PING with a payload")
             owner.health.pings_received += 1
         elif kind == BROADCAST:
             owner.on_broadcast(bytes(payload))

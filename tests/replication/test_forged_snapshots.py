@@ -203,3 +203,37 @@ def test_a_hello_claiming_other_addresses_changes_nothing(
     assert leader.client().set("k", "v")
     cluster.wait_caught_up()
     assert raft_info(target)["raft_role"] == "follower"
+
+
+def test_a_burst_of_garbage_connections_keeps_the_log_small(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Garbage before the handshake and, from a peer with the secret, after it, of
+    every frame kind: each connection is closed, the node logs a handful of lines
+    without a traceback and keeps serving."""
+    cluster = make_cluster(size=1)
+    node = cluster.nodes[0]
+    node.client().set("k", "before")
+    peer = as_peer(cluster, "n2")
+    after = [frame(kind, b"\xff\x00garbage") for kind in range(1, 16)]
+    after += [struct.pack(">IB", 1 << 30, 4), struct.pack(">IB", 0, 4)]
+
+    async def burst() -> None:
+        for data in after:
+            reader, writer = await peer.dial(f"127.0.0.1:{node.raft_port}", "n1")
+            writer.write(data)
+            await asyncio.wait_for(reader.read(), 10)  # closed (after an answer, maybe)
+            writer.close()
+        for i in range(60):
+            reader, writer = await asyncio.open_connection("127.0.0.1", node.raft_port)
+            writer.write([struct.pack(">IB", 1 << 20, 1), b"GET / HTTP/1.0\r\n\r\n",
+                          frame(1, b"\x00" * i), b"\x00" * 5][i % 4])
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+
+    asyncio.run(burst())
+    assert node.client().get("k") == b"before"
+    assert node.client().set("k", "after")
+    log = node.log()
+    refusals = log.count("refused raft connection") + log.count("refused a snapshot")
+    assert 1 <= refusals <= 4, refusals
+    assert "Traceback" not in log and "malformed" not in log

@@ -539,7 +539,8 @@ GARBAGE_AFTER_HANDSHAKE = [
     frame(MSG, b"\x01garbage"), frame(SNAP_END, b"\x09junk"), frame(REMOVED, b"not json"),
     frame(REMOVED, b"[1]"), frame(SNAP_MANIFEST, b"{}"), frame(SNAP_CHUNK, b"\x00"),
     frame(SNAP_CHUNK, b"\xff\xff"), frame(99, b"what"), frame(HELLO, hello_payload()),
-    frame(PROOF, b"again"), struct.pack(">IB", 0, PING), struct.pack(">IB", 1 << 30, MSG),
+    frame(PROOF, b"again"), frame(PING, b"payload"), struct.pack(">IB", 0, PING),
+    struct.pack(">IB", 1 << 30, MSG),
     frame(BROADCAST, b"*1\r\n$1\r\nx\r\n"), frame(BROADCAST, b"\xff"),
 ]
 

@@ -150,7 +150,7 @@ class Receiver:
         if manifest.size != self.file.bytes_written:
             raise StreamRefused(f"{self.file.bytes_written} bytes arrived, the manifest "
                                 f"says {manifest.size}")
-        if not secrets.compare_digest(manifest.sha256, self.sha256.hexdigest()):
+        if not secrets.compare_digest(manifest.sha256.encode(), self.sha256.hexdigest().encode()):
             raise StreamRefused("SHA-256 of the file is not the manifest's")
         return manifest
 

@@ -458,6 +458,7 @@ def test_a_snapshot_arrives_whole_with_its_manifests_members(tmp_path: Path) -> 
 BAD_STREAMS: dict[str, tuple[Callable[[], list[bytes]], str]] = {
     "bad chunk CRC": (lambda: stream(crc_of=65536), "bad CRC32"),
     "bad SHA-256": (lambda: stream(sha256="0" * 64), "SHA-256"),
+    "a SHA-256 not in hex": (lambda: stream(sha256="\u00e9" * 64), "SHA-256"),
     "truncated": (lambda: stream()[:2] + stream()[-2:], "131072 bytes arrived"),
     "a chunk missing": (lambda: stream()[:1] + stream()[2:], "a chunk at offset 131072"),
     "short of its size": (lambda: stream(size=len(SNAPSHOT_DATA) + 1), "bytes arrived"),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from respkv.config import Config
 from respkv.protocol.reply import RespError
-from respkv.replication.addresses import AddressBook, Addresses
+from respkv.replication.addresses import AddressBook, Addresses, split_address
 from respkv.replication.balancer import LeaderBalancer, hand_over_leadership, preferred_leader
 from respkv.replication.group import RaftGroup
 from respkv.replication.health import PeerHealth
@@ -182,14 +182,24 @@ class ClusterNode:
         return any(node_id in group.members() for group in self.groups)
 
     def _on_hello(self, node_id: str, fields: dict[str, str]) -> None:
-        """A peer dialed us and said where it is: remember it, so we can answer."""
-        try:
-            addresses = Addresses.from_dict(fields)
-        except (KeyError, TypeError):
+        """A peer proved itself and said where it listens. The address book learns
+        addresses from the log and snapshots only, so that a peer cannot redirect
+        traffic or MOVED replies meant for another node by what it says of itself;
+        but a node that just joined (a group of it has no members yet: neither log
+        nor snapshot has reached it) and has no address for the peer at all dials
+        back there, so it can answer the leader that is about to teach it."""
+        raft = fields.get("raft")
+        if (self.transport is None or not isinstance(raft, str)
+                or self.book.get(node_id) is not None or node_id in self.transport.peers):
             return
-        self.book.learn(node_id, addresses)
-        if self.transport is not None:
-            self.transport.set_peer(node_id, addresses.raft)
+        if self.groups and all(group.members().voters or group.members().learners
+                               for group in self.groups):
+            return  # a member of every group: the log names whoever it must talk to
+        try:
+            split_address(raft)
+        except ValueError:
+            return
+        self.transport.set_peer(node_id, raft)
 
     def _check_identity(self, info: NodeInfo) -> None:
         if info.node_id != self.node_id:

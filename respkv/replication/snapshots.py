@@ -6,7 +6,11 @@ module decides when, names the files, keeps their meta (index, term and
 membership) beside them in ``meta.json``, and compacts the log behind them.
 
 On disk, in the group's ``snap/``: ``snap-<index>.sqlite`` (the latest only),
-``meta.json``, and snapshots being received (``incoming-*``, ``received-*``).
+``meta.json``, and snapshots being received (``incoming-*``, ``received-*``: left
+over after a crash, they are deleted at start).
+
+A snapshot sent names the addresses of its members in its manifest; a snapshot
+received teaches the address book those, for its members only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from respkv.faults import CrashPoint, Faults
 from respkv.raft.core import RaftCore
 from respkv.raft.messages import ConfState, Message, SnapshotMeta
 from respkv.replication.addresses import AddressBook
+from respkv.replication.peerauth import RefusalLog
 from respkv.state.machine import BadSnapshot, StateMachine
 from respkv.storage.files import write_json_atomically
 from respkv.storage.nodelog import GroupLog
@@ -69,6 +74,9 @@ class Snapshots:
         self.incoming: dict[int, Path] = {}  # received, by index, until installed
         self.pending_compaction: tuple[int, int] | None = None
         self.store_lock = asyncio.Lock()  # taking and installing, one at a time
+        self.refusals = RefusalLog(logger, message="refused a snapshot")
+        for stale in (*snap_dir.glob("incoming-*"), *snap_dir.glob("received-*")):
+            stale.unlink(missing_ok=True)  # a reception a crash cut short: never stepped
 
     def path(self, index: int) -> Path:
         return self.dir / f"snap-{index:020d}.sqlite"
@@ -157,9 +165,12 @@ class Snapshots:
                 if not self.taking:
                     await self.take()
                 return
-            message.context = self.book.to_bytes()
+            members = {node: addresses.to_dict() for node in meta.conf_state.voters
+                       + meta.conf_state.learners
+                       if (addresses := self.book.get(node)) is not None}
             logger.info("sending snapshot", extra={"peer": message.to, "index": meta.index})
-            await self.transport.send_snapshot(message, path, self.config.snapshot_chunk_bytes)
+            await self.transport.send_snapshot(message, path, self.config.snapshot_chunk_bytes,
+                                               members)
             ok = True
         except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError,
                 KeyError) as error:
@@ -184,12 +195,18 @@ class Snapshots:
                                   f"{(meta.index, meta.term)}")
         except BadSnapshot as error:
             # Not stepped: the core never hears of it, and the leader sends again.
-            logger.error("refusing a snapshot from %s: %s", message.from_, error,
-                         extra={"group": self.name})
+            self.refusals.refused(message.from_, str(error), peer=message.from_,
+                                  group=self.name)
             path.unlink(missing_ok=True)
             return
-        if message.context:
-            self.book.merge(AddressBook.parse(message.context))
+        # the manifest's addresses (the transport put them in the context), of the
+        # snapshot's members only, and never this node's own
+        members = meta.conf_state
+        learnt = {node: addresses for node, addresses in
+                  AddressBook.parse(message.context).items()
+                  if node in members and node != self.core.id}
+        if learnt:
+            self.book.merge(learnt)
             self.learn_peers()
         self.incoming[meta.index] = path
         self.step(message)

@@ -14,7 +14,6 @@ one SSUBSCRIBE must name channels of one slot.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -24,8 +23,6 @@ from respkv.commands import errors
 from respkv.commands.glob import stringmatch
 from respkv.protocol.reply import Frames, Push, Reply, encode
 from respkv.replication.slots import key_slot
-
-logger = logging.getLogger(__name__)
 
 CHANNEL, PATTERN, SHARD = "channel", "pattern", "shard"
 _KINDS = {CHANNEL: (b"subscribe", b"unsubscribe"), PATTERN: (b"psubscribe", b"punsubscribe"),
@@ -112,7 +109,8 @@ class PubSubHub:
         return self.deliver(channel, message, shard)
 
     def on_broadcast(self, payload: bytes) -> None:
-        """A peer's message (the transport calls this)."""
+        """A peer's message (the transport calls this); raises ValueError when it is
+        not one, and the transport then closes that peer's connection."""
         reader = hiredis.Reader()
         reader.feed(payload)
         try:
@@ -120,8 +118,7 @@ class PubSubHub:
         except hiredis.ProtocolError:
             fields = None
         if not isinstance(fields, list) or len(fields) != 3 or fields[0] not in (b"c", b"s"):
-            logger.warning("malformed pub/sub message from a peer ignored")
-            return
+            raise ValueError("malformed pub/sub message")
         self.received_from_peers += 1
         self.deliver(fields[1], fields[2], fields[0] == b"s")
 

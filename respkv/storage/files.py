@@ -71,10 +71,11 @@ class ChunkWriter:
         return self.dest
 
     def abort(self) -> None:
+        """Close and delete what was written (also after a finish() that failed)."""
         if self._file is not None:
             self._file.close()
             self._file = None
-            self.tmp_path.unlink(missing_ok=True)
+        self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self

@@ -7,29 +7,41 @@ handed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from respkv.raft.codec import encode_message
-from respkv.raft.messages import Message, MessageType
+from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry
-from respkv.replication import peerauth
+from respkv.replication import peerauth, snapstream
 from respkv.replication.keyring import Keyring
 from respkv.replication.transport import (
+    BROADCAST,
     CHALLENGE,
     HELLO,
     HELLO_OK,
     HELLO_REFUSED,
     MSG,
+    PING,
     PROOF,
+    REMOVED,
     SNAP_CHUNK,
+    SNAP_END,
+    SNAP_MANIFEST,
+    SNAP_OK,
+    SNAP_REFUSED,
     Transport,
     frame,
 )
+from respkv.server.pubsub import PubSubHub
 
 DEADLINE = 5.0
 SECRET = b"s" * peerauth.SECRET_BYTES
@@ -355,8 +367,214 @@ def test_a_snapshot_for_a_group_that_is_not_ours_is_refused(tmp_path: Path) -> N
         for name in (f"../../{escaped}".encode(), b"g9"):
             reader, writer = await authenticated(port)
             writer.write(frame(SNAP_CHUNK, struct.pack(">H", len(name)) + name + b"data"))
+            assert await read_frame_kind(reader) == SNAP_REFUSED
             assert await closed(reader)
         assert not (tmp_path / ".." / ".." / escaped).resolve().exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == []
 
     against_n2(tmp_path, body)
+
+
+# -- snapshot streams ---------------------------------------------------------------
+
+
+class SnapshotRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshots: list[tuple[Message, bytes]] = []
+
+    def on_snapshot(self, message: Message, path: Path) -> None:
+        self.snapshots.append((message, path.read_bytes()))
+
+
+SNAPSHOT_DATA = bytes(range(256)) * 1000  # several chunks of 64 KiB
+MEMBERS = {"n1": {"raft": "127.0.0.1:17001", "client": "127.0.0.1:7001"}}
+
+
+def snap_message(index: int = 40, term: int = 3, sender: str = "n1",
+                 group: str = "g0") -> Message:
+    return Message(MessageType.SNAP, group=group, to="n2", from_=sender, term=term,
+                   snapshot=SnapshotMeta(index, term, ConfState(("n1",), ("n2",))))
+
+
+def stream(data: bytes = SNAPSHOT_DATA, chunk: int = 65536, **changes: object) -> list[bytes]:
+    """The frames of a snapshot stream of ``data`` for snap_message(), with the
+    manifest's fields (and the chunks' CRCs: ``crc_of``) changed as told."""
+    crc_of = changes.pop("crc_of", None)
+    frames = []
+    for offset in range(0, len(data), chunk):
+        payload = snapstream.chunk_payload("g0", offset, data[offset : offset + chunk])
+        if crc_of == offset:
+            payload = payload[:-1] + bytes([payload[-1] ^ 1])  # the bytes, not the CRC
+        frames.append(frame(SNAP_CHUNK, payload))
+    fields = {"group": "g0", "sender": "n1", "index": 40, "term": 3, "size": len(data),
+              "sha256": hashlib.sha256(data).hexdigest(), "members": MEMBERS}
+    fields.update(changes)
+    frames.append(frame(SNAP_MANIFEST, snapstream.Manifest(**fields).to_bytes()))  # type: ignore[arg-type]
+    frames.append(frame(SNAP_END, encode_message(snap_message())))
+    return frames
+
+
+def against_n2_snapshots(tmp_path: Path,
+                         body: Callable[[int, SnapshotRecorder], Awaitable[None]]) -> None:
+    async def run() -> None:
+        transport = transport_of("n2", tmp_path / "n2")
+        await transport.start()
+        assert transport.server is not None
+        recorder = SnapshotRecorder()
+        transport.handlers["g0"] = recorder  # type: ignore[assignment]
+        transport.on_broadcast = PubSubHub(lambda payload: 0).on_broadcast
+        try:
+            await body(transport.server.sockets[0].getsockname()[1], recorder)
+        finally:
+            await transport.stop()
+
+    asyncio.run(run())
+
+
+def test_a_snapshot_arrives_whole_with_its_manifests_members(tmp_path: Path) -> None:
+    source = tmp_path / "snap.sqlite"
+    source.write_bytes(SNAPSHOT_DATA)
+
+    async def body(port: int, recorder: SnapshotRecorder) -> None:
+        sender = transport_of("n1", tmp_path / "n1")
+        try:
+            sender.set_peer("n2", f"127.0.0.1:{port}")
+            message = snap_message()
+            message.context = b"not addresses: the manifest's count"
+            await sender.send_snapshot(message, source, 65536, MEMBERS)
+            assert len(recorder.snapshots) == 1
+            got, data = recorder.snapshots[0]
+            assert data == SNAPSHOT_DATA
+            assert got.snapshot == message.snapshot and got.from_ == "n1"
+            assert json.loads(got.context) == MEMBERS
+            assert [p.name.startswith("received-40-") for p in (tmp_path / "n2/g0").iterdir()] \
+                == [True]
+        finally:
+            await sender.stop()
+
+    against_n2_snapshots(tmp_path, body)
+
+
+BAD_STREAMS: dict[str, tuple[Callable[[], list[bytes]], str]] = {
+    "bad chunk CRC": (lambda: stream(crc_of=65536), "bad CRC32"),
+    "bad SHA-256": (lambda: stream(sha256="0" * 64), "SHA-256"),
+    "a SHA-256 not in hex": (lambda: stream(sha256="\u00e9" * 64), "SHA-256"),
+    "truncated": (lambda: stream()[:2] + stream()[-2:], "131072 bytes arrived"),
+    "a chunk missing": (lambda: stream()[:1] + stream()[2:], "a chunk at offset 131072"),
+    "short of its size": (lambda: stream(size=len(SNAPSHOT_DATA) + 1), "bytes arrived"),
+    "wrong group": (lambda: stream(group="g1"), "manifest of 'g1'"),
+    "wrong index": (lambda: stream(index=41), "announces 40/3"),
+    "wrong term": (lambda: stream(term=2), "announces 40/3"),
+    "another sender": (lambda: stream(sender="n3"), "claiming to be from"),
+    "a newer format": (lambda: stream(format=2), "format 2"),
+    "no manifest": (lambda: [f for f in stream() if f[4] != SNAP_MANIFEST], "no manifest"),
+    "end from another node": (
+        lambda: [*stream()[:-1], frame(SNAP_END, encode_message(snap_message(sender="n3")))],
+        "claiming to be from"),
+    "a chunk after the manifest": (lambda: stream()[:-1] + stream()[:1], "after the manifest"),
+    "an unreadable manifest": (
+        lambda: [*stream()[:-2], frame(SNAP_MANIFEST, b"{"), stream()[-1]],
+        "manifest unreadable"),
+}
+
+
+def test_a_bad_snapshot_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    async def body(port: int, recorder: SnapshotRecorder) -> None:
+        for what, (frames, reason) in BAD_STREAMS.items():
+            reader, writer = await authenticated(port)
+            writer.write(b"".join(frames()))
+            kind, answer = await read_frame(reader)
+            assert (kind, reason in answer.decode()) == (SNAP_REFUSED, True), (what, answer)
+            assert await closed(reader)
+            writer.close()
+            assert list((tmp_path / "n2/g0").iterdir()) == [], what
+        assert recorder.snapshots == []
+        reader, writer = await authenticated(port)  # and a good one still goes in
+        writer.write(b"".join(stream()))
+        assert await read_frame(reader) == (SNAP_OK, b"")
+        assert len(recorder.snapshots) == 1
+
+    against_n2_snapshots(tmp_path, body)
+
+
+def test_a_snapshot_cut_short_leaves_no_file(tmp_path: Path) -> None:
+    async def body(port: int, recorder: SnapshotRecorder) -> None:
+        _, writer = await authenticated(port)
+        writer.write(b"".join(stream()[:3]) + stream()[3][:100])
+        await writer.drain()
+        await until(lambda: any((tmp_path / "n2/g0").glob("incoming-*")), "the file begun")
+        writer.close()
+        await until(lambda: list((tmp_path / "n2/g0").iterdir()) == [], "the file removed")
+        assert recorder.snapshots == []
+
+    against_n2_snapshots(tmp_path, body)
+
+
+def test_the_sender_hears_a_refusal(tmp_path: Path) -> None:
+    """A snapshot the receiver refuses fails on the sender (which reports it to Raft,
+    so it sends again) instead of counting as delivered."""
+    source = tmp_path / "snap.sqlite"
+    source.write_bytes(SNAPSHOT_DATA)
+
+    async def body(port: int, recorder: SnapshotRecorder) -> None:
+        sender = transport_of("n1", tmp_path / "n1")
+        try:
+            sender.set_peer("n2", f"127.0.0.1:{port}")
+            message = snap_message(group="g7")  # a group n2 does not run
+            try:
+                await sender.send_snapshot(message, source, 65536, MEMBERS)
+            except ConnectionError as error:
+                assert "refused the snapshot: a snapshot for unknown group 'g7'" in str(error)
+            else:
+                raise AssertionError("the refusal went unnoticed")
+        finally:
+            await sender.stop()
+
+    against_n2_snapshots(tmp_path, body)
+
+
+# -- garbage --------------------------------------------------------------------------
+
+
+GARBAGE_AFTER_HANDSHAKE = [
+    frame(MSG, b"\x01garbage"), frame(SNAP_END, b"\x09junk"), frame(REMOVED, b"not json"),
+    frame(REMOVED, b"[1]"), frame(SNAP_MANIFEST, b"{}"), frame(SNAP_CHUNK, b"\x00"),
+    frame(SNAP_CHUNK, b"\xff\xff"), frame(99, b"what"), frame(HELLO, hello_payload()),
+    frame(PROOF, b"again"), frame(PING, b"payload"), struct.pack(">IB", 0, PING),
+    struct.pack(">IB", 1 << 30, MSG),
+    frame(BROADCAST, b"*1\r\n$1\r\nx\r\n"), frame(BROADCAST, b"\xff"),
+]
+
+
+def test_garbage_of_every_kind_closes_its_connection_with_little_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every kind of frame, malformed after the handshake, and a burst of garbage
+    connections before it: each is closed, the log stays a handful of lines without a
+    traceback, and a good peer is still served."""
+    caplog.set_level(logging.DEBUG)
+
+    async def body(port: int, recorder: SnapshotRecorder) -> None:
+        for bad in GARBAGE_AFTER_HANDSHAKE:
+            reader, writer = await authenticated(port)
+            writer.write(bad)
+            answer = await asyncio.wait_for(reader.read(), DEADLINE)
+            assert answer == b"" or answer[4] == SNAP_REFUSED, (bad, answer)
+            writer.close()
+        for i in range(100):
+            junk = [struct.pack(">IB", 1 << 20, HELLO), b"GET / HTTP/1.0\r\n\r\n",
+                    frame(HELLO, b"\x00" * i), frame(PROOF, b"x")][i % 4]
+            reader, writer = await connect(port, junk)
+            assert await asyncio.wait_for(reader.read(), DEADLINE) in (
+                b"", frame(HELLO_REFUSED, b"not a hello"),
+                frame(HELLO_REFUSED, b"frame 11 before the handshake ended")), junk
+            writer.close()
+        reader, writer = await authenticated(port)
+        writer.write(frame(MSG, encode_message(append(5))))
+        await until(lambda: len(recorder.messages) == 1, "the good message")
+        writer.close()
+
+    against_n2_snapshots(tmp_path, body)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(warnings) <= 4, [r.getMessage() for r in warnings]
+    assert not any(r.exc_info for r in caplog.records)

@@ -70,6 +70,7 @@ class ClusterNode:
         # the cluster's secrets (respkv.replication.keyring), once started
         self.keyring = Keyring(b"")
         self.on_removed: Callable[[], None] | None = None
+        self.bootstrapped_with_token = False
         self.balancer: LeaderBalancer | None = None
         self.wal: NodeLog | None = None  # the WAL all groups share
         # built here, so that a certificate that cannot be loaded fails the start at once
@@ -114,6 +115,8 @@ class ClusterNode:
                 cluster_id, secret = token or (new_cluster_id(), new_secret())
                 shards, joined_at = self.config.shards, {}
                 bootstrap = self.addresses
+                # the token names a cluster that may run already: see _on_hello
+                self.bootstrapped_with_token = token is not None
                 logger.info("bootstrapping a new cluster",
                             extra={"cluster": cluster_id, "shards": shards})
                 if token is None:
@@ -188,6 +191,8 @@ class ClusterNode:
         but a node that just joined (a group of it has no members yet: neither log
         nor snapshot has reached it) and has no address for the peer at all dials
         back there, so it can answer the leader that is about to teach it."""
+        if self.bootstrapped_with_token and self._is_a_duplicate(node_id):
+            return
         raft = fields.get("raft")
         if (self.transport is None or not isinstance(raft, str)
                 or self.book.get(node_id) is not None or node_id in self.transport.peers):
@@ -200,6 +205,28 @@ class ClusterNode:
         except ValueError:
             return
         self.transport.set_peer(node_id, raft)
+
+    def _is_a_duplicate(self, peer: str) -> bool:
+        """This node bootstrapped its token's cluster on an empty dir and has added no
+        one, yet a peer holding that cluster's secret, of which it knows nothing,
+        dials it: the cluster runs elsewhere and this node is a copy on a wiped dir
+        (the old command line of its first node, say). It stops and stays stopped,
+        before it takes more writes of its own."""
+        if any(group.members().voters != (self.node_id,) or group.members().learners
+               for group in self.groups) or any(peer in g.members() for g in self.groups):
+            self.bootstrapped_with_token = False  # it has members: a cluster of its own
+            return False
+        logger.error("node %s of cluster %s dialed this node, which has just bootstrapped "
+                     "that cluster on an empty dir: the cluster already runs, and this dir "
+                     "was likely wiped. Stopping. Replace the node: CLUSTER LEAVE %s on a "
+                     "member, then start it on an empty dir with --join and --join-token",
+                     peer, self.info.cluster_id if self.info else "?", self.node_id)
+        if self.info is not None:
+            self.info.removed = True  # a restart on this dir is refused too
+            save_node_info(self.dir, self.info)
+        if self.on_removed is not None:
+            self.on_removed()
+        return True
 
     def _check_identity(self, info: NodeInfo) -> None:
         if info.node_id != self.node_id:

@@ -239,3 +239,24 @@ def test_a_voter_that_lost_its_data_is_refused_until_replaced(
     cluster.wait_voters(set(cluster.node_ids))
     cluster.wait_caught_up()
     assert wiped.client().get("before") == b"wipe"
+
+
+def test_a_first_node_restarted_on_a_wiped_dir_does_not_start_a_second_cluster(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """n1 bootstrapped the cluster with its join token; wiped and started again with the
+    same command line, it would bootstrap that cluster anew beside the running one. The
+    members dial it, it sees the cluster runs, and it stops for good."""
+    cluster = make_cluster()
+    first = cluster.node("n1")
+    assert cluster.leader().client().set("before", "wipe") is True
+    first.kill()
+    shutil.rmtree(first.dir)
+    first.start(wait=False)
+    assert first.proc.wait(30) == 0, first.log()
+    assert "the cluster already runs, and this dir was likely wiped" in first.log()
+    others = [cluster.node("n2"), cluster.node("n3")]
+    leader = cluster.wait_leader(among=others, timeout=15)
+    assert leader.client().get("before") == b"wipe"
+    first.start(wait=False)  # the copy's dir is refused from now on
+    assert first.proc.wait(30) != 0
+    assert "was removed from cluster" in first.log()

@@ -43,6 +43,9 @@ def main() -> None:
 @click.option("--join", help="host:port of a member of the cluster to join.")
 @click.option("--join-token", help="The cluster's join token (CLUSTER TOKEN prints it); "
               "on a first node without --join: the token of the cluster it bootstraps.")
+@click.option("--force-new-cluster", is_flag=True, default=None,
+              help="After a lost quorum: make this survivor the only member of every group, "
+              "its whole log committed (read the README's 'Losing a quorum' first).")
 @click.option("--advertise", help="host:port told to clients (MOVED, CLUSTER SLOTS).")
 @click.option("--raft-advertise", help="host:port told to peers.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))

@@ -135,6 +135,9 @@ class Config:
     raft_bind: str = "127.0.0.1"
     dir: str = "."
     join: str = ""  # host:port of any member, to join its cluster
+    # Start-up only: after a lost quorum, make this survivor the only member of every
+    # group, its whole log committed (README "Losing a quorum" says what that costs).
+    force_new_cluster: bool = False
     # respkv1.<cluster id>.<secret>: the cluster a joining node proves it may join, or
     # the one a first node bootstraps. Never shown by CONFIG GET.
     join_token: str = ""

@@ -226,6 +226,7 @@ def config_get(server: ServerContext, session: Session, args: list[bytes]) -> Re
 
 # Settings that only make sense at start-up; CONFIG SET refuses them as Redis does.
 _IMMUTABLE = {"node-id", "bind", "port", "raft-port", "raft-bind", "dir", "join", "join-token",
+              "force-new-cluster",
               "advertise", "raft-advertise", "databases", "tick-ms", "shards",
               "unsafe-test-faults", "enable-debug-command", "aclfile", "tls-port",
               "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-ca-cert-dir",

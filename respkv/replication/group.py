@@ -28,6 +28,7 @@ from respkv.raft.refusal import RefusalReason
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.replication.addresses import AddressBook, Addresses
 from respkv.replication.disk import DiskGuard
+from respkv.replication.identity import NodeRefused
 from respkv.replication.membership import Membership
 from respkv.replication.outcomes import GroupDown, ShuttingDown
 from respkv.replication.proposals import Proposals
@@ -69,6 +70,8 @@ class RaftGroup:
             self._bootstrap(bootstrap)
         snapshot = self._latest_snapshot(snap_dir)
         self.core = self._make_core(snapshot)
+        if config.force_new_cluster and self._force_alone():
+            self.core = self._make_core(snapshot)
         self.stopping = False
         self.down = ""  # why the group failed and was fenced here; empty: it runs
         self.failures = 0
@@ -103,6 +106,31 @@ class RaftGroup:
         self.wal.set_hard_state(HardState(term=1, vote=None, commit=1))
         self.wal.sync()
         self.book.learn(self.node_id, me)
+
+    def _force_alone(self) -> bool:
+        """--force-new-cluster: make this node the group's only member, from its own
+        log. Everything in its log counts as committed, and removals of every other
+        member follow it, committed too: the core then applies them at start and
+        campaigns alone. True if the log changed."""
+        conf = self.core.conf
+        others = [n for n in (*conf.voters, *conf.learners) if n != self.node_id]
+        if self.node_id not in conf.voters:
+            raise NodeRefused(f"--force-new-cluster: {self.node_id} is not a voter of "
+                              f"{self.name}; start it on the survivor that is one")
+        if not others:
+            return False
+        term = max(self.core.term, self.core.log.last_term())
+        index = self.core.log.last_index()
+        removals = [Entry(term, index + i, EntryKind.CONF_CHANGE,
+                          encode_conf_change(ConfChange(ConfChangeType.REMOVE, node)))
+                    for i, node in enumerate(others, start=1)]
+        self.wal.append(removals)
+        self.wal.set_hard_state(HardState(term=term, vote=self.node_id,
+                                          commit=removals[-1].index))
+        self.wal.sync()
+        logger.warning("--force-new-cluster: this node is now the only member; removed %s",
+                       ",".join(others), extra={"group": self.name})
+        return True
 
     def _latest_snapshot(self, snap_dir: Path) -> SnapshotMeta | None:
         snapshot = read_meta(snap_dir)

@@ -8,8 +8,10 @@ import signal
 import time
 from collections.abc import Callable
 
+import redis
 from cluster_support import Writers, assert_all_present, max_gap
 
+from testsupport.info import group_lines, members
 from testsupport.processes import SNAPSHOT_ARGS, Cluster, command, raft_info, vm_hwm_kib
 from testsupport.waiting import wait_for
 
@@ -260,3 +262,41 @@ def test_a_first_node_restarted_on_a_wiped_dir_does_not_start_a_second_cluster(
     first.start(wait=False)  # the copy's dir is refused from now on
     assert first.proc.wait(30) != 0
     assert "was removed from cluster" in first.log()
+
+
+def test_force_new_cluster_brings_back_a_lone_survivor(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Two of three nodes are lost for good: the survivor cannot commit. Restarted with
+    --force-new-cluster it is the only member of every group, with all its data, takes
+    writes, and new members join it."""
+    cluster = make_cluster(3, ["--shards", "3"])
+    survivor = cluster.node("n1")
+    client = redis.RedisCluster(host="127.0.0.1", port=survivor.port)
+    for i in range(20):
+        client.set(f"k{i}", i)
+    client.close()
+    cluster.wait_caught_up()
+    for lost in (cluster.node("n2"), cluster.node("n3")):
+        lost.kill()
+    survivor.stop()
+    survivor.args = [*survivor.args, "--force-new-cluster"]
+    survivor.start()
+    assert "--force-new-cluster: this node is now the only member" in survivor.log()
+    wait_for(lambda: raft_info(survivor)["raft_leads"] == "g0,g1,g2", timeout=15,
+             what="the survivor to lead every group")
+    info = raft_info(survivor)
+    assert all(members(g["voters"]) == {"n1"} for g in group_lines(info).values()), info
+    client = redis.RedisCluster(host="127.0.0.1", port=survivor.port)
+    assert [client.get(f"k{i}") for i in range(20)] == [b"%d" % i for i in range(20)]
+    assert client.set("after", "force") is True
+    client.close()
+    # the others come back as new members, on empty dirs
+    survivor.stop()
+    survivor.args = [a for a in survivor.args if a != "--force-new-cluster"]
+    survivor.start()
+    for old in (cluster.node("n2"), cluster.node("n3")):
+        shutil.rmtree(old.dir)
+        old.start(wait=False)
+    cluster.wait_voters({"n1", "n2", "n3"}, timeout=45)
+    wait_for(lambda: cluster.node("n3").client().get("after") == b"force", timeout=20,
+             what="n3 to have the survivor's data")

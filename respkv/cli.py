@@ -160,6 +160,74 @@ def rotate_secret(via: str, password: str) -> None:
         sys.exit(1)
 
 
+@main.group()
+def member() -> None:
+    """The cluster's members, as an operator replaces one (README "Replacing a node")."""
+
+
+_VIA = click.option("--via", required=True, metavar="HOST:PORT",
+                    help="Client port of any member.")
+_PASSWORD = click.option("--password", default="", envvar="REDISCLI_AUTH",
+                         help="The nodes' requirepass (default: $REDISCLI_AUTH, as redis-cli).")
+
+
+def _ask(via: str, password: str, *args: str) -> object:
+    """One command on ``via``; its reply, or exit with its error."""
+    import hiredis
+
+    from respkv.replication.rpc import command
+
+    try:
+        reply = asyncio.run(command(via, [a.encode() for a in args], password))
+    except (OSError, TimeoutError) as error:
+        raise click.ClickException(f"cannot reach {via}: {error}") from None
+    if isinstance(reply, hiredis.ReplyError):
+        raise click.ClickException(f"{via}: {reply}")
+    return reply
+
+
+@member.command("list")
+@_VIA
+@_PASSWORD
+def member_list(via: str, password: str) -> None:
+    """Each group's voters and learners, and its leader, as that node sees them."""
+    text = _ask(via, password, "INFO", "raft")
+    assert isinstance(text, bytes)
+    for line in text.decode().splitlines():
+        name, _, value = line.partition(":")
+        if not name.startswith("raft_group_"):
+            continue
+        group = name[len("raft_group_"):]
+        fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+        click.echo(f"{group}: leader={fields.get('leader') or '-'} "
+                   f"voters={fields.get('voters', '').replace('|', ',')} "
+                   f"learners={fields.get('learners', '').replace('|', ',') or '-'} "
+                   f"commit_index={fields.get('commit_index')}")
+
+
+@member.command("remove")
+@click.argument("node_id")
+@_VIA
+@_PASSWORD
+def member_remove(node_id: str, via: str, password: str) -> None:
+    """Remove a member (dead or alive) from every group: CLUSTER LEAVE."""
+    _ask(via, password, "CLUSTER", "LEAVE", node_id)
+    click.echo(f"{node_id} removed")
+
+
+@member.command("add")
+@click.argument("node_id")
+@_VIA
+@_PASSWORD
+def member_add(node_id: str, via: str, password: str) -> None:
+    """How to start a new member: it joins as a learner, gets a snapshot and the log,
+    and is promoted to voter once caught up (it counts toward no quorum before)."""
+    token = _ask(via, password, "CLUSTER", "TOKEN")
+    assert isinstance(token, bytes)
+    click.echo(f"start the new node on an empty dir with:\n  respkv server --node-id "
+               f"{node_id} --dir DIR --port PORT --join {via} --join-token {token.decode()}")
+
+
 def _local_token(parent: Path) -> str:
     """The local cluster's join token, kept beside its nodes' dirs (mode 0600) so the
     next `respkv local` on the same dirs starts the same cluster."""

@@ -18,48 +18,19 @@ later rounds name secrets by their ids only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import hiredis
 
 from respkv.replication.keyring import key_id
 from respkv.replication.peerauth import new_secret
+from respkv.replication.rpc import command
 
 TIMEOUT = 10.0  # seconds for a node to answer one command
 
 
 class RotationFailed(RuntimeError):
     """The rotation stopped; the message says where, in what state and what next."""
-
-
-async def command(address: str, args: list[bytes], password: str = "",
-                  timeout: float = TIMEOUT) -> object:
-    """One command on a fresh connection to a node's client port (after AUTH, given a
-    password): the reply as hiredis reads it, an error reply as a hiredis.ReplyError
-    (returned, not raised). OSError or TimeoutError when the node cannot be reached."""
-    host, _, port = address.rpartition(":")
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host.strip("[]"), int(port)), timeout)
-    parser = hiredis.Reader()
-    try:
-        calls = ([[b"AUTH", password.encode()]] if password else []) + [args]
-        writer.write(b"".join(hiredis.pack_command(tuple(call)) for call in calls))
-        replies: list[object] = []
-        while len(replies) < len(calls):
-            reply = parser.gets()
-            if reply is not False:
-                replies.append(reply)
-                continue
-            data = await asyncio.wait_for(reader.read(65536), timeout)
-            if not data:
-                raise ConnectionError("connection closed without a reply")
-            parser.feed(data)
-        if password and isinstance(replies[0], hiredis.ReplyError):
-            return replies[0]
-        return replies[-1]
-    finally:
-        writer.close()
 
 
 def node_addresses(nodes_reply: bytes) -> list[str]:

@@ -1,5 +1,6 @@
 """One RESP command to another node's client port: joining, and membership
-changes forwarded to a group's leader, following -MOVED. Replies are read as
+changes forwarded to a group's leader, following -MOVED; and the operator's
+commands (``command``: any reply, as hiredis reads it). Replies are read as
 far as those need: a line, or a bulk string. Over TLS (tls-replication) to a TLS
 port, whose MOVED replies name TLS ports too."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+
+import hiredis
 
 from respkv.protocol.reply import Reply, RespError, Simple
 from respkv.replication.addresses import split_address
@@ -66,3 +69,32 @@ async def ask(address: str, args: list[bytes], hops: int = 5, password: str = ""
             return reply
         address = reply.text.split()[-1]
     return reply
+
+
+async def command(address: str, args: list[bytes], password: str = "",
+                  timeout: float = 10.0) -> object:
+    """One command on a fresh connection to a node's client port (after AUTH, given a
+    password): the reply as hiredis reads it, an error reply as a hiredis.ReplyError
+    (returned, not raised). OSError or TimeoutError when the node cannot be reached."""
+    host, _, port = address.rpartition(":")
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+    parser = hiredis.Reader()
+    try:
+        calls = ([[b"AUTH", password.encode()]] if password else []) + [args]
+        writer.write(b"".join(hiredis.pack_command(tuple(call)) for call in calls))
+        replies: list[object] = []
+        while len(replies) < len(calls):
+            reply = parser.gets()
+            if reply is not False:
+                replies.append(reply)
+                continue
+            data = await asyncio.wait_for(reader.read(65536), timeout)
+            if not data:
+                raise ConnectionError("connection closed without a reply")
+            parser.feed(data)
+        if password and isinstance(replies[0], hiredis.ReplyError):
+            return replies[0]
+        return replies[-1]
+    finally:
+        writer.close()

@@ -119,6 +119,10 @@ class Config:
     applied: int = 0  # the state machine's last applied index at start-up
     compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
     seed: int = 0
+    # (term, index) the log held before a repair cut it: no vote for a candidate whose
+    # log is below it, no campaign while our own is (the cut entries may have counted
+    # towards a quorum). None: no floor.
+    vote_floor: tuple[int, int] | None = None
     # Test only (the simulator's teeth): rules of respkv.faults.RaftRule to break.
     broken_rules: frozenset[RaftRule] = frozenset()
 
@@ -541,7 +545,14 @@ class RaftCore:
         return len(self.conf.voters) // 2 + 1
 
     def _promotable(self) -> bool:
-        return self.id in self.conf.voters and self._pending_snapshot is None
+        voters = self.conf.voters
+        return (self.id in voters and self._pending_snapshot is None
+                and (voters == (self.id,)  # alone: no one has the cut entries to wait for
+                     or self._at_floor(self.log.last_term(), self.log.last_index())))
+
+    def _at_floor(self, last_term: int, last_index: int) -> bool:
+        floor = self.cfg.vote_floor
+        return floor is None or (last_term, last_index) >= floor
 
     # -- configuration -----------------------------------------------------
     def _conf_at(self, index: int) -> ConfState:
@@ -970,7 +981,8 @@ class RaftCore:
                 or (self.vote is None and self.lead is None)
                 or (t == MT.PRE_VOTE and m.term > self.term)
             )
-            ok = self._skip_uptodate_check or self.log.is_up_to_date(m.index, m.log_term)
+            ok = self._skip_uptodate_check or (self.log.is_up_to_date(m.index, m.log_term)
+                                               and self._at_floor(m.log_term, m.index))
             rtype = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
             if can_vote and ok:
                 self._send(Message(rtype, to=m.from_, term=m.term))

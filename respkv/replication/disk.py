@@ -5,6 +5,13 @@ Nothing that waits on an fsync (acknowledgements, votes) goes out before it
 succeeds, so a full disk delays but never loses anything; the clients whose
 writes are stuck are told at once that the outcome is unknown. A state store
 that failed to write is rebuilt from memory once there is room again.
+
+The room the log needs comes first. Writes resume as soon as min-free-disk is
+free again; the store's rebuild (a whole copy of it) waits until the copy fits
+with min-free-disk still free after it, and snapshots (a copy too) are not
+taken while they would not fit either: otherwise the copy takes back the space
+just freed and writes are refused again. Until then the log keeps everything
+the store lacks (it is not compacted without a snapshot).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from respkv.raft.types import Entry
 from respkv.replication.proposals import Proposals
 from respkv.state.machine import StateMachine
 from respkv.storage.nodelog import GroupLog
-from respkv.storage.store import StoreError
+from respkv.storage.store import NoRoom, StoreError
 from respkv.storage.wal import DiskFull
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,10 @@ class DiskGuard:
         self.machine = machine
         self.proposals = proposals
         self.full = False  # writes are refused while set
+        self.refused = 0  # writes refused for disk space (the router counts them here)
+        self.rebuild_deferred = False
+        self.snapshot_room = True
+        machine.store.keep_free = min_free  # snapshots leave the log its room
 
     async def sync(self, entries: list[Entry], stopping: Callable[[], bool]) -> None:
         """fsync the log (with the node's other groups); on a full disk, refuse new
@@ -67,7 +78,36 @@ class DiskGuard:
                 logger.info("disk space available again: accepting writes")
             self.full = low
         if not low and self.machine.store_failed:
-            try:
-                self.machine.rebuild_store()
-            except (OSError, StoreError) as error:
-                logger.error("state store rebuild failed, will retry: %s", error)
+            self._rebuild_store()
+        self._note_snapshot_room(free)
+
+    def _note_snapshot_room(self, free: int) -> None:
+        """Log when snapshots stop (and start again) for lack of room for a copy."""
+        room = free - self.machine.store.disk_bytes() >= self.min_free()
+        if room == self.snapshot_room:
+            return
+        self.snapshot_room = room
+        if room:
+            logger.info("room for snapshots again")
+        else:
+            logger.warning("no room for a snapshot (a copy of the state store) with "
+                           "min-free-disk left free: snapshots wait, the log grows")
+
+    def _rebuild_store(self) -> None:
+        store = self.machine.store
+        need = 2 * store.disk_bytes()  # the copy, and its SQLite WAL while it is written
+        try:
+            store.check_room(store.path.parent, need)
+        except NoRoom as error:
+            if not self.rebuild_deferred:
+                logger.warning("state store rebuild deferred until there is room for it "
+                               "(writes go on; the log keeps what the store lacks): %s", error)
+            self.rebuild_deferred = True
+            return
+        except OSError:
+            return
+        self.rebuild_deferred = False
+        try:
+            self.machine.rebuild_store()
+        except (OSError, StoreError) as error:
+            logger.error("state store rebuild failed, will retry: %s", error)

@@ -110,6 +110,9 @@ class GroupLog:
     def snapshot_point(self) -> tuple[int, int]:
         return self.wal.snapshot_point(self.group)
 
+    def vote_floor(self) -> tuple[int, int] | None:
+        return self.wal.vote_floor(self.group)
+
     def compact(self, snapshot_index: int, snapshot_term: int) -> None:
         self.wal.compact(snapshot_index, snapshot_term, self.group)
 

@@ -71,6 +71,9 @@ CAMPAIGN_TRANSFER = b"transfer"
 # sent the whole log: accepted, it needs no reply (a refusal still gets one), as the
 # follower acks those entries anyway. A third fewer messages in a write round.
 _COMMIT_ONLY = b"\x01"
+# On a refused append from a node below its vote floor: its log was cut by a repair, so
+# it lacks entries it acknowledged; the leader lowers its match (never lowered otherwise).
+LOG_CUT = b"log-cut"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
 
 
@@ -1015,6 +1018,11 @@ class RaftCore:
                 hint = m.reject_hint
                 if m.log_term > 0:
                     hint, _ = self.log.find_conflict_by_term(hint, m.log_term)
+                if m.context == LOG_CUT and hint < pr.match:
+                    pr.match = hint  # it lost what it acknowledged: probe from there
+                    pr.become_probe()
+                    self._maybe_send_append(m.from_, True)
+                    return
                 if pr.maybe_decr_to(m.index, hint):
                     if pr.state == ProgressState.REPLICATE:
                         pr.become_probe()
@@ -1127,6 +1135,7 @@ class RaftCore:
                 self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
         else:
             hint, hterm = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
+            cut = not self._at_floor(log.last_term(), log.last_index())
             self._send(
                 Message(
                     MT.APP_RESP,
@@ -1135,6 +1144,7 @@ class RaftCore:
                     reject=True,
                     reject_hint=hint,
                     log_term=hterm,
+                    context=LOG_CUT if cut else b"",
                 )
             )
 

@@ -10,6 +10,7 @@ import pytest
 
 from respkv.raft.core import Config, RaftCore
 from respkv.raft.messages import Message, MessageType
+from respkv.raft.testing import Cluster
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.storage.repair import RepairRefused, repair_wal
 from respkv.storage.wal import VOTE_FLOOR_FILE, WAL, CorruptLogError
@@ -145,3 +146,42 @@ def test_the_core_does_not_campaign_below_its_floor() -> None:
     core = repaired_core((2, 20), ("n1",))  # alone, no one else has what was cut
     core.campaign()
     assert core.role.name == "LEADER"
+
+
+def cut_follower(floor: tuple[int, int] | None) -> Cluster:
+    """n1 leads n1..n3, all hold 1..14 (term 2 from 4 on); n2 comes back with its log
+    cut to 1..6."""
+    cl = Cluster(["n1", "n2", "n3"])
+    cl.campaign("n1")
+    cl.stabilize()
+    for k in range(10):
+        cl["n1"].propose(b"%d" % k)
+    cl.stabilize()
+    cl.crash("n2")
+    storage = cl.storage["n2"]
+    storage.entries = storage.entries[:6]
+    storage.hs = HardState(storage.hs.term, storage.hs.vote, 6)
+    cl.restart("n2")
+    old = cl["n2"].cfg
+    cl.cores["n2"] = RaftCore(
+        Config(node_id="n2", voters=old.voters, seed=7, election_tick=old.election_tick,
+               heartbeat_tick=old.heartbeat_tick, vote_floor=floor),
+        storage.hs, storage.snap, list(storage.entries))
+    return cl
+
+
+def test_the_leader_resends_what_a_cut_follower_lost() -> None:
+    cl = cut_follower((2, 14))
+    cl["n1"].propose(b"new")
+    cl.stabilize()
+    assert cl["n2"].log.entries == cl["n1"].log.entries
+    assert cl["n1"].prs["n2"].match == cl["n1"].log.last_index()
+
+
+def test_without_the_floor_the_leader_never_resends_it() -> None:
+    """The teeth of the test above: a leader never lowers a follower's match by itself."""
+    cl = cut_follower(None)
+    cl["n1"].propose(b"new")
+    with pytest.raises(RuntimeError, match="does not stabilize"):
+        cl.stabilize(limit=200)  # the same append refused, again and again
+    assert cl["n2"].log.last_index() == 6

@@ -43,8 +43,9 @@ class DiskGuard:
         self.machine = machine
         self.proposals = proposals
         self.full = False  # writes are refused while set
-        self.refused = 0  # writes refused for disk space (the router counts them here)
+        self.refused = 0  # writes refused for disk space, here and by the router
         self.rebuild_deferred = False
+        self.rebuild_need = 0  # bytes free a rebuild waits for, after one ran out of room
         self.snapshot_room = True
         machine.store.keep_free = min_free  # snapshots leave the log its room
 
@@ -59,7 +60,7 @@ class DiskGuard:
                 if not self.full:
                     logger.error("disk full: refusing writes until space is freed: %s", error)
                 self.full = True
-                self.proposals.not_durable(entries)
+                self.refused += self.proposals.not_durable(entries)
                 if stopping():
                     raise
                 await asyncio.sleep(RETRY)
@@ -95,8 +96,11 @@ class DiskGuard:
 
     def _rebuild_store(self) -> None:
         store = self.machine.store
-        need = 2 * store.disk_bytes()  # the copy, and its SQLite WAL while it is written
+        # the copy, and its SQLite WAL while it is written; at least twice what a
+        # rebuild that ran out of room had (the file on disk may say less than the data)
+        need = max(2 * store.disk_bytes(), self.rebuild_need)
         try:
+            free = shutil.disk_usage(store.path.parent).free
             store.check_room(store.path.parent, need)
         except NoRoom as error:
             if not self.rebuild_deferred:
@@ -106,8 +110,13 @@ class DiskGuard:
             return
         except OSError:
             return
-        self.rebuild_deferred = False
         try:
             self.machine.rebuild_store()
         except (OSError, StoreError) as error:
-            logger.error("state store rebuild failed, will retry: %s", error)
+            # its copy is gone again (rebuild_store cleans up): the space is back
+            self.rebuild_need = 2 * free
+            logger.error("state store rebuild failed, will retry with %d bytes free: %s",
+                         self.rebuild_need + self.min_free(), error)
+            return
+        self.rebuild_deferred = False
+        self.rebuild_need = 0

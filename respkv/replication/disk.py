@@ -46,6 +46,7 @@ class DiskGuard:
         self.refused = 0  # writes refused for disk space, here and by the router
         self.rebuild_deferred = False
         self.rebuild_need = 0  # bytes free a rebuild waits for, after one ran out of room
+        self.store_peak = 0  # the most the store's files took on disk
         self.snapshot_room = True
         machine.store.keep_free = min_free  # snapshots leave the log its room
 
@@ -78,13 +79,17 @@ class DiskGuard:
             else:
                 logger.info("disk space available again: accepting writes")
             self.full = low
+        store_bytes = self.machine.store.disk_bytes()
+        # a failed store's files may shrink back (SQLite reuses its WAL file): what a
+        # copy of it takes is the most its files have held
+        self.store_peak = max(self.store_peak, store_bytes)
         if not low and self.machine.store_failed:
             self._rebuild_store()
-        self._note_snapshot_room(free)
+        self._note_snapshot_room(free, store_bytes)
 
-    def _note_snapshot_room(self, free: int) -> None:
+    def _note_snapshot_room(self, free: int, store_bytes: int) -> None:
         """Log when snapshots stop (and start again) for lack of room for a copy."""
-        room = free - self.machine.store.disk_bytes() >= self.min_free()
+        room = free - store_bytes >= self.min_free()
         if room == self.snapshot_room:
             return
         self.snapshot_room = room
@@ -96,9 +101,10 @@ class DiskGuard:
 
     def _rebuild_store(self) -> None:
         store = self.machine.store
-        # the copy, and its SQLite WAL while it is written; at least twice what a
-        # rebuild that ran out of room had (the file on disk may say less than the data)
-        need = max(2 * store.disk_bytes(), self.rebuild_need)
+        # The copy, and its SQLite WAL while it is written, of what the store held and
+        # what the log holds beyond it (the whole log: more than enough); at least
+        # twice what a rebuild that ran out of room had.
+        need = max(2 * (self.store_peak + self.wal.disk_bytes()), self.rebuild_need)
         try:
             free = shutil.disk_usage(store.path.parent).free
             store.check_room(store.path.parent, need)
@@ -115,8 +121,10 @@ class DiskGuard:
         except (OSError, StoreError) as error:
             # its copy is gone again (rebuild_store cleans up): the space is back
             self.rebuild_need = 2 * free
-            logger.error("state store rebuild failed, will retry with %d bytes free: %s",
+            logger.error("state store rebuild failed (%d bytes free, %d thought enough), "
+                         "will retry with %d bytes free: %s", free, need,
                          self.rebuild_need + self.min_free(), error)
             return
         self.rebuild_deferred = False
         self.rebuild_need = 0
+        self.store_peak = store.disk_bytes()

@@ -113,6 +113,10 @@ class GroupLog:
     def vote_floor(self) -> tuple[int, int] | None:
         return self.wal.vote_floor(self.group)
 
+    def disk_bytes(self) -> int:
+        """The whole node's log (every group's) on disk."""
+        return self.wal.disk_bytes()
+
     def compact(self, snapshot_index: int, snapshot_term: int) -> None:
         self.wal.compact(snapshot_index, snapshot_term, self.group)
 

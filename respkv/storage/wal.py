@@ -624,6 +624,10 @@ class WAL:
             os.fsync(seg.fd)
         return seg.fd
 
+    def disk_bytes(self) -> int:
+        """The bytes of every segment, written or pending."""
+        return sum(seg.size for seg in self._segments)
+
     def holds_oldest_segment(self, group: int, min_segments: int = 3) -> bool:
         """True when the log has ``min_segments`` or more segments and ``group`` has
         entries past its snapshot in the oldest: its snapshot is what would let the

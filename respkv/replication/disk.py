@@ -73,6 +73,12 @@ class DiskGuard:
         except OSError:
             return
         low = free < self.min_free()
+        # the log's reserve, given up when the disk filled, is taken back once it fits
+        # with min-free-disk still free; writes need not wait for it
+        reserve = self.wal.reserve_bytes()
+        if (not low and self.wal.reserve_missing() and free >= self.min_free() + reserve
+                and self.wal.take_back_reserve()):
+            free -= reserve
         if low != self.full:
             if low:
                 logger.error("disk almost full (%d bytes free): refusing writes", free)

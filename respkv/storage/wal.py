@@ -82,6 +82,7 @@ _SEGMENT_NAME = re.compile(r"[0-9a-f]{16}\.wal")
 # with one, until its own log is past it again: the entries cut off may have been
 # part of a quorum's acknowledgement.
 VOTE_FLOOR_FILE = "vote-floor.json"
+RESERVE_FILE = "reserve"  # see WAL.keep_reserve
 
 
 class DiskFull(OSError):
@@ -334,6 +335,7 @@ class WAL:
         self._failed: BaseException | None = None
         self._closed = False
         self._floors: dict[int, tuple[int, int]] = {}
+        self._reserve_bytes = 0
 
     # ---- opening -----------------------------------------------------------------
 
@@ -602,6 +604,14 @@ class WAL:
         self._pending = []
 
     def _write_out(self, seg: _Segment, chunks: list[bytes]) -> int:
+        try:
+            return self._write_once(seg, chunks)
+        except DiskFull:
+            if not self._release_reserve():
+                raise
+            return self._write_once(seg, chunks)
+
+    def _write_once(self, seg: _Segment, chunks: list[bytes]) -> int:
         if seg.fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
             try:
@@ -623,6 +633,51 @@ class WAL:
                 raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
             os.fsync(seg.fd)
         return seg.fd
+
+    # ---- the reserve ---------------------------------------------------------------
+
+    def keep_reserve(self, size: int) -> bool:
+        """Hold ``size`` bytes of the disk in a file of the log's own (RESERVE_FILE),
+        given up the moment a write finds the disk full: the records in hand (votes,
+        acknowledgements of entries already taken) still get to the disk, so a disk
+        that fills faster than writes are refused does not stall the node. True when
+        the reserve is in place; call again (from the loop, between syncs) once there
+        is room to take it back."""
+        self._reserve_bytes = size
+        path = self._dir / RESERVE_FILE
+        if not size:
+            return True
+        try:
+            if path.stat().st_size >= size:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, size)  # blocks really taken, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            path.unlink(missing_ok=True)
+            if err.errno in _NO_SPACE:
+                return False
+            raise
+        return True
+
+    def has_reserve(self) -> bool:
+        return (self._dir / RESERVE_FILE).exists()
+
+    def _release_reserve(self) -> bool:
+        path = self._dir / RESERVE_FILE
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        logger.warning("WAL %s: disk full; released the log's reserve (%d bytes) to write "
+                       "what is in hand", self._dir, self._reserve_bytes)
+        return True
 
     def disk_bytes(self) -> int:
         """The bytes of every segment, written or pending."""

@@ -1,6 +1,7 @@
 """A full disk on a real node: writes refused with a clear error and counted, reads
 go on, and writes resume as soon as the log has room again, even while the state
 store lacks the room for its rebuild (which waits, then happens once there is room).
+A leader whose disk fills faster than it refuses writes stays the leader.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import redis
 
 from testsupport.info import parse_info
 from testsupport.ports import free_port
-from testsupport.processes import Node, command
+from testsupport.processes import Cluster, Node, command
 from testsupport.waiting import wait_for
 
 MIB = 1 << 20
@@ -38,10 +40,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(path: Path) -> None:
-    with open(path, "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * (1 << 16))
-            out.flush()
+    """Take every free block: big writes, then page-sized ones for what is left."""
+    with open(path, "wb", buffering=0) as out:
+        for chunk in (b"\0" * (1 << 16), b"\0" * 4096):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(chunk)
 
 
 def persistence(node: Node) -> dict[str, str]:
@@ -126,3 +130,51 @@ def test_writes_resume_while_the_store_rebuild_waits_for_room(small_disk: Path,
             client.close()
     finally:
         node.kill()
+
+
+def terms(cluster: Cluster) -> set[tuple[str, str]]:
+    return {(f["raft_term"], f["raft_leader"]) for f in cluster.infos().values()}
+
+
+def test_a_leader_whose_disk_fills_refuses_writes_without_an_election(
+        small_disk: Path, tmp_path: Path) -> None:
+    base = tmp_path / "c"
+    base.mkdir()
+    (small_disk / "n1").mkdir()
+    (base / "n1").symlink_to(small_disk / "n1")  # only n1's disk is small
+    cluster = Cluster(base, 3)
+    filler = small_disk / "filler"
+    try:
+        cluster.start()
+        leader = cluster.leader()
+        if leader is not cluster.node("n1"):
+            command(leader.port, "RESPKV.TRANSFER", "n1")
+            wait_for(lambda: cluster.leader() is cluster.node("n1"), 15, "n1 to lead")
+        leader = cluster.node("n1")
+        assert command(leader.port, "SET", "before", "b", timeout=5) == b"OK"
+        before = terms(cluster)
+        assert len(before) == 1
+        fill(filler)  # faster than the free-space check: the next fsync finds it full
+        refused = None
+        for i in range(1000):  # each needs new blocks: the first finds the disk full
+            try:
+                command(leader.port, "SET", f"k{i}", "v" * 5000, timeout=5)
+            except redis.ResponseError as error:
+                refused = str(error)
+                break
+        assert refused is not None and "No space left on device" in refused
+        assert "released the log's reserve" in leader.log(), (refused, i, os.listdir(
+            small_disk / "n1" / "raft" / "wal"))
+        # an election timeout and more: the same leader in the same term, reads go on
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert terms(cluster) == before
+            assert command(leader.port, "GET", "before", timeout=3) == b"b"
+        filler.unlink()
+        wait_for(lambda: command(leader.port, "SET", "resumed", "1", timeout=3) == b"OK", 5,
+                 "writes to resume")
+        assert terms(cluster) == before
+        wait_for(lambda: (small_disk / "n1" / "raft" / "wal" / "reserve").exists(), 5,
+                 "the reserve to be taken back")
+    finally:
+        cluster.stop()

@@ -42,7 +42,7 @@ def store_advice(error: StoreFormatError, data_dir: Path) -> str:
         text += f"Its snapshot meta ({snap_dir / 'meta.json'}) is unreadable too. "
     if path.parent == data_dir / "data" and meta is None and not (snap_dir / "meta.json").exists():
         text += (f"Its log was never compacted, so the store can be rebuilt from the log: "
-                 f"stop nothing else, move {path} (and any {path.name}-wal, -shm) aside and "
+                 f"move {path} (and any {path.name}-wal, -shm) aside and "
                  "start the node again. ")
     elif meta is not None and (snap_dir / f"snap-{meta.index:020d}.sqlite").exists():
         snap = snap_dir / f"snap-{meta.index:020d}.sqlite"

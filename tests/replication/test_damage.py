@@ -144,4 +144,8 @@ def test_a_damaged_store_is_refused_and_rebuilt_as_told(
         shutil.copy(snapshots[-1], store)
     node.start()
     keys = sorted(acked)
-    assert local_values(node, keys) == [acked[k] for k in keys]
+    client = node.client()  # linearizable: after the log's replay
+    try:
+        assert [v.decode() for v in client.mget(keys)] == [acked[k] for k in keys]
+    finally:
+        client.close()

@@ -67,7 +67,12 @@ def main() -> None:
               help="Mutual TLS on the Raft port (every node of the cluster needs it).")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other directive, as in the config file.")
-def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **flags) -> None:
+@click.option("--repair-wal", is_flag=True,
+              help="Before starting, cut a Raft log damaged before its end at the first bad "
+              "record (the rest is moved aside, not deleted); the node catches up from the "
+              "leaders. Safe only while the other members hold a quorum without this node.")
+def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...],
+           repair_wal: bool, **flags) -> None:
     """Run a node, like redis-server: CONFIG_FILE, then flags, win in that order."""
     flags["dir"] = dir_
     try:
@@ -77,20 +82,44 @@ def server(config_file: str | None, dir_: str | None, extra: tuple[str, ...], **
         raise click.UsageError(str(error)) from None
     logs.setup(config.node_id, config.log_level, config.log_format)
     from respkv.gcpolicy import POLICY
+    from respkv.replication import damage
     from respkv.replication.identity import NodeRefused
     from respkv.server.server import DirectoryLocked, Server
+    from respkv.storage.files import CorruptFileError
+    from respkv.storage.repair import RepairRefused
     from respkv.storage.store import StoreFormatError
+    from respkv.storage.wal import CorruptLogError
     from respkv.tlsconfig import TlsError
 
     POLICY.install()
     try:
+        if repair_wal:
+            _repair_wal(config.data_dir)
         run_async(Server(config).serve())
-    except (DirectoryLocked, NodeRefused, StoreFormatError, TlsError) as error:
+    except (DirectoryLocked, NodeRefused, TlsError) as error:
         logger.error("%s", error)
+        sys.exit(1)
+    except (CorruptLogError, RepairRefused, StoreFormatError, CorruptFileError) as error:
+        logger.error("cannot start: %s", damage.advice(error, config.data_dir))
+        logger.debug("details", exc_info=True)
         sys.exit(1)
     except OSError as error:
         logger.error("cannot start: %s", error)
         sys.exit(1)
+
+
+def _repair_wal(data_dir: Path) -> None:
+    """--repair-wal: under the dir's lock, so a running node's log is never cut."""
+    from respkv.replication import damage
+    from respkv.server.server import lock_directory
+
+    fd = lock_directory(data_dir)
+    try:
+        result = damage.repair(data_dir)
+    finally:
+        os.close(fd)
+    if result.damage is None:
+        logger.info("--repair-wal: the log has no damage; starting as usual")
 
 
 @main.command()

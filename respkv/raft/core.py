@@ -73,6 +73,9 @@ CAMPAIGN_TRANSFER = b"transfer"
 # sent the whole log: accepted, it needs no reply (a refusal still gets one), as the
 # follower acks those entries anyway. A third fewer messages in a write round.
 _COMMIT_ONLY = b"\x01"
+# On a refused append from a node below its vote floor: its log was cut by a repair, so
+# it lacks entries it acknowledged; the leader lowers its match (never lowered otherwise).
+LOG_CUT = b"log-cut"
 _HB_CTX = struct.Struct("<QQ")  # (read round, leader tick) carried by heartbeats
 # Term bounds. A real cluster moves its term by one per election, a few per second at
 # the very worst: 2**32 elections take over a century even at one a second, so a term
@@ -131,6 +134,10 @@ class Config:
     applied: int = 0  # the state machine's last applied index at start-up
     compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
     seed: int = 0
+    # (term, index) the log held before a repair cut it: no vote for a candidate whose
+    # log is below it, no campaign while our own is (the cut entries may have counted
+    # towards a quorum). None: no floor.
+    vote_floor: tuple[int, int] | None = None
     # Test only (the simulator's teeth): rules of respkv.faults.RaftRule to break.
     broken_rules: frozenset[RaftRule] = frozenset()
 
@@ -573,7 +580,14 @@ class RaftCore:
         return len(self.conf.voters) // 2 + 1
 
     def _promotable(self) -> bool:
-        return self.id in self.conf.voters and self._pending_snapshot is None
+        voters = self.conf.voters
+        return (self.id in voters and self._pending_snapshot is None
+                and (voters == (self.id,)  # alone: no one has the cut entries to wait for
+                     or self._at_floor(self.log.last_term(), self.log.last_index())))
+
+    def _at_floor(self, last_term: int, last_index: int) -> bool:
+        floor = self.cfg.vote_floor
+        return floor is None or (last_term, last_index) >= floor
 
     # -- configuration -----------------------------------------------------
     def _conf_at(self, index: int) -> ConfState:
@@ -1008,7 +1022,8 @@ class RaftCore:
                 or (self.vote is None and self.lead is None)
                 or (t == MT.PRE_VOTE and m.term > self.term)
             )
-            ok = self._skip_uptodate_check or self.log.is_up_to_date(m.index, m.log_term)
+            ok = self._skip_uptodate_check or (self.log.is_up_to_date(m.index, m.log_term)
+                                               and self._at_floor(m.log_term, m.index))
             rtype = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
             if can_vote and ok:
                 self._send(Message(rtype, to=m.from_, term=m.term))
@@ -1143,6 +1158,11 @@ class RaftCore:
                 hint = m.reject_hint
                 if m.log_term > 0:
                     hint, _ = self.log.find_conflict_by_term(hint, m.log_term)
+                if m.context == LOG_CUT and hint < pr.match:
+                    pr.match = hint  # it lost what it acknowledged: probe from there
+                    pr.become_probe()
+                    self._maybe_send_append(m.from_, True)
+                    return
                 if pr.maybe_decr_to(m.index, hint):
                     if pr.state == ProgressState.REPLICATE:
                         pr.become_probe()
@@ -1261,6 +1281,7 @@ class RaftCore:
                 self._send(Message(MT.APP_RESP, to=m.from_, index=last_new))
         else:
             hint, hterm = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
+            cut = not self._at_floor(log.last_term(), log.last_index())
             self._send(
                 Message(
                     MT.APP_RESP,
@@ -1269,6 +1290,7 @@ class RaftCore:
                     reject=True,
                     reject_hint=hint,
                     log_term=hterm,
+                    context=LOG_CUT if cut else b"",
                 )
             )
 

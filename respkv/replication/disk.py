@@ -5,6 +5,13 @@ Nothing that waits on an fsync (acknowledgements, votes) goes out before it
 succeeds, so a full disk delays but never loses anything; the clients whose
 writes are stuck are told at once that the outcome is unknown. A state store
 that failed to write is rebuilt from memory once there is room again.
+
+The room the log needs comes first. Writes resume as soon as min-free-disk is
+free again; the store's rebuild (a whole copy of it) waits until the copy fits
+with min-free-disk still free after it, and snapshots (a copy too) are not
+taken while they would not fit either: otherwise the copy takes back the space
+just freed and writes are refused again. Until then the log keeps everything
+the store lacks (it is not compacted without a snapshot).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from respkv.raft.types import Entry
 from respkv.replication.proposals import Proposals
 from respkv.state.machine import StateMachine
 from respkv.storage.nodelog import GroupLog
-from respkv.storage.store import StoreError
+from respkv.storage.store import NoRoom, StoreError
 from respkv.storage.wal import DiskFull
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,12 @@ class DiskGuard:
         self.machine = machine
         self.proposals = proposals
         self.full = False  # writes are refused while set
+        self.refused = 0  # writes refused for disk space, here and by the router
+        self.rebuild_deferred = False
+        self.rebuild_need = 0  # bytes free a rebuild waits for, after one ran out of room
+        self.store_peak = 0  # the most the store's files took on disk
+        self.snapshot_room = True
+        machine.store.keep_free = min_free  # snapshots leave the log its room
 
     async def sync(self, entries: list[Entry], stopping: Callable[[], bool]) -> None:
         """fsync the log (with the node's other groups); on a full disk, refuse new
@@ -48,7 +61,7 @@ class DiskGuard:
                 if not self.full:
                     logger.error("disk full: refusing writes until space is freed: %s", error)
                 self.full = True
-                self.proposals.not_durable(entries)
+                self.refused += self.proposals.not_durable(entries)
                 if stopping():
                     raise
                 await asyncio.sleep(RETRY)
@@ -60,14 +73,64 @@ class DiskGuard:
         except OSError:
             return
         low = free < self.min_free()
+        # the log's reserve, given up when the disk filled, is taken back once it fits
+        # with min-free-disk still free; writes need not wait for it
+        reserve = self.wal.reserve_bytes()
+        if (not low and self.wal.reserve_missing() and free >= self.min_free() + reserve
+                and self.wal.take_back_reserve()):
+            free -= reserve
         if low != self.full:
             if low:
                 logger.error("disk almost full (%d bytes free): refusing writes", free)
             else:
                 logger.info("disk space available again: accepting writes")
             self.full = low
+        store_bytes = self.machine.store.disk_bytes()
+        # a failed store's files may shrink back (SQLite reuses its WAL file): what a
+        # copy of it takes is the most its files have held
+        self.store_peak = max(self.store_peak, store_bytes)
         if not low and self.machine.store_failed:
-            try:
-                self.machine.rebuild_store()
-            except (OSError, StoreError) as error:
-                logger.error("state store rebuild failed, will retry: %s", error)
+            self._rebuild_store()
+        self._note_snapshot_room(free, store_bytes)
+
+    def _note_snapshot_room(self, free: int, store_bytes: int) -> None:
+        """Log when snapshots stop (and start again) for lack of room for a copy."""
+        room = free - store_bytes >= self.min_free()
+        if room == self.snapshot_room:
+            return
+        self.snapshot_room = room
+        if room:
+            logger.info("room for snapshots again")
+        else:
+            logger.warning("no room for a snapshot (a copy of the state store) with "
+                           "min-free-disk left free: snapshots wait, the log grows")
+
+    def _rebuild_store(self) -> None:
+        store = self.machine.store
+        # The copy, and its SQLite WAL while it is written, of what the store held and
+        # what the log holds beyond it (the whole log: more than enough); at least
+        # twice what a rebuild that ran out of room had.
+        need = max(2 * (self.store_peak + self.wal.disk_bytes()), self.rebuild_need)
+        try:
+            free = shutil.disk_usage(store.path.parent).free
+            store.check_room(store.path.parent, need)
+        except NoRoom as error:
+            if not self.rebuild_deferred:
+                logger.warning("state store rebuild deferred until there is room for it "
+                               "(writes go on; the log keeps what the store lacks): %s", error)
+            self.rebuild_deferred = True
+            return
+        except OSError:
+            return
+        try:
+            self.machine.rebuild_store()
+        except (OSError, StoreError) as error:
+            # its copy is gone again (rebuild_store cleans up): the space is back
+            self.rebuild_need = 2 * free
+            logger.error("state store rebuild failed (%d bytes free, %d thought enough), "
+                         "will retry with %d bytes free: %s", free, need,
+                         self.rebuild_need + self.min_free(), error)
+            return
+        self.rebuild_deferred = False
+        self.rebuild_need = 0
+        self.store_peak = store.disk_bytes()

@@ -155,6 +155,7 @@ class RaftGroup:
             lease_read=False,
             applied=max(self.machine.applied_index, snapshot.index if snapshot else 0),
             seed=random.SystemRandom().randrange(1 << 62),
+            vote_floor=self.wal.vote_floor(),
         )
         entries = [e for e in state.entries if snapshot is None or e.index > snapshot.index]
         return RaftCore(core_config, state.hard_state, snapshot, entries)

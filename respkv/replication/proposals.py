@@ -124,12 +124,16 @@ class Proposals:
             else:
                 waiter.future.set_result(reply)
 
-    def not_durable(self, entries: Sequence[Entry]) -> None:
-        """These entries did not reach the disk yet: their writers are told at once."""
+    def not_durable(self, entries: Sequence[Entry]) -> int:
+        """These entries did not reach the disk yet: their writers are told at once.
+        How many writers were."""
+        told = 0
         for entry in entries:
             waiter = self.waiters.pop(entry.index, None)
             if waiter is not None:
                 fail(waiter.future, NotDurable())
+                told += 1
+        return told
 
     def expire(self, now: float) -> None:
         if not self.waiters:

@@ -16,7 +16,6 @@ received teaches the address book those, for its members only.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -31,8 +30,9 @@ from respkv.raft.messages import ConfState, Message, SnapshotMeta
 from respkv.replication.addresses import AddressBook
 from respkv.replication.peerauth import RefusalLog
 from respkv.state.machine import BadSnapshot, StateMachine
-from respkv.storage.files import write_json_atomically
+from respkv.storage.files import CorruptFileError, read_json, write_json_atomically
 from respkv.storage.nodelog import GroupLog
+from respkv.storage.store import NoRoom
 from respkv.storage.wal import DiskFull
 
 if TYPE_CHECKING:
@@ -46,9 +46,14 @@ def read_meta(snap_dir: Path) -> SnapshotMeta | None:
     path = snap_dir / "meta.json"
     if not path.exists():
         return None
-    fields = json.loads(path.read_text())
-    conf = ConfState(tuple(fields["voters"]), tuple(fields["learners"]))
-    return SnapshotMeta(fields["index"], fields["term"], conf)
+    fields = read_json(path)
+    if not isinstance(fields, dict):
+        raise CorruptFileError(path, "not a JSON object")
+    try:
+        conf = ConfState(tuple(fields["voters"]), tuple(fields["learners"]))
+        return SnapshotMeta(fields["index"], fields["term"], conf)
+    except (KeyError, TypeError) as error:
+        raise CorruptFileError(path, f"missing or wrong field {error}") from None
 
 
 class Snapshots:
@@ -118,6 +123,8 @@ class Snapshots:
             self.wake()
             logger.info("snapshot taken", extra={"index": index, "group": self.name})
             return meta
+        except NoRoom:
+            return None  # retried at a later tick; DiskGuard logs the lack of room
         except Exception:
             logger.exception("snapshot failed", extra={"group": self.name})
             return None

@@ -89,8 +89,13 @@ class Info:
                 **self.gc.info()}
 
     def _persistence(self) -> dict[str, Any]:
+        groups = self.groups
         return {"loading": 0, "rdb_changes_since_last_save": 0, "aof_enabled": 1,
-                "wal_fsync": "always"}
+                "wal_fsync": "always",
+                # writes are refused while set (min-free-disk), and how many were
+                "disk_full": int(any(g.disk_full for g in groups)),
+                "disk_full_refused_writes": sum(g.disk.refused for g in groups),
+                "store_rebuild_deferred": int(any(g.disk.rebuild_deferred for g in groups))}
 
     def _stats(self) -> dict[str, Any]:
         stats = self.stats

@@ -83,7 +83,7 @@ class Router:
         if not group.is_leader():
             raise elsewhere(group, slot)
         if group.disk_full:
-            raise DISK_FULL
+            raise refuse_for_disk([group])
         return group.propose(args, slot)
 
     def _write_movable(self, command: Command, args: list[bytes]) -> asyncio.Future[Reply]:
@@ -99,7 +99,7 @@ class Router:
         if not group.is_leader():
             raise elsewhere(group, slot)
         if group.disk_full:
-            raise DISK_FULL
+            raise refuse_for_disk([group])
         return group.propose(args, slot)
 
     def _keyless_write(self, args: list[bytes]) -> asyncio.Future[Reply]:
@@ -107,7 +107,7 @@ class Router:
         if not led:
             raise elsewhere(self.groups[0], 0)
         if any(g.disk_full for g in led):
-            raise DISK_FULL
+            raise refuse_for_disk(led)
         return first_failure_or_reply([group.propose(args) for group in led])
 
     def _cross_write(self, command: Command, args: list[bytes],
@@ -115,7 +115,7 @@ class Router:
         if not all(g.is_leader() for g in involved):
             raise CROSSSLOT
         if any(g.disk_full for g in involved):
-            raise DISK_FULL
+            raise refuse_for_disk(involved)
         self.gate = gate = asyncio.get_running_loop().create_future()
         return CrossWrite(involved, self.group_of, lambda: self._open(gate)).start(command, args)
 
@@ -180,3 +180,11 @@ class Span:
         if len(barriers) <= 1:
             return barriers[0] if barriers else None
         return all_of(barriers)
+
+
+def refuse_for_disk(groups: list[RaftGroup]) -> RespError:
+    """The refusal of a write for disk space, counted (INFO) on the full groups."""
+    for group in groups:
+        if group.disk_full:
+            group.disk.refused += 1
+    return DISK_FULL

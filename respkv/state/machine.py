@@ -201,13 +201,19 @@ class StateMachine:
             leftover.unlink(missing_ok=True)
         fresh = StateStore(fresh_path)
         try:
-            changes = all_changes(self.keyspace)
-            fresh.write_batch(changes.upserts, (), self.applied_index, self.applied_term,
-                              changes.items, system=changes.system)
-            fresh.flush()
-        finally:
-            fresh.close()
-        self.store.restore_from(fresh_path)
+            try:
+                changes = all_changes(self.keyspace)
+                fresh.write_batch(changes.upserts, (), self.applied_index, self.applied_term,
+                                  changes.items, system=changes.system)
+                fresh.flush()
+            finally:
+                fresh.close()
+            self.store.restore_from(fresh_path)
+        except BaseException:
+            # A copy left half-written would keep the space it took (and a full disk full).
+            for leftover in (fresh_path, Path(f"{fresh_path}-wal"), Path(f"{fresh_path}-shm")):
+                leftover.unlink(missing_ok=True)
+            raise
         self.persisted_index = self.applied_index
         self.store_failed = False
         logger.info("state store rebuilt", extra={"applied": self.applied_index})

@@ -19,6 +19,24 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+class CorruptFileError(Exception):
+    """A small durable file (JSON) that cannot be read back."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged: {reason}")
+        self.path = path
+
+
+def read_json(path: Path) -> object:
+    """A file written by write_json_atomically; raises CorruptFileError if damaged
+    (FileNotFoundError if absent)."""
+    text = path.read_bytes()
+    try:
+        return json.loads(text)
+    except ValueError as error:  # bad UTF-8 too
+        raise CorruptFileError(path, str(error)) from None
+
+
 def write_json_atomically(path: Path, value: object) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as f:

@@ -22,9 +22,17 @@ from respkv.storage.wal import WAL, WalState
 logger = logging.getLogger(__name__)
 
 
+# Disk the log keeps for itself (WAL.keep_reserve): a few loop turns of records.
+RESERVE_BYTES = 1 << 20
+
+
 class NodeLog:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, reserve: int = RESERVE_BYTES) -> None:
         self.wal = WAL.open(directory)
+        self.reserve = reserve
+        if not self.wal.keep_reserve(reserve):
+            logger.warning("WAL %s: no room for the log's reserve (%d bytes)", directory,
+                           reserve)
         self.fsync_delay = 0.0  # seconds added to every fsync: see slow_down
         self.fsyncs = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -109,6 +117,23 @@ class GroupLog:
 
     def snapshot_point(self) -> tuple[int, int]:
         return self.wal.snapshot_point(self.group)
+
+    def vote_floor(self) -> tuple[int, int] | None:
+        return self.wal.vote_floor(self.group)
+
+    def disk_bytes(self) -> int:
+        """The whole node's log (every group's) on disk."""
+        return self.wal.disk_bytes()
+
+    def reserve_bytes(self) -> int:
+        return self.node_log.reserve
+
+    def reserve_missing(self) -> bool:
+        return bool(self.node_log.reserve) and not self.wal.has_reserve()
+
+    def take_back_reserve(self) -> bool:
+        """After a full disk: hold the log's reserve again; False while there is no room."""
+        return self.wal.keep_reserve(self.node_log.reserve)
 
     def compact(self, snapshot_index: int, snapshot_term: int) -> None:
         self.wal.compact(snapshot_index, snapshot_term, self.group)

@@ -30,11 +30,14 @@ copy) or installed by ``restore_from``, never up to an applied index merely writ
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Self
@@ -76,8 +79,19 @@ class StoreError(Exception):
     """The store failed earlier; its file is consistent but behind what the caller applied."""
 
 
+class NoRoom(OSError):
+    """Not started: the copy would leave less free space than the store was told to keep
+    (``keep_free``), the room the Raft log needs. Nothing was written."""
+
+
 class StoreFormatError(Exception):
-    """The file is not a state store of this layout (an older respkv's, or not ours)."""
+    """The file is not a state store of this layout (an older respkv's, or not ours), or
+    is damaged (``damaged``). ``path``: the file, once known."""
+
+    def __init__(self, message: str, path: Path | None = None, *, damaged: bool = True) -> None:
+        super().__init__(message)
+        self.path = path
+        self.damaged = damaged
 
 
 def _as_is(value: object) -> object:
@@ -146,7 +160,13 @@ class StateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._failed: BaseException | None = None
-        self._db = self._open()
+        # bytes a copy of the store (a snapshot) must leave free: the caller's reserve
+        # for the Raft log, read at each copy
+        self.keep_free: Callable[[], int] = lambda: 0
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as error:  # damage that check_format did not reach
+            raise StoreFormatError(f"{self.path} cannot be opened: {error}", self.path) from None
 
     def _open(self) -> SqliteDict:
         fresh = not self.path.exists() or is_empty(self.path)
@@ -177,10 +197,11 @@ class StateStore:
         self.flush()
         return read_file(self.path)
 
-    def scan(self) -> tuple[int, int, Iterator[tuple[bytes, bytes]]]:
+    def scan(self) -> tuple[int, int, Iterator[Record]]:
         """``load`` with the records streamed (see ``scan_file``)."""
         self.flush()
-        return scan_file(self.path)
+        index, term, records = scan_file(self.path)
+        return index, term, _naming(self.path, records)
 
     def system(self) -> dict[str, bytes]:
         """The system records as committed, read through the store's own connection
@@ -279,23 +300,47 @@ class StateStore:
         It also checkpoints the store (fsyncing its WAL file), so the store itself is durable
         up to at least the returned index: compacting the Raft log to it can never leave the
         store behind a log that no longer holds the entries in between."""
+        dest = Path(dest)
+        self.check_room(dest.parent, self.disk_bytes())
         with self._lock:  # between two batches, never inside one
             self._execute_all([("PRAGMA wal_checkpoint(FULL)", ())])
         self.flush()
-        dest = Path(dest)
         tmp = dest.with_name(dest.name + ".tmp")
         tmp.unlink(missing_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            conn.execute("VACUUM INTO ?", (str(tmp),))
-        finally:
-            conn.close()
-        # VACUUM INTO does not fsync its output; the Raft log may be compacted on its word.
-        fsync_path(tmp)
-        covered = self._applied_of(tmp)
-        os.replace(tmp, dest)
+            try:
+                conn.execute("VACUUM INTO ?", (str(tmp),))
+            finally:
+                conn.close()
+            # VACUUM INTO does not fsync its output; the Raft log may be compacted on its
+            # word.
+            fsync_path(tmp)
+            covered = self._applied_of(tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a partial copy must not hold the space
+            raise
         fsync_path(dest.parent)
         return covered
+
+    def disk_bytes(self) -> int:
+        """What the store takes on disk now (its file and its SQLite WAL): about what
+        a copy of it takes."""
+        total = 0
+        for path in (self.path, Path(f"{self.path}-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
+    def check_room(self, directory: Path, need: int) -> None:
+        """Raise NoRoom unless writing ``need`` bytes in ``directory`` leaves
+        ``keep_free()`` bytes free."""
+        free = shutil.disk_usage(directory).free
+        keep = self.keep_free()
+        if free - need < keep:
+            raise NoRoom(errno.ENOSPC, f"{need} bytes needed in {directory}, {free} free, "
+                         f"{keep} kept for the log")
 
     @staticmethod
     def _applied_of(path: Path) -> tuple[int, int]:
@@ -368,21 +413,23 @@ def check_format(path: Path) -> None:
     try:
         conn = _connect_ro(path)
     except sqlite3.Error as error:
-        raise StoreFormatError(f"{path} is not an SQLite database: {error}") from None
+        raise StoreFormatError(f"{path} is not an SQLite database: {error}", path) from None
     try:
         row = conn.execute(f'SELECT value FROM "{TABLE}" WHERE key = ?',
                            (FORMAT_KEY,)).fetchone()
     except sqlite3.Error as error:
-        raise StoreFormatError(f"{path} is not a respkv state store: {error}") from None
+        raise StoreFormatError(f"{path} is not a respkv state store: {error}", path) from None
     finally:
         conn.close()
     if row is None:
         raise StoreFormatError(
+            damaged=False, path=path, message=
             f"{path} is a state store of an older respkv (Python-serialized values), which this "
             "version does not read: start this node on an empty --dir and let it join the "
             "cluster (it receives a snapshot), or read the data out with the older version")
     if row[0] != FORMAT:
-        raise StoreFormatError(f"{path} has store format {row[0]!r}, not {FORMAT!r}")
+        raise StoreFormatError(f"{path} has store format {row[0]!r}, not {FORMAT!r}", path,
+                               damaged=False)
 
 
 def read_file(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
@@ -410,7 +457,7 @@ def scan_file(path: Path) -> tuple[int, int, Iterator[Record]]:
         index, term = _read_applied(conn)
     except sqlite3.Error as error:
         conn.close()
-        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+        raise StoreFormatError(f"{path} cannot be read: {error}", path) from None
     return index, term, _records(path, conn)
 
 
@@ -425,7 +472,7 @@ def read_system(path: Path) -> dict[str, bytes]:
     try:
         rows = conn.execute(_SYSTEM_ROWS, _SYSTEM_RANGE).fetchall()
     except sqlite3.Error as error:
-        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+        raise StoreFormatError(f"{path} cannot be read: {error}", path) from None
     finally:
         conn.close()
     return _system_records(rows)
@@ -438,6 +485,16 @@ def _system_records(rows: Iterable[tuple[str, object]]) -> dict[str, bytes]:
             raise StoreFormatError(f"the system record {skey[:40]!r} is not bytes")
         records[skey[1:]] = value
     return records
+
+
+def _naming(path: Path, records: Iterator[Record]) -> Iterator[Record]:
+    """``records``, with the file named in a StoreFormatError raised while reading."""
+    try:
+        yield from records
+    except StoreFormatError as error:
+        if error.path is None:
+            error.path = path
+        raise
 
 
 def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
@@ -461,6 +518,6 @@ def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
             elif tag != SYSTEM_TAG and skey not in (APPLIED_KEY, FORMAT_KEY):
                 raise StoreFormatError(f"unexpected record {skey[:40]!r}")
     except sqlite3.Error as error:
-        raise StoreFormatError(f"{path} cannot be read: {error}") from None
+        raise StoreFormatError(f"{path} cannot be read: {error}", path) from None
     finally:
         conn.close()

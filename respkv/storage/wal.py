@@ -36,6 +36,7 @@ real corruption.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -76,6 +77,12 @@ _N_KINDS = len(_KINDS)
 _SUFFIX = ".wal"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{16}\.wal")
+# Written by a repair (respkv.storage.repair): per group, the (term, index) the log
+# reached before it was cut. The node neither votes for a log below it nor campaigns
+# with one, until its own log is past it again: the entries cut off may have been
+# part of a quorum's acknowledgement.
+VOTE_FLOOR_FILE = "vote-floor.json"
+RESERVE_FILE = "reserve"  # see WAL.keep_reserve
 
 
 class DiskFull(OSError):
@@ -84,13 +91,28 @@ class DiskFull(OSError):
 
 
 class CorruptLogError(Exception):
-    """A damaged record that is not a torn tail: committed data may be at stake."""
+    """A damaged record that is not a torn tail: committed data may be at stake.
 
-    def __init__(self, path: Path, offset: int, reason: str) -> None:
-        super().__init__(f"{path}: corrupt WAL record at byte offset {offset}: {reason}")
+    ``record`` is (group, index, term) of the damaged entry as its own bytes say (they
+    may be damaged too), ``after`` the same of the last good entry before it; either may
+    be None. ``repairable``: cutting the log at ``offset`` of ``path`` leaves a whole log
+    (see respkv.storage.repair)."""
+
+    def __init__(self, path: Path, offset: int, reason: str, *,
+                 record: tuple[int, int, int] | None = None,
+                 after: tuple[int, int, int] | None = None, repairable: bool = True) -> None:
+        text = f"{path}: corrupt WAL record at byte offset {offset}: {reason}"
+        if record is not None:
+            text += " (the record says: group {}, entry {}, term {})".format(*record)
+        if after is not None:
+            text += "; last good entry before it: group {}, entry {}, term {}".format(*after)
+        super().__init__(text)
         self.path = path
         self.offset = offset
         self.reason = reason
+        self.record = record
+        self.after = after
+        self.repairable = repairable
 
 
 @dataclass(slots=True)
@@ -156,6 +178,55 @@ def _iter_records(buf: bytes) -> Iterator[tuple[int, int, int, int]]:
         if rtype not in _TYPES:
             raise _BadRecord(off, f"unknown record type {rtype}")
         yield off, rtype, off + _HEAD_SIZE, end
+        off = end
+
+
+def peek_entry(buf: bytes, off: int) -> tuple[int, int, int] | None:
+    """(group, index, term) of the ENTRY record at ``off`` as its bytes say, checksum or
+    not: for messages about a damaged record. None if it does not even look like one."""
+    if len(buf) - off < _HEAD_SIZE + _ENTRY_OVERHEAD:
+        return None
+    _, length, rtype = _HEAD.unpack_from(buf, off)
+    if rtype != T_ENTRY or length < _ENTRY_OVERHEAD:
+        return None
+    (group,) = _GROUP.unpack_from(buf, off + _HEAD_SIZE)
+    term, index, _ = _ENTRY_META.unpack_from(buf, off + _HEAD_SIZE + _GROUP.size)
+    return group, index, term
+
+
+@dataclass(frozen=True, slots=True)
+class Salvaged:
+    """What one well-formed record found by ``salvage`` says."""
+
+    offset: int
+    group: int
+    rtype: int
+    term: int = 0  # ENTRY: the entry's; HARD_STATE: the current term
+    index: int = 0  # ENTRY only
+    hard_state: HardState | None = None  # HARD_STATE only
+
+
+def salvage(buf: bytes, start: int = 0) -> Iterator[Salvaged]:
+    """Every well-formed record from ``start`` on, skipping damage byte by byte: what a
+    damaged segment still says (for repairs only: slow on long damaged stretches)."""
+    view = memoryview(buf)
+    off = start
+    while off < len(buf):
+        if not _valid_record_at(buf, view, off):
+            off += 1
+            continue
+        _, length, rtype = _HEAD.unpack_from(buf, off)
+        begin, end = off + _HEAD_SIZE, off + _HEAD_SIZE + length
+        (group,) = _GROUP.unpack_from(buf, begin) if length >= _GROUP.size else (-1,)
+        if rtype == T_ENTRY and length >= _ENTRY_OVERHEAD:
+            term, index, _ = _ENTRY_META.unpack_from(buf, begin + _GROUP.size)
+            yield Salvaged(off, group, rtype, term, index)
+        elif rtype == T_HARD_STATE and length >= _HS.size:
+            _, term, commit, has_vote = _HS.unpack_from(buf, begin)
+            vote = buf[begin + _HS.size : end].decode(errors="replace") if has_vote else None
+            yield Salvaged(off, group, rtype, term, hard_state=HardState(term, vote, commit))
+        elif group >= 0:
+            yield Salvaged(off, group, rtype)
         off = end
 
 
@@ -263,6 +334,8 @@ class WAL:
         self._busy = False  # inside sync/compact: catches a second thread touching the WAL
         self._failed: BaseException | None = None
         self._closed = False
+        self._floors: dict[int, tuple[int, int]] = {}
+        self._reserve_bytes = 0
 
     # ---- opening -----------------------------------------------------------------
 
@@ -281,6 +354,26 @@ class WAL:
                 replay.hard_state, replay.snap_index, replay.snap_term, replay.last_index,
                 array("q", [e.term for e in replay.entries]), replay.state())
         self._open_active()
+        self._floors = read_vote_floors(self._dir)
+        if self._floors and all(self._past(group, floor)
+                                for group, floor in self._floors.items()):
+            logger.info("WAL %s: caught up past the repair's vote floor; removing it",
+                        self._dir)
+            (self._dir / VOTE_FLOOR_FILE).unlink()
+            fsync_path(self._dir)
+            self._floors = {}
+        elif self._floors:
+            logger.warning("WAL %s was repaired: this node votes and campaigns in a group "
+                           "only once its log is past the group's floor (term, index): %s",
+                           self._dir, self._floors)
+
+    def _past(self, group: int, floor: tuple[int, int]) -> bool:
+        return (self.last_term(group), self.last_index(group)) >= floor
+
+    def vote_floor(self, group: int = 0) -> tuple[int, int] | None:
+        """(term, index) this group's log must reach again before the node votes or
+        campaigns in it (after a repair cut it); None when there is none."""
+        return self._floors.get(group)
 
     def _log(self, group: int) -> _Log:
         log_ = self._logs.get(group)
@@ -301,6 +394,7 @@ class WAL:
                     0,
                     f"group {group}'s log starts at {entries[0].index} but its snapshot is "
                     f"{replay.snap_index}",
+                    repairable=False,
                 )
         return replays
 
@@ -319,6 +413,7 @@ class WAL:
                         is_last: bool) -> None:
         buf = seg.path.read_bytes()
         group_of = _GROUP.unpack_from
+        last_entry = -1  # offset of the last good ENTRY record, for messages
         try:
             for offset, rtype, start, end in _iter_records(buf):
                 try:
@@ -328,16 +423,20 @@ class WAL:
                         replay = replays[group] = _Replay()
                     if rtype == T_ENTRY:
                         replay.entry(buf, start, end)
+                        last_entry = offset
                         if replay.entry_index > seg.max_index.get(group, 0):
                             seg.max_index[group] = replay.entry_index
                     else:
                         replay.apply(rtype, buf, start, end)
                 except ValueError as err:  # well-formed record whose content makes no sense
-                    raise CorruptLogError(seg.path, offset, str(err)) from None
+                    raise CorruptLogError(seg.path, offset, str(err),
+                                          record=peek_entry(buf, offset)) from None
             seg.size = len(buf)
         except _BadRecord as bad:
             if not is_last or _valid_record_after(buf, bad.offset + 1):
-                raise CorruptLogError(seg.path, bad.offset, bad.reason) from None
+                after = peek_entry(buf, last_entry) if last_entry >= 0 else None
+                raise CorruptLogError(seg.path, bad.offset, bad.reason,
+                                      record=peek_entry(buf, bad.offset), after=after) from None
             self._cut_tail(seg, bad)
 
     def _cut_tail(self, seg: _Segment, bad: _BadRecord) -> None:
@@ -505,6 +604,14 @@ class WAL:
         self._pending = []
 
     def _write_out(self, seg: _Segment, chunks: list[bytes]) -> int:
+        try:
+            return self._write_once(seg, chunks)
+        except DiskFull:
+            if not self._release_reserve():
+                raise
+            return self._write_once(seg, chunks)
+
+    def _write_once(self, seg: _Segment, chunks: list[bytes]) -> int:
         if seg.fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
             try:
@@ -526,6 +633,55 @@ class WAL:
                 raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
             os.fsync(seg.fd)
         return seg.fd
+
+    # ---- the reserve ---------------------------------------------------------------
+
+    def keep_reserve(self, size: int) -> bool:
+        """Hold ``size`` bytes of the disk in a file of the log's own (RESERVE_FILE),
+        given up the moment a write finds the disk full: the records in hand (votes,
+        acknowledgements of entries already taken) still get to the disk, so a disk
+        that fills faster than writes are refused does not stall the node. True when
+        the reserve is in place; call again (from the loop, between syncs) once there
+        is room to take it back."""
+        self._reserve_bytes = size
+        path = self._dir / RESERVE_FILE
+        if not size:
+            return True
+        try:
+            if path.stat().st_size >= size:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, size)  # blocks really taken, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            path.unlink(missing_ok=True)
+            if err.errno in _NO_SPACE:
+                return False
+            raise
+        return True
+
+    def has_reserve(self) -> bool:
+        return (self._dir / RESERVE_FILE).exists()
+
+    def _release_reserve(self) -> bool:
+        path = self._dir / RESERVE_FILE
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        logger.warning("WAL %s: disk full; released the log's reserve (%d bytes) to write "
+                       "what is in hand", self._dir, self._reserve_bytes)
+        return True
+
+    def disk_bytes(self) -> int:
+        """The bytes of every segment, written or pending."""
+        return sum(seg.size for seg in self._segments)
 
     def holds_oldest_segment(self, group: int, min_segments: int = 3) -> bool:
         """True when the log has ``min_segments`` or more segments and ``group`` has
@@ -575,6 +731,21 @@ class WAL:
             raise RuntimeError(f"WAL {self._dir} failed earlier: {self._failed!r}")
         if self._busy:
             raise RuntimeError(f"WAL {self._dir} used by two threads at once")
+
+
+def read_vote_floors(directory: Path) -> dict[int, tuple[int, int]]:
+    """The vote floors a repair left in ``directory`` (see VOTE_FLOOR_FILE)."""
+    path = Path(directory) / VOTE_FLOOR_FILE
+    try:
+        fields = json.loads(path.read_text())
+        return {int(group): (int(term), int(index))
+                for group, (term, index) in fields["floors"].items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        # Starting without it could let this node vote with the log a repair cut.
+        raise CorruptLogError(path, 0, f"unreadable vote floor file: {error!r}",
+                              repairable=False) from None
 
 
 def _encode_entries(group: int, entries: list[Entry], first: int) -> tuple[bytes, list[int]]:

@@ -7,6 +7,11 @@ and the state machine writes those out now and then (``persist``). A collection'
 members are stored as rows of their own: ``cleared`` remembers the keys whose stored
 members must all go (the collection was deleted or replaced).
 
+SCAN pages through ``buckets``: every key sits in one of ``BUCKETS`` lists, by a
+stable hash of the key, kept up to date by every insert and delete. A SCAN
+cursor is a bucket number, so a page costs its buckets' keys, not a pass over
+the keyspace; KEYS reads a ``KeySnapshot`` (the key list at one instant) in slices.
+
 Two ways to look a key up, because expiry is judged against a clock:
 
 - ``get_for_read(key, now)``: local reads. An expired key is absent, but the
@@ -19,7 +24,9 @@ Two ways to look a key up, because expiry is judged against a clock:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress
 from typing import Protocol
+from zlib import crc32
 
 from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSetValue
 
@@ -27,6 +34,44 @@ from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSet
 TYPE_NAMES: dict[type, str] = {
     bytes: "string", HashValue: "hash", ListValue: "list", SetValue: "set", ZSetValue: "zset",
 }
+
+
+# SCAN's buckets. Fixed, so a cursor (a bucket number) never changes meaning and a
+# scan needs no rehashing: 2M keys are ~30 a bucket, and a page is whole buckets.
+BUCKETS = 1 << 16
+_BUCKET_MASK = BUCKETS - 1
+
+
+def bucket_of(key: bytes) -> int:
+    """A key's SCAN bucket. CRC32, not Python's per-process hash: a cursor stays
+    good on another node and after a restart."""
+    return crc32(key) & _BUCKET_MASK
+
+
+class KeySnapshot:
+    """The live keys of one or more keyspaces at one instant, read later in slices
+    (KEYS over millions of keys): writes meanwhile change nothing it returns."""
+
+    __slots__ = ("dead", "segments", "size")
+
+    def __init__(self, segments: list[list[bytes]], dead: set[bytes]) -> None:
+        self.segments = segments  # key lists, possibly holding expired keys
+        self.dead = dead  # the keys among them already expired at the instant
+        self.size = sum(map(len, segments)) - len(dead)
+
+    @classmethod
+    def join(cls, parts: Iterable[KeySnapshot]) -> KeySnapshot:
+        parts = list(parts)
+        return cls([s for p in parts for s in p.segments],
+                   set().union(*(p.dead for p in parts)))
+
+    def slices(self, size: int) -> Iterator[list[bytes]]:
+        """The live keys, ``size`` at most at a time."""
+        dead = self.dead
+        for keys in self.segments:
+            for start in range(0, len(keys), size):
+                chunk = keys[start:start + size]
+                yield [k for k in chunk if k not in dead] if dead else chunk
 
 
 class KeyspaceView(Protocol):
@@ -42,6 +87,14 @@ class KeyspaceView(Protocol):
     def live_count(self, now: int) -> int: ...
 
     def live_keys(self, now: int) -> Iterator[bytes]: ...
+
+    def key_snapshot(self, now: int) -> KeySnapshot: ...
+
+    def next_bucket(self, start: int) -> int:
+        """The first SCAN bucket from ``start`` on that holds a key; BUCKETS if none."""
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        """The live keys in one SCAN bucket."""
 
 
 class WritableKeyspace(KeyspaceView, Protocol):
@@ -78,8 +131,8 @@ class Watch:
 
 
 class Keyspace:
-    __slots__ = ("cleared", "data", "dirty", "expires", "system", "system_changed",
-                 "system_version", "watched")
+    __slots__ = ("buckets", "cleared", "data", "dirty", "expires", "occupied", "system",
+                 "system_changed", "system_version", "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
@@ -93,6 +146,7 @@ class Keyspace:
         self.system: dict[str, bytes] = {}
         self.system_changed = False  # not yet in the store
         self.system_version = 0
+        self._clear_buckets()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -123,7 +177,7 @@ class Keyspace:
         """How many keys are not yet expired at ``now``."""
         if not self.expires:
             return len(self.data)
-        return len(self.data) - sum(1 for at in self.expires.values() if at <= now)
+        return len(self.data) - sum(map(now.__ge__, self.expires.values()))  # C speed
 
     def ttl_ms(self, key: bytes) -> int | None:
         return self.expires.get(key)
@@ -134,6 +188,26 @@ class Keyspace:
             return iter(list(self.data))
         expires = self.expires
         return iter([k for k in self.data if (at := expires.get(k)) is None or at > now])
+
+    def key_snapshot(self, now: int) -> KeySnapshot:
+        """One copy of the key list (C speed: ~10 ms for 2M keys) and the keys already
+        expired at ``now``: what KEYS reads in slices, between turns of the loop."""
+        expires = self.expires
+        dead = set(compress(expires, map(now.__ge__, expires.values()))) if expires else set()
+        return KeySnapshot([list(self.data)], dead)
+
+    def next_bucket(self, start: int) -> int:
+        found = self.occupied.find(1, start) if start < BUCKETS else -1
+        return BUCKETS if found < 0 else found
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        keys = self.buckets[bucket]
+        if keys is None:
+            return []
+        if not self.expires:
+            return list(keys)
+        expires = self.expires
+        return [k for k in keys if (at := expires.get(k)) is None or at > now]
 
     def expired_keys(self, now: int, limit: int) -> list[bytes]:
         """Up to ``limit`` keys whose time has passed: candidates for reclaiming."""
@@ -154,6 +228,8 @@ class Keyspace:
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        elif old is None:
+            self._index(key)
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
@@ -169,6 +245,8 @@ class Keyspace:
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        elif old is None:
+            self._index(key)
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
@@ -192,6 +270,7 @@ class Keyspace:
         value = self.data.pop(key, None)
         if value is None:
             return False
+        self._unindex(key)
         if type(value) is not bytes:
             self.cleared.add(key)
         if self.watched:
@@ -206,6 +285,32 @@ class Keyspace:
         self.cleared.update(key for key, value in self.data.items() if type(value) is not bytes)
         self.data.clear()
         self.expires.clear()
+        self._clear_buckets()
+
+    # -- SCAN's buckets ------------------------------------------------------
+
+    def _clear_buckets(self) -> None:
+        self.buckets: list[list[bytes] | None] = [None] * BUCKETS
+        self.occupied = bytearray(BUCKETS)  # 1 where a bucket holds keys: skipped at C speed
+
+    def _index(self, key: bytes) -> None:
+        """A key new to ``data``: ~9 bytes a key (a list slot) and ~0.1 us a write."""
+        at = crc32(key) & _BUCKET_MASK
+        bucket = self.buckets[at]
+        if bucket is None:
+            self.buckets[at] = [key]
+            self.occupied[at] = 1
+        else:
+            bucket.append(key)
+
+    def _unindex(self, key: bytes) -> None:
+        at = crc32(key) & _BUCKET_MASK
+        bucket = self.buckets[at]
+        assert bucket is not None, "a key missing from its SCAN bucket"
+        bucket.remove(key)  # ~30 keys a bucket at 2M keys
+        if not bucket:
+            self.buckets[at] = None
+            self.occupied[at] = 0
 
     # -- WATCH -------------------------------------------------------------
 
@@ -272,11 +377,15 @@ class Keyspace:
         self.expires.clear()
         self.dirty.clear()
         self.cleared.clear()
+        self._clear_buckets()
         self._touch_all_watches()  # a snapshot replaced everything
+        data, expires, index = self.data, self.expires, self._index
         for key, (value, expire_at) in records:
-            self.data[key] = value
+            if key not in data:
+                index(key)
+            data[key] = value
             if expire_at is not None:
-                self.expires[key] = expire_at
+                expires[key] = expire_at
 
 
 def type_name(value: object) -> str:

@@ -16,6 +16,7 @@ class Stats:
         self.auth_failures = 0
         self.blocked_clients = 0  # connections waiting in a blocking pop now (not reset)
         self.auth_failures = 0  # AUTH / HELLO AUTH with a wrong password
+        self.max_loop_pause_ms = 0.0  # longest the event loop went without a turn
 
     @property
     def total_commands(self) -> int:
@@ -26,3 +27,4 @@ class Stats:
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
+        self.max_loop_pause_ms = 0.0

@@ -17,7 +17,7 @@ from respkv.commands.glob import stringmatch
 from respkv.commands.table import Kind, command, lookup, sliced
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Sliced
 from respkv.state.codec import CodecError, decode_value
-from respkv.state.keyspace import BUCKETS, KeySnapshot, Keyspace, KeyspaceView, type_name
+from respkv.state.keyspace import BUCKETS, KeyReader, Keyspace, KeyspaceView, type_name
 
 _DB_COUNT = 16  # what Redis' range check on a DB index uses ("databases")
 
@@ -178,40 +178,44 @@ def keys(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
 
 
 _KEYS_AT_ONCE = 10_000  # up to this many keys, KEYS answers in one go (~5 ms)
-_SLICE = 2_000  # keys matched or encoded per step of a sliced KEYS
+_SLICE = 2_000  # keys matched and encoded per step of a sliced KEYS
 
 
 class SlicedKeys(Sliced):
-    """KEYS over a big keyspace: the keys of one snapshot, matched and then encoded
-    a slice at a time, so the reply is the keyspace at one instant while the loop
-    (other clients, Raft heartbeats) runs between the slices."""
+    """KEYS over a big keyspace: the keys of one snapshot, matched and encoded a
+    slice at a time, so the reply is the keyspace at one instant while the loop
+    (other clients, Raft heartbeats) runs between the slices. Only the encoded
+    reply is kept as it grows, never a list of every key."""
 
-    __slots__ = ("pattern", "snapshot")
+    __slots__ = ("pattern", "readers")
 
-    def __init__(self, snapshot: KeySnapshot, pattern: bytes) -> None:
-        self.snapshot = snapshot
+    def __init__(self, readers: list[KeyReader], pattern: bytes) -> None:
+        self.readers = readers
         self.pattern = pattern
 
     def steps(self, resp3: bool) -> Generator[None, None, bytes]:
-        matched: list[bytes] = []
-        for chunk in self.snapshot.slices(_SLICE):
-            matched += _matching(self.pattern, chunk)
-            yield
-        out = [b"*%d\r\n" % len(matched)]  # an array of bulk strings: RESP2 and RESP3 alike
-        for start in range(0, len(matched), _SLICE):
-            out.append(b"".join([b"$%d\r\n%s\r\n" % (len(key), key)
-                                 for key in matched[start:start + _SLICE]]))
-            yield
+        out = [b""]  # the array's header goes first, once the count is known
+        count = 0
+        try:
+            for reader in self.readers:
+                while chunk := reader.read(_SLICE):
+                    matched = _matching(self.pattern, chunk)
+                    count += len(matched)
+                    # an array of bulk strings: RESP2 and RESP3 alike
+                    out.append(b"".join([b"$%d\r\n%s\r\n" % (len(key), key) for key in matched]))
+                    yield
+        finally:
+            for reader in self.readers:
+                reader.close()
+        out[0] = b"*%d\r\n" % count
         return b"".join(out)
 
 
 @sliced("keys")
 def keys_sliced(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
-    snapshot = db.key_snapshot(now)
-    if snapshot.size <= _KEYS_AT_ONCE:
-        return [key for chunk in snapshot.slices(_KEYS_AT_ONCE) for key in
-                _matching(args[1], chunk)]
-    return SlicedKeys(snapshot, args[1])
+    if len(db) <= _KEYS_AT_ONCE:
+        return keys(db, args, now)
+    return SlicedKeys(db.key_readers(now), args[1])
 
 
 _CURSOR = re.compile(rb"([+-]?)(\d*)")

@@ -7,7 +7,7 @@ import itertools
 from collections import ChainMap
 from collections.abc import Callable, Iterator
 
-from respkv.state.keyspace import BUCKETS, KeySnapshot, Keyspace, bucket_of
+from respkv.state.keyspace import BUCKETS, KeyList, KeyReader, Keyspace, bucket_of
 from respkv.state.values import Collection
 
 
@@ -41,8 +41,8 @@ class KeyspaceUnion:
     def live_keys(self, now: int) -> Iterator[bytes]:
         return itertools.chain.from_iterable(part.live_keys(now) for part in self.parts)
 
-    def key_snapshot(self, now: int) -> KeySnapshot:
-        return KeySnapshot.join(part.key_snapshot(now) for part in self.parts)
+    def key_readers(self, now: int) -> list[KeyReader]:
+        return [reader for part in self.parts for reader in part.key_readers(now)]
 
     def next_bucket(self, start: int) -> int:
         return min(part.next_bucket(start) for part in self.parts)
@@ -127,8 +127,11 @@ class KeyspaceDraft:
     def live_count(self, now: int) -> int:
         return sum(1 for _ in self.live_keys(now))
 
-    def key_snapshot(self, now: int) -> KeySnapshot:
-        return KeySnapshot([list(self.live_keys(now))], set())
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts) + len(self.changes)  # about
+
+    def key_readers(self, now: int) -> list[KeyReader]:
+        return [KeyList(list(self.live_keys(now)))]
 
     def next_bucket(self, start: int) -> int:
         added = [b for key, (value, _) in self.changes.items()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import hiredis
+
 import respkv.commands  # noqa: F401  (registers every command)
 from respkv.commands.keyspace import SlicedKeys, keys_sliced, scan_page
 from respkv.commands.table import apply_write
@@ -150,9 +152,18 @@ def test_union_and_draft_scan_like_one_keyspace() -> None:
     draft.set(b"new", b"v")
     expected = sorted([b"k%d" % i for i in range(1, 300)] + [b"new"])
     assert sorted(scan_all(draft, 7)) == expected
-    assert sorted(draft.key_snapshot(NOW).slices(1000).__next__()) == expected
-    assert sorted(k for s in union.key_snapshot(NOW).slices(100) for k in s) == \
-        sorted(b"k%d" % i for i in range(300))
+    assert sorted(read_all(draft.key_readers(NOW))) == expected
+    assert sorted(read_all(union.key_readers(NOW))) == sorted(b"k%d" % i for i in range(300))
+    assert parts[0].snapshots == [] == parts[1].snapshots  # closed once read
+
+
+def read_all(readers: list) -> list[bytes]:  # type: ignore[type-arg]
+    found = []
+    for reader in readers:
+        while chunk := reader.read(50):
+            found += chunk
+        reader.close()
+    return found
 
 
 def test_a_sliced_reply_finished_at_once_is_the_same_bytes() -> None:
@@ -161,8 +172,43 @@ def test_a_sliced_reply_finished_at_once_is_the_same_bytes() -> None:
         db.set(b"key:%d" % i, b"v")
     reply = keys_sliced(db, [b"KEYS", b"key:1*"], NOW)
     assert isinstance(reply, SlicedKeys)
-    expected = [k for k in db.data if k.startswith(b"key:1")]
-    assert finish(reply, True) == encode(reply, False) == encode(expected, False)
+    expected = {k for k in db.data if k.startswith(b"key:1")}
+    wire = finish(reply, True)
+    assert set(parse(wire)) == expected and len(parse(wire)) == len(expected)
+    again = keys_sliced(db, [b"KEYS", b"key:1*"], NOW)
+    assert encode(again, False) == wire  # the same order each time: bucket order
+
+
+def parse(wire: bytes) -> list[bytes]:
+    reader = hiredis.Reader()
+    reader.feed(wire)
+    reply = reader.gets()
+    assert isinstance(reply, list) and reader.gets() is False
+    return reply
+
+
+def test_flushall_and_a_snapshot_install_during_a_sliced_keys_change_nothing_it_lists() -> None:
+    for change in ("flush", "load"):
+        db = Keyspace()
+        for i in range(20_000):
+            db.set(b"key:%d" % i, b"v")
+        steps = keys_sliced(db, [b"KEYS", b"*"], NOW).steps(False)  # type: ignore[union-attr]
+        next(steps)
+        if change == "flush":
+            db.clear()
+        else:
+            db.load([(b"other", (b"v", None))])
+        assert db.snapshots == []  # the rest was kept aside: writes need not tell it
+        db.set(b"key:new", b"v")
+        assert set(parse(finish_steps(steps))) == {b"key:%d" % i for i in range(20_000)}
+
+
+def finish_steps(steps) -> bytes:  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
 
 def test_sliced_keys_is_one_snapshot_whatever_changes_between_slices() -> None:
@@ -184,8 +230,11 @@ def test_sliced_keys_is_one_snapshot_whatever_changes_between_slices() -> None:
             next(steps)
     except StopIteration as stop:
         wire = stop.value
-    assert wire == encode(expected, False) == encode(expected, True)  # RESP2 and RESP3 alike
-    assert len(expected) == 30_000 - 30
+    listed = parse(wire)
+    assert wire == encode(listed, False) == encode(listed, True)  # RESP2 and RESP3 alike
+    assert len(listed) == len(expected) == 30_000 - 30
+    assert set(listed) == set(expected)
+    assert db.snapshots == []
 
 
 def test_small_keys_answers_at_once_as_before() -> None:

@@ -292,7 +292,7 @@ def scan(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
     return [b"%d" % next_cursor, page]
 
 
-_RANDOM_TRIES = 64  # random buckets tried before RANDOMKEY lists the (sparse) keyspace
+_RANDOM_TRIES = 256  # random buckets tried before RANDOMKEY lists the (sparse) keyspace
 
 
 @command(

@@ -37,8 +37,10 @@ TYPE_NAMES: dict[type, str] = {
 
 
 # SCAN's buckets. Fixed, so a cursor (a bucket number) never changes meaning and a
-# scan needs no rehashing: 2M keys are ~30 a bucket, and a page is whole buckets.
-BUCKETS = 1 << 16
+# scan needs no rehashing: 2M keys are ~15 a bucket, and a page is whole buckets.
+# A new key's insert copies its bucket (see _index): more buckets would make that
+# cheaper and cost more memory per key (a tuple header per bucket).
+BUCKETS = 1 << 17
 _BUCKET_MASK = BUCKETS - 1
 
 
@@ -352,8 +354,8 @@ class Keyspace:
 
     def _clear_buckets(self) -> None:
         # Tuples, not lists: a tuple of bytes is untracked by the cyclic GC after its
-        # first collection (65536 lists of 2M keys would add ~50 ms to every full
-        # one), takes no spare slots, and a KEYS snapshot keeps one without copying.
+        # first collection, while lists holding 2M keys add 250-400 ms to every full
+        # collection that walks them (the GC policy's periodic one); no spare slots.
         self.buckets: list[tuple[bytes, ...] | None] = [None] * BUCKETS
         self.occupied = bytearray(BUCKETS)  # 1 where a bucket holds keys: skipped at C speed
 
@@ -364,8 +366,9 @@ class Keyspace:
             snapshot.save(bucket)
 
     def _index(self, key: bytes) -> None:
-        """A key new to ``data``: 8 bytes a key and ~0.2 us a write (~30 keys a bucket
-        at 2M keys are copied into the bucket's new tuple)."""
+        """A key new to ``data``. ~11 bytes a key at 2M keys (a slot, a share of a
+        tuple header and of ``buckets``); the bucket's keys are copied into its new
+        tuple: ~2 us at 2M keys (15 keys a bucket), rising with keys per bucket."""
         at = crc32(key) & _BUCKET_MASK
         bucket = self.buckets[at]
         if bucket is None:

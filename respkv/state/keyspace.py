@@ -7,7 +7,7 @@ and the state machine writes those out now and then (``persist``). A collection'
 members are stored as rows of their own: ``cleared`` remembers the keys whose stored
 members must all go (the collection was deleted or replaced).
 
-SCAN pages through ``buckets``: every key sits in one of ``BUCKETS`` lists, by a
+SCAN pages through ``buckets``: every key sits in one of ``BUCKETS`` tuples, by a
 stable hash of the key, kept up to date by every insert and delete. A SCAN
 cursor is a bucket number, so a page costs its buckets' keys, not a pass over
 the keyspace. KEYS reads a ``KeySnapshot`` in slices: the keys at one instant,

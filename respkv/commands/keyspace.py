@@ -6,20 +6,18 @@ COPY ... DB n answers as Redis Cluster does.
 
 from __future__ import annotations
 
-import heapq
 import random
 import re
-from functools import lru_cache
-from hashlib import blake2b
+from collections.abc import Generator
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
 from respkv.commands.encoding import encoding_of, is_int64
 from respkv.commands.glob import stringmatch
-from respkv.commands.table import Kind, command, lookup
-from respkv.protocol.reply import OK, Reply, RespError, Simple
+from respkv.commands.table import Kind, command, lookup, sliced
+from respkv.protocol.reply import OK, Reply, RespError, Simple, Sliced
 from respkv.state.codec import CodecError, decode_value
-from respkv.state.keyspace import Keyspace, type_name
+from respkv.state.keyspace import BUCKETS, KeyReader, Keyspace, KeyspaceView, type_name
 
 _DB_COUNT = 16  # what Redis' range check on a DB index uses ("databases")
 
@@ -165,22 +163,59 @@ def copy(db: Keyspace, args: list[bytes], now: int) -> Reply:
 # -- iteration -------------------------------------------------------------
 
 
+def _matching(pattern: bytes, keys: list[bytes]) -> list[bytes]:
+    if pattern == b"*":  # Redis' shortcut: it also lists the empty key
+        return keys
+    return [key for key in keys if stringmatch(pattern, key)]
+
+
 @command(
     "keys", 2, Kind.READ,
     summary="Find all keys matching the given pattern",
 )
-def keys(db: Keyspace, args: list[bytes], now: int) -> Reply:
-    pattern = args[1]
-    live = db.live_keys(now)
-    if pattern == b"*":  # Redis' shortcut: it also lists the empty key
-        return list(live)
-    return [key for key in live if stringmatch(pattern, key)]
+def keys(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
+    return _matching(args[1], list(db.live_keys(now)))
 
 
-@lru_cache(maxsize=1 << 18)
-def scan_hash(key: bytes) -> int:
-    """A key's place in SCAN order: a stable 63-bit hash, never 0 (0 ends a scan)."""
-    return (int.from_bytes(blake2b(key, digest_size=8).digest()) >> 1) or 1
+_KEYS_AT_ONCE = 10_000  # up to this many keys, KEYS answers in one go (~5 ms)
+_SLICE = 2_000  # keys matched and encoded per step of a sliced KEYS
+
+
+class SlicedKeys(Sliced):
+    """KEYS over a big keyspace: the keys of one snapshot, matched and encoded a
+    slice at a time, so the reply is the keyspace at one instant while the loop
+    (other clients, Raft heartbeats) runs between the slices. Only the encoded
+    reply is kept as it grows, never a list of every key."""
+
+    __slots__ = ("pattern", "readers")
+
+    def __init__(self, readers: list[KeyReader], pattern: bytes) -> None:
+        self.readers = readers
+        self.pattern = pattern
+
+    def steps(self, resp3: bool) -> Generator[None, None, bytes]:
+        out = [b""]  # the array's header goes first, once the count is known
+        count = 0
+        try:
+            for reader in self.readers:
+                while chunk := reader.read(_SLICE):
+                    matched = _matching(self.pattern, chunk)
+                    count += len(matched)
+                    # an array of bulk strings: RESP2 and RESP3 alike
+                    out.append(b"".join([b"$%d\r\n%s\r\n" % (len(key), key) for key in matched]))
+                    yield
+        finally:
+            for reader in self.readers:
+                reader.close()
+        out[0] = b"*%d\r\n" % count
+        return b"".join(out)
+
+
+@sliced("keys")
+def keys_sliced(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
+    if len(db) <= _KEYS_AT_ONCE:
+        return keys(db, args, now)
+    return SlicedKeys(db.key_readers(now), args[1])
 
 
 _CURSOR = re.compile(rb"([+-]?)(\d*)")
@@ -220,46 +255,57 @@ def _scan_options(args: list[bytes]) -> tuple[int, bytes | None, bytes | None]:
     return count, pattern, kind
 
 
-def scan_page(db: Keyspace, cursor: int, count: int, now: int) -> tuple[list[bytes], int]:
-    """Up to ``count`` live keys from ``cursor`` on in hash order, and the next cursor.
+def scan_page(db: KeyspaceView, cursor: int, count: int, now: int) -> tuple[list[bytes], int]:
+    """At least ``count`` live keys (whole buckets) from bucket ``cursor`` on, and the
+    next cursor (0 once past the last bucket).
 
-    The order depends on nothing but the keys, so a key present for a whole
-    iteration is returned at least once, whatever is added or removed meanwhile.
+    A key stays in one bucket for as long as it exists, and the cursor only goes
+    up, so a key present for a whole iteration is returned at least once, whatever
+    is added or removed meanwhile. A page costs its own keys, plus skipping empty
+    buckets at C speed.
     """
-    found = [(h, key) for key in db.live_keys(now) if (h := scan_hash(key)) >= cursor]
-    if len(found) <= count:
-        return [key for _, key in sorted(found)], 0
-    first = heapq.nsmallest(count + 1, found)
-    next_cursor = first[count][0]
-    page = [key for h, key in first if h < next_cursor]
-    if not page:  # count + 1 keys share one hash (all but impossible): take them all
-        page = [key for h, key in found if h == next_cursor]
-        next_cursor += 1
-    return page, next_cursor
+    page: list[bytes] = []
+    bucket = cursor
+    while len(page) < count:
+        bucket = db.next_bucket(bucket)
+        if bucket >= BUCKETS:
+            return page, 0
+        page += db.bucket_keys(bucket, now)
+        bucket += 1
+    return page, bucket if db.next_bucket(bucket) < BUCKETS else 0
 
 
 @command(
     "scan", -2, Kind.READ, since="2.8.0",
     summary="Incrementally iterate the keys space",
 )
-def scan(db: Keyspace, args: list[bytes], now: int) -> Reply:
+def scan(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
     cursor = parse_cursor(args[1])
     count, pattern, kind = _scan_options(args)
-    if cursor >= 1 << 63:  # past every hash
+    if cursor >= BUCKETS:  # past every bucket
         return [b"0", []]
     page, next_cursor = scan_page(db, cursor, count, now)
     if pattern is not None:
         page = [key for key in page if stringmatch(pattern, key)]
     if kind is not None:
-        page = [key for key in page if type_name(db.data[key]).encode() == kind]
+        page = [key for key in page if type_name(db.get_for_read(key, now)).encode() == kind]
     return [b"%d" % next_cursor, page]
+
+
+_RANDOM_TRIES = 256  # random buckets tried before RANDOMKEY lists the (sparse) keyspace
 
 
 @command(
     "randomkey", 1, Kind.READ,
     summary="Return a random key from the keyspace",
 )
-def randomkey(db: Keyspace, args: list[bytes], now: int) -> Reply:
+def randomkey(db: KeyspaceView, args: list[bytes], now: int) -> Reply:
+    # A random bucket, then a random key in it: O(1) on a big keyspace. A sparse one
+    # (a few thousand keys or fewer, or nearly all expired) is small to list.
+    for _ in range(_RANDOM_TRIES):
+        found = db.bucket_keys(random.randrange(BUCKETS), now)
+        if found:
+            return random.choice(found)
     live = list(db.live_keys(now))
     return random.choice(live) if live else None
 

@@ -18,6 +18,11 @@ Three kinds of handler:
           transaction layer carries out (respkv.commands.context.Transactions).
 
 ``args[0]`` is the command name as the client sent it.
+
+A READ may also have a ``sliced`` form (``@sliced("keys")``), which dispatch runs
+for a client's own call: same arguments, but for a big keyspace it may return a
+``Sliced`` reply, built between turns of the event loop. MULTI, scripts and
+drafts run the plain handler, which answers in one go.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Command:
     find_keys: Callable[[list[bytes]], Sequence[int]] | None = None
     internal: bool = False  # proposed by the server itself; clients never reach it
     is_write: bool = False  # kind is WRITE (kept as a field: read on every write)
+    sliced: Callable[..., Any] | None = None  # a READ's form that may answer in slices
 
     def __post_init__(self) -> None:
         self.internal = "internal" in self.flags
@@ -167,6 +173,19 @@ def command(
         if name in table:
             raise ValueError(f"command {name!r} registered twice")
         table[name] = entry
+        return handler
+
+    return register
+
+
+def sliced(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the sliced form of the READ command ``name`` (registered already)."""
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        entry = COMMANDS[name]
+        if entry.kind is not Kind.READ or entry.sliced is not None:
+            raise ValueError(f"command {name!r} cannot take a sliced form")
+        entry.sliced = handler
         return handler
 
     return register

@@ -13,11 +13,16 @@ protocol version the client chose with HELLO:
     NULL_ARRAY   -> null (RESP3) / *-1 (RESP2)
     Push         -> push (RESP3) / array (RESP2): pub/sub messages
     Frames       -> several replies, one after the other (SUBSCRIBE a b: one per channel)
+    Encoded      -> its bytes as they are (a reply encoded ahead, piece by piece)
+
+A ``Sliced`` reply is not encoded here: it is work to do between turns of the
+event loop (KEYS over millions of keys), which the server runs in slices.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from typing import Any
 
 
@@ -44,6 +49,36 @@ class Pairs(list):
 
 class Frames(list):
     """Several replies sent for one command, each a frame of its own."""
+
+
+class Encoded:
+    """A reply already in wire form."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Sliced:
+    """A reply too big to build in one go without stalling the event loop (and the
+    Raft heartbeats on it). ``steps(resp3)`` is a generator: each step is a bounded
+    piece of the work (a few thousand keys), and it returns the encoded reply."""
+
+    __slots__ = ()
+
+    def steps(self, resp3: bool) -> Generator[None, None, bytes]:
+        raise NotImplementedError
+
+
+def finish(reply: Sliced, resp3: bool) -> bytes:
+    """All of a sliced reply's steps at once: its wire bytes."""
+    steps = reply.steps(resp3)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 class _NullArray:
@@ -85,6 +120,10 @@ def encode(reply: Reply, resp3: bool) -> bytes:
         return b"$%d\r\n%s\r\n" % (len(reply), reply)
     if kind is Simple:
         return b"+%s\r\n" % reply.encode()
+    if kind is Encoded:
+        return reply.data
+    if isinstance(reply, Sliced):
+        return finish(reply, resp3)
     out: list[bytes] = []
     _encode(reply, resp3, out)
     return b"".join(out)

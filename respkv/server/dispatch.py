@@ -17,13 +17,14 @@ from respkv.commands import errors
 from respkv.commands.blocking import TIMEOUTS
 from respkv.commands.context import ServerContext
 from respkv.commands.table import Command, Kind, lookup
-from respkv.protocol.reply import Reply, RespError, encode
+from respkv.protocol.reply import Reply, RespError, Sliced, encode
 from respkv.replication.outcomes import ReplicationError
 from respkv.server.access import AccessControl
 from respkv.server.blocking import BlockedPops
 from respkv.server.refusals import reply_for
 from respkv.server.router import ReadTarget, Router
 from respkv.server.scripts import BUSY, ScriptRunner
+from respkv.server.slicing import run_sliced
 from respkv.server.stats import Stats
 from respkv.server.transactions import TransactionLayer, TransactionSession
 
@@ -69,7 +70,8 @@ class Barrier:
 
 
 class Pending:
-    """A server command that awaits something: its reply comes later."""
+    """A command that awaits something (a server command, a blocking pop, a reply
+    built in slices): its reply comes later."""
 
     __slots__ = ("awaitable",)
 
@@ -228,7 +230,9 @@ class Dispatcher:
         self.calls[name] += 1
         try:
             if target is not None:
-                reply = command.handler(target.keyspace, args, now_ms())
+                reply = (command.sliced or command.handler)(target.keyspace, args, now_ms())
+                if isinstance(reply, Sliced):  # a big KEYS: built between loop turns
+                    return Pending(run_sliced(reply, client.resp3))
             else:
                 reply = command.handler(self.context, client, args)
                 if inspect.isawaitable(reply):

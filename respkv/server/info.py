@@ -111,6 +111,7 @@ class Info:
             "expired_keys": 0,
             "keyspace_hits": 0,
             "keyspace_misses": 0,
+            "max_loop_pause_ms": round(stats.max_loop_pause_ms),
         }
 
     def _replication(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from respkv.server.blocking import BlockedPops
 from respkv.server.client import Client
 from respkv.server.dispatch import Dispatcher
 from respkv.server.info import Info
+from respkv.server.loopwatch import watch_loop
 from respkv.server.pubsub import PubSubHub
 from respkv.server.router import Router
 from respkv.server.scripts import ScriptRunner
@@ -156,6 +157,7 @@ class Server:
 
             serve_metrics(ServerCollector(config, self.stats, self.clients, self.node))
         self.tasks.append(asyncio.create_task(self._sweep_clients(), name="clients"))
+        self.tasks.append(asyncio.create_task(watch_loop(self.stats), name="loopwatch"))
         gc.freeze()  # what start-up made lives for good: keep it out of every collection
         logger.info("ready to accept connections", extra={
             "port": config.port, "tls_port": config.tls_port, "dir": config.dir})

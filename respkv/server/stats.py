@@ -21,6 +21,7 @@ class Stats:
         # clients dropped for client-query-buffer-limit / client-output-buffer-limit
         self.query_limit_disconnections = 0
         self.output_limit_disconnections = 0
+        self.max_loop_pause_ms = 0.0  # longest the event loop went without a turn
 
     @property
     def total_commands(self) -> int:
@@ -33,3 +34,4 @@ class Stats:
         self.protocol_errors = 0
         self.query_limit_disconnections = 0
         self.output_limit_disconnections = 0
+        self.max_loop_pause_ms = 0.0

@@ -7,6 +7,12 @@ and the state machine writes those out now and then (``persist``). A collection'
 members are stored as rows of their own: ``cleared`` remembers the keys whose stored
 members must all go (the collection was deleted or replaced).
 
+SCAN pages through ``buckets``: every key sits in one of ``BUCKETS`` tuples, by a
+stable hash of the key, kept up to date by every insert and delete. A SCAN
+cursor is a bucket number, so a page costs its buckets' keys, not a pass over
+the keyspace. KEYS reads a ``KeySnapshot`` in slices: the keys at one instant,
+kept by copy on write.
+
 Two ways to look a key up, because expiry is judged against a clock:
 
 - ``get_for_read(key, now)``: local reads. An expired key is absent, but the
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
+from zlib import crc32
 
 from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSetValue
 
@@ -27,6 +34,96 @@ from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSet
 TYPE_NAMES: dict[type, str] = {
     bytes: "string", HashValue: "hash", ListValue: "list", SetValue: "set", ZSetValue: "zset",
 }
+
+
+# SCAN's buckets. Fixed, so a cursor (a bucket number) never changes meaning and a
+# scan needs no rehashing: 2M keys are ~15 a bucket, and a page is whole buckets.
+# A new key's insert copies its bucket (see _index): more buckets would make that
+# cheaper and cost more memory per key (a tuple header per bucket).
+BUCKETS = 1 << 17
+_BUCKET_MASK = BUCKETS - 1
+
+
+def bucket_of(key: bytes) -> int:
+    """A key's SCAN bucket. CRC32, not Python's per-process hash: a cursor stays
+    good on another node and after a restart."""
+    return crc32(key) & _BUCKET_MASK
+
+
+class KeyReader(Protocol):
+    """Keys to read a slice at a time (KEYS over millions of keys)."""
+
+    def read(self, limit: int) -> list[bytes]:
+        """About ``limit`` more keys (or a few more); [] once all were read."""
+
+    def close(self) -> None:
+        """Done reading (also when given up early)."""
+
+
+class KeySnapshot:
+    """The live keys of a keyspace at one instant, read later bucket by bucket,
+    whatever is written meanwhile: copy on write, not a copy of every key up front
+    (2M references copied, and later freed, stall the loop ~150 ms each). Before a
+    write changes a key of a bucket not yet read, the keyspace has the snapshot keep
+    that bucket's keys as they were; the reader takes the others as they are."""
+
+    __slots__ = ("keyspace", "next", "now", "saved")
+
+    def __init__(self, keyspace: Keyspace, now: int) -> None:
+        self.keyspace = keyspace
+        self.now = now
+        self.next = 0  # the buckets below it are read already
+        self.saved: dict[int, list[bytes]] = {}  # unread buckets as they were, by number
+        keyspace.snapshots.append(self)
+
+    def save(self, bucket: int) -> None:
+        """A write is about to change a key in ``bucket``."""
+        if bucket >= self.next and bucket not in self.saved:
+            self.saved[bucket] = self.keyspace.bucket_keys(bucket, self.now)
+
+    def save_all(self) -> None:
+        """Every key is about to change (FLUSHALL, a snapshot installed)."""
+        for bucket in range(self.next, BUCKETS):
+            if self.keyspace.occupied[bucket]:
+                self.save(bucket)
+        self.close()  # everything left to read is in ``saved`` now
+
+    def read(self, limit: int) -> list[bytes]:
+        keys: list[bytes] = []
+        space = self.keyspace
+        saved, occupied, bucket_keys = self.saved, space.occupied, space.bucket_keys
+        bucket, now = self.next, self.now
+        live = self in space.snapshots  # else every unread bucket was saved
+        while bucket < BUCKETS and len(keys) < limit:
+            found = saved.pop(bucket, None)
+            if found is not None:
+                keys += found
+            elif live and occupied[bucket]:
+                keys += bucket_keys(bucket, now)
+            bucket += 1
+        self.next = bucket
+        return keys
+
+    def close(self) -> None:
+        snapshots = self.keyspace.snapshots
+        if self in snapshots:
+            snapshots.remove(self)
+
+
+class KeyList:
+    """Keys listed up front: a KeyReader over a small or drafted keyspace."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self.keys = keys
+
+    def read(self, limit: int) -> list[bytes]:
+        keys, self.keys = self.keys[:limit], self.keys[limit:]
+        return keys
+
+    def close(self) -> None:
+        self.keys = []
 
 
 class KeyspaceView(Protocol):
@@ -42,6 +139,18 @@ class KeyspaceView(Protocol):
     def live_count(self, now: int) -> int: ...
 
     def live_keys(self, now: int) -> Iterator[bytes]: ...
+
+    def __len__(self) -> int:
+        """How many keys, expired ones included (a size, for choosing how to list them)."""
+
+    def key_readers(self, now: int) -> list[KeyReader]:
+        """The live keys at ``now``, to read in slices while writes go on."""
+
+    def next_bucket(self, start: int) -> int:
+        """The first SCAN bucket from ``start`` on that holds a key; BUCKETS if none."""
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        """The live keys in one SCAN bucket."""
 
 
 class WritableKeyspace(KeyspaceView, Protocol):
@@ -78,8 +187,8 @@ class Watch:
 
 
 class Keyspace:
-    __slots__ = ("cleared", "data", "dirty", "expires", "system", "system_changed",
-                 "system_version", "watched")
+    __slots__ = ("buckets", "cleared", "data", "dirty", "expires", "occupied", "snapshots",
+                 "system", "system_changed", "system_version", "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
@@ -93,6 +202,8 @@ class Keyspace:
         self.system: dict[str, bytes] = {}
         self.system_changed = False  # not yet in the store
         self.system_version = 0
+        self.snapshots: list[KeySnapshot] = []  # KEYS being read in slices
+        self._clear_buckets()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -123,7 +234,7 @@ class Keyspace:
         """How many keys are not yet expired at ``now``."""
         if not self.expires:
             return len(self.data)
-        return len(self.data) - sum(1 for at in self.expires.values() if at <= now)
+        return len(self.data) - sum(map(now.__ge__, self.expires.values()))  # C speed
 
     def ttl_ms(self, key: bytes) -> int | None:
         return self.expires.get(key)
@@ -134,6 +245,22 @@ class Keyspace:
             return iter(list(self.data))
         expires = self.expires
         return iter([k for k in self.data if (at := expires.get(k)) is None or at > now])
+
+    def key_readers(self, now: int) -> list[KeyReader]:
+        return [KeySnapshot(self, now)]
+
+    def next_bucket(self, start: int) -> int:
+        found = self.occupied.find(1, start) if start < BUCKETS else -1
+        return BUCKETS if found < 0 else found
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        keys = self.buckets[bucket]
+        if keys is None:
+            return []
+        if not self.expires:
+            return list(keys)  # a list: callers add to it
+        expires = self.expires
+        return [k for k in keys if (at := expires.get(k)) is None or at > now]
 
     def expired_keys(self, now: int, limit: int) -> list[bytes]:
         """Up to ``limit`` keys whose time has passed: candidates for reclaiming."""
@@ -149,11 +276,15 @@ class Keyspace:
 
     def set(self, key: bytes, value: object, expire_at: int | None = None) -> None:
         """Store a value; drops any TTL unless ``expire_at`` is given."""
+        if self.snapshots:
+            self._save(key)
         if isinstance(value, Collection):
             value.mark_rewrite()  # new to this key: none of its rows are stored under it
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        elif old is None:
+            self._index(key)
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
@@ -164,11 +295,15 @@ class Keyspace:
         self.dirty.add(key)
 
     def set_keep_ttl(self, key: bytes, value: object) -> None:
+        if self.snapshots:
+            self._save(key)
         if isinstance(value, Collection):
             value.mark_rewrite()
         old = self.data.get(key)
         if old is not None and type(old) is not bytes and old is not value:
             self.cleared.add(key)
+        elif old is None:
+            self._index(key)
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
@@ -180,6 +315,8 @@ class Keyspace:
         self.dirty.add(key)
 
     def set_expire(self, key: bytes, expire_at: int | None) -> None:
+        if self.snapshots:
+            self._save(key)
         if self.watched:
             self._touch_watches(key)
         if expire_at is None:
@@ -189,9 +326,12 @@ class Keyspace:
         self.dirty.add(key)
 
     def delete(self, key: bytes) -> bool:
+        if self.snapshots:
+            self._save(key)
         value = self.data.pop(key, None)
         if value is None:
             return False
+        self._unindex(key)
         if type(value) is not bytes:
             self.cleared.add(key)
         if self.watched:
@@ -201,11 +341,52 @@ class Keyspace:
         return True
 
     def clear(self) -> None:
+        for snapshot in list(self.snapshots):
+            snapshot.save_all()
         self._touch_all_watches()
         self.dirty.update(self.data)
         self.cleared.update(key for key, value in self.data.items() if type(value) is not bytes)
         self.data.clear()
         self.expires.clear()
+        self._clear_buckets()
+
+    # -- SCAN's buckets ------------------------------------------------------
+
+    def _clear_buckets(self) -> None:
+        # Tuples, not lists: a tuple of bytes is untracked by the cyclic GC after its
+        # first collection, while lists holding 2M keys add 250-400 ms to every full
+        # collection that walks them (the GC policy's periodic one); no spare slots.
+        self.buckets: list[tuple[bytes, ...] | None] = [None] * BUCKETS
+        self.occupied = bytearray(BUCKETS)  # 1 where a bucket holds keys: skipped at C speed
+
+    def _save(self, key: bytes) -> None:
+        """Before ``key`` changes: the KEYS snapshots not past its bucket keep it as it is."""
+        bucket = crc32(key) & _BUCKET_MASK
+        for snapshot in self.snapshots:
+            snapshot.save(bucket)
+
+    def _index(self, key: bytes) -> None:
+        """A key new to ``data``. ~11 bytes a key at 2M keys (a slot, a share of a
+        tuple header and of ``buckets``); the bucket's keys are copied into its new
+        tuple: ~2 us at 2M keys (15 keys a bucket), rising with keys per bucket."""
+        at = crc32(key) & _BUCKET_MASK
+        bucket = self.buckets[at]
+        if bucket is None:
+            self.buckets[at] = (key,)
+            self.occupied[at] = 1
+        else:
+            self.buckets[at] = (*bucket, key)
+
+    def _unindex(self, key: bytes) -> None:
+        at = crc32(key) & _BUCKET_MASK
+        bucket = self.buckets[at]
+        assert bucket is not None, "a key missing from its SCAN bucket"
+        if len(bucket) == 1:
+            self.buckets[at] = None
+            self.occupied[at] = 0
+        else:
+            i = bucket.index(key)
+            self.buckets[at] = bucket[:i] + bucket[i + 1:]
 
     # -- WATCH -------------------------------------------------------------
 
@@ -268,15 +449,25 @@ class Keyspace:
 
     def load(self, records: Iterable[tuple[bytes, tuple[object, int | None]]]) -> None:
         """Fill from the durable store's (key, (value, expire_at)) records."""
+        for snapshot in list(self.snapshots):
+            snapshot.save_all()
         self.data.clear()
         self.expires.clear()
         self.dirty.clear()
         self.cleared.clear()
         self._touch_all_watches()  # a snapshot replaced everything
+        data, expires = self.data, self.expires
         for key, (value, expire_at) in records:
-            self.data[key] = value
+            data[key] = value
             if expire_at is not None:
-                self.expires[key] = expire_at
+                expires[key] = expire_at
+        self._clear_buckets()
+        grouped: dict[int, list[bytes]] = {}
+        for key in data:
+            grouped.setdefault(crc32(key) & _BUCKET_MASK, []).append(key)
+        for at, keys in grouped.items():
+            self.buckets[at] = tuple(keys)
+            self.occupied[at] = 1
 
 
 def type_name(value: object) -> str:

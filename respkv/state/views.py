@@ -7,7 +7,7 @@ import itertools
 from collections import ChainMap
 from collections.abc import Callable, Iterator
 
-from respkv.state.keyspace import Keyspace
+from respkv.state.keyspace import BUCKETS, KeyList, KeyReader, Keyspace, bucket_of
 from respkv.state.values import Collection
 
 
@@ -40,6 +40,17 @@ class KeyspaceUnion:
 
     def live_keys(self, now: int) -> Iterator[bytes]:
         return itertools.chain.from_iterable(part.live_keys(now) for part in self.parts)
+
+    def key_readers(self, now: int) -> list[KeyReader]:
+        return [reader for part in self.parts for reader in part.key_readers(now)]
+
+    def next_bucket(self, start: int) -> int:
+        return min(part.next_bucket(start) for part in self.parts)
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        if len(self.parts) == 1:
+            return self.parts[0].bucket_keys(bucket, now)
+        return [key for part in self.parts for key in part.bucket_keys(bucket, now)]
 
 
 class KeyspaceDraft:
@@ -115,6 +126,24 @@ class KeyspaceDraft:
 
     def live_count(self, now: int) -> int:
         return sum(1 for _ in self.live_keys(now))
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts) + len(self.changes)  # about
+
+    def key_readers(self, now: int) -> list[KeyReader]:
+        return [KeyList(list(self.live_keys(now)))]
+
+    def next_bucket(self, start: int) -> int:
+        added = [b for key, (value, _) in self.changes.items()
+                 if value is not None and (b := bucket_of(key)) >= start]
+        return min([part.next_bucket(start) for part in self.parts] + added, default=BUCKETS)
+
+    def bucket_keys(self, bucket: int, now: int) -> list[bytes]:
+        changes = self.changes
+        kept = [key for part in self.parts for key in part.bucket_keys(bucket, now)
+                if key not in changes]
+        return kept + [key for key, (value, _) in changes.items()
+                       if value is not None and bucket_of(key) == bucket]
 
     def clear(self) -> None:
         for key in list(self.live_keys(self.now)):

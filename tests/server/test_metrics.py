@@ -12,7 +12,8 @@ from respkv.server.metrics import ServerCollector
 def _group(name: str, refused: dict[RefusalReason, int]) -> SimpleNamespace:
     return SimpleNamespace(name=name, term=3, commit_index=9, applied_index=9, last_index=9,
                            snapshot_index=0, is_leader=lambda: True, keyspace={},
-                           leader_changes=1, refusal_counts=refused)
+                           leader_changes=1, refusal_counts=refused, down="", stalled=False,
+                           failures=0)
 
 
 def test_refused_raft_messages_by_group_and_reason() -> None:
@@ -26,3 +27,19 @@ def test_refused_raft_messages_by_group_and_reason() -> None:
     assert len(samples) == 2 * len(RefusalReason)
     assert samples[("g0", "stranger")] == 4
     assert samples[("g0", "term_too_high")] == samples[("g1", "stranger")] == 0
+
+
+def test_a_fenced_or_stalled_group_shows() -> None:
+    fenced = _group("g0", {})
+    fenced.down, fenced.failures = "the Raft loop failed: RuntimeError: x", 1
+    stalled = _group("g1", {})
+    stalled.stalled = True
+    node = SimpleNamespace(groups=[fenced, stalled])
+    collector = ServerCollector(cast(Any, SimpleNamespace(node_id="n1")),
+                                cast(Any, SimpleNamespace(calls={})), {}, cast(Any, node))
+    values = {(s.name, s.labels["group"]): s.value for f in collector.collect()
+              for s in f.samples if "group" in s.labels}
+    assert values[("respkv_raft_group_down", "g0")] == 1
+    assert values[("respkv_raft_group_down", "g1")] == 0
+    assert values[("respkv_raft_group_stalled", "g1")] == 1
+    assert values[("respkv_raft_group_failures_total", "g0")] == 1

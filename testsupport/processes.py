@@ -129,6 +129,19 @@ def command(port: int, *args: object, timeout: float = 5.0, protocol: int = 2,
         conn.disconnect()
 
 
+def exits_with_message(node: Node, text: str, timeout: float = 30.0) -> None:
+    """Start ``node`` and expect it to refuse to run: exit code 1, ``text`` in its log."""
+    node.start(wait=False)
+    assert node.proc is not None
+    try:
+        code = node.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        node.stop()
+        raise AssertionError(f"the node kept running:\n{node.log()[-2000:]}") from None
+    assert code == 1
+    assert text in node.log(), node.log()[-2000:]
+
+
 def _node_alive(node: Node) -> bool:
     return node.proc is not None and node.proc.poll() is None
 

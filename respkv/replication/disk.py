@@ -48,6 +48,7 @@ class DiskGuard:
         self.rebuild_need = 0  # bytes free a rebuild waits for, after one ran out of room
         self.store_peak = 0  # the most the store's files took on disk
         self.snapshot_room = True
+        self._releases_seen = 0  # the log's reserve releases this guard has looked at
         machine.store.keep_free = min_free  # snapshots leave the log its room
 
     async def sync(self, entries: list[Entry], stopping: Callable[[], bool]) -> None:
@@ -56,6 +57,11 @@ class DiskGuard:
         while True:
             try:
                 await self.wal.sync_soon()
+                if self.wal.reserve_releases != self._releases_seen:
+                    # the disk filled under this write: refuse the next ones now, not
+                    # at the next look at the free space (the reserve is the log's)
+                    self._releases_seen = self.wal.reserve_releases
+                    self.check()
                 return
             except DiskFull as error:
                 if not self.full:
@@ -72,12 +78,12 @@ class DiskGuard:
             free = shutil.disk_usage(self.directory).free
         except OSError:
             return
-        low = free < self.min_free()
-        # the log's reserve, given up when the disk filled, is taken back once it fits
-        # with min-free-disk still free; writes need not wait for it
-        reserve = self.wal.reserve_bytes()
-        if (not low and self.wal.reserve_missing() and free >= self.min_free() + reserve
-                and self.wal.take_back_reserve()):
+        # The log's reserve, given up when the disk filled, still counts as taken: the
+        # room it gave back is the log's, not new writes'. It is taken back once it
+        # fits with min-free-disk still free, and writes resume then.
+        reserve = self.wal.reserve_bytes() if self.wal.reserve_missing() else 0
+        low = free - reserve < self.min_free()
+        if not low and reserve and self.wal.take_back_reserve():
             free -= reserve
         if low != self.full:
             if low:

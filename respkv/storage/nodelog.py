@@ -128,6 +128,10 @@ class GroupLog:
     def reserve_bytes(self) -> int:
         return self.node_log.reserve
 
+    @property
+    def reserve_releases(self) -> int:
+        return self.wal.reserve_releases
+
     def reserve_missing(self) -> bool:
         return bool(self.node_log.reserve) and not self.wal.has_reserve()
 

@@ -336,6 +336,7 @@ class WAL:
         self._closed = False
         self._floors: dict[int, tuple[int, int]] = {}
         self._reserve_bytes = 0
+        self.reserve_releases = 0  # times the reserve was given up to a full disk
 
     # ---- opening -----------------------------------------------------------------
 
@@ -677,6 +678,7 @@ class WAL:
             return False
         logger.warning("WAL %s: disk full; released the log's reserve (%d bytes) to write "
                        "what is in hand", self._dir, self._reserve_bytes)
+        self.reserve_releases += 1
         return True
 
     def disk_bytes(self) -> int:

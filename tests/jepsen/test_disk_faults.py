@@ -11,16 +11,14 @@ is freed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from testsupport.disks import fill, small_tmpfs
 from testsupport.ports import free_port
 from testsupport.processes import Cluster, Node, command
 from testsupport.waiting import wait_for
@@ -157,24 +155,9 @@ def test_missing_snapshot_file(clusters, tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
-
-def fill(path: Path, leave: int = 0) -> None:
-    with open(path, "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * (1 << 16))
-            out.flush()
-    os.truncate(path, max(0, path.stat().st_size - leave))
 
 
 def test_full_disk_refuses_writes_clearly_and_recovers(small_disk):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from testsupport.disks import fill, small_tmpfs
 from testsupport.info import parse_info
 from testsupport.ports import free_port
 from testsupport.processes import Cluster, Node, command
@@ -26,26 +26,9 @@ MIB = 1 << 20
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs (CI runs as root; elsewhere the test cannot run at all)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "24m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
-
-def fill(path: Path) -> None:
-    """Take every free block: big writes, then page-sized ones for what is left."""
-    with open(path, "wb", buffering=0) as out:
-        for chunk in (b"\0" * (1 << 16), b"\0" * 4096):
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(chunk)
 
 
 def persistence(node: Node) -> dict[str, str]:

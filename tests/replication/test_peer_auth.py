@@ -10,28 +10,15 @@ import os
 import socket
 import stat
 import struct
-import subprocess
 from collections.abc import Callable
 
 from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
 from respkv.replication.peerauth import SECRET_FILE, new_token
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_REFUSED, MSG, PROOF, frame
-from testsupport.processes import Cluster, Node, command, raft_info
+from testsupport.processes import Cluster, command, exits_with_message, raft_info
 
 FOREVER = 1 << 62
-
-
-def exits_with_message(node: Node, text: str, timeout: float = 30.0) -> None:
-    node.start(wait=False)
-    assert node.proc is not None
-    try:
-        code = node.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        node.stop()
-        raise AssertionError(f"the node kept running:\n{node.log()[-2000:]}") from None
-    assert code == 1
-    assert text in node.log(), node.log()[-2000:]
 
 
 def test_joining_needs_the_clusters_token(make_cluster: Callable[..., Cluster]) -> None:

@@ -24,22 +24,10 @@ from respkv.replication.keyring import key_id
 from respkv.replication.peerauth import SECRET_FILE, acceptor_proof, dialer_proof, new_nonce
 from respkv.replication.rotation import Rotation, RotationFailed
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_OK, HELLO_REFUSED, PROOF, frame
-from testsupport.processes import ROOT, Cluster, Node, command
+from testsupport.processes import ROOT, Cluster, Node, command, exits_with_message
 from testsupport.waiting import wait_for
 
 SECRET_A = "ab" * 32
-
-
-def exits_with_message(node: Node, text: str, timeout: float = 30.0) -> None:
-    node.start(wait=False)
-    assert node.proc is not None
-    try:
-        code = node.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        node.stop()
-        raise AssertionError(f"the node kept running:\n{node.log()[-2000:]}") from None
-    assert code == 1
-    assert text in node.log(), node.log()[-2000:]
 
 
 def secret_command(node: Node, *args: str) -> object:

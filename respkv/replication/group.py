@@ -73,6 +73,9 @@ class RaftGroup:
         if config.force_new_cluster and self._force_alone():
             self.core = self._make_core(snapshot)
         self.stopping = False
+        # Told of a non-member whose message speaks of a log longer than this one's
+        # (set only on a node that has just bootstrapped its token's cluster)
+        self.on_stranger: Callable[[str], None] | None = None
         self.down = ""  # why the group failed and was fenced here; empty: it runs
         self.failures = 0
         self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
@@ -340,6 +343,10 @@ class RaftGroup:
 
     def on_message(self, message: Message) -> None:
         if self.stopping or self.membership.is_removed_sender(message.from_):
+            return
+        if self.on_stranger is not None and message.from_ not in self.core.conf \
+                and max(message.index, message.commit) > self.core.log.last_index():
+            self.on_stranger(message.from_)
             return
         try:
             self.core.step(message)

@@ -151,6 +151,9 @@ class ClusterNode:
                 name, self.config, self.dir, self.transport, self.book, self.wal.view(index),
                 self.apply_command, functools.partial(self._removed, name), bootstrap,
                 info.joined_at.get(name, 0)))
+        if self.bootstrapped_with_token:
+            for group in self.groups:
+                group.on_stranger = self._stranger_ahead
         for group in self.groups:
             await group.start()
         self.balancer = LeaderBalancer(self.node_id, self.groups, self.config)
@@ -191,8 +194,6 @@ class ClusterNode:
         but a node that just joined (a group of it has no members yet: neither log
         nor snapshot has reached it) and has no address for the peer at all dials
         back there, so it can answer the leader that is about to teach it."""
-        if self.bootstrapped_with_token and self._is_a_duplicate(node_id):
-            return
         raft = fields.get("raft")
         if (self.transport is None or not isinstance(raft, str)
                 or self.book.get(node_id) is not None or node_id in self.transport.peers):
@@ -206,27 +207,28 @@ class ClusterNode:
             return
         self.transport.set_peer(node_id, raft)
 
-    def _is_a_duplicate(self, peer: str) -> bool:
-        """This node bootstrapped its token's cluster on an empty dir and has added no
-        one, yet a peer holding that cluster's secret, of which it knows nothing,
-        dials it: the cluster runs elsewhere and this node is a copy on a wiped dir
-        (the old command line of its first node, say). It stops and stays stopped,
-        before it takes more writes of its own."""
+    def _stranger_ahead(self, peer: str) -> None:
+        """This node bootstrapped its token's cluster on an empty dir, has added no one,
+        and a peer it knows nothing of sent a Raft message about a log longer than its
+        own: the cluster runs elsewhere, and this node is a copy of one of its members
+        on a wiped dir (the old command line of its first node, say). It stops and
+        stays stopped, before it takes more writes of its own."""
+        for group in self.groups:
+            group.on_stranger = None
         if any(group.members().voters != (self.node_id,) or group.members().learners
-               for group in self.groups) or any(peer in g.members() for g in self.groups):
-            self.bootstrapped_with_token = False  # it has members: a cluster of its own
-            return False
-        logger.error("node %s of cluster %s dialed this node, which has just bootstrapped "
-                     "that cluster on an empty dir: the cluster already runs, and this dir "
-                     "was likely wiped. Stopping. Replace the node: CLUSTER LEAVE %s on a "
-                     "member, then start it on an empty dir with --join and --join-token",
-                     peer, self.info.cluster_id if self.info else "?", self.node_id)
+               for group in self.groups):
+            return  # it has members: a cluster of its own, whoever the stranger is
+        logger.error("node %s of cluster %s, whose log is ahead of this node's, sent it a "
+                     "message: this node has just bootstrapped that cluster on an empty "
+                     "dir, the cluster already runs, and this dir was likely wiped. "
+                     "Stopping. Replace the node: CLUSTER LEAVE %s on a member, then start "
+                     "it on an empty dir with --join and --join-token", peer,
+                     self.info.cluster_id if self.info else "?", self.node_id)
         if self.info is not None:
             self.info.removed = True  # a restart on this dir is refused too
             save_node_info(self.dir, self.info)
         if self.on_removed is not None:
             self.on_removed()
-        return True
 
     def _check_identity(self, info: NodeInfo) -> None:
         if info.node_id != self.node_id:

@@ -256,6 +256,7 @@ def test_a_first_node_restarted_on_a_wiped_dir_does_not_start_a_second_cluster(
     first.start(wait=False)
     assert first.proc.wait(30) == 0, first.log()
     assert "the cluster already runs, and this dir was likely wiped" in first.log()
+    assert first.log().count("Traceback") == 0
     others = [cluster.node("n2"), cluster.node("n3")]
     leader = cluster.wait_leader(among=others, timeout=15)
     assert leader.client().get("before") == b"wipe"

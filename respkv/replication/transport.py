@@ -429,6 +429,7 @@ class Inbound(asyncio.Protocol):
         self.buffer = bytearray()  # an incomplete frame
         self.need = 0  # bytes the buffer must hold before it is worth parsing
         self.snapshot: ChunkWriter | None = None
+        self.snapshot_group: str | None = None  # the group the chunks are for
         self.done = False  # no more frames wanted
         self.hello_timer: asyncio.TimerHandle | None = None
 
@@ -520,6 +521,7 @@ class Inbound(asyncio.Protocol):
                 directory.mkdir(parents=True, exist_ok=True)
                 self.snapshot = ChunkWriter(directory / f"incoming-{self.peer}.tmp",
                                             directory / f"incoming-{self.peer}.sqlite")
+                self.snapshot_group = name
             self.snapshot.write(payload[2 + size :])
         elif kind == REMOVED:
             fields = json.loads(bytes(payload))
@@ -528,8 +530,14 @@ class Inbound(asyncio.Protocol):
                 group.on_removed_notice(self.peer, int(fields.get("index", 0)))
             self.close()
         elif kind == SNAP_END:
+            message = decode_message(payload)
+            # the file is the authenticated peer's, for the group its chunks named
+            if message.from_ != self.peer or (self.snapshot_group is not None
+                                              and message.group != self.snapshot_group):
+                raise ConnectionError(f"a snapshot end from {message.from_[:40]!r} for"
+                                      f" {message.group[:40]!r} on {self.peer}'s link")
             self.done = True
-            spawn(self._finish_snapshot(decode_message(payload)))
+            spawn(self._finish_snapshot(message))
 
     def _handshake(self, kind: int, payload: bytes) -> None:
         assert self.transport is not None

@@ -310,7 +310,8 @@ class ClientHarness:
         if replies != expected:
             raise FuzzFailure(f"{replies} replies to {expected} requests", data)
         if parsed.error is not None:
-            tail = f"-{parsed.error}\r\n".encode()
+            text = parsed.error.replace("\r", " ").replace("\n", " ")  # as Redis sends it
+            tail = f"-{text}\r\n".encode("utf-8", "surrogateescape")
             if not transport.out.endswith(tail) or not transport.closed:
                 raise FuzzFailure(f"a protocol error was not {tail!r} and a close", data)
         after = self._state()

@@ -101,7 +101,8 @@ class FrameGuard:
             self.elements = max(count, 0)  # "*-1", "*0", "*-5": empty requests
             return
         if line[:1] != b"$":
-            raise ProtocolError(f"expected '$', got '{line[:1].decode('latin-1')}'")
+            got = line[:1].decode("utf-8", "surrogateescape")  # sent back as the byte it is
+            raise ProtocolError(f"expected '$', got '{got}'")
         size = _parse_len(line[1:]) if ended else None
         if size is None or size < 0 or size > self.max_bulk:
             raise ProtocolError("invalid bulk length")

@@ -3,13 +3,17 @@ inputs fuzzing found, each with the reply Redis 7.0 gives it."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
+import hiredis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from respkv.protocol.parser import ProtocolError, RequestParser
+from respkv.protocol.reply import RespError, encode
 from testsupport import fuzz_targets as ft
 from testsupport.processes import redis_server
 
@@ -110,11 +114,6 @@ def test_a_refused_frame_waits_for_the_end_of_its_bad_line() -> None:
 
 def _redis_answers(port: int, data: bytes, replies: int, closes: bool) -> list[object]:
     """What redis-server answers ``data``: its replies, having closed if ``closes``."""
-    import socket
-    import time
-
-    import hiredis
-
     reader = hiredis.Reader()
     got: list[object] = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -147,3 +146,15 @@ def test_redis_reads_the_found_inputs_so(redis_port: int, data: bytes,
     assert len(got) == len(frames) + (error is not None)
     if error is not None:
         assert str(got[-1]) == f"ERR Protocol error: {error}"
+
+
+def test_a_byte_that_is_not_utf8_is_quoted_back_raw(redis_port: int) -> None:
+    """Found by fuzzing a connection: '\\xcb' came back as the two bytes of U+00CB."""
+    data = b"*2\r\n\xcb1\r\nc\r\n"
+    _, error = parse(data)
+    assert error is not None
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as sock:
+        sock.sendall(data)
+        redis_says = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert encode(RespError(error), False) == redis_says == (
+        b"-ERR Protocol error: expected '$', got '\xcb'\r\n")

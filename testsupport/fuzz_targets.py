@@ -28,6 +28,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,6 +429,7 @@ class CoreEndpoint:
         self.messages: list[Message] = []
         self.snapshots: list[Message] = []
         self.removed: list[tuple[str, int]] = []
+        self.failures: list[str] = []
 
     def state(self) -> tuple[int, int, int, str | None]:
         core = self.core
@@ -435,10 +437,13 @@ class CoreEndpoint:
 
     def on_message(self, message: Message) -> None:
         self.messages.append(message)
-        with contextlib.suppress(Exception):  # the core's own checks: not what is fuzzed
+        try:
             self.core.step(message)
             if self.core.has_ready():
                 self.core.advance(self.core.ready())
+        except Exception as error:  # the transport let through what the core fails on
+            self.failures.append(f"the core raised {error!r} on {message!r}")
+            raise
 
     def on_snapshot(self, message: Message, path: Path) -> None:
         self.snapshots.append(message)
@@ -469,6 +474,9 @@ class InboundHarness:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.loop = asyncio.new_event_loop()
+        # one worker for the snapshots' to_thread: each new thread reserves a stack and
+        # an arena (~70 MB of address space), which the memory watch would count
+        self.loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
         self.told: list[tuple[str, dict[str, str]]] = []
         self.transport = raft_port.Transport(
             SELF, CLUSTER, SECRET, "127.0.0.1", 0, lambda group: directory / group, {},
@@ -496,7 +504,7 @@ class InboundHarness:
                     authenticated: bool) -> tuple[CoreEndpoint, raft_port.Inbound,
                                                   FakeTransport]:
         endpoint = self.endpoint
-        if endpoint.messages or endpoint.snapshots or endpoint.removed:
+        if endpoint.messages or endpoint.snapshots or endpoint.removed or endpoint.failures:
             endpoint = self.endpoint = CoreEndpoint()  # the last input changed it
         self.transport.handlers = {GROUP: endpoint}
         inbound = raft_port.Inbound(self.transport)
@@ -529,6 +537,8 @@ class InboundHarness:
         endpoint, inbound, fake = self.loop.run_until_complete(
             self._feed(split(data, cuts), data, authenticated))
         genesis = self.genesis
+        if endpoint.failures:
+            raise FuzzFailure(endpoint.failures[0], data)
         if not authenticated:
             if endpoint.messages or endpoint.snapshots or endpoint.removed:
                 raise FuzzFailure("a connection that never authenticated reached the group",

@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from respkv.raft.codec import F_ENTS, VERSION
+from respkv.raft.codec import (
+    F_ENTS,
+    VERSION,
+    CodecError,
+    check_message,
+    decode_message,
+    encode_message,
+)
+from respkv.raft.messages import Message, MessageType
+from respkv.raft.types import Entry, EntryKind
 from testsupport import fuzz_targets as ft
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None)
@@ -55,3 +65,21 @@ def test_a_promised_four_billion_entries_cost_what_the_bytes_do() -> None:
     watch = ft.MemoryWatch(limit=16 << 20)
     assert ft.decode_raft_message(data) is None
     watch.check(data)
+
+
+def test_check_message_passes_what_a_leader_sends() -> None:
+    for message in ft.message_corpus():
+        check_message(message)
+
+
+@pytest.mark.parametrize("message", [
+    Message(MessageType.APP, index=3, entries=(Entry(1, 5, EntryKind.NORMAL, b""),)),
+    Message(MessageType.HEARTBEAT, index=3, entries=(Entry(1, 4, EntryKind.NORMAL, b""),)),
+    Message(MessageType.APP, index=3, entries=(Entry(1, 4, EntryKind.CONF_CHANGE, b"\x09"),)),
+    Message(MessageType.APP, index=3,
+            entries=(Entry(1, 4, EntryKind.CONF_CHANGE, b"\x01\x00\x02\xff\xfe"),)),
+])
+def test_check_message_refuses_what_the_core_would_fail_on(message: Message) -> None:
+    assert decode_message(encode_message(message)).entries == list(message.entries)  # carried
+    with pytest.raises(CodecError):
+        check_message(message)

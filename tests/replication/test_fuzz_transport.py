@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from respkv.raft.codec import encode_message
-from respkv.raft.messages import Message
+from respkv.raft.messages import Message, MessageType
+from respkv.raft.types import Entry, EntryKind
 from respkv.replication import transport as raft_port
 from testsupport import fuzz_targets as ft
 
@@ -97,3 +98,20 @@ def test_a_removed_notice_that_is_not_an_object_closes_the_link(
     outcome = harness.run(raft_port.frame(raft_port.REMOVED, json.dumps([1]).encode()),
                           authenticated=True)
     assert outcome.closed and harness.endpoint.removed == []
+
+
+@pytest.mark.parametrize("entries", [
+    (Entry(2, 9, EntryKind.NORMAL, b"SET k v"),),  # not right after index 3
+    (Entry(2, 4, EntryKind.CONF_CHANGE, b"\x53\x00\x02n4"),),  # no such change
+    (Entry(2, 4, EntryKind.CONF_CHANGE, b"\x01\xff"),),  # cut short
+])
+def test_a_message_the_core_would_fail_on_closes_the_link(harness: ft.InboundHarness,
+                                                          entries: tuple[Entry, ...]) -> None:
+    """Found by fuzzing: the core raised on these (LogError, struct.error) with the
+    undecodable conf change already in its log; the link now closes before it."""
+    message = Message(MessageType.APP, group=ft.GROUP, from_=ft.PEER, to=ft.SELF, term=2,
+                      index=3, log_term=1, entries=entries, commit=3)
+    outcome = harness.run(raft_port.frame(raft_port.MSG, encode_message(message)),
+                          authenticated=True)
+    assert outcome.closed and outcome.delivered == []
+    assert harness.endpoint.state() == harness.genesis

@@ -39,7 +39,7 @@ from typing import Protocol
 
 from respkv.background import spawn
 from respkv.raft.codec import check_message, decode_message, encode_message
-from respkv.raft.messages import Message
+from respkv.raft.messages import Message, MessageType
 from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
 from respkv.replication.health import PeerHealth
@@ -532,11 +532,13 @@ class Inbound(asyncio.Protocol):
             self.close()
         elif kind == SNAP_END:
             message = decode_message(payload)
-            # the file is the authenticated peer's, for the group its chunks named
+            # a MsgSnap of the authenticated peer, for the group its chunks named
             if message.from_ != self.peer or (self.snapshot_group is not None
                                               and message.group != self.snapshot_group):
                 raise ConnectionError(f"a snapshot end from {message.from_[:40]!r} for"
                                       f" {message.group[:40]!r} on {self.peer}'s link")
+            if message.type is not MessageType.SNAP or message.snapshot is None:
+                raise ConnectionError(f"a snapshot end carrying {message!r}")
             self.done = True
             spawn(self._finish_snapshot(message))
 

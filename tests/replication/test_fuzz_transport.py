@@ -93,6 +93,16 @@ def test_a_snapshot_end_naming_another_sender_is_refused(harness: ft.InboundHarn
     assert outcome.snapshots == [] and outcome.closed
 
 
+@pytest.mark.parametrize("kind", [MessageType.APP, MessageType.HEARTBEAT_RESP])
+def test_a_snapshot_end_carrying_another_message_is_refused(harness: ft.InboundHarness,
+                                                            kind: MessageType) -> None:
+    """Found by fuzzing: an APP with a snapshot meta was handed over as a snapshot."""
+    snap = next(m for m in ft.message_corpus() if m.snapshot is not None)
+    snap.type = kind
+    outcome = harness.run(_snapshot_stream(snap), authenticated=True)
+    assert outcome.snapshots == [] and outcome.closed
+
+
 def test_a_removed_notice_that_is_not_an_object_closes_the_link(
         harness: ft.InboundHarness) -> None:
     outcome = harness.run(raft_port.frame(raft_port.REMOVED, json.dumps([1]).encode()),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from testsupport import fuzz_targets as ft
@@ -145,10 +145,15 @@ def run_mutations(target: Target, inputs: int, rng: random.Random, report: Repor
                       f" {sum(c for c, _ in report.failures.values())} failures", flush=True)
 
 
-def run_hypothesis(target: Target, examples: int, seed: int, report: Report) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+def run_hypothesis(target: Target, examples: int, seed_: int, report: Report) -> None:
+    """Inputs hypothesis makes: bytes, and strings of tokens and corpus entries."""
+    pieces = TOKENS + target.corpus
+
+    @seed(seed_)
+    @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=3))
+    @given(st.binary(max_size=300) | st.lists(st.sampled_from(pieces), max_size=16).map(b"".join),
+           st.lists(st.integers(0, 400), max_size=3))
     def check(data: bytes, cuts: list[int]) -> None:
         try:
             target.run(data, cuts)
@@ -157,8 +162,8 @@ def run_hypothesis(target: Target, examples: int, seed: int, report: Report) -> 
             report.failed(error, data)
         report.inputs += 1
 
-    check._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
-    check()
+    if examples:
+        check()
 
 
 def main() -> None:

@@ -89,6 +89,8 @@ def make_target(name: str) -> Target:
         return Target(name, ft.codec_corpus(), lambda d, c: ft.decode_raft_message(d))
     if name == "frames":
         return Target(name, ft.frame_corpus(), lambda d, c: ft.read_frames(d, c))
+    if name == "broadcast":
+        return Target(name, ft.broadcast_corpus(), lambda d, c: ft.broadcast_payload(d))
     if name == "dial":
         return Target(name, ft.dial_corpus(), lambda d, c: ft.dial_handshake(d, c))
     if name in ("inbound", "handshake"):
@@ -106,7 +108,7 @@ def make_target(name: str) -> Target:
     raise SystemExit(f"unknown target {name!r}")
 
 
-TARGETS = ["parser", "client", "codec", "frames", "inbound", "handshake", "dial"]
+TARGETS = ["parser", "client", "codec", "frames", "inbound", "handshake", "dial", "broadcast"]
 
 
 class Report:

@@ -580,6 +580,54 @@ def inbound_harness() -> Iterator[InboundHarness]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# -- BROADCAST payloads: pub/sub messages from a peer -------------------------------------
+
+
+@dataclass
+class _Listener:
+    """A subscriber to every channel (a pattern "*") and to the shard channel "s"."""
+
+    id: int = 1
+    resp3: bool = True
+    subscriptions: dict[str, set[bytes]] = field(default_factory=lambda: {
+        "channel": set(), "pattern": set(), "shard": set()})
+    received: list[bytes] = field(default_factory=list)
+
+    def push(self, data: bytes) -> None:
+        self.received.append(data)
+
+
+_HUBS: list[tuple[Any, _Listener]] = []
+
+
+def broadcast_payload(data: bytes) -> int:
+    """PubSubHub.on_broadcast on a peer's payload: it raises nothing (a bad payload is
+    ignored), and delivers at most one message, whose channel and message are bytes.
+    Returns how many messages it delivered."""
+    if not _HUBS:
+        from respkv.server.pubsub import PubSubHub  # the top layer: only this target
+
+        hub, listener = PubSubHub(lambda payload: 0), _Listener()
+        hub.subscribe(listener, "pattern", [b"*"])
+        hub.subscribe(listener, "shard", [b"s"])
+        listener.received.clear()
+        _HUBS.append((hub, listener))
+    hub, listener = _HUBS[0]
+    listener.received.clear()
+    try:
+        hub.on_broadcast(data)
+    except Exception as error:
+        raise FuzzFailure(f"on_broadcast raised {error!r}", data) from error
+    if len(listener.received) > 1:
+        raise FuzzFailure(f"one payload delivered {len(listener.received)} messages", data)
+    return len(listener.received)
+
+
+def broadcast_corpus() -> list[bytes]:
+    return [resp("c", "news", "hello"), resp("s", "s", "hi"), resp("c", "x", ""),
+            b"*3\r\n$1\r\nc\r\n:1\r\n:2\r\n", b"*1\r\n%1\r\n*0\r\n:1\r\n"]
+
+
 # -- the Raft port: the dialing side ----------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import hiredis
 
 from respkv.commands import errors
 from respkv.commands.glob import stringmatch
+from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Frames, Push, Reply, encode
 from respkv.replication.slots import key_slot
 
@@ -113,13 +114,14 @@ class PubSubHub:
 
     def on_broadcast(self, payload: bytes) -> None:
         """A peer's message (the transport calls this)."""
-        reader = hiredis.Reader()
-        reader.feed(payload)
+        # the request parser, not a bare hiredis Reader: bulks only, and no allocation
+        # for a "*99999999" (a peer's bytes, as a client's, are parsed with limits)
         try:
-            fields = reader.gets()
-        except hiredis.ProtocolError:
-            fields = None
-        if not isinstance(fields, list) or len(fields) != 3 or fields[0] not in (b"c", b"s"):
+            requests = RequestParser().feed(payload)
+        except ProtocolError:
+            requests = []
+        fields = requests[0] if len(requests) == 1 else None
+        if fields is None or len(fields) != 3 or fields[0] not in (b"c", b"s"):
             logger.warning("malformed pub/sub message from a peer ignored")
             return
         self.received_from_peers += 1

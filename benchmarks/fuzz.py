@@ -78,8 +78,10 @@ def cuts_for(rng: random.Random, data: bytes) -> list[int]:
 
 class Target:
     def __init__(self, name: str, corpus: list[bytes], run: Callable[[bytes, list[int]], object],
-                 close: Callable[[], None] = lambda: None) -> None:
+                 close: Callable[[], None] = lambda: None,
+                 background: Callable[[], object] | None = None) -> None:
         self.name, self.corpus, self.run, self.close = name, corpus, run, close
+        self.background = background  # see MemoryWatch
 
 
 def make_target(name: str) -> Target:
@@ -104,7 +106,7 @@ def make_target(name: str) -> Target:
         manager = ft.client_harness(free_port())
         harness = manager.__enter__()
         return Target(name, ft.request_corpus(), harness.run,
-                      lambda: manager.__exit__(None, None, None))
+                      lambda: manager.__exit__(None, None, None), harness.background_work)
     raise SystemExit(f"unknown target {name!r}")
 
 
@@ -188,7 +190,7 @@ def main() -> None:
                 target.run(data, [])
             except ft.FuzzFailure as error:
                 report.failed(error, data)
-        report.watch = ft.MemoryWatch()  # type: ignore[attr-defined]
+        report.watch = ft.MemoryWatch(background=target.background)  # type: ignore[attr-defined]
         rng = random.Random(f"{args.seed}-{name}")
         hypothesis_inputs = int(args.inputs * args.hypothesis_share)
         started = time.perf_counter()

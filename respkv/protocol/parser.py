@@ -225,18 +225,17 @@ class RequestParser:
                     if data[offset] != 0x2A:  # not "*": inline, which hiredis must not
                         frame = None  # parse (it would build a "%1" map, a "*N" in it...)
                         break
-                    negative = data[offset + 1 : offset + 2] == b"-"
-                    newline = data.find(b"\n", offset) if negative else -1
-                    if newline > 0:
-                        # "*-1", "*-5": Redis ignores a request of no arguments; hiredis
-                        # refuses all but "*-1", so it is restarted past it
-                        check_array_header(data, offset)  # "*-0", "*-x": refused
-                        offset = newline + 1
-                        reader = self.reader = hiredis.Reader()
-                        reader.feed(data[offset:])
-                        continue
-                    if data[offset + 2 : offset + 4] != b"\r\n":
-                        check_array_header(data, offset)  # a count of 10 or more
+                    if data[offset + 2 : offset + 4] != b"\r\n":  # not "*N" with N < 10
+                        negative = data[offset + 1 : offset + 2] == b"-"
+                        newline = data.find(b"\n", offset) if negative else -1
+                        check_array_header(data, offset)  # "*-0", "*-x", N too big: refused
+                        if newline > 0:
+                            # "*-1", "*-5": Redis ignores a request of no arguments;
+                            # hiredis refuses all but "*-1", so it is restarted past it
+                            offset = newline + 1
+                            reader = self.reader = hiredis.Reader()
+                            reader.feed(data[offset:])
+                            continue
                 frame = reader.gets()
                 if frame is False:
                     break

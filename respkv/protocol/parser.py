@@ -30,13 +30,18 @@ class ProtocolError(Exception):
         self.reply_text = f"ERR Protocol error: {reason}"
 
 
-def frame_size(frame: list, max_bulk: int) -> int:
+def frame_size(frame: list, max_bulk: int, data: bytes = b"", start: int = -1) -> int:
     """Bytes a request array took on the wire; rejects elements that are not bulks
-    and bulks longer than ``max_bulk`` (hiredis parses whole frames unchecked)."""
+    and bulks longer than ``max_bulk`` (hiredis parses whole frames unchecked). With
+    the frame's ``data`` and ``start``, also that each element starts with "$":
+    hiredis returns a simple string ("+OK") as bytes, as it returns a bulk."""
     count = len(frame)
     size = 4 if count < 10 else 3 + len(str(count))
+    end = len(data) - start if start >= 0 else 0  # 0: not checked
     for arg in frame:
         if type(arg) is not bytes:
+            raise ProtocolError("expected '$'")
+        if end and (size >= end or data[start + size] != 0x24):
             raise ProtocolError("expected '$'")
         n = len(arg)
         if n > max_bulk:
@@ -48,13 +53,14 @@ def frame_size(frame: list, max_bulk: int) -> int:
 class FrameGuard:
     """Walks the headers of one incomplete request frame, checking Redis' limits."""
 
-    __slots__ = ("consumed", "elements", "line", "max_bulk", "skip", "started")
+    __slots__ = ("consumed", "count", "elements", "line", "max_bulk", "skip", "started")
 
     def __init__(self, max_bulk: int) -> None:
         self.max_bulk = max_bulk
         self.consumed = 0  # bytes of this frame seen so far
         self.line = b""  # a header line not yet ended by \r\n
         self.elements = -1  # bulks still expected; -1 before the array header
+        self.count = 0  # the array header's count, once read
         self.skip = 0  # payload bytes (plus CRLF) still to pass over
 
     def scan(self, data: bytes, start: int = 0) -> int | None:
@@ -86,35 +92,45 @@ class FrameGuard:
         return pos if self.elements == 0 and not self.skip else None
 
     def header(self, line: bytes) -> None:
-        line = line.rstrip(b"\r")
+        # a header ends with one \r\n: Redis reads to the \r, hiredis to the \r\n
+        ended = line[-1:] == b"\r"
+        line = line[:-1]
         if self.elements < 0:
-            count = _parse_len(line[1:])
+            count = _parse_len(line[1:]) if ended else None
             if count is None or count > MAX_MULTIBULK:
                 raise ProtocolError("invalid multibulk length")
-            self.elements = max(count, 0)  # "*-1" and "*0": empty requests
+            self.count = count
+            self.elements = max(count, 0)  # "*-1", "*0", "*-5": empty requests
             return
         if line[:1] != b"$":
-            raise ProtocolError(f"expected '$', got '{line[:1].decode('latin-1')}'")
-        size = _parse_len(line[1:])
+            got = line[:1].decode("utf-8", "surrogateescape")  # sent back as the byte it is
+            raise ProtocolError(f"expected '$', got '{got}'")
+        size = _parse_len(line[1:]) if ended else None
         if size is None or size < 0 or size > self.max_bulk:
             raise ProtocolError("invalid bulk length")
         self.elements -= 1
         self.skip = size + 2
 
 
-# An aggregate header with a count of a million or more at the start of a line:
-# inside a request it is an error anyway, and hiredis would allocate the whole
-# array (8 bytes an element) as soon as it parsed it.
-_BIG_NESTED = re.compile(rb"\n[*%~>|][0-9]{7}")
+# An aggregate header with a count of a million or more: inside a request it is an
+# error anyway, and hiredis would allocate the whole array (8 bytes an element) as
+# soon as it parsed it. Not only at the start of a line: hiredis does not check the
+# two bytes after a bulk ("$1\r\naXY*99999999" is read as a second element).
+_BIG_NESTED = re.compile(rb"[*%~>|][0-9]{7}")
 
 
-def check_frames(data: bytes, pos: int, max_bulk: int) -> None:
-    """Walk the headers of the frames in ``data`` from ``pos``, raising on a bad one."""
+def check_frames(data: bytes, pos: int, max_bulk: int) -> tuple[int, ProtocolError] | None:
+    """Walk the headers of the frames in ``data`` from ``pos``: where the first bad
+    one starts and its error, or None."""
     while data[pos : pos + 1] == b"*":
-        done = FrameGuard(max_bulk).scan(data, pos)
+        try:
+            done = FrameGuard(max_bulk).scan(data, pos)
+        except ProtocolError as error:
+            return pos, error
         if done is None:
-            return
+            return None
         pos = done
+    return None
 
 
 def check_array_header(data: bytes, offset: int) -> None:
@@ -124,17 +140,20 @@ def check_array_header(data: bytes, offset: int) -> None:
     newline = data.find(b"\n", offset, offset + MAX_HEADER)
     if newline < 0:
         return  # incomplete: the FrameGuard checks it once the line is complete
-    count = _parse_len(data[offset + 1 : newline].rstrip(b"\r"))
+    count = _parse_len(data[offset + 1 : newline - 1]) if data[newline - 1] == 0x0D else None
     if count is None or count > MAX_MULTIBULK:
         raise ProtocolError("invalid multibulk length")
 
 
 def _parse_len(raw: bytes) -> int | None:
-    try:
-        value = int(raw)
-    except ValueError:
+    """A length as Redis' string2ll reads it: digits, an optional minus, nothing else
+    (int() would also take '+3', ' 3' and '3_0', which hiredis and Redis refuse)."""
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if not digits.isdigit() or len(digits) > 18:
         return None
-    return value if value >= -1 else None
+    if digits[0] == 0x30 and (len(digits) > 1 or digits is not raw):
+        return None  # "01", "-0": string2ll reads only the shortest form
+    return int(raw)
 
 
 class RequestParser:
@@ -146,14 +165,19 @@ class RequestParser:
         self.guard: FrameGuard | None = None  # set while a RESP frame is incomplete
         # set while an inline line is incomplete: its bytes so far
         self.inline: bytearray | None = None
+        # hiredis refused a frame at a header line that has not ended yet: Redis waits
+        # for the end of that line to say what is wrong with it, and so do we
+        self.refused: FrameGuard | None = None
 
         self.completed = 0  # the size of a request the last feed completed, begun earlier
 
     @property
     def pending(self) -> int:
-        """Bytes of a request received but not complete yet."""
-        if self.guard is not None:
-            return self.guard.consumed
+        """Bytes of a request received but not complete yet (one waiting for the end
+        of its bad header line too: Redis holds those in its query buffer)."""
+        guard = self.guard or self.refused
+        if guard is not None:
+            return guard.consumed
         return len(self.inline) if self.inline else 0
 
     @property
@@ -179,10 +203,13 @@ class RequestParser:
         return frames
 
     def _feed(self, data: bytes, frames: list[list[bytes]]) -> None:
+        if self.refused is not None:
+            self.refused.scan(data)
+            self._await_refusal(self.refused)
+            return
         if self.inline is not None:
             self._feed_inline(data, frames)
             return
-        reader = self.reader
         # offset: where in ``data`` the next frame starts (negative while the
         # frame that began in earlier data is still being completed)
         offset = -self.guard.consumed if self.guard is not None else 0
@@ -197,25 +224,50 @@ class RequestParser:
             first = len(data) if done is None else done
             if done is not None:
                 self.completed = self.guard.consumed - (len(data) - done)
-        if _BIG_NESTED.search(data, first):
-            check_frames(data, first, self.max_bulk)
+            if done is not None and self.guard.count < 0:
+                # "*-5" begun in an earlier read: ignored, as above; hiredis must not see it
+                self.guard = None
+                self.reader = hiredis.Reader()
+                self._feed(data[done:], frames)
+                return
+        bad = check_frames(data, first, self.max_bulk) if _BIG_NESTED.search(data, first) else None
+        if bad is not None:
+            data = data[: bad[0]]  # the requests before the bad one run, as in Redis
+        self._parse(data, frames, offset, scanned)
+        if bad is not None:
+            self.reader = hiredis.Reader()
+            raise bad[1]
+
+    def _parse(self, data: bytes, frames: list[list[bytes]], offset: int,
+               scanned: bool) -> None:
+        reader = self.reader
         reader.feed(data)
         end = len(data)
         try:
             while True:
-                if 0 <= offset < end and data[offset + 2 : offset + 4] != b"\r\n":
-                    check_array_header(data, offset)  # a count of 10 or more: check it
+                if 0 <= offset < end:
+                    if data[offset] != 0x2A:  # not "*": inline, which hiredis must not
+                        frame = None  # parse (it would build a "%1" map, a "*N" in it...)
+                        break
+                    if data[offset + 2 : offset + 4] != b"\r\n":  # not "*N" with N < 10
+                        negative = data[offset + 1 : offset + 2] == b"-"
+                        newline = data.find(b"\n", offset) if negative else -1
+                        check_array_header(data, offset)  # "*-0", "*-x", N too big: refused
+                        if newline > 0:
+                            # "*-1", "*-5": Redis ignores a request of no arguments;
+                            # hiredis refuses all but "*-1", so it is restarted past it
+                            offset = newline + 1
+                            reader = self.reader = hiredis.Reader()
+                            reader.feed(data[offset:])
+                            continue
                 frame = reader.gets()
                 if frame is False:
                     break
-                if frame is None and data[offset : offset + 2] == b"*-":
-                    offset += 5  # "*-1\r\n": Redis ignores a null request
-                    continue
                 if type(frame) is not list:
                     break  # a top-level non-array: Redis reads that as inline
                 start = offset
                 try:
-                    offset += frame_size(frame, self.max_bulk)
+                    offset += frame_size(frame, self.max_bulk, data, start)
                 except ProtocolError:
                     self._explain(data, start)  # Redis' text for it, when we can tell
                     raise
@@ -226,7 +278,7 @@ class RequestParser:
                 self.guard = None
                 if frame:
                     frames.append(frame)
-        except hiredis.ProtocolError:
+        except (hiredis.ProtocolError, TypeError):  # TypeError: a map keyed by a list
             frame = None
         if frame is not False or (offset >= 0 and data[offset : offset + 1] not in (b"*", b"")):
             self._restart_inline(data, max(offset, 0), frames)
@@ -246,11 +298,25 @@ class RequestParser:
     def _restart_inline(self, data: bytes, offset: int, frames: list[list[bytes]]) -> None:
         """hiredis stopped at ``offset``: what follows is inline or garbage."""
         self.reader = hiredis.Reader()
-        if self.guard is not None or data[offset : offset + 1] == b"*":
-            FrameGuard(self.max_bulk).scan(data, offset)
-            raise ProtocolError("invalid multibulk length")
+        if self.guard is not None:  # the frame began earlier: the guard has seen data
+            self._await_refusal(self.guard)
+            return
+        if data[offset : offset + 1] == b"*":
+            guard = FrameGuard(self.max_bulk)
+            guard.scan(data, offset)  # raises Redis' error when the bad line is complete
+            self._await_refusal(guard)
+            return
         self.inline = bytearray()
         self._feed_inline(data[offset:], frames)
+
+    def _await_refusal(self, guard: FrameGuard) -> None:
+        """hiredis refused the frame ``guard`` walks: wait for the guard to say why (it
+        raises Redis' error once the bad header line has ended), unless it is not in
+        the middle of a header line, where Redis' own reasons differ from hiredis'."""
+        self.guard = None
+        if guard.skip or not guard.line:
+            raise ProtocolError("invalid multibulk length")
+        self.refused = guard
 
     def _feed_inline(self, data: bytes, frames: list[list[bytes]]) -> None:
         if self.inline:
@@ -278,8 +344,10 @@ class RequestParser:
                 return
             # every complete line up to the last, or up to one that starts a RESP
             # request, split at once: a pipeline of inline commands costs per line
+            # (the "\n*" searched from ``newline`` itself: from ``newline - 1`` a line
+            # ending at 0 searched from -1, the end, and missed the request after it)
             last = buffer.rfind(b"\n", newline)
-            star = buffer.find(b"\n*", newline - 1, last)
+            star = buffer.find(b"\n*", newline, last)
             stop = last if star < 0 else star
             for line in buffer[pos:stop].split(b"\n"):
                 if len(line) > MAX_INLINE:

@@ -144,7 +144,8 @@ def _encode(reply: Reply, resp3: bool, out: list[bytes]) -> None:
         for item in reply:
             _encode(item, resp3, out)
     elif isinstance(reply, RespError):
-        out.append(b"-%s\r\n" % _one_line(reply.text).encode())
+        # surrogateescape: a byte a client sent, quoted back raw as Redis does
+        out.append(b"-%s\r\n" % _one_line(reply.text).encode("utf-8", "surrogateescape"))
     elif kind is str:
         data = reply.encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))

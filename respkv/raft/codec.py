@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 
+from respkv.raft.confchange import decode_conf_change
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.types import Entry, EntryKind
 
@@ -156,3 +157,20 @@ def _decode(mv: memoryview) -> Message:
         context=ctx,
         snapshot=snap,
     )
+
+
+def check_message(m: Message) -> None:
+    """Raise CodecError for a message the Raft core would fail on: entries anywhere but
+    in an AppendEntries, not right after its ``index``, or a conf change that does not
+    decode. The codec carries such a message faithfully; a peer must never send one."""
+    ents = m.entries
+    if not ents:
+        return
+    if m.type is not MessageType.APP or ents[0].index != m.index + 1:
+        raise CodecError(f"entries from {ents[0].index} in {m!r}")
+    for e in ents:
+        if e.kind is EntryKind.CONF_CHANGE:
+            try:
+                decode_conf_change(e.data)
+            except (struct.error, ValueError) as exc:  # UnicodeDecodeError is one
+                raise CodecError(f"bad conf change at {e.index}: {exc}") from exc

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Protocol
 
 from respkv.background import spawn
-from respkv.raft.codec import decode_message, encode_message
+from respkv.raft.codec import check_message, decode_message, encode_message
 from respkv.raft.messages import Message
 from respkv.replication import peerauth
 from respkv.replication.addresses import split_address
@@ -549,6 +549,7 @@ class Inbound(asyncio.Protocol):
             message = decode_message(payload)
             if message.from_ != self.peer:
                 raise ConnectionError(f"a message from {message.from_} on {self.peer}'s link")
+            check_message(message)  # what would make the core raise never reaches it
             group = owner.handlers.get(message.group)
             if group is not None:
                 group.on_message(message)

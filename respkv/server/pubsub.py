@@ -21,6 +21,7 @@ import hiredis
 
 from respkv.commands import errors
 from respkv.commands.glob import stringmatch
+from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import Frames, Push, Reply, encode
 from respkv.replication.slots import key_slot
 
@@ -111,13 +112,15 @@ class PubSubHub:
     def on_broadcast(self, payload: bytes) -> None:
         """A peer's message (the transport calls this); raises ValueError when it is
         not one, and the transport then closes that peer's connection."""
-        reader = hiredis.Reader()
-        reader.feed(payload)
+        # the request parser, not a bare hiredis Reader: bulks only, and no allocation
+        # for a "*99999999" (a peer's bytes, as a client's, are parsed with limits)
         try:
-            fields = reader.gets()
-        except hiredis.ProtocolError:
-            fields = None
-        if not isinstance(fields, list) or len(fields) != 3 or fields[0] not in (b"c", b"s"):
+            # "*": an inline line is a client's convenience, never what a peer sends
+            requests = RequestParser().feed(payload) if payload[:1] == b"*" else []
+        except ProtocolError:
+            requests = []
+        fields = requests[0] if len(requests) == 1 else None
+        if fields is None or len(fields) != 3 or fields[0] not in (b"c", b"s"):
             raise ValueError("malformed pub/sub message")
         self.received_from_peers += 1
         self.deliver(fields[1], fields[2], fields[0] == b"s")

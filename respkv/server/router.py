@@ -26,6 +26,7 @@ from typing import Protocol
 from respkv.commands.errors import CROSSSLOT, DISK_FULL
 from respkv.commands.table import Command
 from respkv.protocol.reply import Reply, RespError
+from respkv.replication.eviction import Evictor
 from respkv.replication.group import RaftGroup
 from respkv.replication.node import ClusterNode
 from respkv.replication.slots import key_slot
@@ -55,6 +56,7 @@ class Router:
         self.groups: list[RaftGroup] = []
         self.owner: list[int] = []
         self.gate: asyncio.Future[None] | None = None  # set while a cross-group write runs
+        self.evictor = Evictor(lambda: self.node.groups, node.config)  # maxmemory
 
     def start(self) -> None:
         """Once the node has opened its groups."""

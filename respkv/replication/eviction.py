@@ -40,6 +40,7 @@ class Evictor:
         self.rng = rng or random.Random()
         self.inflight: dict[str, asyncio.Future[Reply]] = {}  # group name -> its eviction
         self.tracking: bool | None = None
+        self.pools: dict[tuple[str, str], dict[bytes, int]] = {}  # (group, policy) -> pool
 
     def used(self) -> int:
         return sum(group.keyspace.used for group in self.groups())
@@ -79,8 +80,10 @@ class Evictor:
                 continue
             keyspace = group.keyspace
             share = -(-excess * keyspace.used // total) if total else 0  # rounded up
-            keys = choose(keyspace, config.maxmemory_policy, config.maxmemory_samples,
-                          share, EVICT_BATCH, self.rng)
+            policy = config.maxmemory_policy
+            pool = self.pools.setdefault((group.name, policy), {})
+            keys = choose(keyspace, policy, config.maxmemory_samples, share, EVICT_BATCH,
+                          self.rng, pool)
             if not keys:
                 continue
             future = group.propose([b"respkv.evict", *keys])

@@ -9,8 +9,8 @@ randomness, since only the chosen names travel, and every node deletes those.
 - ``*-lru`` (and ``*-lfu``, run as their LRU counterpart) evict the sampled key least
   recently used, by ``Keyspace.access``; ``volatile-ttl`` the one soonest to expire;
   ``*-random`` the first sampled.
-- A pool of the best candidates seen is kept across the picks of one call, as Redis'
-  eviction pool, so a batch does not take a hot key because one sample held only hot
+- A pool of the best candidates seen is kept across picks and calls, as Redis'
+  eviction pool, so a pick does not take a hot key because one sample held only hot
   keys.
 """
 
@@ -34,9 +34,11 @@ def tracks_access(policy: str) -> bool:
 
 
 def choose(keyspace: Keyspace, policy: str, samples: int, target: int, limit: int,
-           rng: random.Random) -> list[bytes]:
+           rng: random.Random, pool: dict[bytes, int] | None = None) -> list[bytes]:
     """Keys to delete to free about ``target`` bytes (by ``key_cost``), at most
-    ``limit`` of them; [] when the policy evicts nothing or finds no candidate."""
+    ``limit`` of them; [] when the policy evicts nothing or finds no candidate.
+    ``pool``: the candidates left by the previous call on this keyspace and policy
+    (kept by the caller, as Redis keeps its pool between evictions), updated here."""
     if policy == "noeviction" or target <= 0:
         return []
     volatile = policy.startswith("volatile-")
@@ -46,9 +48,17 @@ def choose(keyspace: Keyspace, policy: str, samples: int, target: int, limit: in
     score = _scorer(keyspace, policy)
     chosen: list[bytes] = []
     taken: set[bytes] = set()
-    pool: dict[bytes, int] = {}  # candidate -> score, lower goes first
-    freed = 0
     data = keyspace.data
+    if pool is None or policy.endswith("-random"):
+        pool = {}  # candidate -> score, lower goes first
+    else:  # what was sampled before, scored anew: it may have been used or deleted since
+        alive = keyspace.expires if volatile else data
+        for key in list(pool):
+            if key in alive:
+                pool[key] = score(key)
+            else:
+                del pool[key]
+    freed = 0
     candidates = len(keyspace.expires if volatile else data)
     misses = 0
     while freed < target and len(chosen) < limit and len(taken) < candidates:

@@ -187,3 +187,16 @@ def test_random_and_noeviction_and_the_limit() -> None:
     assert choose(db, "noeviction", 5, 10 ** 9, 50, random.Random(6)) == []
     everything = choose(db, "allkeys-lru", 5, 10 ** 9, 1000, random.Random(7))
     assert len(everything) > 150  # samples find most keys even as few remain
+
+
+def test_the_pool_kept_between_calls_spares_hot_keys_one_eviction_at_a_time() -> None:
+    db = filled(1000)
+    hot = {f"k{i}".encode() for i in range(0, 1000, 100)}
+    for key in hot:
+        db.get_for_read(key, NOW)
+    pool: dict[bytes, int] = {}
+    rng = random.Random(8)
+    for _ in range(600):  # the way a leader evicts a key for each write over the limit
+        (key,) = choose(db, "allkeys-lru", 5, 1, 1, rng, pool)
+        assert key not in hot
+        db.delete(key)

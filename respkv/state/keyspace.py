@@ -335,13 +335,19 @@ class Keyspace:
         if isinstance(value, Collection):
             value.mark_rewrite()  # new to this key: none of its rows are stored under it
         old = self.data.get(key)
+        # inlined for strings: this is every SET's path
+        cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)
         if old is not None:
-            self.used -= _counted(key, old)
-            if type(old) is not bytes and old is not value:
-                self.cleared.add(key)
+            if type(old) is bytes:
+                cost -= KEY_OVERHEAD + len(old)
+            else:
+                cost -= _counted(key, old) - len(key)
+                if old is not value:
+                    self.cleared.add(key)
         else:
+            cost += len(key)
             self._index(key)
-        self.used += _count(key, value)
+        self.used += cost
         if self.access is not None:
             self.clock += 1
             self.access[key] = self.clock
@@ -360,13 +366,19 @@ class Keyspace:
         if isinstance(value, Collection):
             value.mark_rewrite()
         old = self.data.get(key)
+        # inlined for strings: this is every SET's path
+        cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)
         if old is not None:
-            self.used -= _counted(key, old)
-            if type(old) is not bytes and old is not value:
-                self.cleared.add(key)
+            if type(old) is bytes:
+                cost -= KEY_OVERHEAD + len(old)
+            else:
+                cost -= _counted(key, old) - len(key)
+                if old is not value:
+                    self.cleared.add(key)
         else:
+            cost += len(key)
             self._index(key)
-        self.used += _count(key, value)
+        self.used += cost
         if self.access is not None:
             self.clock += 1
             self.access[key] = self.clock

@@ -194,3 +194,21 @@ def test_allkeys_lru_evicts_the_same_keys_on_every_node(cluster: Cluster) -> Non
 
 def raft_field(node: Node, name: str) -> str:
     return parse_info(command(node.port, "INFO", "raft"))[name]
+
+
+def test_scripts_over_the_limit_as_redis(both: list[redis.Redis]) -> None:
+    scripts = ["return redis.call('set',KEYS[1],'b')", "return 1",
+               "return redis.call('get',KEYS[2])",
+               "#!lua flags=no-writes\nreturn redis.call('get',KEYS[2])",
+               "#!lua\nreturn redis.call('get',KEYS[2])",
+               "#!lua flags=allow-oom\nreturn redis.call('set',KEYS[1],'b')",
+               "return redis.pcall('set',KEYS[1],'b')['err']",
+               "redis.call('del',KEYS[2]); return redis.call('set',KEYS[1],'c')"]
+    replies = []
+    for client in both:
+        client.set("{t}there", "value")
+        over_limit(client)
+        replies.append([outcome(client, "EVAL", script, "2", "{t}a", "{t}there")
+                        for script in scripts])
+    assert replies[0] == replies[1]
+    assert replies[0][0].startswith("OutOfMemoryError: command not allowed when used memory")

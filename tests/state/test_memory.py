@@ -200,3 +200,47 @@ def test_the_pool_kept_between_calls_spares_hot_keys_one_eviction_at_a_time() ->
         (key,) = choose(db, "allkeys-lru", 5, 1, 1, rng, pool)
         assert key not in hot
         db.delete(key)
+
+
+def test_random_writes_of_every_type_never_drift_the_estimate() -> None:
+    rng = random.Random(1)
+    names = [f"{{a}}k{i}" for i in range(6)]
+
+    def k() -> str:
+        return rng.choice(names)
+
+    def v() -> str:
+        return "x" * rng.randrange(20)
+
+    makers = [
+        lambda: ("SET", k(), v()), lambda: ("APPEND", k(), v()),
+        lambda: ("SETRANGE", k(), str(rng.randrange(10)), v()), lambda: ("GETSET", k(), v()),
+        lambda: ("INCR", k()), lambda: ("DEL", k(), k()), lambda: ("RENAME", k(), k()),
+        lambda: ("COPY", k(), k(), "REPLACE"), lambda: ("HSET", k(), v(), v()),
+        lambda: ("HDEL", k(), v()), lambda: ("HINCRBYFLOAT", k(), v(), "1.5"),
+        lambda: ("LPUSH", k(), v(), v()), lambda: ("RPUSH", k(), v()),
+        lambda: ("LPOP", k(), "2"), lambda: ("LREM", k(), "1", v()),
+        lambda: ("LTRIM", k(), "1", "-2"), lambda: ("LINSERT", k(), "AFTER", v(), v()),
+        lambda: ("LSET", k(), "0", v()), lambda: ("LMOVE", k(), k(), "LEFT", "RIGHT"),
+        lambda: ("LMPOP", "2", k(), k(), "LEFT", "COUNT", "2"),
+        lambda: ("SADD", k(), v(), v()), lambda: ("SREM", k(), v()),
+        lambda: ("SPOP", k(), "2"), lambda: ("SMOVE", k(), k(), v()),
+        lambda: ("SDIFFSTORE", k(), k(), k()), lambda: ("SUNIONSTORE", k(), k(), k()),
+        lambda: ("ZADD", k(), str(rng.randrange(5)), v()),
+        lambda: ("ZADD", k(), "INCR", "1", v()), lambda: ("ZREM", k(), v()),
+        lambda: ("ZPOPMAX", k(), "2"), lambda: ("ZRANGESTORE", k(), k(), "0", "-1"),
+        lambda: ("ZREMRANGEBYSCORE", k(), "0", "2"), lambda: ("ZINTERSTORE", k(), "2", k(), k()),
+        lambda: ("SETBIT", k(), str(rng.randrange(64)), "1"),
+        lambda: ("BITOP", "OR", k(), k(), k()), lambda: ("PFADD", k(), v()),
+        lambda: ("PFMERGE", k(), k()), lambda: ("HSETNX", k(), v(), v()),
+        lambda: ("ZUNIONSTORE", k(), "2", k(), k()), lambda: ("GETDEL", k()),
+        lambda: ("RPOPLPUSH", k(), k()), lambda: ("ZMPOP", "1", k(), "MIN"),
+        lambda: ("LPUSHX", k(), v()), lambda: ("MSETNX", k(), v()),
+    ]
+    db = Keyspace()
+    for _ in range(5000):
+        write = rng.choice(makers)()
+        run(db, *write)
+        assert db.used == recounted(db), write
+    run(db, "FLUSHALL")
+    assert db.used == 0

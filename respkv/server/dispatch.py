@@ -167,9 +167,6 @@ class Dispatcher:
         if kind is Kind.WRITE:
             if router.gate is not None:
                 return Gated(router.gate)
-            if self.config.maxmemory and "denyoom" in command.flags \
-                    and not router.evictor.admit():
-                return encode(errors.OOM, client.resp3)
             timeout = TIMEOUTS.get(command.name)
             if timeout is not None:
                 return self._blocking(client, command, args, timeout)

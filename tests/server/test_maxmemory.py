@@ -212,3 +212,22 @@ def test_scripts_over_the_limit_as_redis(both: list[redis.Redis]) -> None:
                         for script in scripts])
     assert replies[0] == replies[1]
     assert replies[0][0].startswith("OutOfMemoryError: command not allowed when used memory")
+
+
+def test_noeviction_on_a_cluster_refuses_on_the_leader_and_moves_elsewhere(
+        cluster: Cluster) -> None:
+    leader = cluster.leader()
+    client = leader.client()
+    client.mset({f"k{i}": "v" * 100 for i in range(50)})
+    for node in cluster.nodes:
+        node.client().config_set("maxmemory-policy", "noeviction")
+        node.client().config_set("maxmemory", "1000")
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.set("k0", "x")
+    follower = next(n for n in cluster.nodes if n is not leader)
+    with pytest.raises(redis.exceptions.MovedError):
+        follower.client().set("k0", "x")
+    assert client.delete(*[f"k{i}" for i in range(45)]) == 45  # DEL works, and frees room
+    cluster.wait_caught_up()
+    assert client.set("k0", "x")
+    assert all(int(node.client().info("stats")["evicted_keys"]) == 0 for node in cluster.nodes)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 0.1  # seconds between the leader's looks at memory
 EVICT_BATCH = 1000  # keys at most in one eviction entry
+EVICT_BYTES = 1 << 20  # and about this much of key names at most (max-entry-bytes)
 
 
 class Evictor:
@@ -86,6 +87,7 @@ class Evictor:
                           self.rng, pool)
             if not keys:
                 continue
+            keys = _fitting(keys)
             future = group.propose([b"respkv.evict", *keys])
             self.inflight[group.name] = future
             future.add_done_callback(lambda done, name=group.name: self._done(name, done))
@@ -104,3 +106,14 @@ class Evictor:
             self.sync_tracking()
             if self.config.maxmemory and self.used() > self.config.maxmemory:
                 self.evict()
+
+
+def _fitting(keys: list[bytes]) -> list[bytes]:
+    """The first keys whose names fit in EVICT_BYTES (one at least): the rest are
+    evicted by the next entry."""
+    size = 0
+    for count, key in enumerate(keys):
+        size += len(key)
+        if size > EVICT_BYTES:
+            return keys[:max(count, 1)]
+    return keys

@@ -61,8 +61,8 @@ def test_each_led_group_evicts_its_share_once_at_a_time() -> None:
         ev.evict()
         assert len(led.proposed) == 1  # one in flight per group
         (_, future), = led.proposed
-        led.apply_proposed()
-        await future  # the evictor's done callback was added first: it has run
+        asyncio.get_running_loop().call_soon(led.apply_proposed)
+        await future  # the evictor's done callback was added before this wait's: it ran
         freed = total - led.keyspace.used - other.keyspace.used
         assert 1000 <= freed < 1300  # half the excess: the other leader frees its half
         assert led.keyspace.evicted == 100 - len(led.keyspace)

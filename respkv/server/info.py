@@ -88,9 +88,7 @@ class Info:
         used = sum(group.keyspace.used for group in self.groups)
         config = self.config
         return {"used_memory": used, "used_memory_human": human_bytes(used),
-                "used_memory_rss": rss_bytes(), "used_memory_peak_rss":
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                "used_memory_dataset": used,
+                "used_memory_rss": rss_bytes(), "used_memory_dataset": used,
                 "maxmemory": config.maxmemory, "maxmemory_human": human_bytes(config.maxmemory),
                 "maxmemory_policy": config.maxmemory_policy, **self.gc.info()}
 

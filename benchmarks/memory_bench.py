@@ -5,7 +5,9 @@ Starts a redis-server (no persistence: its memory is the dataset's) and a respkv
 node (``--shards 1``) on free loopback ports, loads ``--keys`` keys ``key:<n>`` with
 ``--value-bytes`` byte values into each (MSET batches of 1,000, pipelined), and reports
 the growth of each server's resident memory (VmRSS from /proc) per key, and for respkv
-the state store's size on disk per key. Every process started here is stopped by its PID.
+the state store's size on disk per key; and the growth of INFO's ``used_memory`` per key
+(respkv's is its dataset estimate, what ``maxmemory`` is held to: it should be near its
+RSS per key). Every process started here is stopped by its PID.
 
     python benchmarks/memory_bench.py
     python benchmarks/memory_bench.py --keys 1000000 --value-bytes 16
@@ -50,6 +52,15 @@ def settle(port: int, keys: int) -> None:
     time.sleep(2.0)  # respkv writes the applied state to its store every second
 
 
+def used_memory(port: int) -> int:
+    info = command(port, "INFO", "memory", timeout=30)
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError("INFO memory has no used_memory")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--keys", type=int, default=1_000_000)
@@ -64,18 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         redis = bench.start_redis("redis", ["--save", "", "--appendonly", "no"])
         respkv = bench.start_respkv_single()
         print(f"{args.keys} keys of {args.value_bytes}-byte values, MSET batches of {BATCH}")
-        print(f"{'server':7} {'load s':>7} {'RSS bytes/key':>14} {'store bytes/key':>16}")
+        print(f"{'server':7} {'load s':>7} {'RSS bytes/key':>14} {'used_memory/key':>16} "
+              f"{'store bytes/key':>16}")
         for target in (redis, respkv):
             port, pid = target.nodes[0].port, target.pids()[0]
-            before = rss_kib(pid)
+            before, used_before = rss_kib(pid), used_memory(port)
             seconds = load(port, args.keys, value)
             settle(port, args.keys)
             per_key = (rss_kib(pid) - before) * 1024 / args.keys
+            used_per_key = (used_memory(port) - used_before) / args.keys
             store = ""
             if target.kind == "respkv":
                 files = (bench.dir / "s1" / "data").glob("*.sqlite*")
                 store = f"{sum(f.stat().st_size for f in files) / args.keys:.0f}"
-            print(f"{target.name:7} {seconds:>7.1f} {per_key:>14.0f} {store:>16}", flush=True)
+            print(f"{target.name:7} {seconds:>7.1f} {per_key:>14.0f} {used_per_key:>16.0f} "
+                  f"{store:>16}", flush=True)
         return 0
     finally:
         bench.close()

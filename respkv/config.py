@@ -45,7 +45,13 @@ _RUNTIME_RANGES = {
     "client_query_buffer_limit": (1 << 20, LLONG_MAX),
 }
 # Checked wherever they are set, as Redis checks them.
-_RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1)}
+_RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1),
+           "maxmemory_samples": (1, (1 << 31) - 1)}
+# Redis' eviction policies, in the order its error message lists them.
+MAXMEMORY_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+                      "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")
+_MEMORY_VALUES = {"maxmemory"}  # Redis' "memory value" directives: units, never negative
+_INTEGERS = {"maxmemory_samples"}  # plain integers: no units
 # File descriptors kept for other than clients: Redis keeps 32; a node also holds its
 # log segments, a store per group, the Raft connections and a metrics listener.
 RESERVED_FDS = 64
@@ -186,6 +192,11 @@ class Config:
     min_free_disk: int = 1 << 20  # refuse writes while the data dir has less free space
     snapshot_chunk_bytes: int = 1 << 20
     databases: int = 1
+    # The dataset's memory estimate above which writes evict keys (by
+    # maxmemory-policy) or are refused with -OOM; 0: no limit. See README "Memory limits".
+    maxmemory: int = 0
+    maxmemory_policy: str = "noeviction"
+    maxmemory_samples: int = 5  # keys sampled per eviction pick, as Redis
     busy_reply_threshold: int = 5000  # ms a script runs before others are told -BUSY
     # The sizes up to which Redis keeps a collection compact (listpack, intset); only
     # OBJECT ENCODING reports them here: respkv's own representation does not change.
@@ -234,6 +245,11 @@ class Config:
                               + ", ".join(PUBSUB_DEFAULTS))
         if not 1024 <= self.max_entry_bytes <= MAX_ENTRY_BYTES:
             raise ConfigError(f"max-entry-bytes must be between 1024 and {MAX_ENTRY_BYTES}")
+        if self.maxmemory_policy not in MAXMEMORY_POLICIES:
+            raise ConfigError("argument(s) must be one of the following: "
+                              + ", ".join(MAXMEMORY_POLICIES))
+        if self.maxmemory < 0:
+            raise ConfigError("argument must be a memory value")
         if self.enable_debug_command not in ("no", "yes", "local"):
             raise ConfigError("enable-debug-command must be no, yes or local")
         for name, (low, high) in _RANGES.items():
@@ -318,15 +334,30 @@ class Config:
         if isinstance(current, OutputLimits):
             self.client_output_buffer_limit = current.updated(value)
             return
+        if attr == "maxmemory_policy":
+            value = value.lower()
         try:
-            if isinstance(current, bool):
-                converted: Any = value.lower() in ("yes", "true", "1")
+            if attr in _MEMORY_VALUES:
+                converted: Any = _size(value)
+                if converted < 0:
+                    raise ValueError(value)
+            elif attr in _INTEGERS:
+                converted = int(value)
+            elif isinstance(current, bool):
+                converted = value.lower() in ("yes", "true", "1")
             elif isinstance(current, int):
                 converted = _size(value)
             else:
                 converted = value
         except ValueError:
+            if attr in _MEMORY_VALUES:
+                raise ConfigError("argument must be a memory value") from None
+            if attr in _INTEGERS:
+                raise ConfigError("argument couldn't be parsed into an integer") from None
             raise ConfigError(f"Invalid argument '{value}' for CONFIG SET '{name}'") from None
+        if attr == "maxmemory_policy" and converted not in MAXMEMORY_POLICIES:
+            raise ConfigError("argument(s) must be one of the following: "
+                              + ", ".join(MAXMEMORY_POLICIES))
         if runtime:
             self._check_runtime(attr, converted)
         setattr(self, attr, converted)

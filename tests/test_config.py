@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,17 @@ def test_client_capacity_follows_the_open_file_limit() -> None:
     if hard != resource.RLIM_INFINITY:
         assert client_capacity(hard * 2) == hard - RESERVED_FDS
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # as it was
+
+
+def test_maxmemory_directives_in_a_file(tmp_path: Path) -> None:
+    conf = tmp_path / "respkv.conf"
+    conf.write_text("port 7001\nmaxmemory 100mb\nmaxmemory-policy ALLKEYS-LRU\n"
+                    "maxmemory-samples 10\n")
+    config = Config.load(str(conf), {})
+    assert (config.maxmemory, config.maxmemory_policy, config.maxmemory_samples) == (
+        100 << 20, "allkeys-lru", 10)
+    assert Config().maxmemory == 0 and Config().maxmemory_policy == "noeviction"
+    for bad in ("maxmemory-policy lru\n", "maxmemory 1.5gb\n", "maxmemory-samples 0\n"):
+        conf.write_text(bad)
+        with pytest.raises(ConfigError):
+            Config.load(str(conf), {})

@@ -12,6 +12,7 @@ from respkv.commands import (  # noqa: F401
     hyperloglog,
     keyspace,
     lists,
+    memory,
     pubsub,
     scripting,
     server,

@@ -14,6 +14,10 @@ OUT_OF_RANGE = RespError("ERR offset is out of range")
 CLUSTERDOWN = RespError("CLUSTERDOWN The cluster is down: no leader elected")
 SHUTTING_DOWN = RespError("ERR server is shutting down")
 CROSSSLOT = RespError("CROSSSLOT Keys in request don't hash to the same slot")
+# Redis' words for a denyoom write over maxmemory, and for an EXEC holding one.
+OOM = RespError("OOM command not allowed when used memory > 'maxmemory'.")
+EXECABORT_OOM = RespError("EXECABORT Transaction discarded because of: OOM command not "
+                          "allowed when used memory > 'maxmemory'.")
 DISK_FULL = RespError("MISCONF No space left on device: writes are refused until disk space "
                       "is freed (reads go on)")
 STRING_TOO_LONG = RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")

@@ -157,6 +157,10 @@ class Dispatcher:
                 f"ERR Can't execute '{command.name}': only (P|S)SUBSCRIBE / "
                 "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"), False)
         if client.transaction is not None and kind is not Kind.TRANSACTION:
+            # as Redis: over maxmemory with nothing to evict, a transaction queues nothing
+            if self.config.maxmemory and command.name not in ("quit", "reset") \
+                    and not router.evictor.admit():
+                return self._refuse(client, errors.OOM)
             return encode(self.transactions.queue(client, command, args), client.resp3)
         if kind is Kind.TRANSACTION:
             return self._transaction(client, command, args)
@@ -200,6 +204,13 @@ class Dispatcher:
         self.calls[command.name] += 1
         return Pending(self.blocked.run(client.id, command, args, timeout_ms))
 
+    def _denied_oom(self, client: Caller) -> bool:
+        """An EXEC holding a denyoom command, over maxmemory with nothing to evict."""
+        transaction = client.transaction
+        return (transaction is not None
+                and any("denyoom" in queued.command.flags for queued in transaction.queued)
+                and not self.router.evictor.admit())
+
     def _refuse(self, client: Caller, error: RespError) -> bytes:
         return encode(self.transactions.refuse(client, error), client.resp3)
 
@@ -211,6 +222,9 @@ class Dispatcher:
                 return Gated(self.router.gate)
             if client.inflight and name == "watch":
                 return AFTER_WRITES  # WATCH after this connection's own writes, as Redis
+            if name == "exec" and self.config.maxmemory and self._denied_oom(client):
+                self.transactions.discard(client)
+                return encode(errors.EXECABORT_OOM, client.resp3)
         client.last_command = name
         self.calls[name] += 1
         try:

@@ -83,10 +83,14 @@ class Info:
                 "blocked_clients": self.stats.blocked_clients}
 
     def _memory(self) -> dict[str, Any]:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {"used_memory": rss, "used_memory_human": f"{rss / (1 << 20):.2f}M",
-                "used_memory_rss": rss, "maxmemory": 0, "maxmemory_policy": "noeviction",
-                **self.gc.info()}
+        """used_memory is the dataset's estimate (what maxmemory limits, and what goes
+        down when keys go), not the process': CPython seldom returns freed memory."""
+        used = sum(group.keyspace.used for group in self.groups)
+        config = self.config
+        return {"used_memory": used, "used_memory_human": human_bytes(used),
+                "used_memory_rss": rss_bytes(), "used_memory_dataset": used,
+                "maxmemory": config.maxmemory, "maxmemory_human": human_bytes(config.maxmemory),
+                "maxmemory_policy": config.maxmemory_policy, **self.gc.info()}
 
     def _persistence(self) -> dict[str, Any]:
         groups = self.groups
@@ -109,6 +113,7 @@ class Info:
             "client_query_buffer_limit_disconnections": stats.query_limit_disconnections,
             "client_output_buffer_limit_disconnections": stats.output_limit_disconnections,
             "expired_keys": 0,
+            "evicted_keys": sum(group.keyspace.evicted for group in self.groups),
             "keyspace_hits": 0,
             "keyspace_misses": 0,
             "max_loop_pause_ms": round(stats.max_loop_pause_ms),
@@ -189,6 +194,23 @@ class Info:
         return {f"cmdstat_{name}": f"calls={calls},usec=0,usec_per_call=0.00,"
                 "rejected_calls=0,failed_calls=0"
                 for name, calls in sorted(self.stats.calls.items())}
+
+
+def human_bytes(count: int) -> str:
+    """Redis' bytesToHuman: 1B, 10.00K, 1.50M, 2.00G."""
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return f"{count}B"
+
+
+def rss_bytes() -> int:
+    """The process' resident set now (Linux /proc), or its peak where that is missing."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def group_fields(group: RaftGroup) -> dict[str, Any]:

@@ -23,9 +23,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from respkv.commands.errors import CROSSSLOT, DISK_FULL
+from respkv.commands.errors import CROSSSLOT, DISK_FULL, OOM
 from respkv.commands.table import Command
 from respkv.protocol.reply import Reply, RespError
+from respkv.replication.eviction import Evictor
 from respkv.replication.group import RaftGroup
 from respkv.replication.node import ClusterNode
 from respkv.replication.slots import key_slot
@@ -55,6 +56,8 @@ class Router:
         self.groups: list[RaftGroup] = []
         self.owner: list[int] = []
         self.gate: asyncio.Future[None] | None = None  # set while a cross-group write runs
+        self.config = node.config
+        self.evictor = Evictor(lambda: self.node.groups, node.config)  # maxmemory
 
     def start(self) -> None:
         """Once the node has opened its groups."""
@@ -72,7 +75,7 @@ class Router:
             return self._write_movable(command, args)
         first = command.first_key
         if first <= 0 or len(args) <= first:
-            return self._keyless_write(args)
+            return self._keyless_write(args, command)
         groups = self.groups
         slot = key_slot(args[first])
         group = groups[self.owner[slot]] if len(groups) > 1 else groups[0]
@@ -84,6 +87,8 @@ class Router:
             raise elsewhere(group, slot)
         if group.disk_full:
             raise refuse_for_disk([group])
+        if self.config.maxmemory:
+            self.check_room(command)
         return group.propose(args, slot)
 
     def _write_movable(self, command: Command, args: list[bytes]) -> asyncio.Future[Reply]:
@@ -100,14 +105,19 @@ class Router:
             raise elsewhere(group, slot)
         if group.disk_full:
             raise refuse_for_disk([group])
+        if self.config.maxmemory:
+            self.check_room(command)
         return group.propose(args, slot)
 
-    def _keyless_write(self, args: list[bytes]) -> asyncio.Future[Reply]:
+    def _keyless_write(self, args: list[bytes],
+                       command: Command | None = None) -> asyncio.Future[Reply]:
         led = [g for g in self.groups if g.is_leader()]
         if not led:
             raise elsewhere(self.groups[0], 0)
         if any(g.disk_full for g in led):
             raise refuse_for_disk(led)
+        if command is not None and self.config.maxmemory:
+            self.check_room(command)
         return first_failure_or_reply([group.propose(args) for group in led])
 
     def _cross_write(self, command: Command, args: list[bytes],
@@ -116,8 +126,16 @@ class Router:
             raise CROSSSLOT
         if any(g.disk_full for g in involved):
             raise refuse_for_disk(involved)
+        if self.config.maxmemory:
+            self.check_room(command)
         self.gate = gate = asyncio.get_running_loop().create_future()
         return CrossWrite(involved, self.group_of, lambda: self._open(gate)).start(command, args)
+
+    def check_room(self, command: Command) -> None:
+        """A write that may add data, over maxmemory with nothing to evict: -OOM. Checked
+        where the write is served (a node it is not for answers -MOVED first)."""
+        if "denyoom" in command.flags and not self.evictor.admit():
+            raise OOM
 
     def _open(self, gate: asyncio.Future[None]) -> None:
         if self.gate is gate:

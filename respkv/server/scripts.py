@@ -71,6 +71,9 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     effects: list[list[bytes]] = field(default_factory=list)
     kill: bool = False
+    # over maxmemory when it started (and not allow-oom): its first denyoom call is
+    # refused, as Redis refuses it, while one that has written goes on
+    oom: bool = False
 
 
 class ScriptRunner:
@@ -138,9 +141,12 @@ class ScriptRunner:
         found = self._source(source, sha)
         if isinstance(found, RespError):
             return found
+        oom = self._oom(found)
+        if isinstance(oom, RespError):
+            return oom
         async with self._holding(group) as now:
             run = Run(group, KeyspaceDraft(lambda key: group.keyspace, now, [group.keyspace]),
-                      now, self._read_only(found, read_only), session)
+                      now, self._read_only(found, read_only), session, oom=oom)
             result = await self._running(run, self._run_script(run, found, keys, argv))
             future = self._propose(run, slot)
         if future is not None:
@@ -195,6 +201,17 @@ class ScriptRunner:
             return self.cache.get(sha or b"") or NOSCRIPT
         compiled = self.load(source)  # EVAL caches what compiles, as Redis does
         return compiled if isinstance(compiled, RespError) else source
+
+    def _oom(self, source: bytes) -> bool | RespError:
+        """Over maxmemory with nothing to evict: a script with a shebang that may write
+        is refused at once (Redis counts it as a denyoom command); one without a
+        shebang runs, with its first denyoom call refused (True)."""
+        if not self.config.maxmemory or self.router.evictor.admit():
+            return False
+        flags, shebang = script_flags(source)
+        if "allow-oom" in flags or "no-writes" in flags:
+            return False
+        return errors.OOM if shebang else True
 
     @staticmethod
     def _read_only(source: bytes, asked: bool) -> bool:
@@ -282,6 +299,8 @@ class ScriptRunner:
         denied = self._denied(run, command, argv)
         if denied is not None:
             return denied
+        if run.oom and not run.effects and "denyoom" in command.flags:
+            return errors.OOM
         if command.kind is Kind.SERVER:
             return self._server_command(command, run, argv)
         keys = command.key_positions(argv)

@@ -152,6 +152,7 @@ class Server:
         for listener in self.listeners:
             await listener.start_serving()
         self.tasks.append(asyncio.create_task(self._reap_expired(), name="reaper"))
+        self.tasks.append(asyncio.create_task(self.router.evictor.run(), name="evictor"))
         if config.metrics_port:
             from respkv.server.metrics import ServerCollector, serve_metrics
 

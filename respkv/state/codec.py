@@ -318,6 +318,7 @@ def load_items(key: bytes, value: Collection, items: Iterable[tuple[bytes, bytes
             value.items.extend(by_position[head + i] for i in range(len(by_position)))
     if not len(value):
         raise CodecError("a collection header with no members")
+    value.recount()  # filled past its methods
     value.mark_stored()
 
 

@@ -13,6 +13,14 @@ cursor is a bucket number, so a page costs its buckets' keys, not a pass over
 the keyspace. KEYS reads a ``KeySnapshot`` in slices: the keys at one instant,
 kept by copy on write.
 
+Memory: ``used`` is an estimate of the bytes the keys take, kept up to date by every
+insert, change and delete (a few integer operations each): per key its length, its
+string value's length or its collection's ``nbytes``, plus ``KEY_OVERHEAD``. It is
+what ``maxmemory`` is compared with (RSS is not: CPython seldom gives memory back).
+While an LRU or LFU eviction policy is on, ``access`` holds a logical clock reading
+per key, set by the reads this node serves and by every write: the leader's copy
+chooses which keys to evict (respkv.state.eviction).
+
 Two ways to look a key up, because expiry is judged against a clock:
 
 - ``get_for_read(key, now)``: local reads. An expired key is absent, but the
@@ -29,6 +37,35 @@ from typing import Protocol
 from zlib import crc32
 
 from respkv.state.values import Collection, HashValue, ListValue, SetValue, ZSetValue
+
+# Bytes counted per key on top of its own length and its value's: a dict entry, the
+# key's and a string value's bytes headers, its share of a SCAN bucket (CPython).
+KEY_OVERHEAD = 96
+
+
+def key_cost(key: bytes, value: object) -> int:
+    """What a key counts for in ``used``, as it would be counted now."""
+    if type(value) is bytes:
+        return KEY_OVERHEAD + len(key) + len(value)
+    assert isinstance(value, Collection)
+    return KEY_OVERHEAD + len(key) + value.nbytes
+
+
+def _counted(key: bytes, value: object) -> int:
+    """What a key was counted for when last added to ``used``."""
+    if type(value) is bytes:
+        return KEY_OVERHEAD + len(key) + len(value)
+    assert isinstance(value, Collection)
+    return KEY_OVERHEAD + len(key) + value.accounted
+
+
+def _count(key: bytes, value: object) -> int:
+    """``key_cost``, remembered on a collection as what was counted."""
+    if type(value) is bytes:
+        return KEY_OVERHEAD + len(key) + len(value)
+    assert isinstance(value, Collection)
+    value.accounted = nbytes = value.nbytes
+    return KEY_OVERHEAD + len(key) + nbytes
 
 # The Python types a value may have, and the name TYPE reports for each.
 TYPE_NAMES: dict[type, str] = {
@@ -187,8 +224,9 @@ class Watch:
 
 
 class Keyspace:
-    __slots__ = ("buckets", "cleared", "data", "dirty", "expires", "occupied", "snapshots",
-                 "system", "system_changed", "system_version", "watched")
+    __slots__ = ("access", "buckets", "cleared", "clock", "data", "dirty", "evicted", "expires",
+                 "occupied", "snapshots", "system", "system_changed", "system_version", "used",
+                 "watched")
 
     def __init__(self) -> None:
         self.data: dict[bytes, object] = {}
@@ -203,6 +241,10 @@ class Keyspace:
         self.system_changed = False  # not yet in the store
         self.system_version = 0
         self.snapshots: list[KeySnapshot] = []  # KEYS being read in slices
+        self.used = 0  # the memory estimate of the keys (see the module's docstring)
+        self.evicted = 0  # keys deleted by eviction entries applied here
+        self.access: dict[bytes, int] | None = None  # key -> clock at its last use (LRU)
+        self.clock = 0
         self._clear_buckets()
 
     def __len__(self) -> int:
@@ -216,8 +258,12 @@ class Keyspace:
 
     def get_for_read(self, key: bytes, now: int) -> object | None:
         value = self.data.get(key)
-        if value is not None and self.expires and self.is_expired(key, now):
-            return None
+        if value is not None:
+            if self.expires and self.is_expired(key, now):
+                return None
+            if self.access is not None:
+                self.clock += 1
+                self.access[key] = self.clock
         return value
 
     def get_for_write(self, key: bytes, now: int) -> object | None:
@@ -262,6 +308,14 @@ class Keyspace:
         expires = self.expires
         return [k for k in keys if (at := expires.get(k)) is None or at > now]
 
+    def track_access(self, on: bool) -> None:
+        """Keep (or stop keeping) ``access``: while an LRU/LFU policy is on. Keys not
+        used since count as the least recently used."""
+        if not on:
+            self.access = None
+        elif self.access is None:
+            self.access = {}
+
     def expired_keys(self, now: int, limit: int) -> list[bytes]:
         """Up to ``limit`` keys whose time has passed: candidates for reclaiming."""
         found = []
@@ -281,10 +335,22 @@ class Keyspace:
         if isinstance(value, Collection):
             value.mark_rewrite()  # new to this key: none of its rows are stored under it
         old = self.data.get(key)
-        if old is not None and type(old) is not bytes and old is not value:
-            self.cleared.add(key)
-        elif old is None:
+        # inlined for strings: this is every SET's path
+        cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)
+        if old is not None:
+            if type(old) is bytes:
+                cost -= KEY_OVERHEAD + len(old)
+            else:
+                cost -= _counted(key, old) - len(key)
+                if old is not value:
+                    self.cleared.add(key)
+        else:
+            cost += len(key)
             self._index(key)
+        self.used += cost
+        if self.access is not None:
+            self.clock += 1
+            self.access[key] = self.clock
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
@@ -300,16 +366,35 @@ class Keyspace:
         if isinstance(value, Collection):
             value.mark_rewrite()
         old = self.data.get(key)
-        if old is not None and type(old) is not bytes and old is not value:
-            self.cleared.add(key)
-        elif old is None:
+        # inlined for strings: this is every SET's path
+        cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)
+        if old is not None:
+            if type(old) is bytes:
+                cost -= KEY_OVERHEAD + len(old)
+            else:
+                cost -= _counted(key, old) - len(key)
+                if old is not value:
+                    self.cleared.add(key)
+        else:
+            cost += len(key)
             self._index(key)
+        self.used += cost
+        if self.access is not None:
+            self.clock += 1
+            self.access[key] = self.clock
         if self.watched:
             self._touch_watches(key)
         self.data[key] = value
         self.dirty.add(key)
 
     def touch(self, key: bytes) -> None:
+        value = self.data.get(key)
+        if isinstance(value, Collection) and value.nbytes != value.accounted:
+            self.used += value.nbytes - value.accounted
+            value.accounted = value.nbytes
+        if self.access is not None and value is not None:
+            self.clock += 1
+            self.access[key] = self.clock
         if self.watched:
             self._touch_watches(key)
         self.dirty.add(key)
@@ -331,6 +416,9 @@ class Keyspace:
         value = self.data.pop(key, None)
         if value is None:
             return False
+        self.used -= _counted(key, value)
+        if self.access is not None:
+            self.access.pop(key, None)
         self._unindex(key)
         if type(value) is not bytes:
             self.cleared.add(key)
@@ -348,6 +436,9 @@ class Keyspace:
         self.cleared.update(key for key, value in self.data.items() if type(value) is not bytes)
         self.data.clear()
         self.expires.clear()
+        self.used = 0
+        if self.access is not None:
+            self.access = {}
         self._clear_buckets()
 
     # -- SCAN's buckets ------------------------------------------------------
@@ -457,10 +548,15 @@ class Keyspace:
         self.cleared.clear()
         self._touch_all_watches()  # a snapshot replaced everything
         data, expires = self.data, self.expires
+        used = 0
         for key, (value, expire_at) in records:
             data[key] = value
+            used += _count(key, value)
             if expire_at is not None:
                 expires[key] = expire_at
+        self.used = used
+        if self.access is not None:
+            self.access = {}
         self._clear_buckets()
         grouped: dict[int, list[bytes]] = {}
         for key in data:

@@ -11,6 +11,12 @@ a collection in place, a command calls ``keyspace.touch(key)``.
 everything, as LINSERT in a list); otherwise ``changed`` names the members (for a list,
 the positions) whose rows are to be written or deleted.
 
+Each collection keeps ``nbytes``, an estimate of the memory its members take (their
+lengths plus a fixed overhead each, roughly what CPython spends on a member of that
+type), kept up to date by the same methods at a few integer operations a change:
+the keyspace adds these up for ``maxmemory``. ``accounted`` is the figure the keyspace
+last counted for it, so it can add the difference after an in-place change.
+
 Order is part of the state: SPOP picks a member by position in ``members``, so that
 position must be the same on every node, whatever each node's history of restarts.
 The row of a set member stores its position, and a list's rows are keyed by position.
@@ -23,15 +29,30 @@ from collections.abc import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
+# Bytes counted per member on top of its own lengths: the objects and slots CPython
+# spends on one (measured roughly on 64-bit CPython 3.11: bytes headers, a dict entry,
+# a deque or list slot, a float and a tuple for a sorted set's pair).
+HASH_FIELD_OVERHEAD = 96
+LIST_ITEM_OVERHEAD = 48
+SET_MEMBER_OVERHEAD = 96
+ZSET_MEMBER_OVERHEAD = 144
+
 
 class Collection:
-    """What the four collection types share: change tracking for the store."""
+    """What the four collection types share: change tracking for the store, and the
+    memory estimate."""
 
-    __slots__ = ("changed", "rewrite")
+    __slots__ = ("accounted", "changed", "nbytes", "rewrite")
 
     def __init__(self) -> None:
         self.changed: set = set()
         self.rewrite = True  # new: nothing of it is in the store yet
+        self.nbytes = 0
+        self.accounted = 0
+
+    def recount(self) -> None:
+        """Compute ``nbytes`` from scratch (after a bulk load)."""
+        raise NotImplementedError
 
     def _note(self, member: object) -> None:
         if not self.rewrite:
@@ -56,9 +77,14 @@ class HashValue(Collection):
     def __init__(self, fields: dict[bytes, bytes] | None = None) -> None:
         super().__init__()
         self.fields: dict[bytes, bytes] = {} if fields is None else fields
+        if self.fields:
+            self.recount()
 
     def __len__(self) -> int:
         return len(self.fields)
+
+    def recount(self) -> None:
+        self.nbytes = sum(HASH_FIELD_OVERHEAD + len(f) + len(v) for f, v in self.fields.items())
 
     def __eq__(self, other: object) -> bool:
         return type(other) is HashValue and other.fields == self.fields
@@ -70,14 +96,20 @@ class HashValue(Collection):
 
     def put(self, field: bytes, value: bytes) -> bool:
         """Set a field; True if it is new."""
-        new = field not in self.fields
+        old = self.fields.get(field)
         self.fields[field] = value
         self._note(field)
-        return new
+        if old is None:
+            self.nbytes += HASH_FIELD_OVERHEAD + len(field) + len(value)
+            return True
+        self.nbytes += len(value) - len(old)
+        return False
 
     def remove(self, field: bytes) -> bool:
-        if self.fields.pop(field, None) is None:
+        old = self.fields.pop(field, None)
+        if old is None:
             return False
+        self.nbytes -= HASH_FIELD_OVERHEAD + len(field) + len(old)
         self._note(field)
         return True
 
@@ -95,9 +127,14 @@ class ListValue(Collection):
         super().__init__()
         self.items: deque[bytes] = deque(items)
         self.head = head
+        if self.items:
+            self.recount()
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def recount(self) -> None:
+        self.nbytes = LIST_ITEM_OVERHEAD * len(self.items) + sum(map(len, self.items))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is ListValue and other.items == self.items
@@ -107,25 +144,30 @@ class ListValue(Collection):
     def push_left(self, item: bytes) -> None:
         self.head -= 1
         self.items.appendleft(item)
+        self.nbytes += LIST_ITEM_OVERHEAD + len(item)
         self._note(self.head)
 
     def push_right(self, item: bytes) -> None:
         self.items.append(item)
+        self.nbytes += LIST_ITEM_OVERHEAD + len(item)
         self._note(self.head + len(self.items) - 1)
 
     def pop_left(self) -> bytes:
         item = self.items.popleft()
+        self.nbytes -= LIST_ITEM_OVERHEAD + len(item)
         self._note(self.head)
         self.head += 1
         return item
 
     def pop_right(self) -> bytes:
         item = self.items.pop()
+        self.nbytes -= LIST_ITEM_OVERHEAD + len(item)
         self._note(self.head + len(self.items))
         return item
 
     def set_at(self, index: int, item: bytes) -> None:
         """Replace the item at ``index`` (0 <= index < len)."""
+        self.nbytes += len(item) - len(self.items[index])
         self.items[index] = item
         self._note(self.head + index)
 
@@ -139,6 +181,7 @@ class ListValue(Collection):
     def replace(self, items: Iterable[bytes]) -> None:
         """New contents in one go (LINSERT, LREM...): every row is written again."""
         self.items = deque(items)
+        self.recount()  # O(n), as the replacement itself
         self.mark_rewrite()
 
     def positions(self) -> Iterator[tuple[int, bytes]]:
@@ -164,6 +207,9 @@ class SetValue(Collection):
     def __len__(self) -> int:
         return len(self.members)
 
+    def recount(self) -> None:
+        self.nbytes = SET_MEMBER_OVERHEAD * len(self.members) + sum(map(len, self.members))
+
     def __contains__(self, member: object) -> bool:
         return member in self.index
 
@@ -180,6 +226,7 @@ class SetValue(Collection):
             return False
         self.index[member] = len(self.members)
         self.members.append(member)
+        self.nbytes += SET_MEMBER_OVERHEAD + len(member)
         self._note(member)
         return True
 
@@ -188,6 +235,7 @@ class SetValue(Collection):
         if position is None:
             return False
         last = self.members.pop()
+        self.nbytes -= SET_MEMBER_OVERHEAD + len(member)
         if last != member:
             self.members[position] = last
             self.index[last] = position
@@ -209,9 +257,14 @@ class ZSetValue(Collection):
         super().__init__()
         self.scores: dict[bytes, float] = {} if scores is None else scores
         self.ordered: SortedList = SortedList((s, m) for m, s in self.scores.items())
+        if self.scores:
+            self.recount()
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def recount(self) -> None:
+        self.nbytes = ZSET_MEMBER_OVERHEAD * len(self.scores) + sum(map(len, self.scores))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is ZSetValue and other.scores == self.scores
@@ -228,6 +281,8 @@ class ZSetValue(Collection):
             if old == score and str(old) == str(score):  # -0.0 and 0.0 differ in replies
                 return False
             self.ordered.remove((old, member))
+        else:
+            self.nbytes += ZSET_MEMBER_OVERHEAD + len(member)
         self.scores[member] = score
         self.ordered.add((score, member))
         self._note(member)
@@ -238,6 +293,7 @@ class ZSetValue(Collection):
         if old is None:
             return False
         self.ordered.remove((old, member))
+        self.nbytes -= ZSET_MEMBER_OVERHEAD + len(member)
         self._note(member)
         return True
 

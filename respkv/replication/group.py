@@ -74,8 +74,9 @@ class RaftGroup:
             self.core = self._make_core(snapshot)
         self.stopping = False
         # Told of a non-member whose message speaks of a log longer than this one's
-        # (set only on a node that has just bootstrapped its token's cluster)
-        self.on_stranger: Callable[[str], None] | None = None
+        # (set only on a node that has just bootstrapped its token's cluster); True:
+        # the node stops, the message is not for the core
+        self.on_stranger: Callable[[str], bool] | None = None
         self.down = ""  # why the group failed and was fenced here; empty: it runs
         self.failures = 0
         self.settle_waiters: list[asyncio.Future[None]] = []  # see when_settled()
@@ -345,8 +346,8 @@ class RaftGroup:
         if self.stopping or self.membership.is_removed_sender(message.from_):
             return
         if self.on_stranger is not None and message.from_ not in self.core.conf \
-                and max(message.index, message.commit) > self.core.log.last_index():
-            self.on_stranger(message.from_)
+                and max(message.index, message.commit) > self.core.log.last_index() \
+                and self.on_stranger(message.from_):
             return
         try:
             self.core.step(message)

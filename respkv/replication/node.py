@@ -207,7 +207,7 @@ class ClusterNode:
             return
         self.transport.set_peer(node_id, raft)
 
-    def _stranger_ahead(self, peer: str) -> None:
+    def _stranger_ahead(self, peer: str) -> bool:
         """This node bootstrapped its token's cluster on an empty dir, has added no one,
         and a peer it knows nothing of sent a Raft message about a log longer than its
         own: the cluster runs elsewhere, and this node is a copy of one of its members
@@ -217,7 +217,7 @@ class ClusterNode:
             group.on_stranger = None
         if any(group.members().voters != (self.node_id,) or group.members().learners
                for group in self.groups):
-            return  # it has members: a cluster of its own, whoever the stranger is
+            return False  # it has members: a cluster of its own, whoever the stranger is
         logger.error("node %s of cluster %s, whose log is ahead of this node's, sent it a "
                      "message: this node has just bootstrapped that cluster on an empty "
                      "dir, the cluster already runs, and this dir was likely wiped. "
@@ -229,6 +229,7 @@ class ClusterNode:
             save_node_info(self.dir, self.info)
         if self.on_removed is not None:
             self.on_removed()
+        return True
 
     def _check_identity(self, info: NodeInfo) -> None:
         if info.node_id != self.node_id:

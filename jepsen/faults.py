@@ -261,13 +261,17 @@ class Nemesis(threading.Thread):
         shutil.rmtree(target.dir, ignore_errors=True)
         joins = [n for n in self.cluster.nodes if n is not target and n.alive()]
         target.join = (joins[0] if joins else leader).address
+        self.next_identity(target)
+        target.start()
+        event.detail += f"; rejoined as {target.node_id} through {target.join}"
+        return event
+
+    def next_identity(self, target: JNode) -> None:
+        """A removed node comes back as n1.2, n1.3... unless told to keep its id."""
         if not self.rejoin_same_id:
             base, _, generation = target.node_id.partition(".")
             target.node_id = f"{base}.{int(generation or 1) + 1}"
             self.names[target.port] = target.node_id
-        target.start()
-        event.detail += f"; rejoined as {target.node_id} through {target.join}"
-        return event
 
     def wipe_and_replace(self, length: float) -> FaultEvent | None:
         """A follower loses its disk: killed, wiped, restarted under its own id and
@@ -301,10 +305,7 @@ class Nemesis(threading.Thread):
             event.detail += f"; leave failed: {error}"
             return event
         shutil.rmtree(target.dir, ignore_errors=True)
-        if not self.rejoin_same_id:
-            base, _, generation = target.node_id.partition(".")
-            target.node_id = f"{base}.{int(generation or 1) + 1}"
-            self.names[target.port] = target.node_id
+        self.next_identity(target)
         target.start()
         event.detail += f"; refused, removed, rejoined as {target.node_id}"
         return event

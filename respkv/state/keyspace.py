@@ -330,41 +330,21 @@ class Keyspace:
 
     def set(self, key: bytes, value: object, expire_at: int | None = None) -> None:
         """Store a value; drops any TTL unless ``expire_at`` is given."""
-        if self.snapshots:
-            self._save(key)
-        if isinstance(value, Collection):
-            value.mark_rewrite()  # new to this key: none of its rows are stored under it
-        old = self.data.get(key)
-        # inlined for strings: this is every SET's path
-        cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)
-        if old is not None:
-            if type(old) is bytes:
-                cost -= KEY_OVERHEAD + len(old)
-            else:
-                cost -= _counted(key, old) - len(key)
-                if old is not value:
-                    self.cleared.add(key)
-        else:
-            cost += len(key)
-            self._index(key)
-        self.used += cost
-        if self.access is not None:
-            self.clock += 1
-            self.access[key] = self.clock
-        if self.watched:
-            self._touch_watches(key)
-        self.data[key] = value
+        self._store(key, value)
         if expire_at is None:
             self.expires.pop(key, None)
         else:
             self.expires[key] = expire_at
-        self.dirty.add(key)
 
     def set_keep_ttl(self, key: bytes, value: object) -> None:
+        self._store(key, value)
+
+    def _store(self, key: bytes, value: object) -> None:
+        """``value`` at ``key``, with its accounting, its SCAN bucket and its watches."""
         if self.snapshots:
             self._save(key)
         if isinstance(value, Collection):
-            value.mark_rewrite()
+            value.mark_rewrite()  # new to this key: none of its rows are stored under it
         old = self.data.get(key)
         # inlined for strings: this is every SET's path
         cost = KEY_OVERHEAD + len(value) if type(value) is bytes else _count(key, value) - len(key)

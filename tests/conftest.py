@@ -4,10 +4,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from testsupport.tls import Certs, make_certs
+
+# The same examples on every run, so that CI passes or fails the same way each time;
+# `pytest --hypothesis-profile=explore` draws new ones (and keeps what fails).
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Fixtures shared by every test directory."""
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from testsupport.processes import redis_server
 from testsupport.tls import Certs, make_certs
 
 # The same examples on every run, so that CI passes or fails the same way each time;
@@ -27,3 +29,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """Another CA, and a certificate of its own: trusted by nobody here."""
     return make_certs(tmp_path_factory.mktemp("other-ca"))
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A real redis-server for the module's differential tests: its port."""
+    with redis_server() as port:
+        yield port

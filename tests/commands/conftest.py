@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from commands_support import NOW, call, error_text
-from redis_diff import differ, redis_port  # noqa: F401  (fixtures for every module)
+from redis_diff import differ  # noqa: F401  (a fixture for every module)
 
 from respkv.protocol.reply import Reply
 from respkv.state.keyspace import Keyspace

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -25,7 +24,6 @@ from commands_support import call, to_bytes
 from respkv.protocol.reply import encode
 from respkv.state.keyspace import Keyspace
 from respkv.state.values import Collection
-from testsupport.ports import free_ports
 
 SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(SERVER is None, reason="redis-server is not installed")
@@ -120,37 +118,6 @@ class Differ:
     def close(self) -> None:
         self.resp2.close()
         self.resp3.close()
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    """A redis-server 7.0 for this test module, on a free loopback port."""
-    if SERVER is None:
-        pytest.skip("redis-server is not installed")
-    port = free_ports(1)[0]
-    proc = subprocess.Popen(
-        [SERVER, "--port", str(port), "--save", "", "--appendonly", "no",
-         "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe = RawConnection(port, 0, resp3=False)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        version = parse(probe.call(b"INFO", b"server"))
-        probe.close()
-        if b"redis_version:7.0." not in version:
-            pytest.skip("needs redis-server 7.0")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import hiredis
 import pytest
@@ -15,7 +14,6 @@ from hypothesis import strategies as st
 from respkv.protocol.parser import ProtocolError, RequestParser
 from respkv.protocol.reply import RespError, encode
 from testsupport import fuzz_targets as ft
-from testsupport.processes import redis_server
 
 FUZZ = settings(max_examples=600, deadline=None, derandomize=True, database=None)
 cuts = st.lists(st.integers(0, 1000), max_size=4)
@@ -132,12 +130,6 @@ def _redis_answers(port: int, data: bytes, replies: int, closes: bool) -> list[o
                 break
         assert closed == closes, f"redis-server {'did not close' if closes else 'closed'}"
     return got
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    with redis_server() as port:
-        yield port
 
 
 @pytest.mark.parametrize(("data", "frames", "error"), REDIS_READS)

@@ -18,7 +18,7 @@ from respkv.commands.docs import redis_references
 from respkv.config import Config
 from respkv.server.access import PROTECTED, AccessControl
 from testsupport.ports import free_port
-from testsupport.processes import Node, redis_server
+from testsupport.processes import Node
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     started = Node(free_port(), tmp_path_factory.mktemp("acl") / "n1").start()
     yield started
     assert started.stop() == 0, started.log()
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    with redis_server() as port:
-        yield port
 
 
 def replies(port: int, commands: list[tuple[str, ...]], protocol: int = 2) -> list[bytes]:

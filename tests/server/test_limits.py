@@ -17,16 +17,10 @@ import redis
 from rawconn import RawConn, resp
 
 from testsupport.ports import free_port
-from testsupport.processes import Node, redis_server
+from testsupport.processes import Node
 from testsupport.waiting import wait_for
 
 DEFAULT_OUTPUT_LIMITS = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    with redis_server() as port:
-        yield port
 
 
 @pytest.fixture

@@ -11,17 +11,11 @@ import pytest
 import redis
 
 from testsupport.info import parse_info
-from testsupport.processes import Cluster, Node, command, redis_server
+from testsupport.processes import Cluster, Node, command
 from testsupport.waiting import wait_for
 
 POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
             "allkeys-lfu", "allkeys-random", "noeviction")
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    with redis_server() as port:
-        yield port
 
 
 @pytest.fixture

@@ -129,6 +129,20 @@ def command(port: int, *args: object, timeout: float = 5.0, protocol: int = 2,
         conn.disconnect()
 
 
+def local_values(node: Node, keys: list[str], batch: int = 500) -> dict[str, bytes | None]:
+    """What ``node`` itself holds for ``keys`` (stale reads: its own state machine)."""
+    client = node.client()
+    try:
+        assert client.execute_command("RESPKV.CONSISTENCY", "stale") in (b"OK", "OK", True)
+        found: dict[str, bytes | None] = {}
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            found.update(zip(chunk, client.mget(chunk), strict=True))
+        return found
+    finally:
+        client.close()
+
+
 def exits_with_message(node: Node, text: str, timeout: float = 30.0) -> None:
     """Start ``node`` and expect it to refuse to run: exit code 1, ``text`` in its log."""
     node.start(wait=False)

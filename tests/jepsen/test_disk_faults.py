@@ -20,7 +20,7 @@ import redis
 
 from testsupport.disks import fill, small_tmpfs
 from testsupport.ports import free_port
-from testsupport.processes import Cluster, Node, command
+from testsupport.processes import Cluster, Node, command, local_values
 from testsupport.waiting import wait_for
 
 SNAPSHOT_ARGS = ("--set", "snapshot_entries=200", "--set", "snapshot_chunk_bytes=65536")
@@ -53,18 +53,6 @@ def write_keys(cluster: Cluster, count: int, prefix: str = "k") -> dict[str, str
         client.close()
 
 
-def local_values(node: Node, keys: list[str]) -> list[object]:
-    """What the node itself holds (stale read: no ReadIndex), after it caught up."""
-    conn = redis.Connection(host="127.0.0.1", port=node.port, socket_timeout=5)
-    try:
-        conn.send_command("RESPKV.CONSISTENCY", "stale")
-        conn.read_response()
-        conn.send_command("MGET", *keys)
-        return [v.decode() if v is not None else None for v in conn.read_response()]
-    finally:
-        conn.disconnect()
-
-
 def wal_segments(node: Node) -> list[Path]:
     return sorted((node.dir / "raft" / "wal").glob("*.wal"))
 
@@ -84,7 +72,7 @@ def test_torn_tail_is_cut_and_the_node_catches_up(clusters, tmp_path):
     assert "cutting torn tail" in follower.log()
     assert f"at byte offset {size}" in follower.log()
     keys = sorted(acked)
-    assert local_values(follower, keys) == [acked[k] for k in keys]
+    assert local_values(follower, keys) == {k: acked[k].encode() for k in keys}
 
 
 def test_corrupt_record_in_the_middle_is_refused_with_file_and_offset(clusters, tmp_path):
@@ -138,7 +126,7 @@ def test_missing_snapshot_file(clusters, tmp_path):
         return
     cluster.wait_caught_up()
     keys = sorted(acked)
-    assert local_values(follower, keys) == [acked[k] for k in keys]
+    assert local_values(follower, keys) == {k: acked[k].encode() for k in keys}
     # now let it lead while another node falls behind and comes back (from the log or,
     # if the log was compacted past it, from a snapshot the leader must take anew)
     command(cluster.leader().port, "RESPKV.TRANSFER", cluster.id_of(follower))
@@ -150,7 +138,7 @@ def test_missing_snapshot_file(clusters, tmp_path):
     lagging.start()
     cluster.wait_caught_up()
     keys = sorted(acked)
-    assert local_values(lagging, keys) == [acked[k] for k in keys]
+    assert local_values(lagging, keys) == {k: acked[k].encode() for k in keys}
 
 
 @pytest.fixture

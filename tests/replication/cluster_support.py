@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from testsupport.processes import Cluster, Node
+from testsupport.processes import Cluster, Node, local_values
 from testsupport.waiting import wait_for
 
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
@@ -144,20 +144,6 @@ class Writers:
     def last_errors(self, n: int = 10) -> list[str]:
         errors = sorted(e for thread in self.threads for e in thread.errors)
         return errors[-n:]
-
-
-def local_values(node: Node, keys: list[str], batch: int = 500) -> dict[str, bytes | None]:
-    """What ``node`` itself holds for ``keys`` (stale reads: its own state machine)."""
-    client = node.client()
-    try:
-        assert client.execute_command("RESPKV.CONSISTENCY", "stale") in (b"OK", "OK", True)
-        found: dict[str, bytes | None] = {}
-        for start in range(0, len(keys), batch):
-            chunk = keys[start : start + batch]
-            found.update(zip(chunk, client.mget(chunk), strict=True))
-        return found
-    finally:
-        client.close()
 
 
 def assert_all_present(nodes: list[Node], expected: dict[str, str]) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cluster_support import local_values
-
 from respkv.faults import CRASH_EXIT_CODE, CrashPoint
-from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node
+from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, local_values
 
 TAKING = [p for p in CrashPoint if not p.startswith("install")]
 INSTALLING = [p for p in CrashPoint if p.startswith("install")]

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from testsupport.ports import free_port
-from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, command
+from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, command, local_values
 from testsupport.waiting import wait_for
 
 
@@ -36,18 +35,6 @@ def write_keys(node: Node, count: int, prefix: str) -> dict[str, str]:
                 if client.set(f"{prefix}{i}", f"v{i}")}
     finally:
         client.close()
-
-
-def local_values(node: Node, keys: list[str]) -> list[str | None]:
-    """What the node itself holds (stale reads: no ReadIndex)."""
-    conn = redis.Connection(host="127.0.0.1", port=node.port, socket_timeout=5)
-    try:
-        conn.send_command("RESPKV.CONSISTENCY", "stale")
-        conn.read_response()
-        conn.send_command("MGET", *keys)
-        return [v.decode() if v is not None else None for v in conn.read_response()]
-    finally:
-        conn.disconnect()
 
 
 def refused_start(node: Node) -> str:
@@ -87,7 +74,7 @@ def test_a_damaged_wal_is_refused_then_repaired_and_caught_up(cluster: Cluster) 
     assert "repaired: cut at" in follower.log()
     cluster.wait_caught_up()
     keys = sorted(acked)
-    assert local_values(follower, keys) == [acked[k] for k in keys]
+    assert local_values(follower, keys) == {k: acked[k].encode() for k in keys}
     # the repaired node is a whole member again: it takes the lead and serves writes
     target = cluster.id_of(follower)
     wait_for(lambda: command(cluster.leader().port, "RESPKV.TRANSFER", target) and

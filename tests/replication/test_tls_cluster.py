@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from cluster_support import Writers, assert_all_present, local_values
+from cluster_support import Writers, assert_all_present
 from redis.cluster import RedisCluster
 
 from respkv.replication.addresses import AddressBook, Addresses
@@ -25,7 +25,7 @@ from respkv.replication.slots import key_slot
 from respkv.replication.transport import HELLO, HELLO_REFUSED, frame
 from testsupport.info import group_lines, members, parse_info
 from testsupport.ports import free_port, free_ports
-from testsupport.processes import SNAPSHOT_ARGS, Node, command, raft_info
+from testsupport.processes import SNAPSHOT_ARGS, Node, command, local_values, raft_info
 from testsupport.tls import Certs, TlsCluster
 from testsupport.waiting import wait_for
 

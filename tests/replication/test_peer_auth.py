@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 from respkv.raft.codec import encode_message
 from respkv.raft.messages import Message, MessageType
-from respkv.replication.peerauth import SECRET_FILE, new_token
+from respkv.replication.peerauth import SECRET_FILE, new_token, parse_token
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_REFUSED, MSG, PROOF, frame
 from testsupport.processes import Cluster, command, exits_with_message, raft_info
+from testsupport.raftpeer import replayed_handshake
+from testsupport.waiting import wait_for
 
 FOREVER = 1 << 62
 
@@ -86,3 +88,14 @@ def test_a_forger_changes_nothing(make_cluster: Callable[..., Cluster]) -> None:
     log = node.log()
     assert 1 <= log.count("refused raft connection") <= 3
     assert "Traceback" not in log
+
+
+def test_a_captured_handshake_replayed_is_refused(make_cluster: Callable[..., Cluster]) -> None:
+    """The HELLO and PROOF of a good handshake, sent again: the node's challenge has a
+    new nonce each time, so the old proof is refused and the connection closed."""
+    cluster = make_cluster(size=1)
+    node = cluster.nodes[0]
+    cluster_id, secret = parse_token(cluster.token)
+    assert replayed_handshake(node, "n1", cluster_id, secret) in (HELLO_REFUSED, -1)
+    wait_for(lambda: "wrong proof" in node.log(), timeout=5, what="the refusal in the log")
+    assert node.client().ping()

@@ -10,8 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,10 +19,10 @@ import redis
 from cluster_support import Writers, assert_all_present
 
 from respkv.replication.keyring import key_id
-from respkv.replication.peerauth import SECRET_FILE, acceptor_proof, dialer_proof, new_nonce
+from respkv.replication.peerauth import SECRET_FILE
 from respkv.replication.rotation import Rotation, RotationFailed
-from respkv.replication.transport import CHALLENGE, HELLO, HELLO_OK, HELLO_REFUSED, PROOF, frame
 from testsupport.processes import ROOT, Cluster, Node, command, exits_with_message
+from testsupport.raftpeer import raft_handshake
 from testsupport.waiting import wait_for
 
 SECRET_A = "ab" * 32
@@ -90,45 +88,6 @@ def test_cluster_secret_commands(make_cluster: Callable[..., Cluster]) -> None:
     stored = json.loads((node.dir / SECRET_FILE).read_text())
     assert stored == {"current": SECRET_A, "accepted": [SECRET_A]}
     assert oct(os.stat(node.dir / SECRET_FILE).st_mode & 0o777) == "0o600"
-
-
-def _frame(sock: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while len(data) < 5:
-        chunk = sock.recv(5 - len(data))
-        if not chunk:
-            return -1, b""
-        data += chunk
-    length, kind = struct.unpack(">IB", data)
-    body = b""
-    while len(body) < length - 1:
-        chunk = sock.recv(length - 1 - len(body))
-        if not chunk:
-            return -1, b""
-        body += chunk
-    return kind, body
-
-
-def raft_handshake(node: Node, node_id: str, cluster_id: str, secret: bytes) -> tuple[bool, bool]:
-    """A peer's handshake on ``node``'s Raft port proving with ``secret``: (the node's
-    own proof was made with ``secret``, the node took ours). No addresses in the HELLO:
-    the node learns nothing of this made-up peer."""
-    nonce = new_nonce()
-    hello = json.dumps({"cluster": cluster_id, "from": "n9", "to": node_id,
-                        "nonce": nonce.hex()}).encode()
-    with socket.create_connection(("127.0.0.1", node.raft_port), timeout=5) as sock:
-        sock.sendall(frame(HELLO, hello))
-        kind, body = _frame(sock)
-        assert kind == CHALLENGE, (kind, body)
-        challenge = json.loads(body)
-        theirs = bytes.fromhex(challenge["nonce"])
-        proved = challenge["proof"] == acceptor_proof(secret, cluster_id, "n9", node_id, nonce,
-                                                      theirs).hex()
-        sock.sendall(frame(PROOF, dialer_proof(secret, cluster_id, "n9", node_id, nonce, theirs,
-                                               hello)))
-        kind, _ = _frame(sock)
-        assert kind in (HELLO_OK, HELLO_REFUSED)
-        return proved, kind == HELLO_OK
 
 
 def test_rotate_a_running_cluster(make_cluster: Callable[..., Cluster]) -> None:

@@ -72,7 +72,12 @@ def test_index_follows_sets_deletes_renames_expiry_and_flush() -> None:
             run(db, b"SET", key, b"v")
         if step % 1000 == 999:
             run(db, b"FLUSHALL")
-        assert_indexed(db)
+        for touched in (key, other):  # every step: the keys it touched
+            bucket = db.buckets[bucket_of(touched)] or ()
+            assert (touched in bucket) == (touched in db.data), (step, touched)
+        if step % 50 == 0:  # the whole index: a pass over every bucket
+            assert_indexed(db)
+    assert_indexed(db)
     assert sorted(scan_all(db, 7)) == sorted(db.live_keys(NOW))
 
 

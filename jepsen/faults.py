@@ -242,11 +242,10 @@ class Nemesis(threading.Thread):
     def membership(self, length: float) -> FaultEvent | None:
         """Remove a node that does not lead the chosen group (it may lead others: it
         hands them over), wipe it, let it join again (as a learner, then voter)."""
-        leader = self.cluster.leader(self.some_group())
-        followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
-        if leader is None or not followers:
+        picked = self.leader_and_follower()
+        if picked is None:
             return None
-        target = self.random.choice(followers)
+        leader, target = picked
         event = self.record("member", [target], detail="leave, wipe, join")
         try:
             command(leader.port, "CLUSTER", "LEAVE", target.node_id, timeout=5,
@@ -259,12 +258,24 @@ class Nemesis(threading.Thread):
         target.kill()
         self.sleep(min(length, 1.0))
         shutil.rmtree(target.dir, ignore_errors=True)
-        joins = [n for n in self.cluster.nodes if n is not target and n.alive()]
-        target.join = (joins[0] if joins else leader).address
+        self.join_elsewhere(target, leader)
         self.next_identity(target)
         target.start()
         event.detail += f"; rejoined as {target.node_id} through {target.join}"
         return event
+
+    def leader_and_follower(self) -> tuple[JNode, JNode] | None:
+        """The leader of a group drawn, and a live node that does not lead it."""
+        leader = self.cluster.leader(self.some_group())
+        followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
+        if leader is None or not followers:
+            return None
+        return leader, self.random.choice(followers)
+
+    def join_elsewhere(self, target: JNode, fallback: JNode) -> None:
+        """``target`` joins, when restarted, through another live node."""
+        others = [n for n in self.cluster.nodes if n is not target and n.alive()]
+        target.join = (others[0] if others else fallback).address
 
     def next_identity(self, target: JNode) -> None:
         """A removed node comes back as n1.2, n1.3... unless told to keep its id."""
@@ -276,16 +287,14 @@ class Nemesis(threading.Thread):
     def wipe_and_replace(self, length: float) -> FaultEvent | None:
         """A follower loses its disk: killed, wiped, restarted under its own id and
         refused; then removed and joined again on the empty dir."""
-        leader = self.cluster.leader(self.some_group())
-        followers = [n for n in self.cluster.nodes if n is not leader and n.alive()]
-        if leader is None or not followers:
+        picked = self.leader_and_follower()
+        if picked is None:
             return None
-        target = self.random.choice(followers)
+        leader, target = picked
         event = self.record("wipe", [target], detail="kill -9, wipe, restart")
         target.kill()
         shutil.rmtree(target.dir, ignore_errors=True)
-        others = [n for n in self.cluster.nodes if n is not target and n.alive()]
-        target.join = (others[0] if others else leader).address
+        self.join_elsewhere(target, leader)
         target.start()
         try:
             wait_for(lambda: not target.alive(), 30, "the wiped node to be refused")

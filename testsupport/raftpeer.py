@@ -12,6 +12,7 @@ from testsupport.processes import Node
 
 
 def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """The next frame's kind and body; (-1, b"") once the node closed the connection."""
     data = b""
     while len(data) < 5:
         chunk = sock.recv(5 - len(data))
@@ -28,18 +29,28 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     return kind, body
 
 
+def _hello(cluster_id: str, node_id: str) -> tuple[bytes, bytes]:
+    """A fresh nonce, and the HELLO of made-up peer n9 to ``node_id`` (no addresses:
+    the node learns nothing of this peer)."""
+    nonce = new_nonce()
+    return nonce, json.dumps({"cluster": cluster_id, "from": "n9", "to": node_id,
+                              "nonce": nonce.hex()}).encode()
+
+
+def _challenge(sock: socket.socket, hello: bytes) -> dict:
+    """Send ``hello``: the node's CHALLENGE (its nonce and its proof)."""
+    sock.sendall(frame(HELLO, hello))
+    kind, body = read_frame(sock)
+    assert kind == CHALLENGE, (kind, body)
+    return json.loads(body)
+
+
 def raft_handshake(node: Node, node_id: str, cluster_id: str, secret: bytes) -> tuple[bool, bool]:
     """A peer's handshake on ``node``'s Raft port proving with ``secret``: (the node's
-    own proof was made with ``secret``, the node took ours). No addresses in the HELLO:
-    the node learns nothing of this made-up peer."""
-    nonce = new_nonce()
-    hello = json.dumps({"cluster": cluster_id, "from": "n9", "to": node_id,
-                        "nonce": nonce.hex()}).encode()
+    own proof was made with ``secret``, the node took ours)."""
+    nonce, hello = _hello(cluster_id, node_id)
     with socket.create_connection(("127.0.0.1", node.raft_port), timeout=5) as sock:
-        sock.sendall(frame(HELLO, hello))
-        kind, body = read_frame(sock)
-        assert kind == CHALLENGE, (kind, body)
-        challenge = json.loads(body)
+        challenge = _challenge(sock, hello)
         theirs = bytes.fromhex(challenge["nonce"])
         proved = challenge["proof"] == acceptor_proof(secret, cluster_id, "n9", node_id, nonce,
                                                       theirs).hex()
@@ -54,21 +65,14 @@ def replayed_handshake(node: Node, node_id: str, cluster_id: str, secret: bytes)
     """A good handshake as made-up peer n9, captured, then its HELLO and PROOF sent
     again on a new connection: the frame kind the node answers the replay with (-1:
     it closed the connection)."""
-    nonce = new_nonce()
-    hello = json.dumps({"cluster": cluster_id, "from": "n9", "to": node_id,
-                        "nonce": nonce.hex()}).encode()
+    nonce, hello = _hello(cluster_id, node_id)
     with socket.create_connection(("127.0.0.1", node.raft_port), timeout=5) as sock:
-        sock.sendall(frame(HELLO, hello))
-        kind, body = read_frame(sock)
-        assert kind == CHALLENGE, (kind, body)
-        theirs = bytes.fromhex(json.loads(body)["nonce"])
+        theirs = bytes.fromhex(_challenge(sock, hello)["nonce"])
         proof = frame(PROOF, dialer_proof(secret, cluster_id, "n9", node_id, nonce, theirs,
                                           hello))
         sock.sendall(proof)
         assert read_frame(sock)[0] == HELLO_OK  # the capture was good
     with socket.create_connection(("127.0.0.1", node.raft_port), timeout=5) as sock:
-        sock.sendall(frame(HELLO, hello))
-        kind, _ = read_frame(sock)
-        assert kind == CHALLENGE  # a new nonce: the old proof does not answer it
+        _challenge(sock, hello)  # a new nonce: the old proof does not answer it
         sock.sendall(proof)
         return read_frame(sock)[0]

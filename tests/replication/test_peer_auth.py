@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import stat
-import struct
 from collections.abc import Callable
 
 from respkv.raft.codec import encode_message
@@ -17,7 +16,7 @@ from respkv.raft.messages import Message, MessageType
 from respkv.replication.peerauth import SECRET_FILE, new_token, parse_token
 from respkv.replication.transport import CHALLENGE, HELLO, HELLO_REFUSED, MSG, PROOF, frame
 from testsupport.processes import Cluster, command, exits_with_message, raft_info
-from testsupport.raftpeer import replayed_handshake
+from testsupport.raftpeer import read_frame, replayed_handshake
 from testsupport.waiting import wait_for
 
 FOREVER = 1 << 62
@@ -46,20 +45,6 @@ def test_joining_needs_the_clusters_token(make_cluster: Callable[..., Cluster]) 
     assert good.client().ping()
 
 
-def _raw_frame(sock: socket.socket) -> tuple[int, bytes]:
-    head = b""
-    while len(head) < 5:
-        chunk = sock.recv(5 - len(head))
-        if not chunk:
-            return -1, b""
-        head += chunk
-    length, kind = struct.unpack(">IB", head)
-    body = b""
-    while len(body) < length - 1:
-        body += sock.recv(length - 1 - len(body))
-    return kind, body
-
-
 def test_a_forger_changes_nothing(make_cluster: Callable[..., Cluster]) -> None:
     """The right cluster id and node ids but no secret: a HELLO, a made-up proof, then
     a heartbeat with a huge term and an append. All refused: the term and the data stay
@@ -77,11 +62,11 @@ def test_a_forger_changes_nothing(make_cluster: Callable[..., Cluster]) -> None:
     for _ in range(50):
         with socket.create_connection(("127.0.0.1", node.raft_port), timeout=5) as sock:
             sock.sendall(frame(HELLO, hello))
-            assert _raw_frame(sock)[0] == CHALLENGE
+            assert read_frame(sock)[0] == CHALLENGE
             sock.sendall(frame(PROOF, b"\x00" * 32) + frame(MSG, encode_message(bump)) +
                          frame(MSG, encode_message(append)))
-            assert _raw_frame(sock)[0] == HELLO_REFUSED
-            assert _raw_frame(sock)[0] == -1  # closed
+            assert read_frame(sock)[0] == HELLO_REFUSED
+            assert read_frame(sock)[0] == -1  # closed
     info = raft_info(node)
     assert info["raft_term"] == term and info["raft_role"] == "leader"
     assert node.client().get("k") == b"before"

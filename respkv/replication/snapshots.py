@@ -222,6 +222,8 @@ class Snapshots:
         """Replace the state machine by the received snapshot the core asks for."""
         path = self.incoming.pop(meta.index, None)
         if path is None:
+            if self.machine.applied_index >= meta.index:
+                return  # the same snapshot sent again and stepped twice: installed once
             raise RuntimeError(f"snapshot {meta.index} to install was not received")
         logger.info("installing snapshot", extra={"index": meta.index, "group": self.name})
         machine = self.machine

@@ -7,7 +7,11 @@ node (``--shards 1``) on free loopback ports, loads ``--keys`` keys ``key:<n>`` 
 the growth of each server's resident memory (VmRSS from /proc) per key, and for respkv
 the state store's size on disk per key; and the growth of INFO's ``used_memory`` per key
 (respkv's is its dataset estimate, what ``maxmemory`` is held to: it should be near its
-RSS per key). Every process started here is stopped by its PID.
+RSS per key). Then it sends SAVE to each and measures RSS again: on respkv SAVE takes
+a snapshot and compacts the log, whose entries (the load's MSETs, up to
+``snapshot-bytes`` of them until a snapshot is taken by itself) are held in memory
+until then; "after SAVE" is the data's own cost. Every process started here is
+stopped by its PID.
 
     python benchmarks/memory_bench.py
     python benchmarks/memory_bench.py --keys 1000000 --value-bytes 16
@@ -75,20 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         redis = bench.start_redis("redis", ["--save", "", "--appendonly", "no"])
         respkv = bench.start_respkv_single()
         print(f"{args.keys} keys of {args.value_bytes}-byte values, MSET batches of {BATCH}")
-        print(f"{'server':7} {'load s':>7} {'RSS bytes/key':>14} {'used_memory/key':>16} "
-              f"{'store bytes/key':>16}")
+        print(f"{'server':7} {'load s':>7} {'RSS bytes/key':>14} {'after SAVE':>11} "
+              f"{'used_memory/key':>16} {'store bytes/key':>16}")
         for target in (redis, respkv):
             port, pid = target.nodes[0].port, target.pids()[0]
             before, used_before = rss_kib(pid), used_memory(port)
             seconds = load(port, args.keys, value)
             settle(port, args.keys)
             per_key = (rss_kib(pid) - before) * 1024 / args.keys
+            command(port, "SAVE", timeout=120)
+            saved_per_key = (rss_kib(pid) - before) * 1024 / args.keys
             used_per_key = (used_memory(port) - used_before) / args.keys
             store = ""
             if target.kind == "respkv":
                 files = (bench.dir / "s1" / "data").glob("*.sqlite*")
                 store = f"{sum(f.stat().st_size for f in files) / args.keys:.0f}"
-            print(f"{target.name:7} {seconds:>7.1f} {per_key:>14.0f} {used_per_key:>16.0f} "
+            print(f"{target.name:7} {seconds:>7.1f} {per_key:>14.0f} {saved_per_key:>11.0f} "
+                  f"{used_per_key:>16.0f} "
                   f"{store:>16}", flush=True)
         return 0
     finally:

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "clock": 0,
     "logs": 0,
     "gcpolicy": 0,
+    "memtrim": 0,
     "background": 0,
     "tlsconfig": 0,
     "sizes": 0,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 
 from respkv.commands import errors
 from respkv.commands.args import parse_int
-from respkv.commands.context import ServerContext, Session
+from respkv.commands.context import ServerContext, Session, ok_when_done
 from respkv.commands.subcommands import subcommand
 from respkv.commands.table import Kind, command
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
@@ -377,12 +377,7 @@ def cluster_leave(server: ServerContext, session: Session, args: list[bytes]) ->
     """CLUSTER LEAVE node-id [GROUP name]: out of every group (or of one, on its
     leader; a leader leaving hands over first and answers MOVED)."""
     node_id = args[2].decode("utf-8", "replace")
-    return _ok_when_done(server.cluster.leave(node_id, _group_option(server, args, 3)))
-
-
-async def _ok_when_done(work) -> Reply:
-    await work
-    return OK
+    return ok_when_done(server.cluster.leave(node_id, _group_option(server, args, 3)))
 
 
 @_sub("help", 2, ("loading", "stale"))

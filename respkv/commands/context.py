@@ -10,7 +10,7 @@ from typing import Protocol
 
 from respkv.commands.acl_users import User
 from respkv.config import Config
-from respkv.protocol.reply import Reply
+from respkv.protocol.reply import OK, Reply
 from respkv.replication.admin import ClusterAdmin
 
 
@@ -133,3 +133,9 @@ class ServerContext:
     unblock: Callable[[int, bool], bool]  # CLIENT UNBLOCK: (client id, as an error?)
     scripts: Scripts
     acl: Access
+
+
+async def ok_when_done(work: Awaitable[object]) -> Reply:
+    """+OK once an admin command's work (a leave, a save) has finished."""
+    await work
+    return OK

@@ -6,12 +6,12 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from respkv.commands import docs, encoding, errors
 from respkv.commands.args import parse_float, parse_int
 from respkv.commands.catalog import acl_categories, key_specs, reported_flags
-from respkv.commands.context import ServerContext, Session
+from respkv.commands.context import ServerContext, Session, ok_when_done
 from respkv.commands.glob import stringmatch
 from respkv.commands.subcommands import subcommand
 from respkv.commands.table import COMMANDS, Command, Kind, command, lookup
@@ -290,7 +290,33 @@ def time_(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
 
 @command("lastsave", 1, Kind.SERVER, flags=("loading", "stale", "fast"), family="server")
 def lastsave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    return int(server.stats.started)
+    return server.cluster.saving.last_save()
+
+
+_SAVING = RespError("ERR Background save already in progress")
+
+
+@command("save", 1, Kind.SERVER, flags=("admin", "noscript", "no_async_loading", "no_multi"),
+         family="server")
+def save(server: ServerContext, session: Session, args: list[bytes]) -> Awaitable[Reply]:
+    """A snapshot of every group this node holds, now; each compacts its log."""
+    saving = server.cluster.saving
+    if saving.in_progress:
+        raise _SAVING
+    return ok_when_done(saving.save())
+
+
+@command("bgsave", -1, Kind.SERVER, flags=("admin", "noscript", "no_async_loading"),
+         family="server")
+def bgsave(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
+    schedule = len(args) == 2 and args[1].upper() == b"SCHEDULE"
+    if len(args) > 2 or (len(args) == 2 and not schedule):
+        raise errors.SYNTAX
+    if server.cluster.saving.start(schedule):
+        return Simple("Background saving started")
+    if schedule:
+        return Simple("Background saving scheduled")
+    raise _SAVING
 
 
 @command("wait", 3, Kind.SERVER, flags=("noscript",), family="generic", since="3.0.0")

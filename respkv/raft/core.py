@@ -132,7 +132,11 @@ class Config:
     max_size_per_msg: int = 1 << 20
     lease_read: bool = False  # needs check_quorum; may be switched per read_index() call
     applied: int = 0  # the state machine's last applied index at start-up
-    compaction_tail: int = 1000  # entries kept before a snapshot's index for slow followers
+    # Entries kept before a snapshot's index for slow followers: at most this many, and
+    # at most this many bytes of them (the rest of the log is on disk and in the
+    # snapshot; a tail of big entries would hold their memory until the next one).
+    compaction_tail: int = 1000
+    compaction_tail_bytes: int = 4 << 20
     seed: int = 0
     # (term, index) the log held before a repair cut it: no vote for a candidate whose
     # log is below it, no campaign while our own is (the cut entries may have counted
@@ -415,10 +419,32 @@ class RaftCore:
         if meta.index > self.log.applied:
             raise ValueError(f"snapshot at {meta.index} beyond applied {self.log.applied}")
         self._snapshot = meta
-        c = min(meta.index - self.cfg.compaction_tail, self.log.stable, self.log.applied)
+        c = min(self._tail_start(meta.index), self.log.stable, self.log.applied)
         if c > self.log.offset:
             self._base_conf = self._conf_at(c)
             self.log.compact(c)
+
+    def _tail_start(self, index: int) -> int:
+        """The last index to compact behind a snapshot at ``index``. The tail kept holds
+        at most ``compaction_tail`` entries, and at most ``compaction_tail_bytes`` of
+        their data unless a follower being replicated to, and heard from within an
+        election timeout, still lacks them (it would need a whole snapshot for want of
+        a few entries): only a follower that is down or cut off is left to a snapshot
+        for the tail's memory."""
+        log, budget = self.log, self.cfg.compaction_tail_bytes
+        start = floor = max(index - self.cfg.compaction_tail, log.offset)
+        for i in range(index, floor, -1):
+            budget -= len(log.entry(i).data) + ENTRY_OVERHEAD
+            if budget < 0:
+                start = i  # the entries after it fit
+                break
+        if start > floor and self.role == Role.LEADER:
+            needed = min((pr.match for peer, pr in self.prs.items()
+                          if peer != self.id and pr.state == ProgressState.REPLICATE
+                          and pr.recent_active),
+                         default=start)
+            start = max(floor, min(start, needed))
+        return start
 
     def report_snapshot(self, peer: str, ok: bool) -> None:
         pr = self.prs.get(peer)

@@ -36,6 +36,7 @@ from respkv.replication.outcomes import (
 )
 from respkv.replication.peerauth import JOIN_REFUSED, change_proof, join_proof
 from respkv.replication.rpc import ask
+from respkv.replication.saving import Saving
 from respkv.replication.slots import key_slot, slot_ranges
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ClusterAdmin:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self._proofs_seen: dict[str, int] = {}  # CLUSTER PROPOSE proofs taken, and when
+        self.saving = Saving(lambda: self.node.groups)  # SAVE, BGSAVE, LASTSAVE
 
     @property
     def node_id(self) -> str:

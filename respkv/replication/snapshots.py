@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from respkv.background import spawn
 from respkv.config import Config
 from respkv.faults import CrashPoint, Faults
+from respkv.memtrim import give_back_free_memory
 from respkv.raft.core import RaftCore
 from respkv.raft.messages import ConfState, Message, SnapshotMeta
 from respkv.replication.addresses import AddressBook
@@ -75,6 +77,7 @@ class Snapshots:
         self.learn_peers = learn_peers  # connect to the members a snapshot's book names
         self.step = step  # hand a message to the core
         self.taking = False
+        self.saved_at = 0.0  # wall-clock time of the latest snapshot taken (LASTSAVE)
         self.bytes_since = 0  # log bytes applied since the latest: snapshots bound memory too
         self.incoming: dict[int, Path] = {}  # received, by index, until installed
         self.pending_compaction: tuple[int, int] | None = None
@@ -110,8 +113,9 @@ class Snapshots:
             async with self.store_lock:  # never beside an install
                 self.machine.persist()
                 index, _term = await asyncio.to_thread(self.machine.snapshot, tmp)
-            if index <= self.index:
+            if index <= self.index:  # nothing applied since the latest: it is up to date
                 tmp.unlink(missing_ok=True)
+                self.saved_at = time.time()
                 return None
             meta = self.core.snapshot_meta(index)
             self.faults.crash_point(CrashPoint.SNAPSHOT_TAKEN_BEFORE_RENAME)
@@ -119,7 +123,9 @@ class Snapshots:
             self.faults.crash_point(CrashPoint.SNAPSHOT_TAKEN_BEFORE_META)
             self._now_latest(meta)
             self.core.snapshot_taken(meta)
+            give_back_free_memory()  # the log's compacted entries
             self.pending_compaction = (meta.index, meta.term)
+            self.saved_at = time.time()
             self.wake()
             logger.info("snapshot taken", extra={"index": index, "group": self.name})
             return meta

@@ -94,7 +94,11 @@ class Info:
 
     def _persistence(self) -> dict[str, Any]:
         groups = self.groups
-        return {"loading": 0, "rdb_changes_since_last_save": 0, "aof_enabled": 1,
+        saving = self.cluster.saving
+        return {"loading": 0, "rdb_changes_since_last_save": 0,
+                "rdb_bgsave_in_progress": int(saving.in_progress),
+                "rdb_last_save_time": saving.last_save(),
+                "rdb_last_bgsave_status": saving.last_status, "aof_enabled": 1,
                 "wal_fsync": "always",
                 # writes are refused while set (min-free-disk), and how many were
                 "disk_full": int(any(g.disk_full for g in groups)),

@@ -220,6 +220,40 @@ def test_snapshot_taken_compacts_keeping_a_tail():
         ld.snapshot_taken(type(meta)(ld.log.applied + 1, 9, meta.conf_state))
 
 
+def test_the_tail_kept_is_bounded_in_bytes_too():
+    # 20 entries of 1 KB, a tail of at most 10 entries and 3 KB (each entry counts its
+    # data and ENTRY_OVERHEAD): the 2 newest fit, a third would not.
+    cl = led_by_n1(compaction_tail=10, compaction_tail_bytes=3 * 1024)
+    for k in range(20):
+        cl["n1"].propose(b"%04d" % k * 256)
+    cl.stabilize()
+    ld = cl["n1"]
+    ld.snapshot_taken(ld.snapshot_meta(ld.log.applied))
+    assert ld.log.offset == ld.log.applied - 2
+    assert ld.log.entry(ld.log.applied).data == b"0019" * 256
+
+
+def test_the_byte_bound_keeps_what_a_live_follower_lacks_and_not_a_dead_ones():
+    cl = led_by_n1(compaction_tail=10, compaction_tail_bytes=3 * 1024)
+    cl.isolate("n3")
+    behind = cl["n1"].prs["n3"].match
+    for k in range(8):
+        cl["n1"].propose(b"%04d" % k * 256)
+    cl.stabilize()
+    ld = cl["n1"]
+    assert ld.prs["n3"].recent_active and ld.prs["n3"].match == behind
+    ld.snapshot_taken(ld.snapshot_meta(ld.log.applied))
+    assert ld.log.offset == behind  # n3 can still be sent the log, not a snapshot
+
+    cl.run(25)  # an election timeout without a word from n3
+    assert not ld.prs["n3"].recent_active and ld.role == Role.LEADER
+    for k in range(8):
+        ld.propose(b"%04d" % k * 256)
+    cl.stabilize()
+    ld.snapshot_taken(ld.snapshot_meta(ld.log.applied))
+    assert ld.log.offset == ld.log.applied - 2
+
+
 def test_wrong_group_is_refused():
     c = RaftCore(Config(node_id="n1", voters=("n1", "n2"), group="g1"))
     with pytest.raises(ValueError):

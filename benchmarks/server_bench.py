@@ -329,6 +329,8 @@ class Bench:
             argv += ["--join-token", self.token]
         if join is not None:
             argv += ["--join", f"{HOST}:{join}"]
+        elif node_id.startswith("n"):
+            argv += ["--bootstrap"]
         return Node(node_id, port, argv, self.dir / f"{node_id}.log")
 
     def launch(self, node: Node) -> None:

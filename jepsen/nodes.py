@@ -51,8 +51,7 @@ class JNode:
                 "--raft-advertise", f"127.0.0.1:{self.proxy_port}", "--dir", str(self.dir),
                 # the disk faults slow fsync down with DEBUG FSYNC-DELAY
                 "--set", "enable-debug-command=local", *self.args]
-        if self.join:
-            argv += ["--join", self.join]
+        argv += ["--join", self.join] if self.join else ["--bootstrap"]  # n1: the token's
         return argv
 
     def start(self) -> None:

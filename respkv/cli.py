@@ -42,7 +42,10 @@ def main() -> None:
 @click.option("--dir", "dir_", help="Data directory (default: current directory).")
 @click.option("--join", help="host:port of a member of the cluster to join.")
 @click.option("--join-token", help="The cluster's join token (CLUSTER TOKEN prints it); "
-              "on a first node without --join: the token of the cluster it bootstraps.")
+              "with --bootstrap: the token of the cluster this first node bootstraps.")
+@click.option("--bootstrap", is_flag=True, default=None,
+              help="On an empty dir, without --join: bootstrap the cluster --join-token "
+              "names (its first node's first start only; ignored once the dir has data).")
 @click.option("--force-new-cluster", is_flag=True, default=None,
               help="After a lost quorum: make this survivor the only member of every group, "
               "its whole log committed (read the README's 'Losing a quorum' first).")
@@ -139,6 +142,9 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
     procs: list[subprocess.Popen] = []
     seed = f"127.0.0.1:{base_port}"
     token = _local_token(Path(dir_))
+    # --bootstrap only for a cluster none of whose nodes has started yet: a first node
+    # whose dir alone was lost must be replaced, not bootstrap a copy of the cluster
+    fresh = not any((Path(dir_) / f"n{i + 1}" / "node.json").exists() for i in range(nodes))
     for i in range(nodes):
         port = base_port + i
         command = [sys.executable, "-m", "respkv.cli", "server", "--node-id", f"n{i + 1}",
@@ -146,6 +152,8 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
                    "--shards", str(shards), "--join-token", token]
         if i > 0:
             command += ["--join", seed]
+        elif fresh:
+            command += ["--bootstrap"]
         # Own sessions: a signal reaches a node only through us, once (Ctrl-C in a
         # terminal would otherwise reach it twice, and a second signal means "now").
         procs.append(subprocess.Popen(command, start_new_session=True))

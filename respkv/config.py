@@ -144,6 +144,9 @@ class Config:
     # Start-up only: after a lost quorum, make this survivor the only member of every
     # group, its whole log committed (README "Losing a quorum" says what that costs).
     force_new_cluster: bool = False
+    # Start-up only, on an empty dir without --join: bootstrap the cluster join_token
+    # names. Without it such a node is refused: it may be a member whose dir was lost.
+    bootstrap: bool = False
     # respkv1.<cluster id>.<secret>: the cluster a joining node proves it may join, or
     # the one a first node bootstraps. Never shown by CONFIG GET.
     join_token: str = ""

@@ -205,8 +205,7 @@ class Cluster:
                  args: list[str] | tuple[str, ...] = ()) -> Node:
         """A node (not started) with its own ports and dir, joining through ``join``."""
         command = ["--node-id", node_id, *self.args, *args]
-        if join is not None:
-            command += ["--join", join.address]
+        command += ["--join", join.address] if join is not None else ["--bootstrap"]
         node = Node(free_port(), self.base / (dir_name or node_id), command)
         self.nodes.append(node)
         self.node_ids.append(node_id)

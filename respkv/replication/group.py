@@ -73,9 +73,9 @@ class RaftGroup:
         if config.force_new_cluster and self._force_alone():
             self.core = self._make_core(snapshot)
         self.stopping = False
-        # Told of a non-member whose message speaks of a log longer than this one's
-        # (set only on a node that has just bootstrapped its token's cluster); True:
-        # the node stops, the message is not for the core
+        # Told of a non-member whose message speaks of a log longer than this one's or a
+        # later term (set only on a node that has just bootstrapped its token's cluster);
+        # True: the node stops, the message is not for the core
         self.on_stranger: Callable[[str], bool] | None = None
         self.down = ""  # why the group failed and was fenced here; empty: it runs
         self.failures = 0
@@ -342,12 +342,19 @@ class RaftGroup:
 
     # -- transport callbacks -----------------------------------------------------
 
+    def _from_a_running_cluster(self, message: Message) -> bool:
+        """A non-member's message that speaks of a log longer than ours, or of a later
+        term: a node joining our new cluster knows only our log and our term. The term
+        matters when the cluster elected a new leader while this node was down, which
+        knows nothing yet of this node's log and sends heartbeats that commit nothing."""
+        return (max(message.index, message.commit) > self.core.log.last_index()
+                or message.term > self.core.term)
+
     def on_message(self, message: Message) -> None:
         if self.stopping or self.membership.is_removed_sender(message.from_):
             return
         if self.on_stranger is not None and message.from_ not in self.core.conf \
-                and max(message.index, message.commit) > self.core.log.last_index() \
-                and self.on_stranger(message.from_):
+                and self._from_a_running_cluster(message) and self.on_stranger(message.from_):
             return
         try:
             self.core.step(message)

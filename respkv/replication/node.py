@@ -54,6 +54,15 @@ logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 15.0  # a new member serves clients after this long even if not settled
+# A node told of a cluster (its token) but given an empty dir and no --join: a first
+# node's first start, or a member whose dir was lost, which must not bootstrap a copy
+# of the cluster. Only the operator knows which, so the first needs --bootstrap.
+_BOOTSTRAP_OR_JOIN = (
+    "{dir} is empty and --join-token names a cluster, without --join or --bootstrap. "
+    "If this is the first start of that cluster's first node, add --bootstrap. If node "
+    "{node} was a member whose data was lost, do not bootstrap: replace it (CLUSTER LEAVE "
+    "{node} on a member, then start it on an empty dir with --join <member> and "
+    "--join-token; README: 'Replacing a node that lost its data')")
 
 
 class ClusterNode:
@@ -97,6 +106,9 @@ class ClusterNode:
         return self.groups[self.slot_owner[slot]]
 
     async def start(self) -> None:
+        if self.config.bootstrap and self.config.join:
+            raise NodeRefused("--bootstrap starts a new cluster and --join joins one: "
+                              "give one of them")
         if self.config.faults:
             logger.warning("UNSAFE TEST FAULTS ON: %s", self.config.faults.describe())
         info = load_node_info(self.dir)
@@ -112,6 +124,8 @@ class ClusterNode:
                 cluster_id, shards, joined_at = await self._join(self.config.join, *token)
                 secret = token[1]
             else:
+                if token is not None and not self.config.bootstrap:
+                    raise NodeRefused(_BOOTSTRAP_OR_JOIN.format(dir=self.dir, node=self.node_id))
                 cluster_id, secret = token or (new_cluster_id(), new_secret())
                 shards, joined_at = self.config.shards, {}
                 bootstrap = self.addresses

@@ -12,7 +12,14 @@ import redis
 from cluster_support import Writers, assert_all_present, max_gap
 
 from testsupport.info import group_lines, members
-from testsupport.processes import SNAPSHOT_ARGS, Cluster, command, raft_info, vm_hwm_kib
+from testsupport.processes import (
+    SNAPSHOT_ARGS,
+    Cluster,
+    command,
+    exits_with_message,
+    raft_info,
+    vm_hwm_kib,
+)
 from testsupport.waiting import wait_for
 
 VALUE_SIZE = 1024
@@ -241,6 +248,20 @@ def test_a_voter_that_lost_its_data_is_refused_until_replaced(
     cluster.wait_voters(set(cluster.node_ids))
     cluster.wait_caught_up()
     assert wiped.client().get("before") == b"wipe"
+
+
+def test_a_first_node_on_a_wiped_dir_without_bootstrap_is_refused_at_once(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Its token names a cluster, its dir is empty, and it is not told to join nor to
+    bootstrap: it may be a member that lost its data, so it starts nothing."""
+    cluster = make_cluster()
+    first = cluster.node("n1")
+    first.kill()
+    shutil.rmtree(first.dir)
+    first.args.remove("--bootstrap")
+    exits_with_message(first, "is empty and --join-token names a cluster, without --join "
+                              "or --bootstrap")
+    assert not (first.dir / "node.json").exists()
 
 
 def test_a_first_node_restarted_on_a_wiped_dir_does_not_start_a_second_cluster(

@@ -298,8 +298,7 @@ class TlsOnly:
         args = ["--node-id", node_id, "--port", "0", "--tls-port", str(tls_port),
                 "--raft-port", str(port + 10000), "--shards", "3", "--join-token", self.token,
                 "--set", "tls-replication=yes", *self.certs.node_args(cluster=True)]
-        if join:
-            args += ["--join", f"127.0.0.1:{self.tls_ports[join]}"]
+        args += ["--join", f"127.0.0.1:{self.tls_ports[join]}"] if join else ["--bootstrap"]
         node = Node(port, self.base / node_id, args)
         self.nodes[node_id] = node
         self.tls_ports[node_id] = tls_port

@@ -26,7 +26,7 @@ test: install
 	$(PYTHON) -m pytest
 
 lint:
-	ruff check respkv tests benchmarks jepsen testsupport
+	ruff check respkv tests benchmarks jepsen raftsim testsupport
 
 bench: install
 	$(PYTHON) benchmarks/server_bench.py

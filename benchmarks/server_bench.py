@@ -73,6 +73,8 @@ from respkv.replication.peerauth import new_token
 from respkv.replication.slots import key_slot, slot_ranges
 from testsupport.info import agreed_leaders, group_lines, members, parse_info
 from testsupport.ports import free_ports
+from testsupport.processes import Processes
+from testsupport.waiting import wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -100,64 +102,7 @@ WRITE_TESTS = frozenset({"set", "incr", "lpush", "rpush", "lpop", "rpop", "sadd"
 READ_MODES = ("lease", "stale")  # --read-modes: cluster GET rows without a ReadIndex round
 FAILOVER_KEY = "failover:{fo}:"  # one hash tag: every key of the writer in one group
 FAILOVER_TARGET_S = 1.5
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-class Procs:
-    """Every process this script starts, so that all of them are stopped by PID."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, argv: list[str], log_path: Path) -> subprocess.Popen:
-        log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
-        try:
-            # A session of its own: a Ctrl-C in the terminal reaches this script only,
-            # which then stops the servers in order.
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            log.close()
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def kill9(self, proc: subprocess.Popen) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in list(self.procs):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
-        self.procs.clear()
+POLL_S = 0.05  # waiting on the servers: INFO less often than the tests poll
 
 
 def cpu_ticks(pid: int) -> int:
@@ -165,20 +110,6 @@ def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
-def wait_for(what: str, condition, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as error:  # the condition fails until it holds
-            last = error
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
 
 
 # ---------------------------------------------------------------------------- tiny RESP client
@@ -299,7 +230,7 @@ class Target:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.procs = Procs()
+        self.procs = Processes()
         self.dir = Path(tempfile.mkdtemp(prefix="respkv-bench-"))
         self.bench_proc: subprocess.Popen | None = None
         self.token = new_token()  # the cluster's (respkv.replication.peerauth)
@@ -314,7 +245,7 @@ class Bench:
                 "--daemonize", "no", "--logfile", "", *persistence]
         node = Node(name, port, argv, self.dir / f"{name}.log")
         node.proc = self.procs.start(argv, node.log)
-        wait_for(f"{name} to answer PING", lambda: command(port, "PING") == b"PONG", 15)
+        wait_for(lambda: command(port, "PING") == b"PONG", 15, f"{name} to answer PING", POLL_S)
         return Target(name, "redis", [node])
 
     def respkv_node(self, node_id: str, join: int | None = None,
@@ -346,22 +277,24 @@ class Bench:
     def start_respkv_single(self) -> Target:
         node = self.respkv_node("s1", shards=self.args.single_shards)
         self.launch(node)
-        wait_for("respkv single node to lead every group", lambda: self.leads_all(node.port), 30)
+        wait_for(lambda: self.leads_all(node.port), 30, "respkv single node to lead every group",
+                 POLL_S)
         shards = int(info(node.port, "raft")["raft_shards"])
         return Target("respkv", "respkv", [node], shards)
 
     def start_cluster(self) -> Target:
         n1 = self.respkv_node("n1", shards=self.args.shards)
         self.launch(n1)
-        wait_for("n1 to lead every group", lambda: self.leads_all(n1.port), 30)
+        wait_for(lambda: self.leads_all(n1.port), 30, "n1 to lead every group", POLL_S)
         nodes = [n1]
         for node_id in ("n2", "n3"):
             node = self.respkv_node(node_id, join=n1.port, shards=self.args.shards)
             self.launch(node)
             nodes.append(node)
-            wait_for(f"{node_id} to be a voter of every group", lambda nid=node_id: all(
+            wait_for(lambda nid=node_id: all(
                 nid in members(g.get("voters", ""))
-                for g in group_lines(info(n1.port, "raft")).values()), 60, 0.1)
+                for g in group_lines(info(n1.port, "raft")).values()),
+                60, f"{node_id} to be a voter of every group", 0.1)
         shards = int(info(n1.port, "raft")["raft_shards"])
         if shards != self.args.shards:
             raise RuntimeError(f"the cluster has {shards} shards, asked for {self.args.shards}")
@@ -398,7 +331,7 @@ class Bench:
                 return None
             return leaders
 
-        return wait_for("the cluster to be healthy", healthy, timeout, 0.1)
+        return wait_for(healthy, timeout, "the cluster to be healthy", 0.1)
 
     def group_views(self, target: Target) -> dict[str, dict[str, dict[str, str]]]:
         """{node: {group: fields}} of the nodes that answer."""
@@ -563,7 +496,7 @@ class Bench:
             return int(group_lines(info(node.port, "raft"))[group]["term"])
 
         try:
-            wait_for("the writer's first acknowledged write", lambda: writer.acks > 20, 15)
+            wait_for(lambda: writer.acks > 20, 15, "the writer's first acknowledged write", POLL_S)
             for i in range(self.args.failovers):
                 leader = self.wait_cluster_healthy(cluster, slack=500)[group]
                 term_before = term(leader)
@@ -573,7 +506,7 @@ class Bench:
                     raise RuntimeError("the writer is not making progress before the kill")
                 t_kill = time.monotonic()
                 writer.mark(t_kill, leader.port)
-                self.procs.kill9(leader.proc)
+                self.procs.kill(leader.proc)
                 first = writer.wait_first_ack_after(timeout=30)
                 if first is None:
                     raise RuntimeError("no write acknowledged within 30 s of killing the leader")

@@ -12,9 +12,18 @@ The directive's value is a comma list::
     stale-reads             serve reads from local state, with no read index
     early-ack               acknowledge writes before the log is on disk
     crash-at=<point>        exit at once (as kill -9 would) when <point> is reached
-    raft=<rule>[+<rule>]    break Raft core rules (see RAFT_RULES)
+    raft=<rule>[+<rule>]    break Raft core rules (see RaftRule)
     apply-bug=<key>         raise inside the Raft loop when an entry naming <key> is
                             applied, as a bug of ours would (the group must fence itself)
+
+One fault point is not a directive but a command, for fault tests that slow a
+node's disk while it runs::
+
+    DEBUG FSYNC-DELAY <ms>  every fsync of the node's log takes <ms> longer (0: plain
+                            fsync again); refused unless ``enable-debug-command``
+                            allows DEBUG (off by default). It lives in
+                            ``respkv.storage.nodelog`` (``NodeLog.slow_down``), which
+                            swaps the sync method only while a delay is set.
 """
 
 from __future__ import annotations

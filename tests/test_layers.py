@@ -3,7 +3,8 @@
 Every import of a respkv module (at the top of a file, inside a function or under
 TYPE_CHECKING alike) must go to the module's own package or to a lower layer; no
 two modules import each other, directly or around a circle; the Raft core imports
-nothing that touches the clock, the network, the disk or an event loop.
+nothing that touches the clock, the network, the disk or an event loop; and the
+product imports none of the test tools beside it, which are not in the wheel.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ LAYERS: dict[str, int] = {
     "server": 6,
     "cli": 7,
 }
+
+# Top-level packages of the repository that are test code, not shipped in the wheel.
+TEST_TOOLS = ("raftsim", "testsupport", "jepsen", "tests", "benchmarks")
 
 RAFT_CORE = ("core", "log", "messages", "progress", "confchange", "codec", "types", "refusal")
 IMPURE = {"asyncio", "socket", "time", "os", "threading", "selectors", "ssl", "sqlite3",
@@ -127,3 +131,17 @@ def test_raft_core_is_pure(name: str):
     respkv_imports = {n for n in imported(MODULES[module]) if n.startswith("respkv")}
     assert all(n.startswith(("respkv.raft", "respkv.faults")) for n in respkv_imports), \
         respkv_imports
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_product_imports_no_test_tools(module: str):
+    tools = sorted(name for name in imported(MODULES[module])
+                   if name.split(".")[0] in TEST_TOOLS)
+    assert not tools, f"{module} imports test code that is not in the wheel: {tools}"
+
+
+def test_test_tools_are_outside_the_package():
+    root = PACKAGE.parent
+    assert all((root / tool).is_dir() for tool in ("raftsim", "testsupport", "jepsen"))
+    assert not [m for m in MODULES if m.split(".")[-1] in ("simulate", "testing")], \
+        "the Raft simulator and the hand-driven cluster live in raftsim/"

@@ -345,6 +345,48 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float,
             on_timeout(i)
 
 
+
+class Processes:
+    """Every process a script starts from any command line (a redis-server, a respkv
+    node with ports of its own choosing), so that each is stopped by its own PID at the
+    end, also after a Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], log_path: Path) -> subprocess.Popen:
+        """Start ``argv``, its output appended to ``log_path``, in a session of its own:
+        a Ctrl-C in the terminal reaches the script only, which then stops the
+        processes in order."""
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL ``proc`` (a crash, as kill -9) and forget it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """SIGTERM every process still running, all at once; SIGKILL what has not
+        exited after ``timeout``."""
+        live = [proc for proc in self.procs if proc.poll() is None]
+
+        def hung(i: int) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(live[i].pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                live[i].wait(5)
+
+        stop_processes(live, timeout, hung)
+        self.procs.clear()
+
+
 @contextlib.contextmanager
 def redis_server(*args: str) -> Iterator[int]:
     """A real redis-server on a free port, for differential tests: its port. Stopped by

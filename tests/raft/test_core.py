@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raftsim.cluster import Cluster
 from respkv.raft.confchange import (
     ConfChange,
     ConfChangeError,
@@ -22,7 +23,6 @@ from respkv.raft.core import (
 )
 from respkv.raft.messages import ConfState, Message, MessageType, SnapshotMeta
 from respkv.raft.refusal import RefusalReason
-from respkv.raft.testing import Cluster
 from respkv.raft.types import Entry, EntryKind, HardState
 
 

@@ -1,6 +1,6 @@
 """The paper's figures and the classic corner cases, as readable scripts.
 
-Each test drives a hand-made cluster (respkv.raft.testing.Cluster): who
+Each test drives a hand-made cluster (raftsim.cluster.Cluster): who
 campaigns, which messages get through, who crashes; then compares the logs,
 printed one node per line as ``node role term: index/term ... | commit c``.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from raftsim.cluster import Cluster
 from respkv.faults import RaftRule
 from respkv.raft.confchange import ConfChangeType
 from respkv.raft.core import ConfChangePending, NotLeader, ProposalDropped, Role
 from respkv.raft.messages import MessageType as MT
-from respkv.raft.testing import Cluster
 from respkv.raft.types import EntryKind
 
 

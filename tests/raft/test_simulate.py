@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from raftsim.simulate import ALL_FAULTS, Sim, Violation, main, run_seed
 from respkv.faults import RaftRule
 from respkv.raft.refusal import RefusalReason
-from respkv.raft.simulate import ALL_FAULTS, Sim, Violation, main, run_seed
 
 SEEDS_5 = 1000
 STEPS = 200

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from raftsim.cluster import Cluster
 from respkv.raft.core import Config, RaftCore
 from respkv.raft.messages import Message, MessageType
-from respkv.raft.testing import Cluster
 from respkv.raft.types import Entry, EntryKind, HardState
 from respkv.storage.repair import RepairRefused, repair_wal
 from respkv.storage.wal import VOTE_FLOOR_FILE, WAL, CorruptLogError

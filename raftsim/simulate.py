@@ -1,7 +1,7 @@
 """Deterministic cluster simulator: many seeded Raft clusters, safety checked every step.
 
-    python -m respkv.raft.simulate --seeds 1000 --nodes 5 --faults all
-    python -m respkv.raft.simulate --seed 1234 --nodes 5      # replay one seed, with a trace
+    python -m raftsim --seeds 1000 --nodes 5 --faults all
+    python -m raftsim --seed 1234 --nodes 5      # replay one seed, with a trace
 
 Each seed builds a cluster of RaftCores joined by a simulated network (drops,
 delays, reordering, duplicates, partitions) and simulated storage (a crash loses
@@ -856,7 +856,7 @@ def _worker(args) -> tuple[int, str | None, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m respkv.raft.simulate",
+        prog="python -m raftsim",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -906,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
             tail = tr.splitlines()[-30:]
             err = head.rstrip() + ("\n  last events:\n" + "\n".join(tail) if tail else "")
         print(
-            f"VIOLATION {err}\n  replay: python -m respkv.raft.simulate --seed {seed} "
+            f"VIOLATION {err}\n  replay: python -m raftsim --seed {seed} "
             f"--nodes {a.nodes} --steps {a.steps} --faults {a.faults}{bugs}",
             flush=True,
         )

@@ -1,7 +1,7 @@
 """Differential tests of the Lua engine against redis-server 7.0's EVAL, byte for byte
 in RESP2 and RESP3: conversions both ways, errors, the sandbox, the libraries.
 
-Our side runs respkv.commands.lua.LuaEngine with a ``call`` doing what the server's
+Our side runs respkv.commands.lua.engine.LuaEngine with a ``call`` doing what the server's
 does (the script checks, then the command against a Keyspace through
 commands_support.call)."""
 
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_diff import RawConnection
 
-from respkv.commands.lua import LuaEngine
+from respkv.commands.lua.engine import LuaEngine
 from respkv.commands.table import Kind, lookup
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.state.keyspace import Keyspace

@@ -230,6 +230,14 @@ REDIS_TO_LUA = [
     case("local ok, e = pcall(error, {err = 'E x'}); return e"),
     case("local ok, e = pcall(error, {err = 5}); return e"),
     case("local ok, e = pcall(error, {foo = 1}); return type(e)"),
+    case("return {pcall(error, {err = {}})}"),
+    case("return {pcall(error, {err = true})}"),
+    case("local ok, e, f = pcall(error, {err = {1, 2}}); return {type(e), f}"),
+    case("return {select('#', pcall(error, {})), select('#', pcall(error, {err = 'x'})),"
+         " select('#', pcall(error, {err = 5})), select('#', pcall(error, 'x'))}"),
+    case("local ok, e = pcall(error, setmetatable({}, {__index = function() return 'ix' end}));"
+         " return e"),
+    case("local ok, e, f = pcall(error, redis); return {type(e), type(f)}"),
     case("local ok, e = pcall(error, 'msg'); return e"),
     case("local ok, e = pcall(error, 'msg', 0); return e"),
     case("local ok, e = pcall(function() local x = nil; return x.y end); return e"),

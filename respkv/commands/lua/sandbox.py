@@ -210,16 +210,18 @@ local function g_load(...)
   end
   return g_loadstring(concat(parts), name or "=(load)")
 end
+-- Redis' luaRedisPcall: an error table gives its err field (read as lua_getfield does,
+-- through __index) when that is a string or a number; any other err field stays on its
+-- stack after the table, so it is a third result, even when nil.
 local function pcall_result(ok, ...)
   if ok then return true, ... end
   local e = ...
   if type(e) == "table" then
-    local m = rawget(e, "err")
-    if type(m) == "string" or type(m) == "number" then e = m end
-  else
-    e = unprefix(e, (user_frame(1)))
+    local m = e.err
+    if type(m) == "string" or type(m) == "number" then return false, m end
+    return false, e, m
   end
-  return false, e
+  return false, (unprefix(e, (user_frame(1))))
 end
 local function g_pcall(...) return pcall_result(pcall(...)) end
 local function g_next(...)

@@ -5,6 +5,6 @@ from __future__ import annotations
 try:  # lupa bundles Lua 5.1 as lupa.lua51
     from lupa import lua51 as lupa
 except ImportError:  # pragma: no cover - a lupa build without 5.1
-    import lupa  # type: ignore[no-redef]
+    import lupa
 
 LUA_RUNTIME = lupa.__name__

@@ -41,7 +41,8 @@ local function protect(real, shown)
   return proxy
 end
 
--- Positions: errors name the script's line, skipping this chunk's frames.
+-- Positions: errors name the script's line, skipping the frames of this chunk and of the
+-- libraries' (all loaded as INTERNAL).
 local function user_frame(level)
   level = level + 1
   while true do
@@ -67,7 +68,7 @@ local function typename_at(n, ...)
   return type((select(n, ...)))
 end
 local function unprefix(msg, info)
-  -- a native function called from this chunk names our line; Redis names the script's
+  -- a native function called from our chunks names our line; Redis names the script's
   if type(msg) == "string" and ssub(msg, 1, 7) == "respkv:" then
     return where_of(info) .. (sgsub(msg, "^respkv:%d+: ", "", 1))
   end
@@ -120,7 +121,6 @@ local function handler(err)
   if info then return {msg, info.source, info.currentline} end
   return {msg}
 end
-
 
 -- The libraries: chunks of their own, given what they share -------------------------
 local lib = {real_of = real_of, NULL = NULL, raise = raise, argerror = argerror,

@@ -30,7 +30,8 @@ from typing import TypeVar
 from respkv.clock import now_ms
 from respkv.commands import errors
 from respkv.commands.context import ServerContext, Session
-from respkv.commands.lua import KILLED, LuaEngine, ScriptCache, script_flags
+from respkv.commands.lua.engine import KILLED, LuaEngine
+from respkv.commands.lua.sources import ScriptCache, script_flags
 from respkv.commands.scripting import SCRIPT_CALLS, split_eval
 from respkv.commands.table import Command, Kind, lookup
 from respkv.commands.transactions import exec_entry

@@ -1,4 +1,4 @@
-"""Unit tests of the Lua engine (respkv.commands.lua) with a fake ``call``: the reply
+"""Unit tests of the Lua engine (respkv.commands.lua.engine) with a fake ``call``: the reply
 conversions both ways in RESP2 and RESP3, the stop hook, the script cache, state reuse.
 What redis-server itself answers is in test_lua_vs_redis.py."""
 
@@ -9,15 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from respkv.commands.lua import (
-    KILLED,
-    LUA_RUNTIME,
-    LuaEngine,
-    ScriptCache,
-    script_flags,
-    sha1hex,
-    without_tail_calls,
-)
+from respkv.commands.lua.engine import KILLED, LuaEngine
+from respkv.commands.lua.runtime import LUA_RUNTIME
+from respkv.commands.lua.sources import ScriptCache, script_flags, sha1hex
+from respkv.commands.lua.tailcalls import without_tail_calls
 from respkv.protocol.reply import (
     NULL_ARRAY,
     OK,

@@ -1,7 +1,7 @@
 """Differential tests of the Lua engine against redis-server 7.0's EVAL, byte for byte
 in RESP2 and RESP3: conversions both ways, errors, the sandbox, the libraries.
 
-Our side runs respkv.commands.lua.LuaEngine with a ``call`` doing what the server's
+Our side runs respkv.commands.lua.engine.LuaEngine with a ``call`` doing what the server's
 does (the script checks, then the command against a Keyspace through
 commands_support.call)."""
 
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_diff import RawConnection
 
-from respkv.commands.lua import LuaEngine
+from respkv.commands.lua.engine import LuaEngine
 from respkv.commands.table import Kind, lookup
 from respkv.protocol.reply import Reply, RespError, encode
 from respkv.state.keyspace import Keyspace
@@ -230,6 +230,14 @@ REDIS_TO_LUA = [
     case("local ok, e = pcall(error, {err = 'E x'}); return e"),
     case("local ok, e = pcall(error, {err = 5}); return e"),
     case("local ok, e = pcall(error, {foo = 1}); return type(e)"),
+    case("return {pcall(error, {err = {}})}"),
+    case("return {pcall(error, {err = true})}"),
+    case("local ok, e, f = pcall(error, {err = {1, 2}}); return {type(e), f}"),
+    case("return {select('#', pcall(error, {})), select('#', pcall(error, {err = 'x'})),"
+         " select('#', pcall(error, {err = 5})), select('#', pcall(error, 'x'))}"),
+    case("local ok, e = pcall(error, setmetatable({}, {__index = function() return 'ix' end}));"
+         " return e"),
+    case("local ok, e, f = pcall(error, redis); return {type(e), type(f)}"),
     case("local ok, e = pcall(error, 'msg'); return e"),
     case("local ok, e = pcall(error, 'msg', 0); return e"),
     case("local ok, e = pcall(function() local x = nil; return x.y end); return e"),

@@ -209,7 +209,8 @@ class Sim:
             heartbeat_tick=self.heartbeat_tick,
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
-            lease_read=False,  # switched on per read, as the server's driver does
+            # the default, which followers' forwarded reads get; local reads choose
+            lease_read=self.lease_read,
             max_inflight_msgs=self.max_inflight,
             max_inflight_bytes=self.max_inflight_bytes,
             max_size_per_msg=self.max_size,
@@ -630,15 +631,12 @@ class Sim:
             self.read_no += 1
             ctx = b"r%d" % self.read_no
             lease = self.lease_read and r.random() < 0.7
-            n.core.cfg.lease_read = lease
             try:
-                n.core.read_index(ctx)
+                n.core.read_index(ctx, lease=lease)
                 self.reads[ctx] = (n.id, len(self.history))
                 self.log("read", n.id, ctx, len(self.history), "lease" if lease else "")
             except NotLeader:
                 pass
-            finally:
-                n.core.cfg.lease_read = False
         if alive and r.random() < 0.03:
             n = r.choice(alive)
             a = n.core.log.applied

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from respkv import logs
-from respkv.config import Config, ConfigError
+from respkv.config import READ_MODES, Config, ConfigError
 
 logger = logging.getLogger("respkv")
 
@@ -56,7 +56,9 @@ def main() -> None:
 @click.option("--maxclients", type=int)
 @click.option("--timeout", type=int, help="Close clients idle this many seconds (0: never).")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics here (0: off).")
-@click.option("--read-consistency", type=click.Choice(["linearizable", "lease", "stale"]))
+@click.option("--read-consistency", type=click.Choice([*READ_MODES, "lease"]),
+              help="linearizable (default: the leader's lease, else a ReadIndex round), "
+              "strict (a round for every batch of reads) or stale; lease = linearizable.")
 @click.option("--shards", type=int,
               help="Raft groups of a new cluster (default 3; a joining node takes the cluster's).")
 @click.option("--tls-port", type=int, help="TLS client port (0: none; --port 0 leaves only it).")

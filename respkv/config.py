@@ -45,6 +45,18 @@ _RUNTIME_RANGES = {
     "client_query_buffer_limit": (1 << 20, LLONG_MAX),
 }
 # Checked wherever they are set, as Redis checks them.
+READ_MODES = ("linearizable", "strict", "stale")
+_READ_MODE_ALIASES = {"lease": "linearizable"}  # lease reads are linearizable's default
+
+
+def read_mode(name: str) -> str:
+    """A read-consistency name, checked; ``lease`` (of older configs) is linearizable."""
+    mode = _READ_MODE_ALIASES.get(name.lower(), name.lower())
+    if mode not in READ_MODES:
+        raise ConfigError("read-consistency must be linearizable, strict or stale")
+    return mode
+
+
 _RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1),
            "maxmemory_samples": (1, (1 << 31) - 1)}
 # Redis' eviction policies, in the order its error message lists them.
@@ -180,7 +192,13 @@ class Config:
     # one go, pausing its loop for about as long as a copy, a checksum and a write of
     # it to disk take: far above a few MB, that pause nears an election timeout.
     max_entry_bytes: int = 8 << 20
-    read_consistency: str = "linearizable"  # linearizable | lease | stale
+    # How reads are served (README "Consistency"): linearizable (the leader's lease
+    # while it holds, else a ReadIndex round), strict (a round for every batch of
+    # reads, no clock assumption) or stale (local state, no check).
+    read_consistency: str = "linearizable"
+    # How much shorter a leader's lease is than the election timeout: the clock drift
+    # between two nodes over an election timeout must stay below it.
+    lease_margin_ms: int = 50
     metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
     # Raft groups the 16384 slots are spread over, fixed when a cluster is
     # bootstrapped (a joining node takes the cluster's). 1 keeps every
@@ -233,6 +251,10 @@ class Config:
     def __post_init__(self) -> None:
         self.validate()
 
+    def lease_margin_ticks(self) -> int:
+        """lease-margin-ms in whole ticks, rounded up (at least one)."""
+        return max(1, -(-self.lease_margin_ms // self.tick_ms))
+
     def validate(self) -> None:
         """Fill the derived defaults (raft port, node id) and check the values."""
         if not self.raft_port:
@@ -241,8 +263,10 @@ class Config:
             self.node_id = f"n{self.port or self.tls_port}"
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log-format must be text or json, not {self.log_format!r}")
-        if self.read_consistency not in ("linearizable", "lease", "stale"):
-            raise ConfigError("read-consistency must be linearizable, lease or stale")
+        self.read_consistency = read_mode(self.read_consistency)
+        if self.lease_margin_ms <= 0 or self.lease_margin_ticks() >= self.election_ticks:
+            raise ConfigError("lease-margin-ms must be above 0 and below the election "
+                              f"timeout ({self.election_ticks * self.tick_ms} ms)")
         if self.acl_pubsub_default not in PUBSUB_DEFAULTS:
             raise ConfigError("argument(s) must be one of the following: "
                               + ", ".join(PUBSUB_DEFAULTS))

@@ -83,3 +83,16 @@ def test_maxmemory_directives_in_a_file(tmp_path: Path) -> None:
         conf.write_text(bad)
         with pytest.raises(ConfigError):
             Config.load(str(conf), {})
+
+
+def test_read_consistency_and_the_lease_margin() -> None:
+    config = Config.load(None, {}, [("read-consistency", "LEASE")])
+    assert config.read_consistency == "linearizable"  # the older name
+    assert Config.load(None, {}, [("read-consistency", "strict")]).read_consistency == "strict"
+    with pytest.raises(ConfigError, match="linearizable, strict or stale"):
+        Config.load(None, {}, [("read-consistency", "eventual")])
+    assert config.lease_margin_ticks() == 1  # 50 ms of 50 ms ticks
+    assert Config.load(None, {}, [("lease-margin-ms", "120")]).lease_margin_ticks() == 3
+    for margin in ("0", "500"):  # the lease would be longer than it is safe, or nothing
+        with pytest.raises(ConfigError, match="lease-margin-ms"):
+            Config.load(None, {}, [("lease-margin-ms", margin)])

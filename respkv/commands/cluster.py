@@ -21,6 +21,7 @@ from respkv.commands.args import parse_int
 from respkv.commands.context import ServerContext, Session, ok_when_done
 from respkv.commands.subcommands import subcommand
 from respkv.commands.table import Kind, command
+from respkv.config import ConfigError, read_mode
 from respkv.protocol.reply import OK, Reply, RespError, Simple, Verbatim
 from respkv.replication.addresses import Addresses, split_address
 from respkv.replication.admin import Member, Shard
@@ -445,13 +446,18 @@ def transfer(server: ServerContext, session: Session, args: list[bytes]) -> Repl
 
 @command("respkv.consistency", -1, Kind.SERVER, flags=("fast",), family="connection")
 def consistency(server: ServerContext, session: Session, args: list[bytes]) -> Reply:
-    """RESPKV.CONSISTENCY [linearizable|lease|stale|default]: this connection's reads."""
+    """RESPKV.CONSISTENCY [linearizable|strict|stale|default]: this connection's reads
+    (``lease``, of older versions, is linearizable)."""
     if len(args) == 1:
         return (session.read_consistency or server.config.read_consistency).encode()
     if len(args) > 2:
         raise RespError("ERR wrong number of arguments for 'respkv.consistency' command")
     mode = args[1].decode("utf-8", "replace").lower()
-    if mode not in ("linearizable", "lease", "stale", "default"):
-        raise RespError("ERR read consistency must be linearizable, lease, stale or default")
+    if mode != "default":
+        try:
+            mode = read_mode(mode)
+        except ConfigError:
+            raise RespError("ERR read consistency must be linearizable, strict, stale or "
+                            "default") from None
     session.read_consistency = None if mode == "default" else mode
     return OK

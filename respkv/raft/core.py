@@ -131,6 +131,9 @@ class Config:
     max_inflight_bytes: int = 0  # 0: no byte bound
     max_size_per_msg: int = 1 << 20
     lease_read: bool = False  # needs check_quorum; may be switched per read_index() call
+    # A lease runs out this many ticks before the election timeout that started with
+    # the quorum's latest heartbeat: the clock drift it allows between two nodes.
+    lease_margin_ticks: int = 1
     applied: int = 0  # the state machine's last applied index at start-up
     # Entries kept before a snapshot's index for slow followers: at most this many, and
     # at most this many bytes of them (the rest of the log is on disk and in the
@@ -150,6 +153,8 @@ class Config:
             raise ValueError("lease_read needs check_quorum")
         if self.heartbeat_tick <= 0 or self.election_tick <= self.heartbeat_tick:
             raise ValueError("need 0 < heartbeat_tick < election_tick")
+        if not 0 < self.lease_margin_ticks < self.election_tick:
+            raise ValueError("need 0 < lease_margin_ticks < election_tick")
 
 
 @dataclass(slots=True)
@@ -250,9 +255,14 @@ class RaftCore:
         self.lead_transferee: str | None = None
         self._transfer_sent = False  # a TimeoutNow went out this term: no more lease reads
         # ReadIndex state (leader)
-        self._ro_wait_commit: list[tuple[bytes, str]] = []  # until first commit in term
+        # (ctx, from, lease allowed) until the first commit in the term
+        self._ro_wait_commit: list[tuple[bytes, str, bool]] = []
         self._ro_queue: list[tuple[bytes, str, int, int]] = []  # (ctx, from, index, round)
         self._ro_round = 0
+        # reads this node led, answered from its lease, and heartbeat rounds it ran
+        # for reads (monotonic, for INFO)
+        self.lease_reads = 0
+        self.quorum_read_rounds = 0
         self._ro_inflight = False
         self._ro_acks: list[str] = []  # followers that acked the round in flight, in order
         # Followers that acked the last round, first first: the next round asks only
@@ -373,13 +383,15 @@ class RaftCore:
         check_conf_change(self.conf, cc)
         return self._append_new(_CONF, encode_conf_change(cc))
 
-    def read_index(self, ctx: bytes) -> None:
+    def read_index(self, ctx: bytes, lease: bool | None = None) -> None:
         """Ask for a linearizable read. A ReadState(ctx, index) comes in a later
-        Ready; raises NotLeader(None) at once when no leader is known. A read
+        Ready; raises NotLeader(None) at once when no leader is known. ``lease``: may
+        a leader answer from its lease (default ``cfg.lease_read``, which is also
+        what a leader gives the reads its followers forward)? A read
         that a leader drops (it stepped down) comes back in Ready.dropped_reads;
         one lost on the network never comes back: the driver needs a timeout."""
         if self.role == Role.LEADER:
-            self._leader_read(ctx, self.id)
+            self._leader_read(ctx, self.id, self.cfg.lease_read if lease is None else lease)
         elif self.lead is None:
             raise NotLeader(None)
         else:
@@ -687,7 +699,8 @@ class RaftCore:
         self.prs = {}
 
     def _drop_reads(self) -> None:
-        pend = [(c, f) for c, f in self._ro_wait_commit] + [(c, f) for c, f, _, _ in self._ro_queue]
+        pend = [(c, f) for c, f, _ in self._ro_wait_commit]
+        pend += [(c, f) for c, f, _, _ in self._ro_queue]
         for ctx, frm in pend:
             if frm == self.id:
                 self._dropped_reads.append(ctx)
@@ -910,8 +923,8 @@ class RaftCore:
         if self._ro_wait_commit and log.term(log.committed) == self.term:
             waiting = self._ro_wait_commit
             self._ro_wait_commit = []
-            for ctx, frm in waiting:
-                self._leader_read(ctx, frm)
+            for ctx, frm, lease in waiting:
+                self._leader_read(ctx, frm, lease)
         if self._last_conf_index <= log.committed and self.id not in self.conf.voters:
             # removed (or demoted) leader steps down once its removal is committed
             self._become_follower(self.term, None)
@@ -921,15 +934,16 @@ class RaftCore:
         self._send(Message(MT.TIMEOUT_NOW, to=to))
 
     # -- reads (leader) ----------------------------------------------------
-    def _leader_read(self, ctx: bytes, frm: str) -> None:
+    def _leader_read(self, ctx: bytes, frm: str, lease: bool) -> None:
         log = self.log
         if log.term(log.committed) != self.term:
-            self._ro_wait_commit.append((ctx, frm))
+            self._ro_wait_commit.append((ctx, frm, lease))
             return
         if len(self.conf.voters) == 1 and self.id in self.conf.voters:
             self._read_done(ctx, frm, log.committed)
             return
-        if self._lease_valid():
+        if lease and self._lease_valid():
+            self.lease_reads += 1
             self._read_done(ctx, frm, log.committed)
             return
         if frm != self.id and self._follower_read_proves_quorum(frm):
@@ -951,8 +965,7 @@ class RaftCore:
     def _lease_valid(self) -> bool:
         cfg = self.cfg
         if (
-            not cfg.lease_read
-            or not cfg.check_quorum
+            not cfg.check_quorum
             or self._transfer_sent
             or self.lead_transferee is not None
         ):
@@ -969,9 +982,10 @@ class RaftCore:
             reverse=True,
         )
         start = ticks[self._quorum() - 1]
-        return start >= 0 and self._now < start + cfg.election_tick - 1
+        return start >= 0 and self._now < start + cfg.election_tick - cfg.lease_margin_ticks
 
     def _start_read_round(self) -> None:
+        self.quorum_read_rounds += 1
         self._ro_round += 1
         self._ro_inflight = True
         self._ro_acks = []
@@ -1080,7 +1094,8 @@ class RaftCore:
         lost message); each rule here only keeps a message that cannot be true, or
         that comes from outside the group, from changing anything."""
         term = m.term
-        if (term > MAX_TERM or term > self.term + MAX_TERM_JUMP) and not self._adopt_any_term:
+        too_far = term > self.term + MAX_TERM_JUMP and not self._far_term_excused(m)
+        if (term > MAX_TERM or too_far) and not self._adopt_any_term:
             return R.TERM_TOO_HIGH, f"ours {self.term}"
         # every log term a message names is one its sender has seen: never past its term
         if (term < 0 or m.index < 0 or m.commit < 0 or m.reject_hint < 0
@@ -1137,6 +1152,16 @@ class RaftCore:
             return f"snapshot membership {cs}"
         return None
 
+    def _far_term_excused(self, m: Message) -> bool:
+        """A term too far ahead is still heard from a member once no leader has been
+        heard for an election timeout. A forged term that a majority adopted (each was
+        close enough to it when it came) is the group's term from then on; without
+        this, the nodes that were a term behind would refuse the majority for good,
+        and with them missing a quorum could be out of reach (seen in the simulator:
+        three of six voters at term 2**32+7, the others at 6 and 7)."""
+        return (self.role != Role.LEADER and m.from_ in self._members
+                and self.leaderless_elapsed >= self.cfg.election_tick)
+
     def _stranger_excused(self, m: Message) -> bool:
         """Whether a message from a node outside our configuration is still heard.
 
@@ -1166,7 +1191,7 @@ class RaftCore:
     def _step_leader(self, m: Message) -> None:
         t = m.type
         if t == MT.READ_INDEX:
-            self._leader_read(m.context, m.from_)
+            self._leader_read(m.context, m.from_, self.cfg.lease_read)  # the default
             return
         pr = self.prs.get(m.from_)
         if pr is None:

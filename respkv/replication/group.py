@@ -156,7 +156,8 @@ class RaftGroup:
             heartbeat_tick=cfg.heartbeat_ticks,
             pre_vote=True,
             check_quorum=True,
-            lease_read=False,
+            lease_read=cfg.read_consistency == "linearizable",  # for forwarded reads
+            lease_margin_ticks=cfg.lease_margin_ticks(),
             applied=max(self.machine.applied_index, snapshot.index if snapshot else 0),
             seed=random.SystemRandom().randrange(1 << 62),
             vote_floor=self.wal.vote_floor(),
@@ -279,6 +280,11 @@ class RaftGroup:
     def read_rounds(self) -> tuple[int, int]:
         """ReadIndex rounds made, and the reads they carried."""
         return self.reads.rounds, self.reads.reads
+
+    def lease_and_quorum_reads(self) -> tuple[int, int]:
+        """ReadIndex requests this node answered as leader from its lease, and the
+        heartbeat rounds it ran for the others."""
+        return self.core.lease_reads, self.core.quorum_read_rounds
 
     # -- writes and reads ------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""Linearizable reads of one group: read barriers batched into ReadIndex rounds.
+"""Linearizable reads of one group: read barriers batched into ReadIndex requests.
+
+A leader answers a request at once from its lease while the lease holds (mode
+``linearizable``), else with a heartbeat round (always, in mode ``strict``); a
+follower forwards it to the leader.
 
 Every read asked for in one loop turn shares one round and one future, per
 consistency mode; the round starts from a plain callback at the end of the turn
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from respkv.config import Config
 from respkv.raft.core import NotLeader as CoreNotLeader
 from respkv.raft.core import RaftCore, ReadState
 from respkv.replication.outcomes import NotLeader, ReadTimedOut, ReplicationError
@@ -52,7 +57,8 @@ class ReadIndexReads:
 
     def barrier(self, mode: str) -> asyncio.Future[None]:
         """A future that resolves once this node's state reflects every write
-        acknowledged before the call (``mode``: linearizable or lease)."""
+        acknowledged before the call (``mode``: linearizable, which a leader may
+        answer from its lease, or strict, which always runs a round)."""
         batch = self.requests.get(mode)
         if batch is None:  # the reads of one loop turn share a round and a future
             loop = asyncio.get_running_loop()
@@ -66,20 +72,17 @@ class ReadIndexReads:
         if not self.requests:
             return
         requests, self.requests = self.requests, {}
-        if "lease" in requests:
+        if "linearizable" in requests:
             self.catch_up_ticks()
         core = self.core
         for mode, batch in requests.items():
             self.seq += 1
             ctx = f"{self.node_id}:{self.incarnation}:{self.seq}".encode()
-            core.cfg.lease_read = mode == "lease"
             try:
-                core.read_index(ctx)
+                core.read_index(ctx, lease=mode == "linearizable")
             except CoreNotLeader:
                 fail(batch.future, NotLeader(None))
                 continue
-            finally:
-                core.cfg.lease_read = False
             self.waiting[ctx] = (batch.future, time.monotonic() + READ_TIMEOUT)
             self.rounds += 1
             self.reads += batch.readers
@@ -106,6 +109,14 @@ class ReadIndexReads:
             elif not future.done():
                 future.set_result(None)
         self.ready = waiting
+
+    def follow_config(self, config: Config) -> None:
+        """The lease settings, which CONFIG SET may change: the margin, and whether the
+        reads followers forward here may be answered from the lease (they get this
+        node's read-consistency, not the follower's)."""
+        cfg = self.core.cfg
+        cfg.lease_read = config.read_consistency == "linearizable"
+        cfg.lease_margin_ticks = config.lease_margin_ticks()
 
     def expire(self, now: float) -> None:
         if self.waiting:

@@ -171,6 +171,7 @@ class ReadyLoop:
             now = time.monotonic()
             self.proposals.expire(now)
             self.reads.expire(now)
+            self.reads.follow_config(self.config)
             self.after_ready()  # expired waiters, a lost lead: wake cross-group writes
             self.membership.promote_learners()
             self.snapshots.maybe_take(self.machine.applied_index)

@@ -220,6 +220,7 @@ def rss_bytes() -> int:
 def group_fields(group: RaftGroup) -> dict[str, Any]:
     members = group.members()
     rounds, reads = group.read_rounds()
+    lease_reads, quorum_rounds = group.lease_and_quorum_reads()
     return {
         "group": group.name,
         "role": group.role,
@@ -234,4 +235,6 @@ def group_fields(group: RaftGroup) -> dict[str, Any]:
         "leader_changes": group.leader_changes,
         "read_rounds": rounds,
         "reads_in_rounds": reads,
+        "lease_reads": lease_reads,
+        "quorum_read_rounds": quorum_rounds,
     }

@@ -21,6 +21,7 @@ from cluster_support import (
     read_reply,
 )
 
+from testsupport.info import group_lines
 from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, raft_info
 from testsupport.waiting import wait_for
 
@@ -107,12 +108,44 @@ def _pipelined_sets(node: Node, items: dict[str, str], batch: int = 100) -> None
         client.close()
 
 
-@pytest.mark.parametrize("consistency", ["linearizable", "lease"])
+def test_linearizable_reads_are_served_from_the_lease_strict_ones_by_a_round(
+        make_cluster: Callable[..., Cluster]) -> None:
+    leader = make_cluster().leader()
+    client = leader.client()
+    assert client.set("lease", "held") is True
+
+    def counts() -> tuple[int, int]:
+        (group,) = group_lines(raft_info(leader)).values()  # one shard
+        return int(group["lease_reads"]), int(group["quorum_read_rounds"])
+
+    lease_before, rounds_before = counts()
+    for _ in range(40):  # one at a time: each read is its own ReadIndex request
+        assert client.get("lease") == b"held"
+    lease_after, rounds_after = counts()
+    # a lease lapses only if the node's loop stood still; a busy machine may do that
+    assert lease_after - lease_before >= 20, (lease_after, rounds_after)
+    assert rounds_after - rounds_before <= 40 - (lease_after - lease_before)
+
+    assert client.execute_command("RESPKV.CONSISTENCY", "strict") == b"OK"
+    for _ in range(20):
+        assert client.get("lease") == b"held"
+    lease_strict, rounds_strict = counts()
+    assert lease_strict == lease_after
+    assert rounds_strict - rounds_after >= 20
+    assert client.execute_command("RESPKV.CONSISTENCY") == b"strict"
+    assert client.execute_command("RESPKV.CONSISTENCY", "lease") == b"OK"  # older name
+    assert client.execute_command("RESPKV.CONSISTENCY") == b"linearizable"
+    with pytest.raises(redis.ResponseError, match="linearizable, strict, stale or default"):
+        client.execute_command("RESPKV.CONSISTENCY", "eventual")
+
+
+@pytest.mark.parametrize("consistency", ["linearizable", "strict"])
 def test_sigstopped_leader_neither_serves_stale_reads_nor_accepts_writes(
         make_cluster: Callable[..., Cluster], consistency: str) -> None:
     """A paused leader wakes up deposed. Its first commands (sent while it was
-    stopped) must not see its old state as current: with ReadIndex nor with a
-    leader lease, which must count the time it spent stopped."""
+    stopped) must not see its old state as current: neither from its leader lease
+    (linearizable), which must count the time it spent stopped, nor with a ReadIndex
+    round (strict)."""
     cluster = make_cluster()
     old = cluster.leader()
     others = [n for n in cluster.nodes if n is not old]

@@ -8,11 +8,13 @@ stops every process it started, by PID, whatever happens.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from jepsen import runner
+from testsupport.disks import small_tmpfs
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, dict]:
@@ -89,6 +91,42 @@ def test_slow_disk_under_transfers(tmp_path: Path):
     kinds = [fault["kind"] for fault in summary["faults"]]
     assert "slow-disk" in kinds, kinds
     assert all(r["valid"] is True for r in summary["registers"].values())
+
+
+def test_a_follower_whose_disk_fills_catches_up(tmp_path: Path):
+    """A follower's disk (a tmpfs of its own) filled to the last block while the load
+    goes on, then freed: linearizable, nothing acknowledged lost, the node reported its
+    full disk while it lasted and applied what the leaders had committed once freed."""
+    with small_tmpfs(tmp_path / "probe", "1m"):  # skips, saying why, where mounts fail
+        pass
+    out = tmp_path / "run"
+    code, summary = run(out, "--duration", "8", "--seed", "16", "--schedule", "cycle",
+                        "--quiet", "0.5", "1", "--fault-length", "1.5", "2.5",
+                        "--faults", "disk-full")
+    assert code == 0, explain(summary)
+    assert summary["verdict"] == "pass" and summary["recovered"] is True, explain(summary)
+    assert all(r["valid"] is True for r in summary["registers"].values())
+    assert summary["counter"]["valid"] and summary["ledger"]["valid"], explain(summary)
+    assert summary["ledger"]["acknowledged"] > 0
+    assert not summary["nemesis_errors"] and not summary["client_crashes"], explain(summary)
+    faults = [f for f in summary["faults"] if f["kind"] == "disk-full"]
+    assert faults, explain(summary)
+    for fault in faults:
+        detail = fault["detail"]
+        seen = re.search(r"disk_full=1 seen (\d+) times", detail)
+        assert seen and int(seen.group(1)) > 0, detail  # INFO persistence said so
+        behind = re.search(r"behind the leaders by (\{.*?\})", detail)
+        assert behind and max(entry_counts(behind.group(1))) > 0, detail  # it stood still
+        assert "; freed, caught up with" in detail, detail
+        log = (out / "cluster" / f"{fault['targets'][0]}.log").read_text()
+        assert "disk almost full" in log or "disk full: refusing writes" in log
+    mounts = Path("/proc/mounts").read_text()
+    assert str(out / "cluster") not in mounts  # every node's tmpfs unmounted
+
+
+def entry_counts(text: str) -> list[int]:
+    """The numbers of "{'g0': 480, 'g1': 788}"."""
+    return [int(n) for n in re.findall(r": (-?\d+)", text)]
 
 
 def test_teeth_stale_reads_are_caught(tmp_path: Path):

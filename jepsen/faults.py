@@ -19,8 +19,8 @@ Fault kinds (``--faults``, comma separated):
   as the README says: ``CLUSTER LEAVE``, and a join on the empty dir;
 - ``disk-full``: a follower's disk filled to the last block (each node's dir is
   then a tmpfs of its own, see ``DISK_SIZE``) for the fault's length, the
-  groups it leads handed to others first; what the log gives back from its
-  reserve is taken again at once. Then the space is freed, and the node must
+  groups it leads handed to others (again while it still leads any); what the
+  log gives back from its reserve is taken again at once. Then the space is freed, and the node must
   apply, within ``CATCH_UP_TIMEOUT``, what the leaders had committed by then,
   in every group: a node that does not fails the run (no recovery);
 - ``big-value``: writes of values near the leader's ``max-entry-bytes`` (which
@@ -391,24 +391,23 @@ class Nemesis(threading.Thread):
         fillers = 0
         fill(target.dir / f"{FILLER}-{fillers}")
         event.detail = f"filled, {self.free_bytes(target)} bytes left"
-        # a leader with a full disk stays the leader and refuses writes: move its
-        # groups to others, so that the fault is the follower's
-        with contextlib.suppress(redis.RedisError, OSError):
-            other = self.random.choice([n for n in self.cluster.nodes if n is not target])
-            command(target.port, "RESPKV.TRANSFER", other.node_id, timeout=5,
-                    password=target.password)
-        seen_full = led = 0
+        others = [n for n in self.cluster.nodes if n is not target]
+        seen_full = led = looks = 0
         deadline = time.monotonic() + length
         while time.monotonic() < deadline:
             if self.free_bytes(target):  # the log's reserve, given up to the full disk
                 fillers += 1
                 fill(target.dir / f"{FILLER}-{fillers}")
             seen_full += self.persistence(target).get("disk_full") == "1"
-            led += any(f.get("role") == "leader"
-                       for f in group_lines(target.info() or {}).values())
+            if any(f.get("role") == "leader"
+                   for f in group_lines(target.info() or {}).values()):
+                led += 1
+                if led % 5 == 1:  # a transfer fails when its transferee lags: again
+                    self.hand_over(target, others[led // 5 % len(others)])
+            looks += 1
             time.sleep(0.1)  # the pace of the looks, not a wait on anything
-        event.detail += (f"; disk_full=1 seen {seen_full} times, leading a group {led} times"
-                         f", {fillers} top-ups")
+        event.detail += (f"; disk_full=1 seen {seen_full} of {looks} looks, leading a "
+                         f"group at {led} of them, {fillers} top-ups")
         commits: dict[str, int] = {}
         self.applied_all(target, commits)
         behind = {group: index - applied for group, index in commits.items()
@@ -433,6 +432,14 @@ class Nemesis(threading.Thread):
         event.detail += (f"; freed, caught up with {commits} in "
                          f"{time.monotonic() - started:.1f} s")
         return event
+
+    @staticmethod
+    def hand_over(leader: JNode, to: JNode) -> None:
+        """Every group ``leader`` leads to ``to``: a leader with a full disk stays the
+        leader and refuses writes, and the fault is to be a follower's."""
+        with contextlib.suppress(redis.RedisError, OSError):
+            command(leader.port, "RESPKV.TRANSFER", to.node_id, timeout=5,
+                    password=leader.password)
 
     def applied_all(self, node: JNode, commits: dict[str, int]) -> bool:
         """``node`` has applied, in every group, what the group's leader had committed

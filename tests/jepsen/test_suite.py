@@ -113,7 +113,7 @@ def test_a_follower_whose_disk_fills_catches_up(tmp_path: Path):
     assert faults, explain(summary)
     for fault in faults:
         detail = fault["detail"]
-        seen = re.search(r"disk_full=1 seen (\d+) times", detail)
+        seen = re.search(r"disk_full=1 seen (\d+) of", detail)
         assert seen and int(seen.group(1)) > 0, detail  # INFO persistence said so
         behind = re.search(r"behind the leaders by (\{.*?\})", detail)
         assert behind and max(entry_counts(behind.group(1))) > 0, detail  # it stood still

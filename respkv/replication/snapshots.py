@@ -91,8 +91,8 @@ class Snapshots:
     def maybe_take(self, applied_index: int) -> None:
         """Take one when the log since the last has grown past the configured bounds,
         or when this group's old entries keep the shared WAL from shrinking."""
-        if self.taking:
-            return
+        if self.taking or self.machine.store_failed:
+            return  # a failed store cannot be copied: its rebuild (DiskGuard) comes first
         entries = applied_index - self.index
         if (entries < self.config.snapshot_entries
                 and self.bytes_since < self.config.snapshot_bytes
@@ -109,6 +109,8 @@ class Snapshots:
             tmp.unlink(missing_ok=True)
             async with self.store_lock:  # never beside an install
                 self.machine.persist()
+                if self.machine.store_failed:  # that write found the store failed
+                    return None
                 index, _term = await asyncio.to_thread(self.machine.snapshot, tmp)
             if index <= self.index:
                 tmp.unlink(missing_ok=True)

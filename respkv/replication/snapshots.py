@@ -32,7 +32,7 @@ from respkv.replication.peerauth import RefusalLog
 from respkv.state.machine import BadSnapshot, StateMachine
 from respkv.storage.files import CorruptFileError, read_json, write_json_atomically
 from respkv.storage.nodelog import GroupLog
-from respkv.storage.store import NoRoom
+from respkv.storage.store import NoRoom, StoreError
 from respkv.storage.wal import DiskFull
 
 if TYPE_CHECKING:
@@ -235,7 +235,13 @@ class Snapshots:
             # may be queued while we wait for the copies.
             machine.pause()
             try:
-                await asyncio.to_thread(machine.flush)
+                try:
+                    await asyncio.to_thread(machine.flush)
+                except StoreError as error:
+                    # failed on a full disk, and not yet rebuilt: the snapshot replaces
+                    # it whole, so what it lacks does not matter
+                    logger.warning("state store failed, replaced by the snapshot: %s", error,
+                                   extra={"group": self.name})
                 # keep a copy to serve to others if we lead one day
                 await asyncio.to_thread(_copy, path, self.path(meta.index))
                 self.faults.crash_point(CrashPoint.INSTALL_BEFORE_RESTORE)

@@ -18,7 +18,9 @@ from types import SimpleNamespace
 import pytest
 import redis
 
+from respkv.raft.messages import ConfState, SnapshotMeta
 from respkv.replication.snapshots import Snapshots
+from respkv.storage.store import StoreError
 from testsupport.disks import fill, small_tmpfs
 from testsupport.info import parse_info
 from testsupport.ports import free_port
@@ -203,3 +205,42 @@ def test_no_snapshot_of_a_failed_store(tmp_path: Path,
     with caplog.at_level(logging.ERROR):
         assert asyncio.run(snapshots_of(failing, tmp_path).take()) is None
     assert failing.copies == 0 and not caplog.records
+
+
+class StoreFailedBeforeInstall:
+    """A state machine whose store failed on a full disk and is not rebuilt yet."""
+
+    def __init__(self) -> None:
+        self.applied_index = 10
+        self.paused = False
+        self.store_failed = True
+        self.restored: list[Path] = []
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def flush(self) -> None:
+        raise StoreError("state store g0.sqlite failed earlier: database or disk is full")
+
+    def restore(self, snapshot: Path) -> None:
+        self.restored.append(snapshot)
+        self.applied_index = 500
+        self.paused = False
+
+
+def test_a_snapshot_replaces_a_failed_store(tmp_path: Path) -> None:
+    """A follower whose store failed on a full disk and which is sent a snapshot (the
+    leader compacted past it) before the store's rebuild installs it: the flush of the
+    failed store before the swap used to fail the group's Raft loop, and the group
+    stayed down on that node until a restart."""
+    machine = StoreFailedBeforeInstall()
+    compacted: list[tuple[int, int]] = []
+    snapshots = snapshots_of(machine, tmp_path)
+    snapshots.faults = SimpleNamespace(crash_point=lambda point: None)
+    snapshots.wal = SimpleNamespace(compact=lambda index, term: compacted.append((index, term)))
+    received = tmp_path / "received-1"
+    received.write_bytes(b"snapshot")
+    snapshots.incoming[500] = received
+    asyncio.run(snapshots.install(SnapshotMeta(500, 3, ConfState(("n1", "n2", "n3"), ()))))
+    assert machine.restored == [received] and compacted == [(500, 3)]
+    assert snapshots.path(500).read_bytes() == b"snapshot"  # kept to send on

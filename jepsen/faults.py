@@ -83,11 +83,15 @@ class FaultEvent:
     end: int = 0
     targets: list[str] = field(default_factory=list)
     detail: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)  # what the fault saw, for checks
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "start_s": round(self.start / 1e9, 3),
-                "end_s": round(self.end / 1e9, 3), "targets": self.targets,
-                "detail": self.detail}
+        summary = {"kind": self.kind, "start_s": round(self.start / 1e9, 3),
+                   "end_s": round(self.end / 1e9, 3), "targets": self.targets,
+                   "detail": self.detail}
+        if self.facts:
+            summary["facts"] = self.facts
+        return summary
 
 
 class Nemesis(threading.Thread):
@@ -413,6 +417,8 @@ class Nemesis(threading.Thread):
         behind = {group: index - applied for group, index in commits.items()
                   if (applied := self.applied(target).get(group)) is not None}
         event.detail += f"; behind the leaders by {behind} entries"
+        event.facts.update(looks=looks, disk_full_seen=seen_full, leading_seen=led,
+                           behind=behind)
         self.free_disk(target)
         event.end = self.history.now()
         started = time.monotonic()
@@ -429,8 +435,9 @@ class Nemesis(threading.Thread):
             self.not_caught_up.append(message)
             event.detail += "; freed, NOT caught up"
             return event
-        event.detail += (f"; freed, caught up with {commits} in "
-                         f"{time.monotonic() - started:.1f} s")
+        took = time.monotonic() - started
+        event.detail += f"; freed, caught up with {commits} in {took:.1f} s"
+        event.facts.update(caught_up_with=commits, caught_up_seconds=round(took, 2))
         return event
 
     @staticmethod

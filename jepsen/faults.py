@@ -17,6 +17,12 @@ Fault kinds (``--faults``, comma separated):
 - ``wipe``: kill -9 of a follower and its dir wiped, as a lost disk; restarted as
   itself it must be refused (it would vote with an empty log), then it is replaced
   as the README says: ``CLUSTER LEAVE``, and a join on the empty dir;
+- ``disk-full``: a follower's disk filled to the last block (each node's dir is
+  then a tmpfs of its own, see ``DISK_SIZE``) for the fault's length, the
+  groups it leads handed to others (again while it still leads any); what the
+  log gives back from its reserve is taken again at once. Then the space is freed, and the node must
+  apply, within ``CATCH_UP_TIMEOUT``, what the leaders had committed by then,
+  in every group: a node that does not fails the run (no recovery);
 - ``big-value``: writes of values near the leader's ``max-entry-bytes`` (which
   must replicate) and just over it (which must be refused up front), beside the
   workload's keys, each read back from every node.
@@ -44,18 +50,30 @@ from jepsen.history import History
 from jepsen.nodes import JCluster, JNode
 from jepsen.proxy import Rule
 from respkv.replication.slots import key_slot, slot_ranges
+from testsupport.disks import fill
+from testsupport.info import group_lines, parse_info
 from testsupport.processes import command
 from testsupport.waiting import wait_for
 
 KINDS = ("kill", "kill-one", "kill-leader", "kill-majority", "kill-all", "pause",
          "pause-leader", "partition", "partition-leader", "delay", "drop", "transfer", "member",
-         "slow-disk", "wipe", "big-value")
+         "slow-disk", "wipe", "big-value", "disk-full")
 WIPED_REFUSAL = "is still a voter of"  # what a wiped voter's log says when it is refused
 BIG_VALUE_KEY = "jepsen-big"  # outside every workload's keys
 # Replies that say where the leader went, or that there is none for now.
 MOVED_ON = (redis.exceptions.MovedError, redis.exceptions.ClusterDownError,
             redis.exceptions.TryAgainError)
 SCHEDULES = ("random", "cycle")
+# disk-full: each node's own tmpfs; room for a short run's log segments (they grow to
+# 64 MiB before the next is started) and its snapshots
+DISK_SIZE = "128m"
+FILLER = "jepsen-filler"  # the files that take the disk, in the node's dir
+CATCH_UP_TIMEOUT = 30.0  # seconds a node whose disk was full has to catch up
+
+
+def disk_size(kinds: list[str]) -> str:
+    """The size of each node's own filesystem for a run with ``kinds`` ("": none)."""
+    return DISK_SIZE if "disk-full" in kinds else ""
 
 
 @dataclass
@@ -65,11 +83,15 @@ class FaultEvent:
     end: int = 0
     targets: list[str] = field(default_factory=list)
     detail: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)  # what the fault saw, for checks
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "start_s": round(self.start / 1e9, 3),
-                "end_s": round(self.end / 1e9, 3), "targets": self.targets,
-                "detail": self.detail}
+        summary = {"kind": self.kind, "start_s": round(self.start / 1e9, 3),
+                   "end_s": round(self.end / 1e9, 3), "targets": self.targets,
+                   "detail": self.detail}
+        if self.facts:
+            summary["facts"] = self.facts
+        return summary
 
 
 class Nemesis(threading.Thread):
@@ -94,6 +116,7 @@ class Nemesis(threading.Thread):
         self.length = length
         self.events: list[FaultEvent] = []
         self.errors: list[str] = []
+        self.not_caught_up: list[str] = []  # nodes that did not catch up after a fault
         # A removed node comes back under a new id (n1 -> n1.2) unless this is set:
         # see the report on rejoining under the same id.
         self.rejoin_same_id = rejoin_same_id
@@ -235,9 +258,13 @@ class Nemesis(threading.Thread):
             event = self.big_values()
             if event is None:
                 return
+        elif kind == "disk-full":
+            event = self.disk_full(length)
+            if event is None:
+                return
         else:
             raise ValueError(kind)
-        event.end = self.history.now()
+        event.end = event.end or self.history.now()
 
     def membership(self, length: float) -> FaultEvent | None:
         """Remove a node that does not lead the chosen group (it may lead others: it
@@ -357,6 +384,105 @@ class Nemesis(threading.Thread):
             event.detail = f"not written: {error}"
         return event
 
+    def disk_full(self, length: float) -> FaultEvent | None:
+        """Fill a follower's disk, hold it full while the load goes on, free it, and
+        wait for the node to catch up."""
+        picked = self.leader_and_follower()
+        if picked is None:
+            return None
+        _, target = picked
+        event = self.record("disk-full", [target])
+        fillers = 0
+        fill(target.dir / f"{FILLER}-{fillers}")
+        event.detail = f"filled, {self.free_bytes(target)} bytes left"
+        others = [n for n in self.cluster.nodes if n is not target]
+        seen_full = led = looks = 0
+        deadline = time.monotonic() + length
+        while time.monotonic() < deadline:
+            if self.free_bytes(target):  # the log's reserve, given up to the full disk
+                fillers += 1
+                fill(target.dir / f"{FILLER}-{fillers}")
+            seen_full += self.persistence(target).get("disk_full") == "1"
+            if any(f.get("role") == "leader"
+                   for f in group_lines(target.info() or {}).values()):
+                led += 1
+                if led % 5 == 1:  # a transfer fails when its transferee lags: again
+                    self.hand_over(target, others[led // 5 % len(others)])
+            looks += 1
+            time.sleep(0.1)  # the pace of the looks, not a wait on anything
+        event.detail += (f"; disk_full=1 seen {seen_full} of {looks} looks, leading a "
+                         f"group at {led} of them, {fillers} top-ups")
+        commits: dict[str, int] = {}
+        self.applied_all(target, commits)
+        behind = {group: index - applied for group, index in commits.items()
+                  if (applied := self.applied(target).get(group)) is not None}
+        event.detail += f"; behind the leaders by {behind} entries"
+        event.facts.update(looks=looks, disk_full_seen=seen_full, leading_seen=led,
+                           behind=behind)
+        self.free_disk(target)
+        event.end = self.history.now()
+        started = time.monotonic()
+        commits.clear()
+        try:
+            wait_for(lambda: self.applied_all(target, commits), CATCH_UP_TIMEOUT,
+                     "the node to catch up")
+        except TimeoutError:
+            applied = self.applied(target)
+            message = (f"disk-full: {target.node_id} did not apply the leaders' commit "
+                       f"indexes {commits} within {CATCH_UP_TIMEOUT:.0f} s of the space "
+                       f"being freed (applied: {applied or 'no answer'})")
+            self.errors.append(message)
+            self.not_caught_up.append(message)
+            event.detail += "; freed, NOT caught up"
+            return event
+        took = time.monotonic() - started
+        event.detail += f"; freed, caught up with {commits} in {took:.1f} s"
+        event.facts.update(caught_up_with=commits, caught_up_seconds=round(took, 2))
+        return event
+
+    @staticmethod
+    def hand_over(leader: JNode, to: JNode) -> None:
+        """Every group ``leader`` leads to ``to``: a leader with a full disk stays the
+        leader and refuses writes, and the fault is to be a follower's."""
+        with contextlib.suppress(redis.RedisError, OSError):
+            command(leader.port, "RESPKV.TRANSFER", to.node_id, timeout=5,
+                    password=leader.password)
+
+    def applied_all(self, node: JNode, commits: dict[str, int]) -> bool:
+        """``node`` has applied, in every group, what the group's leader had committed
+        when first asked (noted in ``commits``, group -> index)."""
+        for group in self.cluster.group_names():
+            if group not in commits:
+                leader = self.cluster.leader(group)
+                fields = group_lines((leader.info() if leader else None) or {}).get(group)
+                if fields is None:
+                    return False
+                commits[group] = int(fields["commit_index"])
+        mine = self.applied(node)
+        return all(mine.get(group, -1) >= index for group, index in commits.items())
+
+    @staticmethod
+    def applied(node: JNode) -> dict[str, int]:
+        """Group -> the node's applied index ({} when it does not answer)."""
+        return {group: int(fields.get("applied_index", -1))
+                for group, fields in group_lines(node.info() or {}).items()}
+
+    @staticmethod
+    def free_bytes(node: JNode) -> int:
+        return shutil.disk_usage(node.dir).free
+
+    @staticmethod
+    def persistence(node: JNode) -> dict[str, str]:
+        with contextlib.suppress(redis.RedisError, OSError):
+            return parse_info(command(node.port, "INFO", "persistence", timeout=1,
+                                      password=node.password))
+        return {}
+
+    @staticmethod
+    def free_disk(node: JNode) -> None:
+        for filler in node.dir.glob(f"{FILLER}-*"):
+            filler.unlink(missing_ok=True)
+
     def key_of_first_group(self, prefix: str) -> str:
         """A hash tag (``{prefix-counter}``, so that keys made from it share its slot)
         whose slot the first group serves."""
@@ -379,6 +505,8 @@ class Nemesis(threading.Thread):
 
     def heal_all(self) -> None:
         self.network.heal()
+        for node in self.cluster.nodes:
+            self.free_disk(node)
         for node in self.cluster.nodes:
             if node.alive():
                 self.set_fsync_delay(node, 0)

@@ -2,7 +2,9 @@
 
 Every process is started here and stopped by its own PID. Each node's raft
 traffic goes through its proxy: the node listens on its raft port and
-advertises the proxy's port, which peers dial.
+advertises the proxy's port, which peers dial. With ``disk_size`` each node's
+dir is a tmpfs of that size of its own (the disk-full fault fills one), mounted
+here and unmounted when the cluster is stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import redis
 
 from jepsen.proxy import Network
 from respkv.replication.peerauth import new_token
+from testsupport.disks import MountRefused, mount_tmpfs, unmount
 from testsupport.info import agreed_leaders, group_lines, members, parse_info
 from testsupport.ports import free_ports
 from testsupport.processes import command, stop_processes
@@ -108,12 +111,19 @@ class JNode:
             return None
 
 
+class DisksRefused(RuntimeError):
+    """The nodes' own filesystems could not be mounted: the run cannot start."""
+
+
 class JCluster:
     """n nodes, n1 bootstraps and the others join through it, each behind a proxy."""
 
     def __init__(self, base: Path, size: int, network: Network, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, password: str = "") -> None:
+                 env: dict[str, str] | None = None, password: str = "",
+                 disk_size: str = "") -> None:
         self.base = Path(base)
+        self.disk_size = disk_size  # each node's dir on a tmpfs of this size ("128m")
+        self.mounts: list[Path] = []
         self.size = size
         self.network = network
         # every node gets the token: n1 bootstraps the cluster it names
@@ -126,7 +136,16 @@ class JCluster:
 
     def new_node(self, node_id: str, join: str = "") -> JNode:
         port, raft_port, proxy_port = free_ports(3)
-        node = JNode(node_id, port, raft_port, proxy_port, self.base / node_id, join,
+        directory = self.base / node_id
+        if self.disk_size:
+            try:
+                mount_tmpfs(directory, self.disk_size)
+            except MountRefused as error:
+                raise DisksRefused(
+                    f"the disk-full fault needs each node's dir on a filesystem of its own "
+                    f"and mounts a tmpfs there, which takes root: {error}") from error
+            self.mounts.append(directory)
+        node = JNode(node_id, port, raft_port, proxy_port, directory, join,
                      list(self.args), dict(self.env), password=self.password)
         self.network.add_node(node_id, proxy_port, raft_port)
         self.nodes.append(node)
@@ -199,4 +218,8 @@ class JCluster:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGCONT + SIGTERM every live node at once (by PID), wait, SIGKILL laggards."""
         live = [n for n in self.nodes if n.alive()]
-        stop_processes([n.proc for n in live], timeout, lambda i: live[i].kill())
+        try:
+            stop_processes([n.proc for n in live], timeout, lambda i: live[i].kill())
+        finally:
+            while self.mounts:
+                unmount(self.mounts.pop())

@@ -36,10 +36,10 @@ from typing import Any
 import respkv
 from jepsen import checker, report
 from jepsen.bank import BankWorkload
-from jepsen.faults import SCHEDULES, Nemesis
+from jepsen.faults import SCHEDULES, Nemesis, disk_size
 from jepsen.history import History
 from jepsen.listappend import ListAppendWorkload
-from jepsen.nodes import JCluster
+from jepsen.nodes import DisksRefused, JCluster
 from jepsen.proxy import Network
 from jepsen.workloads import BaseClient, RegisterWorkload, Workload
 from respkv.tlsconfig import TlsFiles
@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         peer_tls = TlsFiles(str(certs.cert), str(certs.key), str(certs.ca)).peer_contexts()
     faults = [f for f in args.faults.split(",") if f]
     network = Network(args.seed, tls=peer_tls)
-    cluster = JCluster(out / "cluster", args.nodes, network, server_args, env, args.password)
+    cluster = JCluster(out / "cluster", args.nodes, network, server_args, env, args.password,
+                       disk_size=disk_size(faults))
     history = History()
     stop_clients, stop_faults, stop_monitor = threading.Event(), threading.Event(), \
         threading.Event()
@@ -180,10 +181,17 @@ def run(args: argparse.Namespace) -> int:
         except TimeoutError as error:
             recovered = False
             result["recovery_error"] = str(error)
+        if nemesis.not_caught_up:  # caught up by now, maybe, but not when it should have
+            recovered = False
+            result["recovery_error"] = "; ".join(
+                filter(None, [*nemesis.not_caught_up, result.get("recovery_error")]))
         result["recovery_seconds"] = round(time.monotonic() - recovery_started, 2)
         for workload in workloads:
             workload.final_reads(cluster, history, timeout=5.0 if recovered else 1.0)
         monitor.sample()
+    except DisksRefused as error:
+        print(f"cannot run: {error}", file=sys.stderr)
+        return 3
     finally:
         stop_clients.set()
         stop_faults.set()

@@ -8,22 +8,41 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+
+class MountRefused(OSError):
+    """mount(8) said no (not root, or no mount namespace of one's own)."""
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    """Mount a tmpfs of ``size`` (``16m``) at ``path`` (made if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)
+    if done.returncode != 0:
+        raise MountRefused(f"cannot mount a tmpfs at {path}: "
+                           f"{done.stderr.decode(errors='replace').strip()}")
+
+
+def unmount(path: Path) -> None:
+    """Unmount what mount_tmpfs mounted at ``path`` (lazily: a process that still
+    has a file open there does not keep the mount point busy)."""
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 @contextlib.contextmanager
 def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` (``16m``) mounted at ``path`` (CI runs as root; where mounting
     is not allowed at all, the test cannot run and says why)."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    import pytest  # here, not at the top: the fault suite uses this module too
+
+    try:
+        mount_tmpfs(path, size)
+    except MountRefused as error:
+        pytest.skip(str(error))
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        unmount(path)
 
 
 def fill(path: Path, leave: int = 0) -> None:

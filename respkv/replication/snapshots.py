@@ -34,7 +34,7 @@ from respkv.replication.peerauth import RefusalLog
 from respkv.state.machine import BadSnapshot, StateMachine
 from respkv.storage.files import CorruptFileError, read_json, write_json_atomically
 from respkv.storage.nodelog import GroupLog
-from respkv.storage.store import NoRoom
+from respkv.storage.store import NoRoom, StoreError
 from respkv.storage.wal import DiskFull
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ class Snapshots:
     def maybe_take(self, applied_index: int) -> None:
         """Take one when the log since the last has grown past the configured bounds,
         or when this group's old entries keep the shared WAL from shrinking."""
-        if self.taking:
-            return
+        if self.taking or self.machine.store_failed:
+            return  # a failed store cannot be copied: its rebuild (DiskGuard) comes first
         entries = applied_index - self.index
         if (entries < self.config.snapshot_entries
                 and self.bytes_since < self.config.snapshot_bytes
@@ -112,6 +112,8 @@ class Snapshots:
             tmp.unlink(missing_ok=True)
             async with self.store_lock:  # never beside an install
                 self.machine.persist()
+                if self.machine.store_failed:  # that write found the store failed
+                    return None
                 index, _term = await asyncio.to_thread(self.machine.snapshot, tmp)
             if index <= self.index:  # nothing applied since the latest: it is up to date
                 tmp.unlink(missing_ok=True)
@@ -239,7 +241,13 @@ class Snapshots:
             # may be queued while we wait for the copies.
             machine.pause()
             try:
-                await asyncio.to_thread(machine.flush)
+                try:
+                    await asyncio.to_thread(machine.flush)
+                except StoreError as error:
+                    # failed on a full disk, and not yet rebuilt: the snapshot replaces
+                    # it whole, so what it lacks does not matter
+                    logger.warning("state store failed, replaced by the snapshot: %s", error,
+                                   extra={"group": self.name})
                 # keep a copy to serve to others if we lead one day
                 await asyncio.to_thread(_copy, path, self.path(meta.index))
                 self.faults.crash_point(CrashPoint.INSTALL_BEFORE_RESTORE)

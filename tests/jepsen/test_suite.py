@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jepsen import runner
+from testsupport.disks import small_tmpfs
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, dict]:
@@ -89,6 +90,35 @@ def test_slow_disk_under_transfers(tmp_path: Path):
     kinds = [fault["kind"] for fault in summary["faults"]]
     assert "slow-disk" in kinds, kinds
     assert all(r["valid"] is True for r in summary["registers"].values())
+
+
+def test_a_follower_whose_disk_fills_catches_up(tmp_path: Path):
+    """A follower's disk (a tmpfs of its own) filled to the last block while the load
+    goes on, then freed: linearizable, nothing acknowledged lost, the node reported its
+    full disk while it lasted and applied what the leaders had committed once freed."""
+    with small_tmpfs(tmp_path / "probe", "1m"):  # skips, saying why, where mounts fail
+        pass
+    out = tmp_path / "run"
+    code, summary = run(out, "--duration", "8", "--seed", "16", "--schedule", "cycle",
+                        "--quiet", "0.5", "1", "--fault-length", "1.5", "2.5",
+                        "--faults", "disk-full")
+    assert code == 0, explain(summary)
+    assert summary["verdict"] == "pass" and summary["recovered"] is True, explain(summary)
+    assert all(r["valid"] is True for r in summary["registers"].values())
+    assert summary["counter"]["valid"] and summary["ledger"]["valid"], explain(summary)
+    assert summary["ledger"]["acknowledged"] > 0
+    assert not summary["nemesis_errors"] and not summary["client_crashes"], explain(summary)
+    faults = [f for f in summary["faults"] if f["kind"] == "disk-full"]
+    assert faults, explain(summary)
+    for fault in faults:
+        facts = fault["facts"]
+        assert facts["disk_full_seen"] > 0, fault  # INFO persistence said so
+        assert max(facts["behind"].values()) > 0, fault  # it stood still meanwhile
+        assert set(facts["caught_up_with"]) == {"g0", "g1", "g2"}, fault
+        log = (out / "cluster" / f"{fault['targets'][0]}.log").read_text()
+        assert "disk almost full" in log or "disk full: refusing writes" in log
+    mounts = Path("/proc/mounts").read_text()
+    assert str(out / "cluster") not in mounts  # every node's tmpfs unmounted
 
 
 def test_teeth_stale_reads_are_caught(tmp_path: Path):

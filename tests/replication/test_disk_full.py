@@ -6,15 +6,21 @@ A leader whose disk fills faster than it refuses writes stays the leader.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
 
+from respkv.raft.messages import ConfState, SnapshotMeta
+from respkv.replication.snapshots import Snapshots
+from respkv.storage.store import StoreError
 from testsupport.disks import fill, small_tmpfs
 from testsupport.info import parse_info
 from testsupport.ports import free_port
@@ -161,3 +167,80 @@ def test_a_leader_whose_disk_fills_refuses_writes_without_an_election(
                  "the reserve to be taken back")
     finally:
         cluster.stop()
+
+
+class FailedStoreMachine:
+    """A state machine whose store write fails at the next persist (as on a full disk)."""
+
+    def __init__(self, failed: bool) -> None:
+        self.store_failed = failed
+        self.copies = 0
+
+    def persist(self) -> None:
+        self.store_failed = True
+
+    def snapshot(self, dest: Path) -> tuple[int, int]:
+        self.copies += 1
+        raise AssertionError("a failed store was copied")
+
+
+def snapshots_of(machine: FailedStoreMachine, snap_dir: Path) -> Snapshots:
+    config = SimpleNamespace(faults=None, snapshot_entries=1, snapshot_bytes=1)
+    return Snapshots("g0", snap_dir, None, machine, None, None, None, config, 0,
+                     lambda: None, lambda: None, lambda message: None)
+
+
+def test_no_snapshot_of_a_failed_store(tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Between the space coming back and the store's rebuild, a snapshot waits: it
+    used to be tried every tick and log 'snapshot failed' with a traceback each time."""
+    snapshots = snapshots_of(FailedStoreMachine(failed=True), tmp_path)
+
+    async def looked_at() -> bool:
+        snapshots.maybe_take(1000)  # far past snapshot_entries
+        return snapshots.taking
+
+    assert asyncio.run(looked_at()) is False
+    failing = FailedStoreMachine(failed=False)  # the write before the copy fails
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(snapshots_of(failing, tmp_path).take()) is None
+    assert failing.copies == 0 and not caplog.records
+
+
+class StoreFailedBeforeInstall:
+    """A state machine whose store failed on a full disk and is not rebuilt yet."""
+
+    def __init__(self) -> None:
+        self.applied_index = 10
+        self.paused = False
+        self.store_failed = True
+        self.restored: list[Path] = []
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def flush(self) -> None:
+        raise StoreError("state store g0.sqlite failed earlier: database or disk is full")
+
+    def restore(self, snapshot: Path) -> None:
+        self.restored.append(snapshot)
+        self.applied_index = 500
+        self.paused = False
+
+
+def test_a_snapshot_replaces_a_failed_store(tmp_path: Path) -> None:
+    """A follower whose store failed on a full disk and which is sent a snapshot (the
+    leader compacted past it) before the store's rebuild installs it: the flush of the
+    failed store before the swap used to fail the group's Raft loop, and the group
+    stayed down on that node until a restart."""
+    machine = StoreFailedBeforeInstall()
+    compacted: list[tuple[int, int]] = []
+    snapshots = snapshots_of(machine, tmp_path)
+    snapshots.faults = SimpleNamespace(crash_point=lambda point: None)
+    snapshots.wal = SimpleNamespace(compact=lambda index, term: compacted.append((index, term)))
+    received = tmp_path / "received-1"
+    received.write_bytes(b"snapshot")
+    snapshots.incoming[500] = received
+    asyncio.run(snapshots.install(SnapshotMeta(500, 3, ConfState(("n1", "n2", "n3"), ()))))
+    assert machine.restored == [received] and compacted == [(500, 3)]
+    assert snapshots.path(500).read_bytes() == b"snapshot"  # kept to send on

@@ -21,15 +21,23 @@ def run(tmp_path: Path, *args: str) -> tuple[int, dict]:
                         "--recovery-timeout", "20",
                         *args])
     summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["node_logs"] = str(tmp_path / "cluster")  # for explain()
     for name in ("history.jsonl", "timeline.html", "verdict.txt"):
         assert (tmp_path / name).stat().st_size > 0
     return code, summary
 
 
-def explain(summary: dict) -> str:
-    return json.dumps({k: summary.get(k) for k in (
+def explain(summary: dict, log_lines: int = 40) -> str:
+    """What a failed run's assertion shows: the summary's main parts, then the end of
+    every node's log, since a
+    run that fails only now and then must say why the first time."""
+    text = json.dumps({k: summary.get(k) for k in (
         "verdict_line", "faults", "nemesis_errors", "client_crashes", "recovery_error",
         "counter", "bad_replies")}, indent=1)
+    for log in sorted(Path(summary.get("node_logs", ".")).glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-log_lines:]
+        text += f"\n--- {log.name}, last {len(tail)} lines\n" + "\n".join(tail)
+    return text
 
 
 @pytest.mark.parametrize("seed", [11, 12])

@@ -439,10 +439,11 @@ class RaftCore:
     def _tail_start(self, index: int) -> int:
         """The last index to compact behind a snapshot at ``index``. The tail kept holds
         at most ``compaction_tail`` entries, and at most ``compaction_tail_bytes`` of
-        their data unless a follower being replicated to, and heard from within an
-        election timeout, still lacks them (it would need a whole snapshot for want of
-        a few entries): only a follower that is down or cut off is left to a snapshot
-        for the tail's memory."""
+        their data unless a follower heard from within an election timeout still
+        lacks them: one catching up (or installing a snapshot, then needing what
+        follows it) would otherwise be sent a snapshot again and again for want of
+        a few entries. Only a follower that is down or cut off is left to a
+        snapshot for the tail's memory."""
         log, budget = self.log, self.cfg.compaction_tail_bytes
         start = floor = max(index - self.cfg.compaction_tail, log.offset)
         for i in range(index, floor, -1):
@@ -451,10 +452,10 @@ class RaftCore:
                 start = i  # the entries after it fit
                 break
         if start > floor and self.role == Role.LEADER:
-            needed = min((pr.match for peer, pr in self.prs.items()
-                          if peer != self.id and pr.state == ProgressState.REPLICATE
-                          and pr.recent_active),
-                         default=start)
+            needed = min((pr.pending_snapshot if pr.state == ProgressState.SNAPSHOT
+                          else pr.match
+                          for peer, pr in self.prs.items()
+                          if peer != self.id and pr.recent_active), default=start)
             start = max(floor, min(start, needed))
         return start
 

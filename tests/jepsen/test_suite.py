@@ -29,8 +29,8 @@ def run(tmp_path: Path, *args: str) -> tuple[int, dict]:
 
 def explain(summary: dict, log_lines: int = 40) -> str:
     """What a failed run's assertion shows: the summary's main parts, then the end of
-    every node's log, since a
-    run that fails only now and then must say why the first time."""
+    every node's log, since a run that fails only now and then must say why the
+    first time."""
     text = json.dumps({k: summary.get(k) for k in (
         "verdict_line", "faults", "nemesis_errors", "client_crashes", "recovery_error",
         "counter", "bad_replies")}, indent=1)

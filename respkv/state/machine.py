@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,8 +234,9 @@ class StateMachine:
         nothing replaces the state before it passes."""
         try:
             index, term, records = scan_file(path)
-            for _ in decode_records(records):
-                pass
+            with closing(records):  # here: its connection belongs to this thread
+                for _ in decode_records(records):
+                    pass
             read_system(path)
         except (StoreFormatError, CodecError, OSError) as error:
             raise BadSnapshot(f"{path.name}: {error}") from None

@@ -37,7 +37,7 @@ import shutil
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Self
@@ -444,7 +444,7 @@ def read_file(path: Path) -> tuple[int, int, dict[bytes, bytes]]:
 Record = tuple[bytes, bytes | None, bytes]
 
 
-def scan_file(path: Path) -> tuple[int, int, Iterator[Record]]:
+def scan_file(path: Path) -> tuple[int, int, Generator[Record, None, None]]:
     """The applied index and term, and every record, read one by one as the iterator is
     consumed, so that a big store is never held twice (in no particular order: a key's
     items may come before its own record); errors surface while iterating. The applied
@@ -497,7 +497,7 @@ def _naming(path: Path, records: Iterator[Record]) -> Iterator[Record]:
         raise
 
 
-def _records(path: Path, conn: sqlite3.Connection) -> Iterator[Record]:
+def _records(path: Path, conn: sqlite3.Connection) -> Generator[Record, None, None]:
     fromhex = bytes.fromhex
     try:
         for skey, value in conn.execute(f'SELECT key, value FROM "{TABLE}"'):

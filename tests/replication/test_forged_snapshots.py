@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import signal
+import sqlite3
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +28,12 @@ from respkv.replication.transport import (
     SNAP_CHUNK,
     SNAP_END,
     SNAP_MANIFEST,
+    SNAP_OK,
     SNAP_REFUSED,
     Transport,
     frame,
 )
+from respkv.storage.store import TABLE, encode_key
 from testsupport.processes import SNAPSHOT_ARGS, Cluster, Node, command, raft_info
 from testsupport.waiting import wait_for
 
@@ -109,8 +112,27 @@ def write(node: Node, keys: range, prefix: str) -> dict[str, str]:
     return expected
 
 
+def poisoned(snap: Path, tmp_path: Path, marker: Path) -> bytes:
+    """A copy of a real snapshot file whose first user record holds a Python pickle
+    that would run a shell command if it were loaded (what the store held before it
+    had a codec of its own): well-formed SQLite, so only decoding can refuse it."""
+    copy = tmp_path / "poisoned.sqlite"
+    copy.write_bytes(snap.read_bytes())
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    conn = sqlite3.connect(copy)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")  # the change in the file itself
+        (key,) = conn.execute(f'SELECT key FROM "{TABLE}" WHERE key = ?',
+                              (encode_key(b"before:0"),)).fetchone()
+        conn.execute(f'UPDATE "{TABLE}" SET value = ? WHERE key = ?', (payload, key))
+        conn.commit()
+    finally:
+        conn.close()
+    return copy.read_bytes()
+
+
 def test_bad_snapshots_from_a_peer_with_the_secret_change_nothing(
-        make_cluster: Callable[..., Cluster]) -> None:
+        make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
     cluster = make_cluster(args=SNAPSHOT_ARGS)
     leader = cluster.leader()
     leader_id = cluster.id_of(leader)
@@ -126,7 +148,9 @@ def test_bad_snapshots_from_a_peer_with_the_secret_change_nothing(
     target_id = cluster.id_of(target)
     assert len(data) > 3 * CHUNK
 
+    marker = tmp_path / "pickle-ran"
     bad = {
+        "a pickle inside": ({"data": poisoned(snap, tmp_path, marker)}, "value record"),
         "bad chunk CRC": ({"crc_at": CHUNK}, "bad CRC32"),
         "bad SHA-256": ({"manifest": {"sha256": hashlib.sha256(b"x").hexdigest()}},
                         "SHA-256"),
@@ -136,10 +160,15 @@ def test_bad_snapshots_from_a_peer_with_the_secret_change_nothing(
     }
     peer = as_peer(cluster, leader_id)
     for what, (lies, reason) in bad.items():
-        frames = snapshot_stream(data, leader_id, target_id, index, term, conf,
-                                 **lies)  # type: ignore[arg-type]
+        frames = snapshot_stream(lies.get("data", data), leader_id, target_id, index, term,
+                                 conf, **{k: v for k, v in lies.items() if k != "data"})
         kind, answer = asyncio.run(send_frames(peer, target, target_id, frames))
-        assert kind == SNAP_REFUSED and reason in answer.decode(), (what, kind, answer)
+        if "data" in lies:  # a sound stream: its file is refused once decoded, unused
+            assert kind == SNAP_OK, (what, kind, answer)
+            wait_for(lambda r=reason: r in target.log(), 10, f"{what} refused")
+        else:
+            assert kind == SNAP_REFUSED and reason in answer.decode(), (what, kind, answer)
+        assert not marker.exists(), what
         assert leftovers(target) == [], what
     info = raft_info(target)
     assert "installing snapshot" not in target.log()
@@ -159,7 +188,7 @@ def test_bad_snapshots_from_a_peer_with_the_secret_change_nothing(
     assert_all_present([target], expected)
     log = target.log()
     assert "installing snapshot" in log
-    assert 1 <= log.count("refused a snapshot") <= 3  # five refusals, rate-limited
+    assert 1 <= log.count("refused a snapshot") <= 3  # six refusals, rate-limited
     assert "Traceback" not in log
 
 

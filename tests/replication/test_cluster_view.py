@@ -8,6 +8,7 @@ read from replicas do read from followers, and still read the latest writes.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -79,6 +80,23 @@ def test_a_killed_node_is_flagged_then_cleared(make_cluster: Callable[..., Clust
     victim.start()
     wait_for(lambda: not {"fail", "fail?"} & flags_of(watcher, victim), 20, "flags cleared")
     wait_for(lambda: node_lines(watcher)[victim.port][7] == "connected", 20, "link back up")
+
+
+def test_redis_cli_cluster_check_counts_the_replicas(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """One group: its leader is the one master, the two other voters its replicas, in
+    redis-cli's own checker as in CLUSTER SLOTS. (With several groups every node leads
+    one and follows the others, which Redis Cluster's one-role-per-node CLUSTER NODES
+    cannot say: see the README's Shards section.)"""
+    cluster = make_cluster()
+    done = subprocess.run(["redis-cli", "--cluster", "check", cluster.followers()[0].address],
+                          capture_output=True, timeout=60, check=False)
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0, out
+    assert "16384 slots | 2 slaves." in out, out
+    assert "in 1 masters" in out and "All 16384 slots covered" in out, out
+    slots = command(cluster.leader().port, "CLUSTER", "SLOTS")
+    assert isinstance(slots, list) and len(slots) == 1 and len(slots[0]) == 5, slots
 
 
 def test_cluster_state_fails_on_a_node_cut_off_from_the_majority(

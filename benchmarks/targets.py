@@ -21,9 +21,14 @@ then GET, 50 clients) while ``py-spy record --nonblocking -p PID`` samples every
 process, and writes to DIR, per process and per workload, the raw samples (py-spy's
 collapsed stacks) and a text file of the top functions by self time and by total
 (cumulative) time; for the cluster also the three nodes' samples summed. py-spy leaves
-out the samples of idle threads (an event loop waiting in epoll), so the shares are of
-the CPU the process spent. Time in C (a send, an fsync, hiredis) is counted in the
-Python function that called it.
+out the samples of idle threads (an event loop waiting in epoll) but not of a thread
+blocked in a system call that does not count as idle: an fsync on the event loop shows
+up (in ``WAL._write_once``), so the shares are of the loop's busy time, what a request
+waits for, not of CPU alone. py-spy's ``--gil`` keeps only the samples of a thread that
+holds the GIL, which leaves out the fsync (and any other call that lets the GIL go):
+closer to where the CPU goes. Both are recorded by default, one after the other, in
+``DIR/busy`` and ``DIR/gil`` (``--profile-sampling``). Time in C (a send, hiredis) is
+counted in the Python function that called it.
 
     python benchmarks/targets.py
     python benchmarks/targets.py --quick --json /tmp/targets.json
@@ -39,6 +44,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -168,13 +174,19 @@ def machine() -> dict:
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
-def print_header(meta: dict, args: argparse.Namespace) -> None:
+def print_header(meta: dict, args: argparse.Namespace, profile: bool = False) -> None:
     v = meta["versions"]
     print(f"{meta['started']}: {meta['cpus']} cores ({meta['usable_cpus']} usable), "
           f"{meta['cpu_model']}, Linux {meta['kernel']}; load average before "
           f"{' '.join(map(str, meta['loadavg_before']))}")
     print(f"respkv {v['respkv']}; Python {v['python']}, uvloop {v['uvloop']}, "
           f"hiredis {v['hiredis']}; {v['redis-server']}; {v['redis-benchmark']}")
+    if profile:
+        print(f"profile: py-spy record --nonblocking --rate {args.profile_rate} on every "
+              f"respkv process, {' then '.join(args.profile_sampling)}; "
+              f"redis-benchmark -c {args.clients} -r {args.keyspace} -d {args.data_size}, "
+              f"{args.profile_requests} SETs then {args.profile_requests * 3} GETs", flush=True)
+        return
     print(f"redis-benchmark -c {args.clients} -r {args.keyspace} -d {args.data_size} "
           f"-n {args.requests} (x{args.pipeline_factor} with -P 16), {args.repeat} rounds, "
           f"{args.failovers} failovers", flush=True)
@@ -321,8 +333,8 @@ def merge(profiles: list[Profile]) -> Profile:
     return merged
 
 
-def write_summary(path: Path, title: str, profile: Profile, top: int) -> None:
-    lines = [title, f"{profile.samples} samples (idle threads left out)", ""]
+def write_summary(path: Path, title: str, profile: Profile, top: int, note: str = "") -> None:
+    lines = [title, f"{profile.samples} samples (idle threads left out){note}", ""]
     for name, counts in (("self", profile.self_counts), ("total", profile.total_counts)):
         lines.append(f"top {top} by {name} time: share of samples, samples, function")
         for frame, n in counts.most_common(top):
@@ -334,14 +346,16 @@ def write_summary(path: Path, title: str, profile: Profile, top: int) -> None:
 class Spy:
     """``py-spy record`` attached to one process until stopped."""
 
-    def __init__(self, pid: int, raw: Path, rate: int, log: Path) -> None:
+    def __init__(self, pid: int, raw: Path, rate: int, log: Path, gil: bool) -> None:
         self.raw, self.log = raw, log
         with open(log, "wb") as out:
             # --function: one line per function (its first line), not per line executed
             # --nonblocking: the process is never paused to be read, so its timing stays
+            # (at the price of a sample now and then that could not be read: "Errors")
             self.proc = subprocess.Popen(
                 ["py-spy", "record", "-p", str(pid), "--format", "raw", "--function",
-                 "--nonblocking", "--rate", str(rate), "-o", str(raw)],
+                 "--nonblocking", "--rate", str(rate), "-o", str(raw),
+                 *(["--gil"] if gil else [])],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait_attached(self) -> None:
@@ -363,61 +377,77 @@ class Spy:
         if not self.raw.exists():
             raise RuntimeError(f"py-spy wrote nothing: {self.log.read_text()[-500:]}")
 
+    def errors(self) -> str:
+        """py-spy's own count of the samples it took and could not read."""
+        found = re.search(r"Samples: \d+ Errors: \d+", self.log.read_text())
+        return found.group(0) if found else "py-spy's counts not found"
+
+
+# Which samples py-spy keeps: the two views of one workload (see the module's docstring).
+SAMPLINGS = {"busy": ("busy threads (a blocking fsync included)", False),
+             "gil": ("GIL holders only, py-spy --gil (a blocking fsync left out)", True)}
+
+
+def profile_run(bench: Bench, args: argparse.Namespace, target: Target, test: str,
+                out: Path, sampling: str, spies: list[Spy]) -> dict:
+    """One workload on one target while every node is sampled: writes the summaries."""
+    on_cluster = target.kind == "cluster"
+    what, gil = SAMPLINGS[sampling]
+    if on_cluster:
+        bench.wait_cluster_healthy(target)
+    name = f"{'cluster' if on_cluster else 'single'}-{test.lower()}"
+    nodes = [n for n in target.nodes if n.proc is not None]
+    spies[:] = [Spy(n.proc.pid, out / f"{name}-{n.name}.raw.txt", args.profile_rate,
+                    out / f"{name}-{n.name}.py-spy.log", gil) for n in nodes]
+    for spy in spies:
+        spy.wait_attached()
+    requests = args.profile_requests * (3 if test == "GET" else 1)
+    result = bench.redis_benchmark(target.nodes[0].port, test, requests, 1,
+                                   target.pids(), cluster=on_cluster)
+    for spy in spies:
+        spy.stop()
+    errors = {n.name: spy.errors() for n, spy in zip(nodes, spies, strict=True)}
+    spies.clear()
+    load = (f"redis-benchmark -t {test.lower()} -c {args.clients} -n {requests}"
+            f"{' --cluster --threads 1' if on_cluster else ''}: {result['rps']:.0f} ops/s, "
+            f"server CPU {result['cpu_us_per_req']:.1f} us per request"
+            f"{' (3 nodes summed)' if on_cluster else ''} while sampled")
+    profiles = {}
+    for n in nodes:
+        profiles[n.name] = profile = read_collapsed(out / f"{name}-{n.name}.raw.txt")
+        write_summary(out / f"{name}-{n.name}.txt",
+                      f"{name}, respkv node {n.name}; {load}; sampled: {what}", profile,
+                      args.profile_top, f"; {errors[n.name]}")
+    if on_cluster:
+        write_summary(out / f"{name}-all.txt",
+                      f"{name}, the three nodes' samples summed; {load}; sampled: {what}",
+                      merge(list(profiles.values())), args.profile_top)
+    counts = ", ".join(f"{k} {p.samples}" for k, p in profiles.items())
+    print(f"  {sampling}/{name}: {result['rps']:.0f} ops/s, "
+          f"{result['cpu_us_per_req']:.1f} us/req, samples {counts}", flush=True)
+    return {"sampling": sampling, "workload": name, "requests": requests, **result,
+            "samples": {k: p.samples for k, p in profiles.items()}, "py_spy": errors}
+
 
 def run_profile(args: argparse.Namespace) -> int:
     if shutil.which("py-spy") is None:
         print("py-spy not found on PATH", file=sys.stderr)
         return 2
-    out = Path(args.profile)
-    out.mkdir(parents=True, exist_ok=True)
+    root = Path(args.profile)
     meta = machine()
-    print_header(meta, args)
+    print_header(meta, args, profile=True)
     bench = Bench(args)
     spies: list[Spy] = []
     index = []
     try:
         single = bench.start_respkv_single()
         cluster = bench.start_cluster()
-        for target in (single, cluster):
-            on_cluster = target.kind == "cluster"
-            for test in ("SET", "GET"):
-                if on_cluster:
-                    bench.wait_cluster_healthy(target)
-                name = f"{'cluster' if on_cluster else 'single'}-{test.lower()}"
-                spies = [Spy(n.proc.pid, out / f"{name}-{n.name}.raw.txt", args.profile_rate,
-                             out / f"{name}-{n.name}.py-spy.log")
-                         for n in target.nodes if n.proc is not None]
-                for spy in spies:
-                    spy.wait_attached()
-                requests = args.profile_requests * (3 if test == "GET" else 1)
-                result = bench.redis_benchmark(target.nodes[0].port, test, requests, 1,
-                                               target.pids(), cluster=on_cluster)
-                for spy in spies:
-                    spy.stop()
-                spies = []
-                profiles = {}
-                for n in target.nodes:
-                    profile = read_collapsed(out / f"{name}-{n.name}.raw.txt")
-                    profiles[n.name] = profile
-                    write_summary(out / f"{name}-{n.name}.txt",
-                                  f"{name}: respkv node {n.name} under redis-benchmark -t "
-                                  f"{test.lower()} -c {args.clients} -n {requests}"
-                                  f"{' --cluster --threads 1' if on_cluster else ''}; "
-                                  f"{result['rps']:.0f} ops/s, server CPU "
-                                  f"{result['cpu_us_per_req']:.1f} us per request"
-                                  f"{' (3 nodes summed)' if on_cluster else ''}, "
-                                  f"while sampled", profile, args.profile_top)
-                if on_cluster:
-                    write_summary(out / f"{name}-all.txt",
-                                  f"{name}: the three nodes' samples summed; "
-                                  f"{result['rps']:.0f} ops/s, "
-                                  f"{result['cpu_us_per_req']:.1f} us per request",
-                                  merge(list(profiles.values())), args.profile_top)
-                index.append({"workload": name, "requests": requests, **result,
-                              "samples": {k: p.samples for k, p in profiles.items()}})
-                counts = ", ".join(f"{k} {p.samples}" for k, p in profiles.items())
-                print(f"  {name}: {result['rps']:.0f} ops/s, {result['cpu_us_per_req']:.1f} "
-                      f"us/req, samples {counts}", flush=True)
+        for sampling in args.profile_sampling:
+            out = root / sampling
+            out.mkdir(parents=True, exist_ok=True)
+            for target in (single, cluster):
+                for test in ("SET", "GET"):
+                    index.append(profile_run(bench, args, target, test, out, sampling, spies))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every server", file=sys.stderr)
         return 130
@@ -426,9 +456,11 @@ def run_profile(args: argparse.Namespace) -> int:
             with contextlib.suppress(RuntimeError):
                 spy.stop()
         bench.close()
-    (out / "index.json").write_text(json.dumps({"meta": meta, "runs": index}, indent=2) + "\n")
-    print(f"wrote {out}/<workload>-<node>.txt (top functions), .raw.txt (py-spy collapsed "
-          f"stacks), <workload>-all.txt (cluster nodes summed), index.json")
+    (root / "index.json").write_text(json.dumps({"meta": meta, "runs": index}, indent=2)
+                                     + "\n")
+    print(f"wrote {root}/{{{','.join(args.profile_sampling)}}}/<workload>-<node>.txt (top "
+          f"functions), <workload>-all.txt (cluster nodes summed), .raw.txt (py-spy's "
+          f"collapsed stacks); {root}/index.json")
     return 0
 
 
@@ -452,10 +484,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     p.add_argument("--profile", metavar="DIR",
                    help="profile instead: py-spy on every respkv process under SET then GET")
-    p.add_argument("--profile-requests", type=int, default=100000,
+    p.add_argument("--profile-requests", type=int, default=200000,
                    help="SETs per profiled run (GETs: 3x as many, they are cheaper)")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--profile-top", type=int, default=40, help="functions per list")
+    p.add_argument("--profile-sampling", default="busy,gil",
+                   help="busy (every sample of a thread not idle: an fsync on the loop "
+                        "counts), gil (py-spy --gil: only threads holding the GIL), or "
+                        "both, one after the other (the default), in DIR/busy and DIR/gil")
     ours = p.parse_args(argv)
     # server_bench's own options, its defaults filled in (and redis-server checked)
     passed = ["--mode", "both", "--shards", str(ours.shards)]
@@ -469,6 +505,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = server_bench.parse_args(passed)
     for key in ("json", "profile", "profile_requests", "profile_rate", "profile_top"):
         setattr(args, key, getattr(ours, key))
+    args.profile_sampling = [s.strip() for s in ours.profile_sampling.split(",") if s.strip()]
+    if not args.profile_sampling or set(args.profile_sampling) - set(SAMPLINGS):
+        p.error(f"--profile-sampling: a list of {', '.join(SAMPLINGS)}")
     return args
 
 

@@ -368,8 +368,8 @@ class Bench:
                 *extra]
         if cluster:
             # --cluster alone runs a thread per master whose loop stops on a 250 ms timer:
-            # ops/s came out rounded down to whole 250 ms steps (a short run's figure off
-            # by up to a tenth). One thread stops when the last reply is in.
+            # a run's time came out rounded up to whole 250 ms steps (a GET run of 0.43 s
+            # counted as 0.5 s). One thread stops when the last reply is in.
             argv += ["--cluster", "--threads", "1"]
         before = [cpu_ticks(p) for p in pids]
         # redis-benchmark's own CPU (it takes a core at 50 clients): children reaped

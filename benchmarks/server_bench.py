@@ -20,7 +20,7 @@ then runs redis-benchmark against each (SET and GET, 50 clients, without and wit
 ZPOPMIN, LRANGE_100 and MSET, writes compared with redis-aof and reads with redis),
 ``--repeat`` times, interleaving the servers inside each round so that the
 noise of a shared machine falls on all of them alike. On the sharded cluster, SET and
-GET run with ``redis-benchmark --cluster`` pointed at n1 (each key sent to the leader
+GET run with ``redis-benchmark --cluster --threads 1`` pointed at n1 (each key sent to the leader
 of its group, following the slot map), and "GET 1 node" runs without ``--cluster``
 against n2 alone: the keys of groups n2 does not lead (2/3 of them with 3 shards) are
 follower reads, which is what measures their cost. With ``--shards 1`` (one group, one
@@ -53,6 +53,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -366,8 +367,14 @@ class Bench:
                 "-r", str(self.args.keyspace), "-d", str(self.args.data_size), "--csv",
                 *extra]
         if cluster:
-            argv.append("--cluster")
+            # --cluster alone runs a thread per master whose loop stops on a 250 ms timer:
+            # a run's time came out rounded up to whole 250 ms steps (a GET run of 0.43 s
+            # counted as 0.5 s). One thread stops when the last reply is in.
+            argv += ["--cluster", "--threads", "1"]
         before = [cpu_ticks(p) for p in pids]
+        # redis-benchmark's own CPU (it takes a core at 50 clients): children reaped
+        # during the run, which is redis-benchmark alone (the servers are still running)
+        client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = self.bench_proc.communicate(timeout=self.args.bench_timeout)
@@ -379,6 +386,9 @@ class Bench:
             rc = self.bench_proc.returncode
             self.bench_proc = None
         after = [cpu_ticks(p) for p in pids]
+        client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_s = (client_after.ru_utime - client_before.ru_utime
+                    + client_after.ru_stime - client_before.ru_stime)
         rows = parse_csv(out.decode())
         if rc != 0 or not rows:
             raise RuntimeError(f"redis-benchmark failed ({rc}): {err.decode()[-500:]} "
@@ -394,6 +404,7 @@ class Bench:
             "p50_ms": float(row["p50_latency_ms"]),
             "p99_ms": float(row["p99_latency_ms"]),
             "cpu_us_per_req": ticks / CLK_TCK * 1e6 / requests,
+            "client_cpu_us_per_req": client_s * 1e6 / requests,
         }
 
     def read_consistency(self, target: Target, mode: str) -> None:
@@ -470,9 +481,10 @@ class Bench:
         for name, label in order:
             runs = samples[(name, label)]
             row = {"target": name, "test": label, "runs": len(runs)}
-            for metric in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req"):
+            for metric in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "client_cpu_us_per_req"):
                 row[metric] = statistics.median(r[metric] for r in runs)
             row["rps_all"] = [r["rps"] for r in runs]
+            row["rounds"] = runs  # in round order: ratios of the same round side by side
             rows.append(row)
         return rows
 
@@ -685,19 +697,20 @@ def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
     print(f"redis-benchmark -c {meta['clients']} -r {meta['keyspace']} -d {meta['data_size']}, "
           f"-n {meta['requests']} (x{meta['pipeline_factor']} with -P 16), "
           f"median of {meta['repeat']}; spread = (max-min)/median of ops/s over the rounds; "
-          f"CPU = server utime+stime per request (cluster: 3 nodes summed)")
+          f"CPU = server utime+stime per request (cluster: 3 nodes summed); bench = "
+          f"redis-benchmark's own CPU per request")
     if meta.get("single_shards"):
         print(f"respkv: single node, {meta['single_shards']} shards (leads them all)")
     if meta.get("cluster_shards", 1) > 1:
         print(f"respkv-3: {meta['cluster_shards']} shards, leaders {meta['cluster_leaders']}; "
-              f"SET/GET with redis-benchmark --cluster via n1 (each key on its group's "
+              f"SET/GET with redis-benchmark --cluster --threads 1 via n1 (each key on its group's "
               f"leader); 'GET 1 node': all GETs on n2 (follower reads for the groups it "
               f"does not lead)")
     elif meta.get("cluster_leaders"):
         print(f"respkv-3: 1 shard, leader {meta['cluster_leaders']['g0']}")
     head = (f"{'server':10} {'test':{width}} {'ops/s':>9} {'spread':>6} {'p50 ms':>7} "
-            f"{'p99 ms':>7} {'cpu us/req':>10} | {'vs':20} {'x ops':>6} {'x p50':>6} "
-            f"{'x p99':>6} {'x cpu':>6}")
+            f"{'p99 ms':>7} {'cpu us/req':>10} {'bench us':>8} | {'vs':20} {'x ops':>6} "
+            f"{'x p50':>6} {'x p99':>6} {'x cpu':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -705,7 +718,8 @@ def print_report(rows: list[dict], ratios: list[dict], targets: list[dict],
         spread = (max(r["rps_all"]) - min(r["rps_all"])) / r["rps"] * 100
         line = (f"{r['target']:10} {r['test']:{width}} {r['rps']:>9.0f} {spread:>5.0f}% "
                 f"{r['p50_ms']:>7.3f} "
-                f"{r['p99_ms']:>7.3f} {r['cpu_us_per_req']:>10.1f} |")
+                f"{r['p99_ms']:>7.3f} {r['cpu_us_per_req']:>10.1f} "
+                f"{r['client_cpu_us_per_req']:>8.1f} |")
         if q:
             line += (f" {q['baseline']:20} {q['rps_ratio']:>6.2f} {fmt(q['p50_ratio'], '6.2f')} "
                      f"{fmt(q['p99_ratio'], '6.2f')} {fmt(q['cpu_ratio'], '6.2f')}")

@@ -263,6 +263,8 @@ class RaftCore:
         # for reads (monotonic, for INFO)
         self.lease_reads = 0
         self.quorum_read_rounds = 0
+        # (tick, term, configuration) of the lease lease_read_index last found valid
+        self._lease_held_at: tuple[int, int, object] | None = None
         self._ro_inflight = False
         self._ro_acks: list[str] = []  # followers that acked the round in flight, in order
         # Followers that acked the last round, first first: the next round asks only
@@ -396,6 +398,27 @@ class RaftCore:
             raise NotLeader(None)
         else:
             self._send(Message(MT.READ_INDEX, to=self.lead, context=ctx))
+
+    def lease_read_index(self) -> int | None:
+        """The index a read may be served at right now, with no round and no Ready: the
+        commit index, on a leader that has committed in its term and whose lease holds
+        (or that is its group's only voter); None otherwise (ask ``read_index``). The
+        caller serves the read once it has applied that index."""
+        log = self.log
+        if self.role != Role.LEADER or log.term(log.committed) != self.term:
+            return None
+        # A lease found valid stays so until the next tick: acknowledgements only
+        # lengthen it; what ends it early (a transfer, a new configuration) is checked
+        # each time.
+        held = self._lease_held_at
+        if (held is None or held[0] != self._now or held[1] != self.term
+                or held[2] is not self.conf or self._transfer_sent or self.lead_transferee):
+            alone = len(self.conf.voters) == 1 and self.id in self.conf.voters
+            if not alone and not self._lease_valid():
+                return None
+            self._lease_held_at = (self._now, self.term, self.conf)
+        self.lease_reads += 1
+        return log.committed
 
     def step_down(self) -> None:
         """Stop leading or following (the driver fences a group it can no longer run):

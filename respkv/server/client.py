@@ -279,6 +279,10 @@ class Client(asyncio.Protocol):
             return executed >= covers.get(groups[0], 0)
         return any(executed >= covers.get(name, 0) for name in groups)
 
+    def barrier_passed_now(self, groups: tuple[str, ...]) -> None:
+        for name in groups:
+            self.barrier_covers[name] = self.received
+
     def _add_write(self, future: asyncio.Future[Reply], size: int) -> None:
         self.inflight += 1
         self.inflight_bytes += size

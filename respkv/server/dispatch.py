@@ -96,6 +96,10 @@ class Caller(TransactionSession, Protocol):
 
     def needs_barrier(self, groups: tuple[str, ...]) -> bool: ...
 
+    def barrier_passed_now(self, groups: tuple[str, ...]) -> None:
+        """A read on these groups may run now (a leader's lease): the commands received
+        so far are covered, as a barrier passed now would cover them."""
+
     @property
     def subscribed(self) -> bool:
         """Subscribed to any channel, pattern or shard channel."""
@@ -190,6 +194,7 @@ class Dispatcher:
                 if barrier is not None:
                     client.after_barrier = (args, command, target)
                     return Barrier(barrier, target.names)
+                client.barrier_passed_now(target.names)
         return self._execute(client, command, target, args)
 
     def _blocking(self, client: Caller, command: Command, args: list[bytes],

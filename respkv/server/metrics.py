@@ -30,8 +30,8 @@ class ServerCollector(Collector):
         groups = self.node.groups
         commands = CounterMetricFamily("respkv_commands", "Commands run, by name",
                                        labels=["node", "command"])
-        for name, calls in self.stats.calls.items():
-            commands.add_metric([node_id, name], calls)
+        for name, record in self.stats.commands.ran():
+            commands.add_metric([node_id, name], record.calls)
         yield commands
         clients = GaugeMetricFamily("respkv_connected_clients", "Open client connections",
                                     labels=["node"])

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from respkv.raft.refusal import RefusalReason
 from respkv.server.metrics import ServerCollector
+from respkv.server.stats import Stats
 
 
 def _group(name: str, refused: dict[RefusalReason, int]) -> SimpleNamespace:
@@ -20,7 +21,7 @@ def test_refused_raft_messages_by_group_and_reason() -> None:
     node = SimpleNamespace(groups=[_group("g0", {RefusalReason.STRANGER: 4}),
                                    _group("g1", {})])
     collector = ServerCollector(cast(Any, SimpleNamespace(node_id="n1")),
-                                cast(Any, SimpleNamespace(calls={})), {}, cast(Any, node))
+                                Stats(), {}, cast(Any, node))
     family = next(f for f in collector.collect() if f.name == "respkv_raft_refused")
     samples = {(s.labels["group"], s.labels["reason"]): s.value for s in family.samples
                if s.name == "respkv_raft_refused_total"}
@@ -36,7 +37,7 @@ def test_a_fenced_or_stalled_group_shows() -> None:
     stalled.stalled = True
     node = SimpleNamespace(groups=[fenced, stalled])
     collector = ServerCollector(cast(Any, SimpleNamespace(node_id="n1")),
-                                cast(Any, SimpleNamespace(calls={})), {}, cast(Any, node))
+                                Stats(), {}, cast(Any, node))
     values = {(s.name, s.labels["group"]): s.value for f in collector.collect()
               for s in f.samples if "group" in s.labels}
     assert values[("respkv_raft_group_down", "g0")] == 1

@@ -126,6 +126,7 @@ class Server:
     def _synced(self, seconds: float) -> None:
         """A loop turn's WAL fsync took this long."""
         self.stats.latency.add("fsync", seconds * 1000)
+        self.stats.fsync_seconds.observe(seconds)
 
     async def start(self) -> None:
         config = self.config

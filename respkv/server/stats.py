@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from respkv.config import Config
+from respkv.histogram import Histogram
 from respkv.server.latency import LatencyMonitor
 from respkv.server.slowlog import SlowLog
 from respkv.server.timing import CommandTimes
@@ -17,6 +18,7 @@ class Stats:
         self.slowlog = SlowLog(config)
         self.latency = LatencyMonitor(config)
         self.commands = CommandTimes(config, self.slowlog, self.latency)
+        self.fsync_seconds = Histogram()  # each loop turn's WAL fsync
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0

@@ -7,7 +7,7 @@ server command that awaits (DEBUG SLEEP, EXEC, admin verbs), until it is done; f
 blocking pop, only the time to set it up, not the time it waits for data (Redis
 does not count that either). Each finished command costs the caller's
 ``perf_counter_ns`` pair, one dict lookup, a few integer additions and one bisect into
-fixed buckets: no allocation.
+fixed buckets (respkv.histogram): no allocation.
 """
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ from typing import Protocol
 
 from respkv.commands.table import Command
 from respkv.config import Config
+from respkv.histogram import BOUNDS_NS, BUCKETS, percentile
 from respkv.server.latency import LatencyMonitor
 from respkv.server.slowlog import SlowLog
 
-# Bucket bounds, in microseconds: the R10 series (steps of about 25%) from 1 µs to
-# 100 s, so a percentile is known to within a quarter of its value. They are also the
-# Prometheus histogram's ``le`` bounds (in seconds there).
-_STEPS = (1.0, 1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.3, 8.0)
-BOUNDS_US: tuple[float, ...] = tuple(
-    [round(step * 10 ** decade, 3) for decade in range(8) for step in _STEPS] + [1e8])
-_BOUNDS_NS = [int(bound * 1000) for bound in BOUNDS_US]
-_BUCKETS = len(BOUNDS_US) + 1  # the last one: above every bound
 PERCENTILES = (50.0, 99.0, 99.9)  # latency-tracking-info-percentiles' default
 MAX_ERROR_KINDS = 128  # as Redis: error prefixes past this many are not counted
 
@@ -51,17 +44,11 @@ class CommandRecord:
         self.ns = 0
         self.rejected = 0  # refused before running (arity, ACL, OOM, MOVED...)
         self.failed = 0  # ran, answered an error
-        self.buckets = [0] * _BUCKETS
+        self.buckets = [0] * BUCKETS
 
     def percentile(self, wanted: float) -> float:
         """The bucket bound (µs) under which ``wanted`` percent of the calls fell."""
-        rank = max(1, -int(-self.calls * wanted // 100))  # ceil, at least the first
-        seen = 0
-        for index, count in enumerate(self.buckets):
-            seen += count
-            if seen >= rank:
-                return BOUNDS_US[min(index, len(BOUNDS_US) - 1)]
-        return 0.0
+        return percentile(self.buckets, self.calls, wanted)
 
 
 class CommandTimes:
@@ -85,7 +72,7 @@ class CommandTimes:
         record.ns += ns
         if failed:
             record.failed += 1
-        record.buckets[bisect_left(_BOUNDS_NS, ns)] += 1
+        record.buckets[bisect_left(BOUNDS_NS, ns)] += 1
         config = self.config
         slower = config.slowlog_log_slower_than
         if (slower >= 0 and ns >= slower * 1000) or (

@@ -3,8 +3,11 @@ and the /metrics endpoint of a real node, scraped."""
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -146,3 +149,18 @@ def test_a_node_exports_the_instruments_and_they_move(scraped_node: Node) -> Non
     assert _value(after["respkv_raft_log_entries"], "respkv_raft_log_entries") >= 20
     assert _value(after["respkv_raft_log_bytes"], "respkv_raft_log_bytes") >= 2000
     assert _value(after["respkv_used_memory_bytes"], "respkv_used_memory_bytes") > 0
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "conf" / "grafana-respkv.json"
+
+
+def test_the_grafana_dashboard_names_only_metrics_a_node_exports(scraped_node: Node) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {re.sub(r"_(bucket|count|sum|total)$", "", name)
+            for expr in exprs for name in re.findall(r"\b(?:respkv|process)_[a-z_]+", expr)}
+    exported = set(scrape(scraped_node))
+    assert used and used <= exported, used - exported
+    titles = " ".join(panel["title"].lower() for panel in dashboard["panels"])
+    for shown in ("command", "latency", "commit", "fsync", "leader", "lag", "memory", "log"):
+        assert shown in titles

@@ -293,5 +293,7 @@ class Dispatcher:
             logger.exception("command %s failed", command.name)
             reply = RespError(f"ERR internal error: {error.__class__.__name__}")
         data = encode(reply, client.resp3)
+        if command.subcommands and "|" not in name and len(args) > 1:
+            return data  # an unknown subcommand: as in Redis, no command's call
         self.times.finished(name, command, start, isinstance(reply, RespError), client, args)
         return data

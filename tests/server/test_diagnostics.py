@@ -52,6 +52,8 @@ def test_commandstats_time_and_count_rejected_and_failed_calls(node: Node) -> No
         c.execute_command("GET")
     with pytest.raises(redis.ResponseError, match="unknown command"):
         c.execute_command("NOSUCHCOMMAND")
+    with pytest.raises(redis.ResponseError, match="unknown subcommand"):
+        c.execute_command("CLIENT", "NOSUCHSUB")
     stats = _stats(c, "commandstats")
     set_ = stats["cmdstat_set"]
     assert set_["calls"] == 6 and set_["usec"] > 0  # a write waits on its fsync
@@ -59,9 +61,10 @@ def test_commandstats_time_and_count_rejected_and_failed_calls(node: Node) -> No
     assert stats["cmdstat_lpush"]["failed_calls"] == 1
     get = stats["cmdstat_get"]
     assert (get["calls"], get["rejected_calls"]) == (0, 1)
+    assert "cmdstat_client" not in stats  # as in Redis: an unknown subcommand is no call
     errors = _stats(c, "errorstats")
-    assert errors == {"errorstat_ERR": {"count": 2}, "errorstat_WRONGTYPE": {"count": 1}}
-    assert int(_stats(c, "stats")["total_error_replies"]) == 3
+    assert errors == {"errorstat_ERR": {"count": 3}, "errorstat_WRONGTYPE": {"count": 1}}
+    assert int(_stats(c, "stats")["total_error_replies"]) == 4
     latency = _stats(c, "latencystats")
     percentiles = latency["latency_percentiles_usec_set"]
     assert list(percentiles) == ["p50", "p99", "p99.9"]

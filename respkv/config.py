@@ -64,7 +64,8 @@ _RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1),
 MAXMEMORY_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
                       "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")
 _MEMORY_VALUES = {"maxmemory"}  # Redis' "memory value" directives: units, never negative
-_INTEGERS = {"maxmemory_samples"}  # plain integers: no units
+_INTEGERS = {"maxmemory_samples", "slowlog_log_slower_than", "slowlog_max_len",
+             "latency_monitor_threshold"}  # plain integers: no units
 # File descriptors kept for other than clients: Redis keeps 32; a node also holds its
 # log segments, a store per group, the Raft connections and a metrics listener.
 RESERVED_FDS = 64

@@ -133,6 +133,16 @@ def test_slowlog_threshold_and_max_len(node: Node) -> None:
     assert c.execute_command("SLOWLOG", "LEN") == 3
     c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000",
                       "slowlog-max-len", "128")
+    for name, value, error in (
+            ("slowlog-log-slower-than", "abc", "argument couldn't be parsed into an integer"),
+            ("slowlog-max-len", "-1", "argument must be between 0 and 9223372036854775807 "
+             "inclusive"),
+            ("latency-monitor-threshold", "-1", "argument must be between 0 and "
+             "9223372036854775807 inclusive")):
+        with pytest.raises(redis.ResponseError) as refused:
+            c.execute_command("CONFIG", "SET", name, value)
+        assert str(refused.value) == f"CONFIG SET failed (possibly related to argument " \
+            f"'{name}') - {error}"
     assert c.execute_command("SLOWLOG", "RESET") == b"OK"
     assert c.execute_command("SLOWLOG", "LEN") == 0
 

@@ -284,7 +284,8 @@ class RaftGroup:
         """On the leader: each follower's and learner's highest entry known to match."""
         if not self.is_leader():
             return {}
-        return {node: progress.match for node, progress in self.core.prs.items()
+        # a copy first: the metrics thread calls this while the loop may change prs
+        return {node: progress.match for node, progress in list(self.core.prs.items())
                 if node != self.node_id}
 
     def best_transfer_target(self) -> str | None:

@@ -572,8 +572,9 @@ class Inbound(asyncio.Protocol):
                 directory = owner.snapshot_dir(name)
                 directory.mkdir(parents=True, exist_ok=True)
                 self.snapshot = Receiver(name, directory, self.peer)
+            written = self.snapshot.file.bytes_written
             self.snapshot.chunk(payload)
-            owner.snapshot_bytes_received += len(payload)
+            owner.snapshot_bytes_received += self.snapshot.file.bytes_written - written
         elif kind == SNAP_MANIFEST:
             if self.snapshot is None:
                 raise StreamRefused("a manifest before any chunk")

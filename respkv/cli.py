@@ -136,7 +136,11 @@ def _repair_wal(data_dir: Path) -> None:
 @click.option("--shards", type=int, default=3, show_default=True,
               help="Raft groups the slots are spread over.")
 @click.option("--log-level", default="info", show_default=True)
-def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) -> None:
+@click.option("--metrics-port", type=int, default=0, show_default=True,
+              help="Prometheus metrics of the first node here, the others following it "
+              "(0: off).")
+def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str,
+          metrics_port: int) -> None:
     """Start a local cluster on 127.0.0.1; Ctrl-C stops every node cleanly."""
     import signal
     import subprocess
@@ -156,10 +160,14 @@ def local(nodes: int, base_port: int, dir_: str, shards: int, log_level: str) ->
             command += ["--join", seed]
         elif fresh:
             command += ["--bootstrap"]
+        if metrics_port:
+            command += ["--metrics-port", str(metrics_port + i)]
         # Own sessions: a signal reaches a node only through us, once (Ctrl-C in a
         # terminal would otherwise reach it twice, and a second signal means "now").
         procs.append(subprocess.Popen(command, start_new_session=True))
-        click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000})")
+        metrics = (f", metrics http://127.0.0.1:{metrics_port + i}/metrics"
+                   if metrics_port else "")
+        click.echo(f"node n{i + 1}: redis-cli -p {port}   (raft port {port + 10000}{metrics})")
 
     def stop(*_: object) -> None:  # Ctrl-C, kill -INT/-TERM/-HUP of this process
         for proc in procs:

@@ -58,12 +58,14 @@ def read_mode(name: str) -> str:
 
 
 _RANGES = {"maxclients": (1, (1 << 32) - 1), "timeout": (0, (1 << 31) - 1),
-           "maxmemory_samples": (1, (1 << 31) - 1)}
+           "maxmemory_samples": (1, (1 << 31) - 1), "slowlog_max_len": (0, LLONG_MAX),
+           "latency_monitor_threshold": (0, LLONG_MAX)}
 # Redis' eviction policies, in the order its error message lists them.
 MAXMEMORY_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
                       "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")
 _MEMORY_VALUES = {"maxmemory"}  # Redis' "memory value" directives: units, never negative
-_INTEGERS = {"maxmemory_samples"}  # plain integers: no units
+_INTEGERS = {"maxmemory_samples", "slowlog_log_slower_than", "slowlog_max_len",
+             "latency_monitor_threshold"}  # plain integers: no units
 # File descriptors kept for other than clients: Redis keeps 32; a node also holds its
 # log segments, a store per group, the Raft connections and a metrics listener.
 RESERVED_FDS = 64
@@ -200,6 +202,13 @@ class Config:
     # between two nodes over an election timeout must stay below it.
     lease_margin_ms: int = 50
     metrics_port: int = 0  # Prometheus /metrics on this port; 0 = off
+    # SLOWLOG, as Redis': commands that took at least this many microseconds are
+    # logged (0: every command, negative: none), the newest slowlog-max-len kept.
+    slowlog_log_slower_than: int = 10000
+    slowlog_max_len: int = 128
+    # LATENCY: events (event-loop, fsync, command) of at least this many ms are kept;
+    # 0 turns the monitor off, as in Redis.
+    latency_monitor_threshold: int = 0
     # Raft groups the 16384 slots are spread over, fixed when a cluster is
     # bootstrapped (a joining node takes the cluster's). 1 keeps every
     # multi-key command atomic; more spread the leaders, so writes scale.

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "background": 0,
     "tlsconfig": 0,
     "sizes": 0,
+    "histogram": 0,
     "protocol": 0,
     "config": 1,
     "raft": 1,

@@ -6,6 +6,7 @@ from respkv.commands import (  # noqa: F401
     blocking,
     cluster,
     connection,
+    diagnostics,
     dump,
     expiry,
     hashes,

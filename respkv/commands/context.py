@@ -115,8 +115,30 @@ class Access(Protocol):
     def reset_log(self) -> None: ...
 
 
+class SlowLogView(Protocol):
+    """SLOWLOG's entries (respkv.server.slowlog.SlowLog)."""
+
+    def newest(self, count: int) -> list[list[object]]: ...
+
+    def __len__(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+
+class LatencyView(Protocol):
+    """LATENCY's events (respkv.server.latency.LatencyMonitor)."""
+
+    def latest(self) -> list[list[object]]: ...
+
+    def history(self, event: str) -> list[list[int]]: ...
+
+    def reset(self, events: list[str]) -> int: ...
+
+
 class Counters(Protocol):
     started: float  # the server's start, seconds since the epoch
+    slowlog: SlowLogView
+    latency: LatencyView
 
     def reset(self) -> None: ...
 

@@ -259,6 +259,7 @@ class RaftCore:
         self._ro_wait_commit: list[tuple[bytes, str, bool]] = []
         self._ro_queue: list[tuple[bytes, str, int, int]] = []  # (ctx, from, index, round)
         self._ro_round = 0
+        self.elections = 0  # campaigns past the pre-vote: terms this node stood in
         # reads this node led, answered from its lease, and heartbeat rounds it ran
         # for reads (monotonic, for INFO)
         self.lease_reads = 0
@@ -760,6 +761,7 @@ class RaftCore:
         self.lead = None
 
     def _become_candidate(self) -> None:
+        self.elections += 1
         self._reset(self.term + 1)
         self.vote = self.id
         self.role = Role.CANDIDATE

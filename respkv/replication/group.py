@@ -11,6 +11,7 @@ full-disk policy (disk).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -260,11 +261,31 @@ class RaftGroup:
         return sum(1 for node, progress in self.core.prs.items()
                    if node != self.node_id and progress.match >= last)
 
+    @property
+    def is_learner(self) -> bool:
+        return self.node_id in self.core.conf.learners
+
+    def log_in_memory(self) -> tuple[int, int]:
+        """Entries the core holds in memory, and their bytes (a copy of the list is
+        summed: the metrics thread reads this while the loop appends)."""
+        entries = list(self.core.log.entries)
+        return len(entries), sum(len(entry.data) for entry in entries)
+
+    def store_bytes(self) -> int:
+        """The state store's files on disk (the SQLite database and its journal)."""
+        path = self.machine.store.path
+        total = 0
+        for name in (path, path.with_name(path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                total += name.stat().st_size
+        return total
+
     def follower_matches(self) -> dict[str, int]:
         """On the leader: each follower's and learner's highest entry known to match."""
         if not self.is_leader():
             return {}
-        return {node: progress.match for node, progress in self.core.prs.items()
+        # a copy first: the metrics thread calls this while the loop may change prs
+        return {node: progress.match for node, progress in list(self.core.prs.items())
                 if node != self.node_id}
 
     def best_transfer_target(self) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from respkv.clock import now_ms
+from respkv.histogram import Histogram
 from respkv.protocol.reply import Reply
 from respkv.raft.core import NotLeader as CoreNotLeader
 from respkv.raft.core import RaftCore, RaftError
@@ -54,6 +55,10 @@ class Proposals:
         # (args, slot, future, the entry's time or None for the clock's at hand-over)
         self.queue: list[tuple[list[bytes], int, asyncio.Future[Reply], int | None]] = []
         self.waiters: dict[int, Waiter] = {}  # by log index
+        # for the metrics: proposal to apply on this leader, and writes lost on the way
+        self.commit_seconds = Histogram()
+        self.dropped = 0  # failed before reaching the log (not leader, too big, closed)
+        self.failed = 0  # failed once in the log (lost, timed out, not durable, closed)
 
     @property
     def settled(self) -> bool:
@@ -81,11 +86,13 @@ class Proposals:
         try:
             last = self.core.propose_batch(entries)
         except CoreNotLeader:  # leadership moved since the router said "here"
+            self.dropped += len(batch)
             leader = self.leader_address()
             for _, slot, future, _ in batch:
                 fail(future, NotLeader(leader, slot))
             return
         except RaftError as error:
+            self.dropped += len(batch)
             for _, _, future, _ in batch:
                 fail(future, Unavailable(str(error)))
             return
@@ -95,13 +102,13 @@ class Proposals:
         for offset, (_, _, future, _) in enumerate(batch):
             self.waiters[first + offset] = Waiter(term, future, deadline)
 
-    @staticmethod
-    def _refuse_too_big(batch: list, entries: list[bytes],
+    def _refuse_too_big(self, batch: list, entries: list[bytes],
                         limit: int) -> tuple[list, list[bytes]]:
         """Fail the writes whose entry is over the limit; the others go on."""
         kept = []
         for item, data in zip(batch, entries, strict=True):
             if len(data) > limit:
+                self.dropped += 1
                 fail(item[2], EntryTooBig(len(data), limit))
             else:
                 kept.append((item, data))
@@ -115,13 +122,20 @@ class Proposals:
     def complete(self, entries: Sequence[Entry], replies: Sequence[Reply]) -> None:
         """The entries are applied: hand each waiting client its reply."""
         waiters = self.waiters
+        if not waiters:
+            return
+        # proposed at deadline - PROPOSAL_TIMEOUT: no clock read per proposal
+        since = time.monotonic() + PROPOSAL_TIMEOUT
+        observe = self.commit_seconds.observe
         for entry, reply in zip(entries, replies, strict=True):
             waiter = waiters.pop(entry.index, None)
             if waiter is None or waiter.future.done():
                 continue
             if entry.term != waiter.term:
+                self.failed += 1
                 waiter.future.set_exception(WriteLost())
             else:
+                observe(since - waiter.deadline)
                 waiter.future.set_result(reply)
 
     def not_durable(self, entries: Sequence[Entry]) -> int:
@@ -133,16 +147,19 @@ class Proposals:
             if waiter is not None:
                 fail(waiter.future, NotDurable())
                 told += 1
+        self.failed += told
         return told
 
     def expire(self, now: float) -> None:
         if not self.waiters:
             return
         for index in [i for i, w in self.waiters.items() if w.deadline < now]:
+            self.failed += 1
             fail(self.waiters.pop(index).future, WriteTimedOut())
 
     def reject_queued(self, error: ReplicationError) -> None:
         """Fail the writes not yet handed to the core."""
+        self.dropped += len(self.queue)
         for _, _, future, _ in self.queue:
             fail(future, error)
         self.queue.clear()
@@ -150,6 +167,7 @@ class Proposals:
     def close(self, error: ReplicationError) -> None:
         """Fail everything queued or in flight."""
         self.reject_queued(error)
+        self.failed += len(self.waiters)
         for waiter in self.waiters.values():
             fail(waiter.future, error)
         self.waiters.clear()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from respkv.background import spawn
 from respkv.config import Config
+from respkv.histogram import Histogram
 from respkv.raft.core import RaftCore, Ready, Role
 from respkv.raft.messages import Message, MessageType
 from respkv.raft.types import Entry, EntryKind
@@ -73,6 +74,7 @@ class ReadyLoop:
         # reads need no barrier: a lone voter that leads and has applied its term
         self.reads_local = False
         self.leader_changes = 0
+        self.apply_seconds = Histogram()  # each batch of committed entries applied
         self.leader_since = time.monotonic()
         self._last_leader: str | None = None
         self._last_tick = time.monotonic()  # when the core was last ticked
@@ -309,7 +311,9 @@ class ReadyLoop:
         for entry in entries:
             if entry.kind is EntryKind.CONF_CHANGE and entry.index > applied:
                 self.membership.applied(entry)
+        started = time.perf_counter()
         replies = self.machine.apply(entries)
+        self.apply_seconds.observe(time.perf_counter() - started)  # metrics: per batch
         self.proposals.complete(entries, replies)
 
     def _apply_with_bug(self, entries: list[Entry]) -> None:

@@ -212,6 +212,8 @@ class Transport:
         self.server: asyncio.AbstractServer | None = None
         self.inbound: set[Inbound] = set()
         self.pinger: asyncio.Task[None] | None = None
+        self.snapshot_bytes_sent = 0  # snapshot chunks, for the metrics
+        self.snapshot_bytes_received = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -393,6 +395,7 @@ class Transport:
                 writer.write(data)
                 await writer.drain()
                 sent += size
+                self.snapshot_bytes_sent += size
                 if time.monotonic() - told >= SNAPSHOT_PROGRESS_EVERY:
                     told = time.monotonic()
                     logger.info("snapshot progress", extra={
@@ -569,7 +572,9 @@ class Inbound(asyncio.Protocol):
                 directory = owner.snapshot_dir(name)
                 directory.mkdir(parents=True, exist_ok=True)
                 self.snapshot = Receiver(name, directory, self.peer)
+            written = self.snapshot.file.bytes_written
             self.snapshot.chunk(payload)
+            owner.snapshot_bytes_received += self.snapshot.file.bytes_written - written
         elif kind == SNAP_MANIFEST:
             if self.snapshot is None:
                 raise StreamRefused("a manifest before any chunk")

@@ -235,6 +235,8 @@ class Client(asyncio.Protocol):
                 self.executed += 1
                 self.replies.append(outcome)
                 held += len(outcome)  # type: ignore[arg-type]
+                if outcome[0] == 45:  # type: ignore[index]  # b"-": INFO errorstats
+                    self.host.stats.commands.error_reply(outcome)  # type: ignore[arg-type]
                 if self.close_pending:
                     self.replies.append(_CLOSE)
                     break
@@ -242,7 +244,7 @@ class Client(asyncio.Protocol):
             if kind is Proposed:  # a future for the applied reply
                 commands.popleft()
                 self.executed += 1
-                self._add_write(outcome.future, sum(map(len, args)))  # type: ignore[union-attr]
+                self._add_write(outcome, sum(map(len, args)))  # type: ignore[arg-type]
             elif kind is AfterWrites:  # _write_done runs the queue again
                 break
             elif kind is Barrier:  # wait for a read barrier, then run it again
@@ -283,15 +285,17 @@ class Client(asyncio.Protocol):
         for name in groups:
             self.barrier_covers[name] = self.received
 
-    def _add_write(self, future: asyncio.Future[Reply], size: int) -> None:
+    def _add_write(self, proposed: Proposed, size: int) -> None:
+        future = proposed.future
         self.inflight += 1
         self.inflight_bytes += size
         self.replies.append((future, self.resp3))
-        future.add_done_callback(lambda done: self._write_done(done, size))
+        future.add_done_callback(lambda done: self._write_done(done, size, proposed))
 
-    def _write_done(self, future: asyncio.Future[Reply], size: int) -> None:
+    def _write_done(self, future: asyncio.Future[Reply], size: int, proposed: Proposed) -> None:
         if not future.cancelled():
             future.exception()  # retrieved: a closed connection never encodes it
+        self.host.dispatcher.wrote(self, proposed)  # its reply is ready: timed
         self.inflight -= 1
         self.inflight_bytes -= size
         self.flush()
@@ -354,11 +358,14 @@ class Client(asyncio.Protocol):
 
     def _encode_result(self, future: asyncio.Future[Any], resp3: bool) -> bytes:
         if future.cancelled():
-            return encode(RespError("ERR command cancelled"), resp3)
-        error = future.exception()
-        if error is not None:
-            return encode(_error_reply(error), resp3)
-        return encode(future.result(), resp3)
+            data = encode(RespError("ERR command cancelled"), resp3)
+        elif (error := future.exception()) is not None:
+            data = encode(_error_reply(error), resp3)
+        else:
+            data = encode(future.result(), resp3)
+        if data[0] == 45:  # b"-": INFO errorstats
+            self.host.stats.commands.error_reply(data)
+        return data
 
     def _write(self, out: list[bytes]) -> None:
         if out and not self.closing:

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
 from typing import Protocol
 
 from respkv.clock import now_ms
@@ -32,12 +33,17 @@ logger = logging.getLogger(__name__)
 
 
 class Proposed:
-    """Proposed to the log: the future holds the reply once applied."""
+    """Proposed to the log: the future holds the reply once applied. The connection
+    hands the rest back to ``Dispatcher.wrote`` then, which times the command."""
 
-    __slots__ = ("future",)
+    __slots__ = ("args", "command", "future", "start")
 
-    def __init__(self, future: asyncio.Future[Reply]) -> None:
+    def __init__(self, future: asyncio.Future[Reply], command: Command, args: list[bytes],
+                 start: int) -> None:
         self.future = future
+        self.command = command
+        self.args = args
+        self.start = start  # perf_counter_ns at dispatch
 
 
 class AfterWrites:
@@ -90,6 +96,8 @@ class Caller(TransactionSession, Protocol):
     inflight: int  # writes proposed and not yet applied
     read_consistency: str | None
     last_command: str
+    addr: str  # for SLOWLOG
+    name: bytes
     # set by dispatch when a read waits on its barrier: (args, command, target)
     after_barrier: tuple[list[bytes], Command, ReadTarget] | None
     barrier_error: RespError | None  # a failed barrier, for the read waiting on it
@@ -118,7 +126,7 @@ class Dispatcher:
                  blocked: BlockedPops, scripts: ScriptRunner, access: AccessControl) -> None:
         self.router = router
         self.access = access
-        self.calls = stats.calls
+        self.times = stats.commands
         self.context = context
         self.config = context.config
         self.transactions = TransactionLayer(router, context, scripts)
@@ -126,6 +134,7 @@ class Dispatcher:
         self.scripts = scripts
 
     def dispatch(self, client: Caller, args: list[bytes]) -> Outcome:
+        start = perf_counter_ns()
         after = client.after_barrier
         if after is not None:  # this command's read barrier has just resolved
             client.after_barrier = None
@@ -133,16 +142,16 @@ class Dispatcher:
                 error, client.barrier_error = client.barrier_error, None
                 return encode(error, client.resp3)
             if after[0] is args and self.router.gate is None:
-                return self._execute(client, after[1], after[2], args)  # routed already
+                return self._execute(client, after[1], after[2], args, start)  # routed already
         command = lookup(args[0])
         if command is None or command.internal:
             return self._refuse(client, errors.unknown_command(args[0], args[1:]))
         if not command.arity_ok(len(args)):
-            return self._refuse(client, errors.wrong_arity(command.name))
+            return self._refuse(client, errors.wrong_arity(command.name), command)
         kind = command.kind
         router = self.router
         if not client.authenticated and not command.flagged(args, "noauth"):
-            return self._refuse(client, NOAUTH)
+            return self._refuse(client, NOAUTH, command)
         access = self.access
         if access.keyspace.system_version != access.version \
                 or access.requirepass is not self.config.requirepass:
@@ -152,10 +161,10 @@ class Dispatcher:
             refusal = access.check(client, command, args,
                                    "multi" if client.transaction is not None else "toplevel")
             if refusal is not None:
-                return self._refuse(client, refusal)
+                return self._refuse(client, refusal, command)
         if router.gate is not None and self.scripts.busy() \
                 and not command.flagged(args, "allow_busy"):
-            return self._refuse(client, BUSY)
+            return self._refuse(client, BUSY, command)
         if client.subscribed and not client.resp3 and command.name not in _WHILE_SUBSCRIBED:
             return encode(RespError(
                 f"ERR Can't execute '{command.name}': only (P|S)SUBSCRIBE / "
@@ -164,23 +173,23 @@ class Dispatcher:
             # as Redis: over maxmemory with nothing to evict, a transaction queues nothing
             if self.config.maxmemory and command.name not in ("quit", "reset") \
                     and not router.evictor.admit():
-                return self._refuse(client, errors.OOM)
+                return self._refuse(client, errors.OOM, command)
             return encode(self.transactions.queue(client, command, args), client.resp3)
         if kind is Kind.TRANSACTION:
-            return self._transaction(client, command, args)
+            return self._transaction(client, command, args, start)
         if kind is Kind.WRITE:
             if router.gate is not None:
                 return Gated(router.gate)
             timeout = TIMEOUTS.get(command.name)
             if timeout is not None:
-                return self._blocking(client, command, args, timeout)
+                return self._blocking(client, command, args, timeout, start)
             try:
                 future = router.write(command, args)
-            except RespError as error:
+            except RespError as error:  # not ours (MOVED), no leader, too big...
+                self.times.rejected(command.name)
                 return encode(error, client.resp3)
-            client.last_command = name = command.name
-            self.calls[name] += 1
-            return Proposed(future)
+            client.last_command = command.name
+            return Proposed(future, command, args, start)
         if client.inflight:
             return AFTER_WRITES
         target = None
@@ -195,19 +204,41 @@ class Dispatcher:
                     client.after_barrier = (args, command, target)
                     return Barrier(barrier, target.names)
                 client.barrier_passed_now(target.names)
-        return self._execute(client, command, target, args)
+        return self._execute(client, command, target, args, start)
+
+    def wrote(self, client: Caller, proposed: Proposed) -> None:
+        """A write's reply is ready (applied, or failed): time it from its dispatch."""
+        future = proposed.future
+        failed = future.cancelled() or future.exception() is not None \
+            or future.result().__class__ is RespError
+        command = proposed.command
+        self.times.finished(command.name, command, proposed.start, failed, client,
+                            proposed.args)
 
     def _blocking(self, client: Caller, command: Command, args: list[bytes],
-                  timeout: Callable[[list[bytes]], int]) -> Outcome:
+                  timeout: Callable[[list[bytes]], int], start: int) -> Outcome:
         if client.inflight:
             return AFTER_WRITES  # block only once this connection's writes are in
         try:
             timeout_ms = timeout(args)
         except RespError as error:
+            self.times.finished(command.name, command, start, True, client, args)
             return encode(error, client.resp3)
         client.last_command = command.name
-        self.calls[command.name] += 1
+        # timed without the wait for data, as Redis times a blocked command
+        self.times.finished(command.name, command, start, False, client, args)
         return Pending(self.blocked.run(client.id, command, args, timeout_ms))
+
+    async def _timed(self, client: Caller, command: Command, name: str, args: list[bytes],
+                     start: int, awaitable: Awaitable[Reply]) -> Reply:
+        """A command that awaits, timed until its reply is ready."""
+        failed = True
+        try:
+            reply = await awaitable
+            failed = reply.__class__ is RespError
+            return reply
+        finally:
+            self.times.finished(name, command, start, failed, client, args)
 
     def _denied_oom(self, client: Caller) -> bool:
         """An EXEC holding a denyoom command, over maxmemory with nothing to evict."""
@@ -216,10 +247,13 @@ class Dispatcher:
                 and any("denyoom" in queued.command.flags for queued in transaction.queued)
                 and not self.router.evictor.admit())
 
-    def _refuse(self, client: Caller, error: RespError) -> bytes:
+    def _refuse(self, client: Caller, error: RespError, command: Command | None = None) -> bytes:
+        if command is not None:
+            self.times.rejected(command.name)
         return encode(self.transactions.refuse(client, error), client.resp3)
 
-    def _transaction(self, client: Caller, command: Command, args: list[bytes]) -> Outcome:
+    def _transaction(self, client: Caller, command: Command, args: list[bytes],
+                     start: int) -> Outcome:
         """MULTI, EXEC, DISCARD, WATCH, UNWATCH."""
         name = command.name
         if name in ("exec", "watch"):
@@ -231,7 +265,6 @@ class Dispatcher:
                 self.transactions.discard(client)
                 return encode(errors.EXECABORT_OOM, client.resp3)
         client.last_command = name
-        self.calls[name] += 1
         try:
             reply = command.handler(self.transactions, client, args)
         except RespError as error:
@@ -239,23 +272,24 @@ class Dispatcher:
         except ReplicationError as error:
             reply = reply_for(error)
         if inspect.isawaitable(reply):
-            return Pending(reply)
+            return Pending(self._timed(client, command, name, args, start, reply))
+        self.times.finished(name, command, start, reply.__class__ is RespError, client, args)
         return encode(reply, client.resp3)
 
     def _execute(self, client: Caller, command: Command, target: ReadTarget | None,
-                 args: list[bytes]) -> Outcome:
-        name = command.name
-        client.last_command = command.call_name(args) if command.subcommands else name
-        self.calls[name] += 1
+                 args: list[bytes], start: int) -> Outcome:
+        name = command.call_name(args) if command.subcommands else command.name
+        client.last_command = name
         try:
             if target is not None:
                 reply = (command.sliced or command.handler)(target.keyspace, args, now_ms())
                 if isinstance(reply, Sliced):  # a big KEYS: built between loop turns
-                    return Pending(run_sliced(reply, client.resp3))
+                    return Pending(self._timed(client, command, name, args, start,
+                                               run_sliced(reply, client.resp3)))
             else:
                 reply = command.handler(self.context, client, args)
                 if inspect.isawaitable(reply):
-                    return Pending(reply)
+                    return Pending(self._timed(client, command, name, args, start, reply))
         except RespError as error:
             reply = error
         except ReplicationError as error:
@@ -263,4 +297,8 @@ class Dispatcher:
         except Exception as error:  # a bug: answer, log, keep serving
             logger.exception("command %s failed", command.name)
             reply = RespError(f"ERR internal error: {error.__class__.__name__}")
-        return encode(reply, client.resp3)
+        data = encode(reply, client.resp3)
+        if command.subcommands and "|" not in name and len(args) > 1:
+            return data  # an unknown subcommand: as in Redis, no command's call
+        self.times.finished(name, command, start, isinstance(reply, RespError), client, args)
+        return data

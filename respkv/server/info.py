@@ -17,9 +17,10 @@ from respkv.replication.admin import ClusterAdmin, Shard
 from respkv.replication.group import RaftGroup
 from respkv.replication.node import ClusterNode
 from respkv.server.stats import Stats
+from respkv.server.timing import PERCENTILES
 
 DEFAULT_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication",
-                    "cpu", "cluster", "keyspace", "raft"]
+                    "cpu", "errorstats", "cluster", "keyspace", "raft"]
 
 
 class Info:
@@ -43,6 +44,8 @@ class Info:
             "keyspace": self._keyspace,
             "raft": self._raft,
             "commandstats": self._commandstats,
+            "errorstats": self._errorstats,
+            "latencystats": self._latencystats,
         }
 
     def text(self, wanted: list[str]) -> str:
@@ -112,6 +115,7 @@ class Info:
             "total_commands_processed": stats.total_commands,
             "rejected_connections": stats.rejected_connections,
             "total_protocol_errors": stats.protocol_errors,
+            "total_error_replies": stats.commands.error_replies,
             "acl_access_denied_auth": stats.auth_failures,
             # Redis 7.2's names (7.0 has no such counters)
             "client_query_buffer_limit_disconnections": stats.query_limit_disconnections,
@@ -195,9 +199,28 @@ class Info:
         return fields
 
     def _commandstats(self) -> dict[str, Any]:
-        return {f"cmdstat_{name}": f"calls={calls},usec=0,usec_per_call=0.00,"
-                "rejected_calls=0,failed_calls=0"
-                for name, calls in sorted(self.stats.calls.items())}
+        """usec: from dispatch until the reply is ready (a write waits for its entry
+        to be applied), summed over the calls (respkv.server.timing)."""
+        fields = {}
+        for name, record in self.stats.commands.ran():
+            usec = record.ns // 1000
+            per_call = usec / record.calls if record.calls else 0.0
+            fields[f"cmdstat_{name}"] = (
+                f"calls={record.calls},usec={usec},usec_per_call={per_call:.2f},"
+                f"rejected_calls={record.rejected},failed_calls={record.failed}")
+        return fields
+
+    def _errorstats(self) -> dict[str, Any]:
+        errors = self.stats.commands.errors
+        return {f"errorstat_{prefix}": f"count={errors[prefix]}" for prefix in sorted(errors)}
+
+    def _latencystats(self) -> dict[str, Any]:
+        fields = {}
+        for name, record in self.stats.commands.ran():
+            if record.calls:
+                fields[f"latency_percentiles_usec_{name}"] = ",".join(
+                    f"p{wanted:g}={record.percentile(wanted):.3f}" for wanted in PERCENTILES)
+        return fields
 
 
 def human_bytes(count: int) -> str:

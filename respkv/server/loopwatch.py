@@ -1,4 +1,5 @@
-"""The event loop's longest pause, for INFO's ``max_loop_pause_ms``.
+"""The event loop's longest pause, for INFO's ``max_loop_pause_ms``, and each pause
+for LATENCY's ``event-loop`` event.
 
 A timer that asks to wake every ``INTERVAL`` seconds and notes how late it woke:
 lateness is time the loop spent on something else without a turn (a long
@@ -22,5 +23,6 @@ async def watch_loop(stats: Stats, interval: float = INTERVAL) -> None:
         due = loop.time() + interval
         await asyncio.sleep(interval)
         late_ms = (loop.time() - due) * 1000
+        stats.latency.add("event-loop", late_ms)
         if late_ms > stats.max_loop_pause_ms:
             stats.max_loop_pause_ms = late_ms

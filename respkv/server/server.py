@@ -93,7 +93,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         encoding.configure(config)
-        self.stats = Stats()
+        self.stats = Stats(config)
         self.clients: dict[int, Client] = {}
         self._client_ids = 0
         self.node = ClusterNode(config, apply_write)
@@ -123,6 +123,11 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------
 
+    def _synced(self, seconds: float) -> None:
+        """A loop turn's WAL fsync took this long."""
+        self.stats.latency.add("fsync", seconds * 1000)
+        self.stats.fsync_seconds.observe(seconds)
+
     async def start(self) -> None:
         config = self.config
         self.access.seed_from_file()  # a bad ACL file stops the start before anything else
@@ -145,6 +150,8 @@ class Server:
             ))
         await self.node.start()
         assert self.node.transport is not None
+        assert self.node.wal is not None
+        self.node.wal.after_sync = self._synced
         self.node.transport.on_broadcast = self.pubsub.on_broadcast
         self.router.start()
         self.access.start(self.node.groups[0])

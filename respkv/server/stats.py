@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+
+from respkv.config import Config
+from respkv.histogram import Histogram
+from respkv.server.latency import LatencyMonitor
+from respkv.server.slowlog import SlowLog
+from respkv.server.timing import CommandTimes
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None) -> None:
+        config = config if config is not None else Config()
         self.started = time.time()
-        self.calls: Counter[str] = Counter()
+        self.slowlog = SlowLog(config)
+        self.latency = LatencyMonitor(config)
+        self.commands = CommandTimes(config, self.slowlog, self.latency)
+        self.fsync_seconds = Histogram()  # each loop turn's WAL fsync
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0
@@ -25,10 +34,10 @@ class Stats:
 
     @property
     def total_commands(self) -> int:
-        return sum(self.calls.values())
+        return self.commands.total_calls
 
     def reset(self) -> None:
-        self.calls.clear()
+        self.commands.reset()
         self.connections_received = 0
         self.rejected_connections = 0
         self.protocol_errors = 0

@@ -39,6 +39,9 @@ class NodeLog:
         # called right before each fsync, which blocks the loop (the node sends the
         # Raft frames already queued: see Transport.flush)
         self.before_sync: Callable[[], None] | None = None
+        # told each loop-turn fsync's duration in seconds (LATENCY, metrics): the layer
+        # above listens without this one knowing it
+        self.after_sync: Callable[[float], None] | None = None
 
     def view(self, group: int) -> GroupLog:
         return GroupLog(self, group)
@@ -76,6 +79,7 @@ class NodeLog:
                 self.before_sync()
             except Exception:  # sending is best effort; the fsync must happen
                 logger.exception("before_sync hook failed")
+        started = time.perf_counter()
         try:
             self.sync()
         except BaseException as error:  # DiskFull: each group retries on its own
@@ -85,6 +89,8 @@ class NodeLog:
             if not isinstance(error, Exception):
                 raise
             return
+        if self.after_sync is not None:
+            self.after_sync(time.perf_counter() - started)
         for future in waiters:
             if not future.done():
                 future.set_result(None)

@@ -332,6 +332,7 @@ class WAL:
         self._sealed: list[tuple[_Segment, list[bytes]]] = []  # rolled since the last sync
         self._logs: dict[int, _Log] = {}
         self._busy = False  # inside sync/compact: catches a second thread touching the WAL
+        self.bytes_written = 0  # records written to segments since open (metrics)
         self._failed: BaseException | None = None
         self._closed = False
         self._floors: dict[int, tuple[int, int]] = {}
@@ -625,13 +626,15 @@ class WAL:
             fsync_path(self._dir)
         if chunks:
             start = os.lseek(seg.fd, 0, os.SEEK_END)
+            data = b"".join(chunks)
             try:
-                _write_all(seg.fd, b"".join(chunks))
+                _write_all(seg.fd, data)
             except OSError as err:
                 if err.errno not in _NO_SPACE:
                     raise
                 os.ftruncate(seg.fd, start)  # no torn record left for the retry to follow
                 raise DiskFull(err.errno, f"{seg.path}: {err.strerror}") from err
+            self.bytes_written += len(data)
             os.fsync(seg.fd)
         return seg.fd
 

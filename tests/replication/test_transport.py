@@ -382,6 +382,7 @@ class SnapshotRecorder(Recorder):
     def __init__(self) -> None:
         super().__init__()
         self.snapshots: list[tuple[Message, bytes]] = []
+        self.transport: Transport | None = None  # the receiving one
 
     def on_snapshot(self, message: Message, path: Path) -> None:
         self.snapshots.append((message, path.read_bytes()))
@@ -422,6 +423,7 @@ def against_n2_snapshots(tmp_path: Path,
         await transport.start()
         assert transport.server is not None
         recorder = SnapshotRecorder()
+        recorder.transport = transport
         transport.handlers["g0"] = recorder  # type: ignore[assignment]
         transport.on_broadcast = PubSubHub(lambda payload: 0).on_broadcast
         try:
@@ -450,6 +452,9 @@ def test_a_snapshot_arrives_whole_with_its_manifests_members(tmp_path: Path) -> 
             assert json.loads(got.context) == MEMBERS
             assert [p.name.startswith("received-40-") for p in (tmp_path / "n2/g0").iterdir()] \
                 == [True]
+            assert recorder.transport is not None  # the metrics count the file's bytes
+            assert sender.snapshot_bytes_sent == len(SNAPSHOT_DATA)
+            assert recorder.transport.snapshot_bytes_received == len(SNAPSHOT_DATA)
         finally:
             await sender.stop()
 

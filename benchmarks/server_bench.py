@@ -551,6 +551,14 @@ class Bench:
 
     # -- clean-up
 
+    def show_log_tails(self, lines: int = 15) -> None:
+        """The end of every server's log, on stderr: why a run that failed did."""
+        for log in sorted(self.dir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            if tail:
+                print(f"--- {log.name} (tail)", file=sys.stderr)
+                print("\n".join(tail), file=sys.stderr)
+
     def close(self) -> None:
         if self.bench_proc is not None and self.bench_proc.poll() is None:
             self.bench_proc.kill()
@@ -862,11 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.close()
         return 130
     except Exception:
-        for log in sorted(bench.dir.glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            if tail:
-                print(f"--- {log.name} (tail)", file=sys.stderr)
-                print("\n".join(tail), file=sys.stderr)
+        bench.show_log_tails()
         bench.close()
         raise
     meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]

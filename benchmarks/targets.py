@@ -271,11 +271,7 @@ def run_table(args: argparse.Namespace) -> int:
         bench.close()
         return 130
     except Exception:
-        for log in sorted(bench.dir.glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            if tail:
-                print(f"--- {log.name} (tail)", file=sys.stderr)
-                print("\n".join(tail), file=sys.stderr)
+        bench.show_log_tails()
         bench.close()
         raise
     bench.close()

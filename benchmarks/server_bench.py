@@ -817,13 +817,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def on_term(signum, frame):
+def stop_on_sigterm() -> None:
+    """SIGTERM as Ctrl-C: the benchmark stops every server it started."""
+    def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    stop_on_sigterm()
     bench = Bench(args)
     meta = {"mode": args.mode, "clients": args.clients, "requests": args.requests,
             "pipeline_factor": args.pipeline_factor, "repeat": args.repeat,
